@@ -1,0 +1,195 @@
+"""Wiring: open storage, build the engine, and do first-start setup.
+
+First start on an empty data dir creates the root and issuing CA, a TLS
+certificate for the HTTPS listener and ``ca-bundle.pem``; later starts reuse them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from server.ca import api, keys
+from server.ca.types import KeyAlgorithm, Principal
+from server.config import ConfigError, Settings
+from server.store.database import Database
+from server.store.repository import SqlRepository
+
+__all__ = ["Services", "TlsFiles", "ensure_first_start", "load_passphrase", "open_services"]
+
+log = logging.getLogger(__name__)
+
+SYSTEM: Final = Principal("system", "privca")
+_TLS_NAMES: Final = ("localhost", "127.0.0.1", "::1")
+_TLS_LIFETIME: Final = timedelta(days=90)
+_HTTP_URL_KEY: Final = "public_http_url"
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What a running privca process holds."""
+
+    settings: Settings
+    db: Database
+    repo: SqlRepository
+    engine: api.CAEngine
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """The HTTPS listener's certificate chain and key on disk."""
+
+    cert: Path
+    key: Path
+    bundle: Path
+
+
+def load_passphrase(settings: Settings, *, create: bool) -> bytes:
+    """Return the CA key passphrase from the env var or the passphrase file.
+
+    With ``create`` a missing file is made with a random passphrase (mode 0600).
+
+    Raises:
+        ConfigError: no passphrase available.
+    """
+    from_env = os.environ.get(settings.key_passphrase_env)
+    if from_env:
+        return from_env.encode()
+    path = settings.passphrase_file
+    if path.exists():
+        return path.read_bytes().strip()
+    if not create:
+        raise ConfigError(
+            f"no CA key passphrase: set {settings.key_passphrase_env} or create {path}"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(32) + "\n")
+    log.info("created CA key passphrase file %s (mode 0600)", path)
+    return path.read_bytes().strip()
+
+
+@contextlib.asynccontextmanager
+async def open_services(
+    settings: Settings, *, create: bool = False, serving: bool = False
+) -> AsyncIterator[Services]:
+    """Open the database (migrating it) and build the engine; close on exit.
+
+    ``create`` allows an empty data dir; ``serving`` records this node's public URL.
+    """
+    if settings.database_url is None:
+        if not create and not (settings.data_dir / "privca.db").exists():
+            raise ConfigError(
+                f"no privca database in {settings.data_dir} (run `privca serve` first)"
+            )
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_url)
+    try:
+        await db.migrate()
+        repo = SqlRepository(db)
+        settings = await _shared_http_url(repo, settings, serving=serving)
+        backend = keys.Pkcs8KeyBackend(load_passphrase(settings, create=create))
+        engine = api.CAEngine(repo, backend, settings=settings.engine_settings())
+        yield Services(settings=settings, db=db, repo=repo, engine=engine)
+    finally:
+        await db.close()
+
+
+async def _shared_http_url(repo: SqlRepository, settings: Settings, *, serving: bool) -> Settings:
+    """Make the CLI and every node write the same CDP/AIA URLs as ``serve``.
+
+    ``serve`` records its public HTTP URL; other commands reuse it unless the
+    configuration names one explicitly.
+    """
+    stored = await repo.get_meta(_HTTP_URL_KEY)
+    if serving:
+        if stored != settings.http_base_url:
+            await repo.set_meta(_HTTP_URL_KEY, settings.http_base_url)
+        return settings
+    if stored and settings.public_http_url is None:
+        return settings.model_copy(update={"public_http_url": stored})
+    return settings
+
+
+async def ensure_first_start(services: Services) -> TlsFiles:
+    """Create the default hierarchy and TLS files when missing; return the TLS paths."""
+    settings = services.settings
+    engine = services.engine
+    if await engine.find_ca(settings.ca.issuing_name) is None:
+        if await engine.find_ca(settings.ca.root_name) is None:
+            log.info("first start: creating root CA %r", settings.ca.root_name)
+            await engine.create_root(
+                settings.ca.root_name, actor=SYSTEM, key_algorithm=settings.ca.key_algorithm
+            )
+        log.info("first start: creating issuing CA %r", settings.ca.issuing_name)
+        await engine.create_subordinate(
+            settings.ca.issuing_name,
+            parent=settings.ca.root_name,
+            actor=SYSTEM,
+            key_algorithm=settings.ca.key_algorithm,
+            path_length=0,
+        )
+    issuing = await engine.get_ca(settings.ca.issuing_name)
+    chain = await engine.chain_of(issuing)
+    data = settings.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    bundle = data / "ca-bundle.pem"
+    bundle.write_bytes(chain[-1].public_bytes(serialization.Encoding.PEM))
+    tls_dir = data / "tls"
+    files = TlsFiles(cert=tls_dir / "server.pem", key=tls_dir / "server.key", bundle=bundle)
+    if not _tls_still_good(files, chain[-1]):
+        await _issue_tls(engine, files)
+    return files
+
+
+def _tls_still_good(files: TlsFiles, root: x509.Certificate) -> bool:
+    if not files.cert.exists() or not files.key.exists():
+        return False
+    try:
+        certs = x509.load_pem_x509_certificates(files.cert.read_bytes())
+    except ValueError:
+        return False
+    leaf = certs[0]
+    lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+    left = leaf.not_valid_after_utc - datetime.now(UTC)
+    same_root = len(certs) >= 2 and certs[-1].issuer == root.subject
+    return same_root and left > lifetime / 3
+
+
+async def _issue_tls(engine: api.CAEngine, files: TlsFiles) -> None:
+    names: list[x509.GeneralName] = []
+    for n in _TLS_NAMES:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(n)))
+        except ValueError:
+            names.append(x509.DNSName(n))
+    issued = await engine.issue_with_generated_key(
+        principal=SYSTEM,
+        profile="tls-server",
+        key_algorithm=KeyAlgorithm.EC_P256,
+        subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]),
+        names=names,
+        lifetime=_TLS_LIFETIME,
+    )
+    files.cert.parent.mkdir(parents=True, exist_ok=True)
+    pem = b"".join(
+        c.public_bytes(serialization.Encoding.PEM) for c in (issued.certificate, *issued.chain[:-1])
+    )
+    files.cert.write_bytes(pem)
+    fd = os.open(files.key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(issued.private_key_pem or b"")
+    log.info("issued TLS certificate for %s", ", ".join(_TLS_NAMES))

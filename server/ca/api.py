@@ -1,0 +1,716 @@
+"""CAEngine: the one surface protocol front ends and the CLI call.
+
+Orchestrates hierarchy, policy, issuance and revocation over the storage port;
+owns the decrypted-key cache. Must not import aiohttp, josepy or sqlalchemy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
+
+from server.ca import hierarchy, issuance, keys, policy, profiles, revocation
+from server.ca.errors import EngineError, ProblemKind
+from server.ca.ports import Clock, Repository, SerialConflictError, SystemClock, random_serial
+from server.ca.types import (
+    CA,
+    AuditEvent,
+    CAId,
+    CAKind,
+    CAMode,
+    CAStatus,
+    CertificateRecord,
+    CertQuery,
+    CertStatus,
+    CrlRecord,
+    IssuedCertificate,
+    KeyAlgorithm,
+    Principal,
+    RevocationReason,
+    Serial,
+)
+
+__all__ = ["CAEngine", "EngineSettings"]
+
+_SERIAL_ATTEMPTS: Final = 5
+_CA_BACKDATE: Final = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Engine configuration, validated by ``server.config`` before it gets here."""
+
+    http_base_url: str = "http://127.0.0.1:8080"
+    organization: str | None = "privca"
+    default_ca: str | None = None
+    crl_validity: timedelta = timedelta(days=1)
+    ocsp_validity: timedelta = timedelta(days=4)
+    root_lifetime: timedelta = timedelta(days=3650)
+    sub_lifetime: timedelta = timedelta(days=1825)
+    profiles: dict[str, profiles.Profile] = field(
+        default_factory=lambda: dict(profiles.BUILTIN_PROFILES)
+    )
+
+
+class CAEngine:
+    """Private CA operations: hierarchy, issuance, revocation, inventory, audit."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        key_backend: keys.KeyBackend,
+        *,
+        settings: EngineSettings | None = None,
+        clock: Clock | None = None,
+        serials: Callable[[], Serial] = random_serial,
+    ) -> None:
+        self._repo = repo
+        self._keys = key_backend
+        self.settings = settings or EngineSettings()
+        self._clock = clock or SystemClock()
+        self._serials = serials
+        self._issuers: dict[CAId, issuance.Issuer] = {}
+        self._cas: dict[str, CA] = {}
+
+    # ------------------------------------------------------------------ helpers
+
+    def _now(self) -> datetime:
+        return self._clock.now()
+
+    def _audit(self, actor: Principal, action: str, target: str, **detail: str) -> AuditEvent:
+        return AuditEvent(
+            at=self._now(), actor=str(actor), action=action, target=target, detail=detail
+        )
+
+    def urls_for(self, ca: CA) -> issuance.RevocationUrls:
+        """Return the CRL, OCSP and caIssuers URLs named in the children of ``ca``."""
+        base = self.settings.http_base_url.rstrip("/")
+        return issuance.RevocationUrls(
+            crl=f"{base}/crl/{ca.id}.crl",
+            ocsp=f"{base}/ocsp",
+            ca_issuers=f"{base}/ca/{ca.id}.cer",
+        )
+
+    def _child_urls(self, ca: CA) -> issuance.RevocationUrls:
+        urls = self.urls_for(ca)
+        if ca.mode is CAMode.SHORT_LIVED and not ca.publish_revocation:
+            # Short-lived leaves expire instead of being revoked: no CDP/OCSP by default.
+            return issuance.RevocationUrls(crl=None, ocsp=None, ca_issuers=urls.ca_issuers)
+        return urls
+
+    async def _issuer(self, ca: CA) -> issuance.Issuer:
+        cached = self._issuers.get(ca.id)
+        if cached is not None:
+            return cached
+        if ca.cert_der is None or ca.status is not CAStatus.ACTIVE:
+            raise EngineError(ProblemKind.POLICY, f"CA {ca.name} is not active")
+        key = await asyncio.to_thread(self._keys.load, ca.key)
+        chain = [x509.load_der_x509_certificate(d) for d in ca.chain_der]
+        built = issuance.Issuer.create(
+            ca.certificate, key, urls=self._child_urls(ca), chain=chain
+        )
+        self._issuers[ca.id] = built
+        return built
+
+    def _forget(self, ca: CA) -> None:
+        self._issuers.pop(ca.id, None)
+        self._cas.pop(ca.id, None)
+        self._cas.pop(ca.name, None)
+
+    def _new_id(self) -> CAId:
+        return CAId(format(self._serials() & ((1 << 48) - 1), "012x"))
+
+    # ------------------------------------------------------------------ CAs
+
+    async def get_ca(self, ref: str | None = None) -> CA:
+        """Return a CA by name or id; None means the default issuing CA.
+
+        Raises:
+            EngineError: NOT_FOUND for an unknown CA or when no default is set.
+        """
+        if ref is None:
+            ref = self.settings.default_ca
+            if ref is None:
+                raise EngineError(ProblemKind.NOT_FOUND, "no default CA is configured")
+        cached = self._cas.get(ref)
+        if cached is not None:
+            return cached
+        ca = await self._repo.get_ca_by_name(ref) or await self._repo.get_ca(CAId(ref))
+        if ca is None:
+            raise EngineError(ProblemKind.NOT_FOUND, f"unknown CA {ref!r}")
+        if ca.status is CAStatus.ACTIVE:
+            self._cas[ref] = ca
+        return ca
+
+    async def find_ca(self, ref: str) -> CA | None:
+        """Return a CA by name or id, None if absent."""
+        try:
+            return await self.get_ca(ref)
+        except EngineError:
+            return None
+
+    async def list_cas(self) -> Sequence[CA]:
+        """Return every CA, oldest first."""
+        return await self._repo.list_cas()
+
+    async def chain_of(self, ca: CA) -> tuple[x509.Certificate, ...]:
+        """Return the CA's certificate followed by its issuers up to the root."""
+        return (ca.certificate, *(x509.load_der_x509_certificate(d) for d in ca.chain_der))
+
+    async def _check_new_name(self, name: str) -> None:
+        if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
+            raise EngineError(
+                ProblemKind.MALFORMED, "CA names are 1-64 letters, digits, '-' or '_'"
+            )
+        if await self._repo.get_ca_by_name(name) is not None:
+            raise EngineError(ProblemKind.CONFLICT, f"a CA named {name!r} already exists")
+
+    async def create_root(
+        self,
+        name: str,
+        *,
+        actor: Principal,
+        key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256,
+        subject: x509.Name | None = None,
+        lifetime: timedelta | None = None,
+        path_length: int | None = None,
+        mode: CAMode = CAMode.GENERAL,
+        name_constraints: x509.NameConstraints | None = None,
+    ) -> CA:
+        """Create a self-signed root CA (tier 1).
+
+        Raises:
+            EngineError: CONFLICT (name taken), MALFORMED (bad name), POLICY (path length).
+        """
+        await self._check_new_name(name)
+        plen = hierarchy.child_path_length(
+            child_tier=1, parent_path_length=None, requested=path_length
+        )
+        handle, public_key = await asyncio.to_thread(self._keys.create, key_algorithm, label=name)
+        private_key = await asyncio.to_thread(self._keys.load, handle)
+        now = self._now().replace(microsecond=0)
+        serial = self._serials()
+        cert = issuance.build_ca_certificate(
+            subject=subject or hierarchy.ca_subject(name, self.settings.organization),
+            public_key=public_key,
+            issuer=None,
+            self_key=private_key,
+            not_before=now - _CA_BACKDATE,
+            not_after=now + (lifetime or self.settings.root_lifetime),
+            serial=serial,
+            path_length=plen,
+            name_constraints=name_constraints,
+        )
+        ca = CA(
+            id=self._new_id(),
+            name=name,
+            parent_id=None,
+            tier=1,
+            key_algorithm=key_algorithm,
+            key=handle,
+            status=CAStatus.ACTIVE,
+            mode=mode,
+            kind=CAKind.GENERAL,
+            created_at=now,
+            cert_der=cert.public_bytes(serialization.Encoding.DER),
+        )
+        await self._repo.add_ca(ca, audit=self._audit(actor, "ca.create-root", name))
+        await self._store_ca_record(ca, ca, cert, actor)
+        return ca
+
+    async def _store_ca_record(
+        self, issuer: CA, ca: CA, cert: x509.Certificate, actor: Principal
+    ) -> None:
+        await self._repo.add_certificate(
+            self._record(issuer, cert, profile="ca", names=(), actor=actor, is_ca=True),
+            audit=self._audit(
+                actor, "cert.issue", f"{issuer.name}/{cert.serial_number:X}", ca=ca.name
+            ),
+        )
+
+    async def create_subordinate(
+        self,
+        name: str,
+        *,
+        parent: str,
+        actor: Principal,
+        key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256,
+        subject: x509.Name | None = None,
+        lifetime: timedelta | None = None,
+        path_length: int | None = None,
+        mode: CAMode = CAMode.GENERAL,
+        name_constraints: x509.NameConstraints | None = None,
+        dns_suffixes: Sequence[str] = (),
+        ip_networks: Sequence[str] = (),
+        publish_revocation: bool | None = None,
+    ) -> CA:
+        """Create a CA signed by ``parent`` (tiers 2..5).
+
+        Raises:
+            EngineError: NOT_FOUND (parent), CONFLICT (name), POLICY (sixth tier,
+                parent path length, parent not active).
+        """
+        parent_ca = await self.get_ca(parent)
+        if parent_ca.status is not CAStatus.ACTIVE:
+            raise EngineError(ProblemKind.POLICY, f"parent CA {parent_ca.name} is not active")
+        await self._check_new_name(name)
+        parent_issuer = await self._issuer(parent_ca)
+        plen = hierarchy.child_path_length(
+            child_tier=parent_ca.tier + 1,
+            parent_path_length=hierarchy.path_length_of(parent_issuer.certificate),
+            requested=path_length,
+        )
+        _check_ip_networks(ip_networks)
+        handle, public_key = await asyncio.to_thread(self._keys.create, key_algorithm, label=name)
+        now = self._now().replace(microsecond=0)
+        not_after = min(now + (lifetime or self.settings.sub_lifetime), parent_issuer.not_after)
+        cert = issuance.build_ca_certificate(
+            subject=subject or hierarchy.ca_subject(name, self.settings.organization),
+            public_key=public_key,
+            issuer=parent_issuer,
+            self_key=None,
+            not_before=now - _CA_BACKDATE,
+            not_after=not_after,
+            serial=self._serials(),
+            path_length=plen,
+            name_constraints=name_constraints,
+        )
+        ca = CA(
+            id=self._new_id(),
+            name=name,
+            parent_id=parent_ca.id,
+            tier=parent_ca.tier + 1,
+            key_algorithm=key_algorithm,
+            key=handle,
+            status=CAStatus.ACTIVE,
+            mode=mode,
+            kind=CAKind.GENERAL,
+            created_at=now,
+            cert_der=cert.public_bytes(serialization.Encoding.DER),
+            chain_der=(parent_ca.cert_der or b"", *parent_ca.chain_der),
+            allowed_dns_suffixes=tuple(dns_suffixes),
+            allowed_ip_networks=tuple(ip_networks),
+            publish_revocation=(
+                publish_revocation if publish_revocation is not None else mode is CAMode.GENERAL
+            ),
+        )
+        await self._repo.add_ca(
+            ca, audit=self._audit(actor, "ca.create-sub", name, parent=parent_ca.name)
+        )
+        await self._store_ca_record(parent_ca, ca, cert, actor)
+        return ca
+
+    async def create_import_request(
+        self,
+        name: str,
+        *,
+        actor: Principal,
+        key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256,
+        subject: x509.Name | None = None,
+        mode: CAMode = CAMode.GENERAL,
+    ) -> CA:
+        """Create a CA key and CSR for signing by an external CA; the CA stays PENDING.
+
+        Raises:
+            EngineError: CONFLICT (name taken), MALFORMED (bad name).
+        """
+        await self._check_new_name(name)
+        handle, _ = await asyncio.to_thread(self._keys.create, key_algorithm, label=name)
+        key = await asyncio.to_thread(self._keys.load, handle)
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(subject or hierarchy.ca_subject(name, self.settings.organization))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, keys.signature_hash(key))
+        )
+        ca = CA(
+            id=self._new_id(),
+            name=name,
+            parent_id=None,
+            tier=0,
+            key_algorithm=key_algorithm,
+            key=handle,
+            status=CAStatus.PENDING,
+            mode=mode,
+            kind=CAKind.GENERAL,
+            created_at=self._now(),
+            csr_der=csr.public_bytes(serialization.Encoding.DER),
+            external=True,
+        )
+        await self._repo.add_ca(ca, audit=self._audit(actor, "ca.import-csr", name))
+        return ca
+
+    async def activate_import(self, name: str, *, pem: bytes, actor: Principal) -> CA:
+        """Activate a PENDING CA with its externally signed certificate and chain.
+
+        ``pem`` holds the CA certificate first, then its issuers up to the root.
+
+        Raises:
+            EngineError: NOT_FOUND, CONFLICT (not pending), MALFORMED (failed checks).
+        """
+        ca = await self.get_ca(name)
+        if ca.status is not CAStatus.PENDING or ca.csr_der is None:
+            raise EngineError(ProblemKind.CONFLICT, f"CA {name} is not waiting for a certificate")
+        cert, *chain = hierarchy.load_pem_chain(pem)
+        csr = x509.load_der_x509_csr(ca.csr_der)
+        hierarchy.verify_import(cert, chain, public_key=csr.public_key(), now=self._now())
+        tier = len(chain) + 1
+        if tier > hierarchy.MAX_TIERS:
+            raise EngineError(
+                ProblemKind.POLICY,
+                f"the imported CA would be tier {tier}; at most {hierarchy.MAX_TIERS}",
+            )
+        active = replace(
+            ca,
+            status=CAStatus.ACTIVE,
+            tier=tier,
+            cert_der=cert.public_bytes(serialization.Encoding.DER),
+            chain_der=tuple(c.public_bytes(serialization.Encoding.DER) for c in chain),
+        )
+        await self._repo.update_ca(
+            active,
+            audit=self._audit(
+                actor, "ca.import-activate", name, issuer=cert.issuer.rfc4514_string()
+            ),
+        )
+        self._forget(ca)
+        return active
+
+    # ------------------------------------------------------------------ issuance
+
+    def _record(
+        self,
+        ca: CA,
+        cert: x509.Certificate,
+        *,
+        profile: str,
+        names: Sequence[x509.GeneralName],
+        actor: Principal,
+        is_ca: bool = False,
+    ) -> CertificateRecord:
+        return CertificateRecord(
+            ca_id=ca.id,
+            serial=Serial(cert.serial_number),
+            der=cert.public_bytes(serialization.Encoding.DER),
+            profile=profile,
+            subject=cert.subject.rfc4514_string(),
+            sans=tuple(policy.san_value(n) for n in names),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            issued_at=self._now(),
+            requester=str(actor),
+            is_ca=is_ca,
+        )
+
+    def profile(self, name: str) -> profiles.Profile:
+        """Return a configured profile; EngineError(INVALID_PROFILE) if unknown."""
+        found = self.settings.profiles.get(name)
+        if found is None:
+            return profiles.get_profile(name)
+        return found
+
+    async def issue(
+        self,
+        csr: bytes | x509.CertificateSigningRequest,
+        *,
+        principal: Principal,
+        profile: str,
+        ca: str | None = None,
+        names: Sequence[x509.GeneralName] | None = None,
+        subject: x509.Name | None = None,
+        lifetime: timedelta | None = None,
+        not_before: datetime | None = None,
+        not_after: datetime | None = None,
+    ) -> IssuedCertificate:
+        """Issue a leaf from a PKCS#10 request; stored before it is returned.
+
+        ``names`` (if given) must equal the CSR's SANs as a set, which is how a
+        front end ties a CSR to what it authorised.
+
+        Raises:
+            EngineError: BAD_CSR, BAD_PUBLIC_KEY, REJECTED_IDENTIFIER, MALFORMED
+                (validity), INVALID_PROFILE, NOT_FOUND (CA), POLICY (CA inactive).
+        """
+        req = csr if isinstance(csr, x509.CertificateSigningRequest) else issuance.load_csr(csr)
+        csr_names = issuance.requested_names(req)
+        if names is not None and {policy.san_value(n) for n in names} != {
+            policy.san_value(n) for n in csr_names
+        }:
+            raise EngineError(ProblemKind.BAD_CSR, "the CSR's names differ from the request")
+        return await self._issue_key(
+            req.public_key(),
+            principal=principal,
+            profile=profile,
+            ca=ca,
+            names=csr_names,
+            subject=subject if subject is not None else req.subject,
+            lifetime=lifetime,
+            not_before=not_before,
+            not_after=not_after,
+        )
+
+    async def issue_with_generated_key(
+        self,
+        *,
+        principal: Principal,
+        profile: str,
+        key_algorithm: KeyAlgorithm,
+        subject: x509.Name,
+        names: Sequence[x509.GeneralName] = (),
+        ca: str | None = None,
+        lifetime: timedelta | None = None,
+    ) -> IssuedCertificate:
+        """Generate a key pair and issue for it; the private key is returned, never stored.
+
+        Raises:
+            EngineError: as ``issue``.
+        """
+        key = await asyncio.to_thread(keys.generate_private_key, key_algorithm)
+        issued = await self._issue_key(
+            key.public_key(),
+            principal=principal,
+            profile=profile,
+            ca=ca,
+            names=names,
+            subject=subject,
+            lifetime=lifetime,
+            not_before=None,
+            not_after=None,
+        )
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return replace(issued, private_key_pem=pem)
+
+    async def _issue_key(
+        self,
+        public_key: object,
+        *,
+        principal: Principal,
+        profile: str,
+        ca: str | None,
+        names: Sequence[x509.GeneralName],
+        subject: x509.Name,
+        lifetime: timedelta | None,
+        not_before: datetime | None,
+        not_after: datetime | None,
+    ) -> IssuedCertificate:
+        prof = self.profile(profile)
+        alg = keys.algorithm_of(public_key)
+        if alg not in prof.allowed_key_algorithms:
+            raise EngineError(
+                ProblemKind.BAD_PUBLIC_KEY, f"profile {prof.name} does not allow {alg} keys"
+            )
+        issuer_ca = await self.get_ca(ca)
+        if issuer_ca.kind is not CAKind.GENERAL:
+            raise EngineError(
+                ProblemKind.POLICY,
+                f"CA {issuer_ca.name} ({issuer_ca.kind}) cannot issue {prof.name}",
+            )
+        policy.check_names(
+            names,
+            profile=prof,
+            dns_suffixes=issuer_ca.allowed_dns_suffixes,
+            ip_networks=issuer_ca.allowed_ip_networks,
+        )
+        leaf_subject = issuance.leaf_subject(prof, subject, names)
+        if len(leaf_subject) == 0 and not names:
+            raise EngineError(ProblemKind.BAD_CSR, "the request names no subject and no SAN")
+        issuer = await self._issuer(issuer_ca)
+        policy.check_name_constraints(names, issuer.name_constraints)
+        max_lifetime = prof.max_lifetime
+        if issuer_ca.mode is CAMode.SHORT_LIVED:
+            max_lifetime = min(max_lifetime, profiles.SHORT_LIVED_MAX)
+        now = self._now()
+        start, end = issuance.clamp_validity(
+            now=now,
+            not_before=not_before,
+            not_after=not_after,
+            lifetime=lifetime,
+            profile=prof,
+            max_lifetime=max_lifetime,
+            issuer_not_after=issuer.not_after,
+        )
+        for _ in range(_SERIAL_ATTEMPTS):
+            cert = issuance.build_leaf(
+                issuer,
+                public_key=public_key,  # type: ignore[arg-type]  # checked by algorithm_of
+                subject=leaf_subject,
+                names=names,
+                profile=prof,
+                not_before=start,
+                not_after=end,
+                serial=self._serials(),
+            )
+            record = self._record(issuer_ca, cert, profile=prof.name, names=names, actor=principal)
+            try:
+                await self._repo.add_certificate(
+                    record,
+                    audit=self._audit(
+                        principal,
+                        "cert.issue",
+                        f"{issuer_ca.name}/{record.serial_hex}",
+                        profile=prof.name,
+                        subject=record.subject,
+                    ),
+                )
+            except SerialConflictError:
+                continue
+            chain = await self.chain_of(issuer_ca)
+            return IssuedCertificate(record=record, certificate=cert, chain=chain)
+        raise EngineError(ProblemKind.SERVER_INTERNAL, "could not allocate a unique serial")
+
+    # ------------------------------------------------------------------ revocation
+
+    async def find_certificates(self, query: CertQuery) -> Sequence[CertificateRecord]:
+        """Search the inventory."""
+        return await self._repo.list_certificates(query)
+
+    async def get_certificate(self, ca: str | None, serial: int) -> CertificateRecord:
+        """Return one certificate of a CA (None: search all CAs for the serial).
+
+        Raises:
+            EngineError: NOT_FOUND, or CONFLICT when the serial is ambiguous.
+        """
+        if ca is not None:
+            ca_obj = await self.get_ca(ca)
+            rec = await self._repo.get_certificate(ca_obj.id, Serial(serial))
+            if rec is None:
+                raise EngineError(ProblemKind.NOT_FOUND, f"no certificate {serial:X} from {ca}")
+            return rec
+        found = await self._repo.list_certificates(CertQuery(serial=Serial(serial), limit=2))
+        if not found:
+            raise EngineError(ProblemKind.NOT_FOUND, f"no certificate with serial {serial:X}")
+        if len(found) > 1:
+            raise EngineError(ProblemKind.CONFLICT, f"serial {serial:X} exists under several CAs")
+        return found[0]
+
+    async def revoke(
+        self,
+        serial: int,
+        *,
+        principal: Principal,
+        reason: RevocationReason = RevocationReason.UNSPECIFIED,
+        ca: str | None = None,
+    ) -> CertificateRecord:
+        """Revoke a certificate (leaf or subordinate CA).
+
+        Raises:
+            EngineError: NOT_FOUND, ALREADY_REVOKED, BAD_REVOCATION_REASON.
+        """
+        if reason is RevocationReason.REMOVE_FROM_CRL:
+            raise EngineError(
+                ProblemKind.BAD_REVOCATION_REASON, "removeFromCRL is only for delta CRLs"
+            )
+        rec = await self.get_certificate(ca, serial)
+        if rec.status is CertStatus.REVOKED:
+            raise EngineError(ProblemKind.ALREADY_REVOKED, f"{rec.serial_hex} is already revoked")
+        updated = await self._repo.revoke_certificate(
+            rec.ca_id,
+            rec.serial,
+            at=self._now().replace(microsecond=0),
+            reason=reason,
+            audit=self._audit(principal, "cert.revoke", rec.serial_hex, reason=str(reason)),
+        )
+        if updated is None:
+            raise EngineError(ProblemKind.ALREADY_REVOKED, f"{rec.serial_hex} is already revoked")
+        return updated
+
+    async def generate_crl(self, ca: str | None, *, actor: Principal) -> CrlRecord:
+        """Build, sign and keep a fresh complete CRL for a CA.
+
+        Raises:
+            EngineError: NOT_FOUND, POLICY (CA not active).
+        """
+        ca_obj = await self.get_ca(ca)
+        issuer = await self._issuer(ca_obj)
+        revoked = await self._repo.list_revoked(ca_obj.id)
+        number = await self._repo.next_crl_number(ca_obj.id)
+        now = self._now().replace(microsecond=0)
+        next_update = now + self.settings.crl_validity
+        crl = await asyncio.to_thread(
+            revocation.build_crl,
+            issuer,
+            revoked=revoked,
+            number=number,
+            this_update=now,
+            next_update=next_update,
+            distribution_point=self.urls_for(ca_obj).crl,
+        )
+        record = CrlRecord(
+            ca_id=ca_obj.id,
+            number=number,
+            this_update=now,
+            next_update=next_update,
+            der=crl.public_bytes(serialization.Encoding.DER),
+        )
+        await self._repo.add_crl(record)
+        await self._repo.add_audit(
+            self._audit(
+                actor, "crl.generate", ca_obj.name, number=str(number), entries=str(len(revoked))
+            )
+        )
+        return record
+
+    async def ocsp_response(
+        self, ca: str | None, serial: int, *, nonce: bytes | None = None
+    ) -> bytes:
+        """Sign an OCSP response (DER) for one serial of a CA: good, revoked or unknown.
+
+        Raises:
+            EngineError: NOT_FOUND (CA), POLICY (CA not active).
+        """
+        ca_obj = await self.get_ca(ca)
+        issuer = await self._issuer(ca_obj)
+        rec = await self._repo.get_certificate(ca_obj.id, Serial(serial))
+        if rec is None:
+            status = revocation.OcspStatus(serial=serial, status=ocsp.OCSPCertStatus.UNKNOWN)
+        elif rec.status is CertStatus.REVOKED:
+            status = revocation.OcspStatus(
+                serial=serial,
+                status=ocsp.OCSPCertStatus.REVOKED,
+                revoked_at=rec.revoked_at,
+                reason=rec.revocation_reason,
+            )
+        else:
+            status = revocation.OcspStatus(serial=serial, status=ocsp.OCSPCertStatus.GOOD)
+        cert = issuer.certificate
+        name_hash = hashes.Hash(hashes.SHA1())  # noqa: S303 - RFC 5019 mandates SHA-1 CertIDs
+        name_hash.update(cert.subject.public_bytes())
+        key_hash = x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+        now = self._now().replace(microsecond=0)
+        return revocation.build_ocsp_response(
+            issuer,
+            issuer_name_hash=name_hash.finalize(),
+            issuer_key_hash=key_hash,
+            hash_algorithm=hashes.SHA1(),  # noqa: S303 - RFC 5019 mandates SHA-1 CertIDs
+            status=status,
+            this_update=now,
+            next_update=now + self.settings.ocsp_validity,
+            nonce=nonce,
+        )
+
+    # ------------------------------------------------------------------ audit
+
+    async def audit_log(self, *, limit: int = 100) -> Sequence[AuditEvent]:
+        """Return the newest audit events first."""
+        return await self._repo.list_audit(limit=limit)
+
+
+def _check_ip_networks(networks: Sequence[str]) -> None:
+    import ipaddress
+
+    for net in networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError as exc:
+            raise EngineError(ProblemKind.MALFORMED, f"{net!r} is not an IP network") from exc

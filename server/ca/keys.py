@@ -1,0 +1,186 @@
+"""Key algorithms, key policy and CA key backends.
+
+The only module that touches CA private keys. Backends hide where a key lives
+(encrypted PKCS#8 blob in storage by default; an HSM backend can be added by
+implementing ``KeyBackend``). Must not import aiohttp, josepy or sqlalchemy.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Final, Protocol
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
+
+from server.ca.errors import EngineError, ProblemKind
+from server.ca.types import KeyAlgorithm, KeyHandle
+
+__all__ = [
+    "KeyBackend",
+    "Pkcs8KeyBackend",
+    "SignatureHash",
+    "algorithm_of",
+    "generate_private_key",
+    "signature_hash",
+]
+
+_RSA_SIZES: Final = {
+    KeyAlgorithm.RSA_2048: 2048,
+    KeyAlgorithm.RSA_3072: 3072,
+    KeyAlgorithm.RSA_4096: 4096,
+}
+_EC_CURVES: Final[dict[KeyAlgorithm, ec.EllipticCurve]] = {
+    KeyAlgorithm.EC_P256: ec.SECP256R1(),
+    KeyAlgorithm.EC_P384: ec.SECP384R1(),
+    KeyAlgorithm.EC_P521: ec.SECP521R1(),
+}
+_CURVE_ALGS: Final = {curve.name: alg for alg, curve in _EC_CURVES.items()}
+_MIN_RSA_BITS: Final = 2048
+_MAX_RSA_BITS: Final = 8192
+
+
+def generate_private_key(alg: KeyAlgorithm) -> CertificateIssuerPrivateKeyTypes:
+    """Generate a new private key of the given algorithm."""
+    if alg in _RSA_SIZES:
+        return rsa.generate_private_key(public_exponent=65537, key_size=_RSA_SIZES[alg])
+    if alg in _EC_CURVES:
+        return ec.generate_private_key(_EC_CURVES[alg])
+    if alg is KeyAlgorithm.ED25519:
+        return ed25519.Ed25519PrivateKey.generate()
+    if alg is KeyAlgorithm.ML_DSA_44:
+        return mldsa.MLDSA44PrivateKey.generate()
+    if alg is KeyAlgorithm.ML_DSA_65:
+        return mldsa.MLDSA65PrivateKey.generate()
+    return mldsa.MLDSA87PrivateKey.generate()
+
+
+def algorithm_of(public_key: CertificatePublicKeyTypes | object) -> KeyAlgorithm:
+    """Classify a public key, refusing weak or unsupported ones.
+
+    Raises:
+        EngineError: BAD_PUBLIC_KEY for RSA < 2048 bits, a small or even exponent,
+            curves other than P-256/P-384/P-521, and any other key type.
+    """
+    if isinstance(public_key, rsa.RSAPublicKey):
+        bits = public_key.key_size
+        exponent = public_key.public_numbers().e
+        if bits < _MIN_RSA_BITS or bits > _MAX_RSA_BITS:
+            raise EngineError(
+                ProblemKind.BAD_PUBLIC_KEY, f"RSA key of {bits} bits refused (2048-8192 allowed)"
+            )
+        if exponent < 65537 or exponent % 2 == 0:
+            raise EngineError(ProblemKind.BAD_PUBLIC_KEY, f"RSA public exponent {exponent} refused")
+        if bits <= 2048:
+            return KeyAlgorithm.RSA_2048
+        return KeyAlgorithm.RSA_3072 if bits <= 3072 else KeyAlgorithm.RSA_4096
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        alg = _CURVE_ALGS.get(public_key.curve.name)
+        if alg is None:
+            raise EngineError(
+                ProblemKind.BAD_PUBLIC_KEY,
+                f"elliptic curve {public_key.curve.name} refused (P-256, P-384, P-521 allowed)",
+            )
+        return alg
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return KeyAlgorithm.ED25519
+    if isinstance(public_key, mldsa.MLDSA44PublicKey):
+        return KeyAlgorithm.ML_DSA_44
+    if isinstance(public_key, mldsa.MLDSA65PublicKey):
+        return KeyAlgorithm.ML_DSA_65
+    if isinstance(public_key, mldsa.MLDSA87PublicKey):
+        return KeyAlgorithm.ML_DSA_87
+    name = "Ed448" if isinstance(public_key, ed448.Ed448PublicKey) else type(public_key).__name__
+    raise EngineError(ProblemKind.BAD_PUBLIC_KEY, f"key type {name} is not supported")
+
+
+SignatureHash = hashes.SHA256 | hashes.SHA384 | hashes.SHA512
+
+
+def signature_hash(key: CertificateIssuerPrivateKeyTypes) -> SignatureHash | None:
+    """Return the hash to sign with: SHA-256/384/512 by key strength, None for EdDSA/ML-DSA."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return hashes.SHA256() if key.key_size < 3072 else hashes.SHA384()
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        size = key.curve.key_size
+        if size <= 256:
+            return hashes.SHA256()
+        return hashes.SHA384() if size <= 384 else hashes.SHA512()
+    return None
+
+
+class KeyBackend(Protocol):
+    """Creates and loads CA private keys without callers knowing where they live."""
+
+    @property
+    def name(self) -> str:
+        """Return the backend's name as stored in ``KeyHandle.backend``."""
+        ...
+
+    def create(
+        self, alg: KeyAlgorithm, *, label: str
+    ) -> tuple[KeyHandle, CertificatePublicKeyTypes]:
+        """Create a key; return its handle (to store with the CA) and public key."""
+        ...
+
+    def load(self, handle: KeyHandle) -> CertificateIssuerPrivateKeyTypes:
+        """Return a signing key for a handle made by this backend."""
+        ...
+
+
+class Pkcs8KeyBackend:
+    """CA keys as passphrase-encrypted PKCS#8 PEM (AES-256-CBC, PBKDF2) kept in storage."""
+
+    name: Final[str] = "pkcs8"
+
+    def __init__(self, passphrase: bytes) -> None:
+        if len(passphrase) < 16:
+            raise ValueError("the CA key passphrase must be at least 16 bytes")
+        self._passphrase = passphrase
+
+    def create(
+        self, alg: KeyAlgorithm, *, label: str
+    ) -> tuple[KeyHandle, CertificatePublicKeyTypes]:
+        """Generate a key and return it encrypted in a handle."""
+        key = generate_private_key(alg)
+        return self.wrap(key, label=label), key.public_key()
+
+    def wrap(self, key: CertificateIssuerPrivateKeyTypes, *, label: str) -> KeyHandle:
+        """Encrypt an existing private key into a handle."""
+        blob = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(self._passphrase),
+        )
+        return KeyHandle(backend=self.name, ref=f"{label}-{secrets.token_hex(4)}", blob=blob)
+
+    def load(self, handle: KeyHandle) -> CertificateIssuerPrivateKeyTypes:
+        """Decrypt the handle's key; EngineError(SERVER_INTERNAL) on a wrong passphrase."""
+        try:
+            key = serialization.load_pem_private_key(handle.blob, password=self._passphrase)
+        except (ValueError, TypeError) as exc:
+            raise EngineError(
+                ProblemKind.SERVER_INTERNAL,
+                f"cannot decrypt CA key {handle.ref}: wrong passphrase or damaged key",
+            ) from exc
+        if isinstance(key, (ed448.Ed448PrivateKey,)) or not _is_issuer_key(key):
+            raise EngineError(ProblemKind.SERVER_INTERNAL, f"CA key {handle.ref} has a bad type")
+        return key  # type: ignore[return-value]  # narrowed by _is_issuer_key
+
+
+def _is_issuer_key(key: object) -> bool:
+    return isinstance(
+        key,
+        (
+            rsa.RSAPrivateKey,
+            ec.EllipticCurvePrivateKey,
+            ed25519.Ed25519PrivateKey,
+            mldsa.MLDSA44PrivateKey,
+            mldsa.MLDSA65PrivateKey,
+            mldsa.MLDSA87PrivateKey,
+        ),
+    )

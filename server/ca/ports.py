@@ -1,0 +1,118 @@
+"""Ports the engine depends on: storage, time and randomness.
+
+``server/store`` implements ``Repository`` on SQLAlchemy, ``server/store/memory.py``
+in memory for engine tests. Imports only engine types.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+from server.ca import types
+
+__all__ = ["Clock", "Repository", "SerialConflictError", "SystemClock", "random_serial"]
+
+
+class SerialConflictError(Exception):
+    """Raised by a repository when (ca_id, serial) already exists."""
+
+
+class Clock(Protocol):
+    """Source of the current time (aware UTC)."""
+
+    def now(self) -> datetime:
+        """Return the current time."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        """Return the current time, aware UTC."""
+        return datetime.now(UTC)
+
+
+def random_serial() -> types.Serial:
+    """Return a positive 127-bit serial from the CSPRNG (RFC 5280: at most 20 octets)."""
+    # 16 random bytes with the top bit cleared: positive, >= 64 bits of entropy.
+    return types.Serial(secrets.randbits(127) | (1 << 64))
+
+
+class Repository(Protocol):
+    """Persistent state of the CA engine; every write is one transaction."""
+
+    async def add_ca(self, ca: types.CA, *, audit: types.AuditEvent) -> None:
+        """Insert a CA; ``EngineError(CONFLICT)`` if the name exists."""
+        ...
+
+    async def update_ca(self, ca: types.CA, *, audit: types.AuditEvent) -> None:
+        """Replace a CA row (status, certificate, chain, policy)."""
+        ...
+
+    async def get_ca(self, ca_id: types.CAId) -> types.CA | None:
+        """Return a CA by id."""
+        ...
+
+    async def get_ca_by_name(self, name: str) -> types.CA | None:
+        """Return a CA by its unique name."""
+        ...
+
+    async def list_cas(self) -> Sequence[types.CA]:
+        """Return every CA, oldest first."""
+        ...
+
+    async def add_certificate(
+        self, record: types.CertificateRecord, *, audit: types.AuditEvent
+    ) -> None:
+        """Insert an issued certificate; ``SerialConflictError`` on a duplicate serial."""
+        ...
+
+    async def get_certificate(
+        self, ca_id: types.CAId, serial: types.Serial
+    ) -> types.CertificateRecord | None:
+        """Return one certificate by issuer and serial."""
+        ...
+
+    async def list_certificates(self, query: types.CertQuery) -> Sequence[types.CertificateRecord]:
+        """Return certificates matching ``query``, newest first."""
+        ...
+
+    async def revoke_certificate(
+        self,
+        ca_id: types.CAId,
+        serial: types.Serial,
+        *,
+        at: datetime,
+        reason: types.RevocationReason,
+        audit: types.AuditEvent,
+    ) -> types.CertificateRecord | None:
+        """Mark a valid certificate revoked; None if it was not VALID (or is absent)."""
+        ...
+
+    async def list_revoked(self, ca_id: types.CAId) -> Sequence[types.CertificateRecord]:
+        """Return the revoked certificates of one issuer."""
+        ...
+
+    async def add_crl(self, crl: types.CrlRecord) -> None:
+        """Keep a generated CRL."""
+        ...
+
+    async def latest_crl(self, ca_id: types.CAId) -> types.CrlRecord | None:
+        """Return the CRL with the highest number for a CA."""
+        ...
+
+    async def next_crl_number(self, ca_id: types.CAId) -> int:
+        """Atomically reserve the next CRL number for a CA (monotonic, from 1)."""
+        ...
+
+    async def add_audit(self, event: types.AuditEvent) -> None:
+        """Append an audit event."""
+        ...
+
+    async def list_audit(self, *, limit: int = 100) -> Sequence[types.AuditEvent]:
+        """Return the newest audit events first."""
+        ...

@@ -1,0 +1,362 @@
+"""SQL implementation of the engine's ``Repository`` port (SQLite and PostgreSQL).
+
+Uses Core statements on the hot paths (one short transaction per write) and
+converts rows to engine types with ``_to_domain`` helpers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import Row, Table, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.ca import types
+from server.ca.errors import EngineError, ProblemKind
+from server.ca.ports import SerialConflictError
+from server.store.database import Database
+from server.store.models import AuditRow, CARow, CertificateRow, CrlNumberRow, CrlRow, MetaRow
+
+__all__ = ["SqlRepository"]
+
+_CA = cast(Table, CARow.__table__)
+_CERT = cast(Table, CertificateRow.__table__)
+_CRL = cast(Table, CrlRow.__table__)
+_CRLNUM = cast(Table, CrlNumberRow.__table__)
+_AUDIT = cast(Table, AuditRow.__table__)
+_META = cast(Table, MetaRow.__table__)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _serial_key(serial: int) -> str:
+    return format(serial, "X")
+
+
+def _ca_to_domain(row: Row[Any]) -> types.CA:
+    return types.CA(
+        id=types.CAId(row.id),
+        name=row.name,
+        parent_id=types.CAId(row.parent_id) if row.parent_id else None,
+        tier=row.tier,
+        key_algorithm=types.KeyAlgorithm(row.key_algorithm),
+        key=types.KeyHandle(backend=row.key_backend, ref=row.key_ref, blob=row.key_blob),
+        status=types.CAStatus(row.status),
+        mode=types.CAMode(row.mode),
+        kind=types.CAKind(row.kind),
+        created_at=_aware(row.created_at),
+        cert_der=row.cert_der,
+        csr_der=row.csr_der,
+        chain_der=tuple(bytes.fromhex(h) for h in row.chain_der),
+        external=row.external,
+        allowed_dns_suffixes=tuple(row.allowed_dns_suffixes),
+        allowed_ip_networks=tuple(row.allowed_ip_networks),
+        publish_revocation=row.publish_revocation,
+    )
+
+
+def _ca_from_domain(ca: types.CA) -> dict[str, Any]:
+    return {
+        "id": ca.id,
+        "name": ca.name,
+        "parent_id": ca.parent_id,
+        "tier": ca.tier,
+        "key_algorithm": str(ca.key_algorithm),
+        "key_backend": ca.key.backend,
+        "key_ref": ca.key.ref,
+        "key_blob": ca.key.blob,
+        "status": str(ca.status),
+        "mode": str(ca.mode),
+        "kind": str(ca.kind),
+        "created_at": ca.created_at,
+        "cert_der": ca.cert_der,
+        "csr_der": ca.csr_der,
+        "chain_der": [d.hex() for d in ca.chain_der],
+        "external": ca.external,
+        "allowed_dns_suffixes": list(ca.allowed_dns_suffixes),
+        "allowed_ip_networks": list(ca.allowed_ip_networks),
+        "publish_revocation": ca.publish_revocation,
+        "extra": {},
+    }
+
+
+def _cert_to_domain(row: Row[Any]) -> types.CertificateRecord:
+    return types.CertificateRecord(
+        ca_id=types.CAId(row.ca_id),
+        serial=types.Serial(int(row.serial, 16)),
+        der=row.der,
+        profile=row.profile,
+        subject=row.subject,
+        sans=tuple(s for s in row.sans.split("\n") if s),
+        not_before=_aware(row.not_before),
+        not_after=_aware(row.not_after),
+        issued_at=_aware(row.issued_at),
+        requester=row.requester,
+        status=types.CertStatus(row.status),
+        revoked_at=_utc(row.revoked_at),
+        revocation_reason=(
+            types.RevocationReason(row.revocation_reason) if row.revocation_reason else None
+        ),
+        is_ca=row.is_ca,
+    )
+
+
+def _cert_from_domain(rec: types.CertificateRecord) -> dict[str, Any]:
+    return {
+        "ca_id": rec.ca_id,
+        "serial": _serial_key(rec.serial),
+        "der": rec.der,
+        "profile": rec.profile,
+        "subject": rec.subject,
+        "sans": "\n".join(rec.sans),
+        "not_before": rec.not_before,
+        "not_after": rec.not_after,
+        "issued_at": rec.issued_at,
+        "requester": rec.requester,
+        "status": str(rec.status),
+        "revoked_at": rec.revoked_at,
+        "revocation_reason": str(rec.revocation_reason) if rec.revocation_reason else None,
+        "is_ca": rec.is_ca,
+    }
+
+
+def _audit_from_domain(event: types.AuditEvent) -> dict[str, Any]:
+    return {
+        "at": event.at,
+        "actor": event.actor,
+        "action": event.action,
+        "target": event.target,
+        "detail": dict(event.detail),
+    }
+
+
+class SqlRepository:
+    """Repository over one ``Database``; safe for concurrent use."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        # SQLite allows one writer: serialise writes in-process instead of
+        # spinning on SQLITE_BUSY. PostgreSQL needs no such lock.
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if db.is_sqlite else None
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        if self._write_lock is None:
+            async with self._db.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self._db.engine.begin() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        async with self._db.engine.connect() as conn:
+            yield conn
+
+    async def add_ca(self, ca: types.CA, *, audit: types.AuditEvent) -> None:
+        try:
+            async with self._write() as conn:
+                await conn.execute(insert(_CA).values(**_ca_from_domain(ca)))
+                await conn.execute(insert(_AUDIT).values(**_audit_from_domain(audit)))
+        except IntegrityError as exc:
+            raise EngineError(
+                ProblemKind.CONFLICT, f"a CA named {ca.name!r} already exists"
+            ) from exc
+
+    async def update_ca(self, ca: types.CA, *, audit: types.AuditEvent) -> None:
+        values = _ca_from_domain(ca)
+        values.pop("id")
+        async with self._write() as conn:
+            await conn.execute(update(_CA).where(_CA.c.id == ca.id).values(**values))
+            await conn.execute(insert(_AUDIT).values(**_audit_from_domain(audit)))
+
+    async def get_ca(self, ca_id: types.CAId) -> types.CA | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(_CA).where(_CA.c.id == ca_id))).first()
+        return _ca_to_domain(row) if row else None
+
+    async def get_ca_by_name(self, name: str) -> types.CA | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(_CA).where(_CA.c.name == name))).first()
+        return _ca_to_domain(row) if row else None
+
+    async def list_cas(self) -> Sequence[types.CA]:
+        async with self._read() as conn:
+            rows = (await conn.execute(select(_CA).order_by(_CA.c.created_at, _CA.c.tier))).all()
+        return [_ca_to_domain(r) for r in rows]
+
+    async def add_certificate(
+        self, record: types.CertificateRecord, *, audit: types.AuditEvent
+    ) -> None:
+        try:
+            async with self._write() as conn:
+                await conn.execute(insert(_CERT).values(**_cert_from_domain(record)))
+                await conn.execute(insert(_AUDIT).values(**_audit_from_domain(audit)))
+        except IntegrityError as exc:
+            raise SerialConflictError(record.serial_hex) from exc
+
+    async def get_certificate(
+        self, ca_id: types.CAId, serial: types.Serial
+    ) -> types.CertificateRecord | None:
+        stmt = select(_CERT).where(_CERT.c.ca_id == ca_id, _CERT.c.serial == _serial_key(serial))
+        async with self._read() as conn:
+            row = (await conn.execute(stmt)).first()
+        return _cert_to_domain(row) if row else None
+
+    async def list_certificates(self, query: types.CertQuery) -> Sequence[types.CertificateRecord]:
+        stmt = select(_CERT)
+        if query.ca_id is not None:
+            stmt = stmt.where(_CERT.c.ca_id == query.ca_id)
+        if query.status is not None:
+            stmt = stmt.where(_CERT.c.status == str(query.status))
+        if query.serial is not None:
+            stmt = stmt.where(_CERT.c.serial == _serial_key(query.serial))
+        if query.expires_before is not None:
+            stmt = stmt.where(_CERT.c.not_after < query.expires_before)
+        if query.expires_after is not None:
+            stmt = stmt.where(_CERT.c.not_after > query.expires_after)
+        if query.text:
+            pattern = f"%{query.text.lower()}%"
+            stmt = stmt.where(
+                or_(
+                    func.lower(_CERT.c.subject).like(pattern),
+                    func.lower(_CERT.c.sans).like(pattern),
+                )
+            )
+        stmt = stmt.order_by(_CERT.c.id.desc()).limit(query.limit)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_cert_to_domain(r) for r in rows]
+
+    async def revoke_certificate(
+        self,
+        ca_id: types.CAId,
+        serial: types.Serial,
+        *,
+        at: datetime,
+        reason: types.RevocationReason,
+        audit: types.AuditEvent,
+    ) -> types.CertificateRecord | None:
+        key = _serial_key(serial)
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(_CERT)
+                .where(
+                    _CERT.c.ca_id == ca_id,
+                    _CERT.c.serial == key,
+                    _CERT.c.status == str(types.CertStatus.VALID),
+                )
+                .values(
+                    status=str(types.CertStatus.REVOKED),
+                    revoked_at=at,
+                    revocation_reason=str(reason),
+                )
+            )
+            if result.rowcount != 1:
+                return None
+            await conn.execute(insert(_AUDIT).values(**_audit_from_domain(audit)))
+            row = (
+                await conn.execute(
+                    select(_CERT).where(_CERT.c.ca_id == ca_id, _CERT.c.serial == key)
+                )
+            ).one()
+        return _cert_to_domain(row)
+
+    async def list_revoked(self, ca_id: types.CAId) -> Sequence[types.CertificateRecord]:
+        stmt = select(_CERT).where(
+            _CERT.c.ca_id == ca_id, _CERT.c.status == str(types.CertStatus.REVOKED)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_cert_to_domain(r) for r in rows]
+
+    async def add_crl(self, crl: types.CrlRecord) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                insert(_CRL).values(
+                    ca_id=crl.ca_id,
+                    number=crl.number,
+                    this_update=crl.this_update,
+                    next_update=crl.next_update,
+                    der=crl.der,
+                )
+            )
+
+    async def latest_crl(self, ca_id: types.CAId) -> types.CrlRecord | None:
+        stmt = select(_CRL).where(_CRL.c.ca_id == ca_id).order_by(_CRL.c.number.desc()).limit(1)
+        async with self._read() as conn:
+            row = (await conn.execute(stmt)).first()
+        if row is None:
+            return None
+        return types.CrlRecord(
+            ca_id=types.CAId(row.ca_id),
+            number=row.number,
+            this_update=_aware(row.this_update),
+            next_update=_aware(row.next_update),
+            der=row.der,
+        )
+
+    async def next_crl_number(self, ca_id: types.CAId) -> int:
+        async with self._write() as conn:
+            # UPDATE ... RETURNING is atomic on both backends; insert the first row on miss.
+            result = await conn.execute(
+                update(_CRLNUM)
+                .where(_CRLNUM.c.ca_id == ca_id)
+                .values(last=_CRLNUM.c.last + 1)
+                .returning(_CRLNUM.c.last)
+            )
+            value = result.scalar_one_or_none()
+            if value is not None:
+                return int(value)
+        try:
+            async with self._write() as conn:
+                await conn.execute(insert(_CRLNUM).values(ca_id=ca_id, last=1))
+                return 1
+        except IntegrityError:
+            return await self.next_crl_number(ca_id)
+
+    async def add_audit(self, event: types.AuditEvent) -> None:
+        async with self._write() as conn:
+            await conn.execute(insert(_AUDIT).values(**_audit_from_domain(event)))
+
+    async def list_audit(self, *, limit: int = 100) -> Sequence[types.AuditEvent]:
+        stmt = select(_AUDIT).order_by(_AUDIT.c.id.desc()).limit(limit)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [
+            types.AuditEvent(
+                id=r.id,
+                at=_aware(r.at),
+                actor=r.actor,
+                action=r.action,
+                target=r.target,
+                detail=dict(r.detail),
+            )
+            for r in rows
+        ]
+
+    async def get_meta(self, key: str) -> str | None:
+        """Return an installation-wide value (not part of the engine port)."""
+        async with self._read() as conn:
+            row = (await conn.execute(select(_META.c.value).where(_META.c.key == key))).first()
+        return str(row[0]) if row else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Store an installation-wide value."""
+        async with self._write() as conn:
+            result = await conn.execute(update(_META).where(_META.c.key == key).values(value=value))
+            if result.rowcount == 0:
+                await conn.execute(insert(_META).values(key=key, value=value))

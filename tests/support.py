@@ -1,0 +1,149 @@
+"""Test helpers shared by the suites: fake clock, CSR factory, pkilint and openssl wrappers."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.x509.oid import NameOID
+from pkilint import loader, report
+from pkilint.pkix import certificate, extension, name
+from pkilint.validation import ValidationFindingSeverity
+
+from server.ca import keys
+from server.ca.types import KeyAlgorithm
+
+__all__ = [
+    "FakeClock",
+    "lint_errors",
+    "make_csr",
+    "openssl",
+    "openssl_verify",
+    "pem",
+    "san",
+]
+
+TEST_PASSPHRASE = b"test-passphrase-0123456789"
+
+
+class FakeClock:
+    """A clock tests advance by hand (never sleep)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, delta: timedelta) -> None:
+        self.current += delta
+
+
+def san(value: str) -> x509.GeneralName:
+    """Return a GeneralName from ``dns:x``, ``ip:x``, ``uri:x`` or ``email:x``."""
+    kind, _, rest = value.partition(":")
+    if kind == "ip":
+        return x509.IPAddress(ipaddress.ip_address(rest))
+    if kind == "uri":
+        return x509.UniformResourceIdentifier(rest)
+    if kind == "email":
+        return x509.RFC822Name(rest)
+    return x509.DNSName(rest)
+
+
+def make_csr(
+    names: Sequence[str] = ("dns:host.internal",),
+    *,
+    key: CertificateIssuerPrivateKeyTypes | None = None,
+    alg: KeyAlgorithm = KeyAlgorithm.EC_P256,
+    subject: str | None = None,
+) -> tuple[bytes, CertificateIssuerPrivateKeyTypes]:
+    """Return a PEM CSR and its key."""
+    key = key or keys.generate_private_key(alg)
+    attrs = [] if subject is None else [x509.NameAttribute(NameOID.COMMON_NAME, subject)]
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(attrs))
+    if names:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([san(n) for n in names]), critical=False
+        )
+    sig_hash: Any = keys.signature_hash(key)
+    csr = builder.sign(key, sig_hash)
+    return csr.public_bytes(serialization.Encoding.PEM), key
+
+
+def pem(*certs: x509.Certificate) -> bytes:
+    """Return certificates as concatenated PEM."""
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+_VALIDATOR = certificate.create_pkix_certificate_validator_container(
+    certificate.create_decoding_validators(
+        name.ATTRIBUTE_TYPE_MAPPINGS, extension.EXTENSION_MAPPINGS
+    ),
+    [
+        certificate.create_issuer_validator_container([]),
+        certificate.create_validity_validator_container(),
+        certificate.create_subject_validator_container([]),
+        certificate.create_extensions_validator_container([]),
+        certificate.create_spki_validator_container([]),
+    ],
+)
+
+
+def lint_errors(cert: x509.Certificate) -> list[str]:
+    """Return pkilint's RFC 5280 findings of severity ERROR or worse (lint_pkix_cert)."""
+    der = cert.public_bytes(serialization.Encoding.DER)
+    doc = loader.RFC5280CertificateDocumentLoader().load_der_document(der, "cert")
+    results = _VALIDATOR.validate(doc.root)
+    out = []
+    for result in results:
+        for finding in result.finding_descriptions:
+            if finding.finding.severity <= ValidationFindingSeverity.ERROR:
+                out.append(f"{result.node.path}: {finding.finding.code} {finding.message or ''}")
+    assert report.get_findings_count(results, ValidationFindingSeverity.ERROR) == len(out)
+    return out
+
+
+def openssl(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run the openssl CLI and return the completed process (never raises on failure)."""
+    return subprocess.run(["openssl", *args], input=stdin, capture_output=True, timeout=60, check=False)
+
+
+def openssl_verify(
+    leaf: x509.Certificate,
+    chain: Sequence[x509.Certificate],
+    *,
+    extra: Sequence[str] = (),
+    crls: Sequence[bytes] = (),
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``openssl verify`` with ``chain[-1]`` as the trust anchor."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        (d / "root.pem").write_bytes(pem(chain[-1]))
+        (d / "untrusted.pem").write_bytes(pem(*chain[:-1]) if len(chain) > 1 else b"")
+        (d / "leaf.pem").write_bytes(pem(leaf))
+        args = ["verify", "-x509_strict", "-CAfile", str(d / "root.pem")]
+        if len(chain) > 1:
+            args += ["-untrusted", str(d / "untrusted.pem")]
+        for i, crl in enumerate(crls):
+            (d / f"crl{i}.der").write_bytes(crl)
+            out = openssl("crl", "-inform", "DER", "-in", str(d / f"crl{i}.der"), "-out", str(d / f"crl{i}.pem"))
+            assert out.returncode == 0, out.stderr
+            args += ["-CRLfile", str(d / f"crl{i}.pem")]
+        args += [*extra, str(d / "leaf.pem")]
+        return openssl(*args)
+
+
+def sha1(data: bytes) -> bytes:
+    """Return SHA-1 of data (for CertIDs in tests)."""
+    h = hashes.Hash(hashes.SHA1())  # noqa: S303 - OCSP CertID
+    h.update(data)
+    return h.finalize()
