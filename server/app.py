@@ -10,21 +10,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import signal
 import ssl
-from typing import Final
+from collections.abc import AsyncIterator, Callable, Sequence
+from multiprocessing.process import BaseProcess
+from typing import Any, Final
 
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
+from protocols.ca_issuers import links as ca_issuers_links
+from protocols.ca_issuers import routes as ca_issuers_routes
+from protocols.crl import links as crl_links
+from protocols.crl import routes as crl_routes
+from protocols.est import links as est_links
+from protocols.est import routes as est_routes
+from protocols.ocsp import fast as ocsp_fast
+from protocols.ocsp import links as ocsp_links
+from protocols.ocsp import routes as ocsp_routes
+from server.acme_app import build_acme_app
 from server.bootstrap import Services, TlsFiles, ensure_first_start, open_services
+from server.ca import est_api, status_api
 from server.ca.api import CAEngine
 from server.config import Settings
+from server.store.est_repository import SqlEstRepository
 
 __all__ = ["ENGINE", "SETTINGS", "create_http_app", "create_https_app", "run_server"]
 
 log = logging.getLogger(__name__)
 
 ENGINE: Final = web.AppKey("engine", CAEngine)
+_X509_V_FLAG_NO_CHECK_TIME: Final = 0x200000
 SETTINGS: Final = web.AppKey("settings", Settings)
 
 
@@ -53,25 +71,96 @@ async def _index(request: web.Request) -> web.Response:
     )
 
 
-def create_https_app(services: Services) -> web.Application:
+def build_est_service(services: Services) -> est_api.EstService:
+    """Return the EST facade over the engine and the EST tables (config labels included)."""
+    return est_api.EstService(
+        services.engine,
+        SqlEstRepository(services.db),
+        config_labels=services.settings.est.to_labels(),
+        retry_after=services.settings.est.retry_after_seconds,
+    )
+
+
+def create_https_app(
+    services: Services, *, est_service: est_api.EstService | None = None
+) -> web.Application:
     """Return the HTTPS application with every TLS protocol front end mounted."""
     app = _base(services)
     app.router.add_get("/", _index)
+    app.add_subapp("/acme", build_acme_app(services))
+    est = services.settings.est
+    app.add_subapp(
+        est_links.PREFIX,
+        est_routes.build_app(
+            est_service or build_est_service(services),
+            client_cert_header=est.client_cert_header,
+            trusted_proxies=est.trusted_proxies,
+            max_body_bytes=services.settings.max_body_bytes,
+        ),
+    )
     return app
 
 
-def create_http_app(services: Services) -> web.Application:
-    """Return the plain-HTTP application (revocation and caIssuers)."""
+def _status_context(
+    status: status_api.StatusService, *, maintenance: bool
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Run the revocation services' background work while the HTTP app lives."""
+
+    async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        await status.start()
+        tasks = [asyncio.create_task(status.run_pollers(), name="ocsp-poll")]
+        if maintenance:
+            tasks.append(asyncio.create_task(status.run_maintenance(), name="crl-ocsp-refresh"))
+        yield
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    return ctx
+
+
+def create_http_app(services: Services, *, maintenance: bool = True) -> web.Application:
+    """Return the plain-HTTP application (revocation and caIssuers).
+
+    ``maintenance`` runs CRL regeneration and OCSP refresh here (off in extra workers).
+    """
     app = _base(services)
     app.router.add_get("/", _index)
+    if services.status is not None:
+        status = services.status
+        app.add_subapp(
+            ocsp_links.PREFIX,
+            ocsp_routes.build_app(
+                status, max_request_bytes=services.settings.revocation.ocsp_max_request_bytes
+            ),
+        )
+        app.add_subapp(crl_links.PREFIX, crl_routes.build_app(status))
+        app.add_subapp(ca_issuers_links.PREFIX, ca_issuers_routes.build_app(status))
+        app.cleanup_ctx.append(_status_context(status, maintenance=maintenance))
     return app
 
 
-def server_ssl_context(tls: TlsFiles) -> ssl.SSLContext:
-    """Return the TLS context of the HTTPS listener (TLS 1.2+)."""
+def server_ssl_context(
+    tls: TlsFiles, client_cas: Sequence[x509.Certificate] = ()
+) -> ssl.SSLContext:
+    """Return the TLS context of the HTTPS listener (TLS 1.2+).
+
+    With ``client_cas`` the listener asks for (but does not require) a client
+    certificate, for EST: Python's ssl cannot accept a client certificate it
+    cannot verify, so every anchor any EST label trusts must be loaded here.
+    """
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(tls.cert, tls.key)
+    if client_cas:
+        ctx.load_verify_locations(
+            cadata="".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in client_cas)
+        )
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        # OpenSSL's X509_V_FLAG_NO_CHECK_TIME: an expired client certificate still completes
+        # the handshake so EST can answer 403 with a reason; the EST facade checks validity
+        # (and trust, and revocation) of every client certificate itself.
+        ctx.verify_flags |= _X509_V_FLAG_NO_CHECK_TIME
     return ctx
 
 
@@ -79,15 +168,27 @@ async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) 
     """Run privca until SIGINT/SIGTERM (or cancellation), then shut down cleanly."""
     async with open_services(settings, create=True, serving=True) as services:
         tls = await ensure_first_start(services)
-        https = web.AppRunner(create_https_app(services))
-        http = web.AppRunner(create_http_app(services))
+        est_service = build_est_service(services)
+        for est_label in await est_service.list_labels():
+            await est_service.check_label(est_label)
+        client_cas = await est_service.tls_trust_anchors()
+        https = web.AppRunner(create_https_app(services, est_service=est_service))
+        http = web.AppRunner(create_http_app(services), **_http_runner_options(settings))
         await https.setup()
         await http.setup()
+        _install_ocsp_fast_path(http, services)
         try:
             await web.TCPSite(
-                https, settings.host, settings.https_port, ssl_context=server_ssl_context(tls)
+                https,
+                settings.host,
+                settings.https_port,
+                ssl_context=server_ssl_context(tls, client_cas),
             ).start()
-            await web.TCPSite(http, settings.host, settings.http_port).start()
+            extra_workers = settings.revocation.workers - 1
+            await web.TCPSite(
+                http, settings.host, settings.http_port, reuse_port=extra_workers > 0 or None
+            ).start()
+            workers = _start_http_workers(settings, extra_workers)
             base = _https_base_url(settings)
             print(f"privca is running (data in {settings.data_dir})", flush=True)  # noqa: T201
             print(f"  HTTPS            {base}/", flush=True)  # noqa: T201
@@ -105,5 +206,78 @@ async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) 
             await stop.wait()
             print("privca: shutting down", flush=True)  # noqa: T201
         finally:
+            await asyncio.to_thread(_stop_http_workers, locals().get("workers", []))
             await https.cleanup()
             await http.cleanup()
+
+
+# ---------------------------------------------------------------------- HTTP-only workers
+# `serve --workers N`: N-1 extra processes serve the plain-HTTP listener (OCSP, CRL,
+# caIssuers) on the same port with SO_REUSEPORT, sharing the database. A cached OCSP
+# answer costs ~45 us of Python per request, so one process tops out near 22,000/s;
+# the kernel spreads connections over the processes. Workers run no background
+# maintenance (CRL schedule, OCSP refresh): the main process does, under the same
+# leader locks every node uses; workers only poll for replaced responses.
+
+
+def _install_ocsp_fast_path(runner: web.AppRunner, services: Services) -> None:
+    if services.status is not None:
+        ocsp_fast.install(
+            runner,
+            services.status,
+            max_request_bytes=services.settings.revocation.ocsp_max_request_bytes,
+        )
+
+
+def _http_runner_options(settings: Settings) -> dict[str, Any]:
+    # One access-log line per OCSP answer would cost more than the answer itself.
+    return {} if settings.revocation.http_access_log else {"access_log": None}
+
+
+def _start_http_workers(settings: Settings, count: int) -> list[BaseProcess]:
+    ctx = multiprocessing.get_context("spawn")
+    procs: list[BaseProcess] = []
+    for n in range(count):
+        proc = ctx.Process(
+            target=_http_worker_main, args=(settings,), name=f"privca-http-{n + 1}", daemon=True
+        )
+        proc.start()
+        procs.append(proc)
+    return procs
+
+
+def _stop_http_workers(procs: list[BaseProcess]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+
+
+def _http_worker_main(settings: Settings) -> None:
+    """Run one HTTP-only worker process until SIGTERM/SIGINT."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_http_worker(settings))
+
+
+async def _http_worker(settings: Settings) -> None:
+    async with open_services(settings) as services:
+        runner = web.AppRunner(
+            create_http_app(services, maintenance=False), **_http_runner_options(settings)
+        )
+        await runner.setup()
+        _install_ocsp_fast_path(runner, services)
+        try:
+            await web.TCPSite(runner, settings.host, settings.http_port, reuse_port=True).start()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+        finally:
+            await runner.cleanup()

@@ -21,11 +21,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from server.ca import api, keys
+from server.ca import api, keys, status_api
 from server.ca.types import KeyAlgorithm, Principal
-from server.config import ConfigError, Settings
+from server.config import ConfigError, Settings, status_settings
 from server.store.database import Database
 from server.store.repository import SqlRepository
+from server.store.status_repository import SqlStatusRepository
 
 __all__ = ["Services", "TlsFiles", "ensure_first_start", "load_passphrase", "open_services"]
 
@@ -45,6 +46,8 @@ class Services:
     db: Database
     repo: SqlRepository
     engine: api.CAEngine
+    # OCSP/CRL services; attached to the engine so every process pre-signs on issue/revoke.
+    status: status_api.StatusService | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +106,10 @@ async def open_services(
         settings = await _shared_http_url(repo, settings, serving=serving)
         backend = keys.Pkcs8KeyBackend(load_passphrase(settings, create=create))
         engine = api.CAEngine(repo, backend, settings=settings.engine_settings())
-        yield Services(settings=settings, db=db, repo=repo, engine=engine)
+        status = status_api.StatusService(
+            engine, repo, SqlStatusRepository(db), settings=status_settings(settings)
+        ).attach()
+        yield Services(settings=settings, db=db, repo=repo, engine=engine, status=status)
     finally:
         await db.close()
 

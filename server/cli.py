@@ -20,7 +20,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from server import acme_cli, cli_matter
 from server.bootstrap import Services, open_services
+from server.ca import issuance
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import (
     CAMode,
@@ -73,9 +75,9 @@ def _parse_san(value: str) -> x509.GeneralName:
 
 def _parse_subject(value: str) -> x509.Name:
     try:
-        return x509.Name.from_rfc4514_string(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"bad subject {value!r}: {exc}") from exc
+        return issuance.parse_name(value)
+    except EngineError as exc:
+        raise argparse.ArgumentTypeError(exc.detail) from exc
 
 
 def _lifetime(args: argparse.Namespace) -> timedelta | None:
@@ -314,6 +316,199 @@ async def _audit(s: Services, a: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------- EST
+
+
+def _est_service(s: Services) -> Any:  # an est_api.EstService (imported lazily)
+    from server.app import build_est_service
+
+    return build_est_service(s)
+
+
+async def _est_label_add(s: Services, a: argparse.Namespace) -> int:
+    from server.ca import est_api
+
+    anchors = b"".join(Path(p).read_bytes() for p in a.trust_anchor or [])
+    attrs = None
+    if a.csrattr is not None:
+        attrs = tuple(
+            est_api.CsrAttr(
+                oid=item.partition("=")[0].strip(),
+                values=tuple(v.strip() for v in item.partition("=")[2].split(",") if v.strip()),
+            )
+            for item in a.csrattr
+        )
+    label = est_api.EstLabel(
+        name=a.name,
+        ca=a.ca,
+        profile=a.profile,
+        auth_modes=frozenset(est_api.AuthMode(m) for m in (a.auth or ["basic", "cert"])),
+        trust_anchors_pem=anchors,
+        approval_required=a.approval_required,
+        allow_subject_change=a.allow_subject_change,
+        csrattrs=attrs,
+    )
+    await _est_service(s).add_label(label, actor=OPERATOR)
+    print(f"created EST label {a.name} (restart `privca serve` to load new TLS trust anchors)")
+    return 0
+
+
+async def _est_label_list(s: Services, a: argparse.Namespace) -> int:
+    labels = await _est_service(s).list_labels()
+    if a.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": lb.name,
+                        "ca": lb.ca,
+                        "profile": lb.profile,
+                        "auth": sorted(str(m) for m in lb.auth_modes),
+                        "trust_anchors": lb.trust_anchors_pem.count(b"-----BEGIN CERTIFICATE"),
+                        "approval_required": lb.approval_required,
+                        "allow_subject_change": lb.allow_subject_change,
+                        "source": lb.source,
+                    }
+                    for lb in labels
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    print(f"{'LABEL':<20} {'CA':<12} {'PROFILE':<12} {'AUTH':<12} {'APPROVAL':<9} SOURCE")
+    for lb in labels:
+        modes = ",".join(sorted(str(m) for m in lb.auth_modes))
+        print(
+            f"{lb.name:<20} {lb.ca or '(default)':<12} {lb.profile:<12} {modes:<12} "
+            f"{'yes' if lb.approval_required else 'no':<9} {lb.source}"
+        )
+    return 0
+
+
+async def _est_label_remove(s: Services, a: argparse.Namespace) -> int:
+    await _est_service(s).remove_label(a.name, actor=OPERATOR)
+    print(f"removed EST label {a.name}")
+    return 0
+
+
+async def _est_user_add(s: Services, a: argparse.Namespace) -> int:
+    await _est_service(s).add_user(a.label, a.username, a.password, actor=OPERATOR)
+    print(f"EST user {a.username} can enroll on label {a.label}")
+    return 0
+
+
+async def _est_user_list(s: Services, a: argparse.Namespace) -> int:
+    for user in await _est_service(s).list_users(a.label):
+        print(f"{user.label:<20} {user.username:<32} {user.created_at:%Y-%m-%d %H:%M}")
+    return 0
+
+
+async def _est_user_remove(s: Services, a: argparse.Namespace) -> int:
+    await _est_service(s).remove_user(a.label, a.username, actor=OPERATOR)
+    print(f"removed EST user {a.username} from label {a.label}")
+    return 0
+
+
+async def _est_pending_list(s: Services, a: argparse.Namespace) -> int:
+    from server.ca import est_api
+
+    status = None if a.all else est_api.PendingStatus.PENDING
+    print(f"{'ID':<18} {'STATUS':<9} {'LABEL':<14} {'OPERATION':<15} {'REQUESTER':<32} SUBJECT")
+    for p in await _est_service(s).list_pending(status):
+        print(
+            f"{p.id:<18} {p.status:<9} {p.label:<14} {p.operation:<15} {p.requester:<32} "
+            f"{p.subject}"
+        )
+    return 0
+
+
+async def _est_pending_decide(s: Services, a: argparse.Namespace) -> int:
+    approve = a.sub_action == "approve"
+    await _est_service(s).decide(a.id, approve=approve, actor=OPERATOR)
+    print(f"{'approved' if approve else 'rejected'} EST enrollment {a.id}")
+    return 0
+
+
+def _add_est_parser(sub: Any) -> None:
+    est = sub.add_parser("est", help="EST labels, enrollment accounts and approvals")
+    groups = est.add_subparsers(dest="sub", required=True)
+    label = groups.add_parser("label", help="EST labels").add_subparsers(
+        dest="sub_action", required=True
+    )
+    p = label.add_parser("add", help="add a label (/.well-known/est/NAME/)")
+    _common(p)
+    p.add_argument("name")
+    p.add_argument("--ca", help="issuing CA (default: the default issuing CA)")
+    p.add_argument("--profile", default="device", help="certificate profile (default device)")
+    p.add_argument(
+        "--auth", action="append", choices=["basic", "cert"], help="auth mode (default both)"
+    )
+    p.add_argument(
+        "--trust-anchor", action="append", help="PEM file of CAs trusted for client certs"
+    )
+    p.add_argument("--approval-required", action="store_true", help="hold for manual approval")
+    p.add_argument(
+        "--allow-subject-change", action="store_true", help="reenroll may change subject/SAN"
+    )
+    p.add_argument("--csrattr", action="append", help="OID or OID=VALUE-OID,... for csrattrs")
+    p.set_defaults(handler=_est_label_add)
+    p = label.add_parser("list", help="list labels")
+    _common(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_est_label_list)
+    p = label.add_parser("remove", help="remove a stored label and its accounts")
+    _common(p)
+    p.add_argument("name")
+    p.set_defaults(handler=_est_label_remove)
+
+    user = groups.add_parser("user", help="HTTP Basic enrollment accounts").add_subparsers(
+        dest="sub_action", required=True
+    )
+    p = user.add_parser("add", help="create an account (or reset its password)")
+    _common(p)
+    p.add_argument("username")
+    p.add_argument("--password", required=True)
+    p.add_argument("--label", default="default")
+    p.set_defaults(handler=_est_user_add)
+    p = user.add_parser("list", help="list accounts")
+    _common(p)
+    p.add_argument("--label")
+    p.set_defaults(handler=_est_user_list)
+    p = user.add_parser("remove", help="delete an account")
+    _common(p)
+    p.add_argument("username")
+    p.add_argument("--label", default="default")
+    p.set_defaults(handler=_est_user_remove)
+
+    pending = groups.add_parser("pending", help="enrollments awaiting approval").add_subparsers(
+        dest="sub_action", required=True
+    )
+    p = pending.add_parser("list", help="list enrollments waiting for a decision")
+    _common(p)
+    p.add_argument("--all", action="store_true", help="include decided and issued ones")
+    p.set_defaults(handler=_est_pending_list)
+    for action in ("approve", "reject"):
+        p = pending.add_parser(action, help=f"{action} a held enrollment")
+        _common(p)
+        p.add_argument("id")
+        p.set_defaults(handler=_est_pending_decide)
+
+
+def _with_est_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
+    update: dict[str, Any] = {}
+    if args.est_client_cert_header:
+        update["client_cert_header"] = args.est_client_cert_header
+    if args.est_trusted_proxy:
+        update["trusted_proxies"] = list(args.est_trusted_proxy)
+    if not update:
+        return settings
+    try:
+        est = type(settings.est).model_validate(settings.est.model_dump() | update)
+    except ValueError as exc:
+        raise ConfigError(f"invalid EST option: {exc}") from exc
+    return settings.model_copy(update={"est": est})
+
+
 # ----------------------------------------------------------------------- parser
 
 
@@ -350,6 +545,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--https-port", type=int, help="HTTPS port (default 8443)")
     serve.add_argument("--http-port", type=int, help="plain HTTP port (default 8080)")
+    serve.add_argument(
+        "--workers", type=int, help="processes serving the HTTP (OCSP/CRL) port (default 1)"
+    )
+    serve.add_argument(
+        "--est-client-cert-header", help="header a TLS proxy forwards client certs in"
+    )
+    serve.add_argument(
+        "--est-trusted-proxy", action="append", help="CIDR of a proxy allowed to forward certs"
+    )
+    acme_cli.add_serve_flags(serve)
 
     ca = sub.add_parser("ca", help="certificate authorities").add_subparsers(
         dest="sub", required=True
@@ -463,6 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(handler=_audit)
+    _add_est_parser(sub)
+    acme_cli.add_acme_parser(sub, _common)
+    cli_matter.add_matter_parser(sub, _common)
     return parser
 
 
@@ -492,6 +700,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = _settings(
                 args, host=args.host, https_port=args.https_port, http_port=args.http_port
             )
+            settings = _with_est_overrides(settings, args)
+            settings = acme_cli.apply_serve_flags(settings, args)
+            if args.workers is not None:
+                if not 1 <= args.workers <= 64:
+                    raise ConfigError("--workers must be between 1 and 64")
+                revocation = settings.revocation.model_copy(update={"workers": args.workers})
+                settings = settings.model_copy(update={"revocation": revocation})
             asyncio.run(run_server(settings))
             return 0
         return asyncio.run(_run(args.handler, _settings(args), args))

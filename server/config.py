@@ -13,11 +13,11 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from server.ca import api
+from server.ca import acme_api, api, crls, est_ports, responder, status_api
 from server.ca.types import KeyAlgorithm
 from server.store.database import sqlite_url
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["ConfigError", "RevocationSettings", "Settings", "load_settings", "status_settings"]
 
 DEFAULT_DATA_DIR: Final = Path("data")
 
@@ -41,6 +41,165 @@ class CASettings(_Model):
     ocsp_validity_hours: int = Field(default=96, ge=1, le=24 * 14)
 
 
+class EstLabelSettings(_Model):
+    """One EST label from the config file (``[est.labels.NAME]``)."""
+
+    ca: str | None = None
+    profile: str = "device"
+    auth: list[str] = Field(default_factory=lambda: ["basic", "cert"])
+    trust_anchors: list[Path] = Field(default_factory=list)
+    approval_required: bool = False
+    allow_subject_change: bool = False
+    # OIDs, or "OID=VALUE-OID,..." for an attribute; None: derived from the profile.
+    csrattrs: list[str] | None = None
+
+    @field_validator("auth")
+    @classmethod
+    def _auth(cls, value: list[str]) -> list[str]:
+        if not value or any(m not in {"basic", "cert"} for m in value):
+            raise ValueError("auth modes are 'basic' and/or 'cert'")
+        return value
+
+
+class EstSettings(_Model):
+    """EST front end: labels, and the reverse proxy that may forward client certificates."""
+
+    labels: dict[str, EstLabelSettings] = Field(default_factory=dict)
+    # RFC 9440 header carrying the client certificate from a TLS-terminating proxy.
+    client_cert_header: str = "Client-Cert"
+    trusted_proxies: list[str] = Field(default_factory=list)
+    retry_after_seconds: int = Field(default=60, ge=1, le=86400)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)
+        return value
+
+    def to_labels(self) -> dict[str, est_ports.EstLabel]:
+        """Return the configured labels as engine ``EstLabel`` values (anchor files read).
+
+        Raises:
+            ConfigError: an unreadable anchor file or a bad csrattrs entry.
+        """
+        out: dict[str, est_ports.EstLabel] = {}
+        for name, cfg in self.labels.items():
+            anchors = b""
+            for path in cfg.trust_anchors:
+                try:
+                    anchors += path.read_bytes()
+                except OSError as exc:
+                    raise ConfigError(f"est.labels.{name}: cannot read {path}: {exc}") from exc
+            attrs = None
+            if cfg.csrattrs is not None:
+                attrs = tuple(
+                    est_ports.CsrAttr(
+                        oid=item.partition("=")[0].strip(),
+                        values=tuple(
+                            v.strip() for v in item.partition("=")[2].split(",") if v.strip()
+                        ),
+                    )
+                    for item in cfg.csrattrs
+                )
+            out[name] = est_ports.EstLabel(
+                name=name,
+                ca=cfg.ca,
+                profile=cfg.profile,
+                auth_modes=frozenset(est_ports.AuthMode(m) for m in cfg.auth),
+                trust_anchors_pem=anchors,
+                approval_required=cfg.approval_required,
+                allow_subject_change=cfg.allow_subject_change,
+                csrattrs=attrs,
+                source="config",
+            )
+        return out
+
+
+class RevocationSettings(_Model):
+    """OCSP responder and CRL publication (``[revocation]``); validity hours live in ``[ca]``."""
+
+    # Re-sign a pre-signed OCSP response once it is this old (RFC 5019 §6: well before nextUpdate).
+    ocsp_refresh_hours: int = Field(default=48, ge=1, le=24 * 14)
+    # RFC 5019 §2.1: responders may ignore nonces; on: nonce requests get a fresh, echoed answer.
+    ocsp_nonce_echo: bool = False
+    ocsp_delegated_signer: bool = False
+    ocsp_signer_lifetime_days: int = Field(default=30, ge=2, le=365)
+    ocsp_cache_entries: int = Field(default=200_000, ge=0, le=10_000_000)
+    ocsp_max_request_bytes: int = Field(default=8192, ge=256, le=65536)
+    crl_debounce_seconds: float = Field(default=2.0, ge=0, le=3600)
+    poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Processes serving the plain-HTTP listener (SO_REUSEPORT); `serve --workers N`.
+    workers: int = Field(default=1, ge=1, le=64)
+    # Access-log every OCSP/CRL request (off: at OCSP volumes the log line costs more
+    # than the answer).
+    http_access_log: bool = False
+
+
+class AcmeConfig(_Model):
+    """The ACME server (``[acme]``): validation network, EAB, reuse, limits, directory meta."""
+
+    # Test mode / private networks: every identifier resolves to this address.
+    resolve_all_to: str | None = None
+    http01_port: int = Field(default=80, ge=1, le=65535)
+    tlsalpn01_port: int = Field(default=443, ge=1, le=65535)
+    # HOST:PORT of the DNS server dns-01 asks (default: the system resolver).
+    dns_resolver: str | None = None
+    validation_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    validation_attempts: int = Field(default=3, ge=1, le=10)
+    validation_concurrency: int = Field(default=32, ge=1, le=1024)
+    eab_required: bool = False
+    authz_reuse: bool = True
+    # 0 disables a limit.
+    orders_per_account_per_hour: int = Field(default=0, ge=0)
+    accounts_per_ip_per_hour: int = Field(default=0, ge=0)
+    account_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
+    terms_of_service: str | None = None
+    website: str | None = None
+    caa_identities: list[str] = Field(default_factory=list)
+
+    @field_validator("resolve_all_to")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        if value is not None:
+            import ipaddress
+
+            ipaddress.ip_address(value)
+        return value
+
+    @field_validator("dns_resolver")
+    @classmethod
+    def _hostport(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, sep, port = value.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("must be HOST:PORT")
+        return value
+
+    def to_engine(self) -> acme_api.AcmeSettings:
+        """Return the ACME engine's settings."""
+        return acme_api.AcmeSettings(
+            eab_required=self.eab_required,
+            authz_reuse=self.authz_reuse,
+            orders_per_account_per_hour=self.orders_per_account_per_hour,
+            accounts_per_ip_per_hour=self.accounts_per_ip_per_hour,
+            account_cache_seconds=self.account_cache_seconds,
+            validation_concurrency=self.validation_concurrency,
+            terms_of_service=self.terms_of_service,
+            website=self.website,
+            caa_identities=tuple(self.caa_identities),
+            validation=acme_api.ValidationSettings(
+                http01_port=self.http01_port,
+                tlsalpn01_port=self.tlsalpn01_port,
+                resolve_all_to=self.resolve_all_to,
+                timeout=self.validation_timeout_seconds,
+                attempts=self.validation_attempts,
+            ),
+        )
+
+
 class Settings(_Model):
     """Everything ``privca serve`` and the CLI need."""
 
@@ -55,6 +214,9 @@ class Settings(_Model):
     key_passphrase_file: Path | None = None
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     ca: CASettings = CASettings()
+    revocation: RevocationSettings = RevocationSettings()
+    est: EstSettings = EstSettings()
+    acme: AcmeConfig = AcmeConfig()
 
     @field_validator("public_http_url")
     @classmethod
@@ -92,6 +254,43 @@ class Settings(_Model):
             crl_validity=timedelta(hours=self.ca.crl_validity_hours),
             ocsp_validity=timedelta(hours=self.ca.ocsp_validity_hours),
         )
+
+
+def status_settings(settings: Settings) -> status_api.StatusSettings:
+    """Return the revocation services' settings.
+
+    Raises:
+        ConfigError: the refresh age is not below the OCSP validity, or the
+            delegated signer would not outlive two response validities.
+    """
+    rev = settings.revocation
+    validity = timedelta(hours=settings.ca.ocsp_validity_hours)
+    refresh = timedelta(hours=rev.ocsp_refresh_hours)
+    if refresh >= validity:
+        raise ConfigError(
+            "revocation.ocsp_refresh_hours must be below ca.ocsp_validity_hours "
+            "(responses are re-signed before nextUpdate)"
+        )
+    lifetime = timedelta(days=rev.ocsp_signer_lifetime_days)
+    if rev.ocsp_delegated_signer and lifetime < validity * 2:
+        raise ConfigError(
+            "revocation.ocsp_signer_lifetime_days must cover twice ca.ocsp_validity_hours"
+        )
+    return status_api.StatusSettings(
+        ocsp=responder.ResponderSettings(
+            validity=validity,
+            refresh_after=refresh,
+            nonce_echo=rev.ocsp_nonce_echo,
+            delegated_signer=rev.ocsp_delegated_signer,
+            signer_lifetime=lifetime,
+            cache_entries=rev.ocsp_cache_entries,
+        ),
+        crl=crls.CrlSettings(
+            validity=timedelta(hours=settings.ca.crl_validity_hours),
+            debounce=timedelta(seconds=rev.crl_debounce_seconds),
+        ),
+        poll_interval=timedelta(seconds=rev.poll_seconds),
+    )
 
 
 def load_settings(config_file: Path | None, **overrides: Any) -> Settings:

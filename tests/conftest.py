@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -29,12 +30,18 @@ def _pg_base_url() -> str | None:
     return None
 
 
-async def _pg_admin(sql: str, dsn: str) -> None:
+async def _pg_admin_async(sql: str, dsn: str) -> None:
     conn = await asyncpg.connect(dsn, timeout=10)
     try:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+def _pg_admin(sql: str, dsn: str) -> None:
+    # Session fixtures may run inside pytest-asyncio's loop: use a private one in a thread.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _pg_admin_async(sql, dsn)).result()
 
 
 @pytest.fixture(scope="session")
@@ -49,12 +56,12 @@ def pg_url() -> Iterator[str]:
     admin = base.replace("postgresql+asyncpg://", "postgresql://")
     name = f"privca_test_{uuid.uuid4().hex[:10]}"
     try:
-        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"', admin))
+        _pg_admin(f'CREATE DATABASE "{name}"', admin)
     except (OSError, asyncpg.PostgresError) as exc:
         pytest.fail(f"PostgreSQL at {admin} is unreachable: {exc}")
     prefix = base.rsplit("/", 1)[0]
     yield f"{prefix}/{name}"
-    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', admin))
+    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', admin)
 
 
 @pytest.fixture
@@ -75,9 +82,7 @@ def memory_repo() -> MemoryRepository:
 @pytest.fixture
 def engine(memory_repo: MemoryRepository, key_backend: keys.Pkcs8KeyBackend) -> api.CAEngine:
     """An engine on the in-memory repository with the real clock."""
-    return api.CAEngine(
-        memory_repo, key_backend, settings=api.EngineSettings(default_ca="issuing")
-    )
+    return api.CAEngine(memory_repo, key_backend, settings=api.EngineSettings(default_ca="issuing"))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

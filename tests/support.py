@@ -114,7 +114,9 @@ def lint_errors(cert: x509.Certificate) -> list[str]:
 
 def openssl(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     """Run the openssl CLI and return the completed process (never raises on failure)."""
-    return subprocess.run(["openssl", *args], input=stdin, capture_output=True, timeout=60, check=False)
+    return subprocess.run(
+        ["openssl", *args], input=stdin, capture_output=True, timeout=60, check=False
+    )
 
 
 def openssl_verify(
@@ -135,7 +137,15 @@ def openssl_verify(
             args += ["-untrusted", str(d / "untrusted.pem")]
         for i, crl in enumerate(crls):
             (d / f"crl{i}.der").write_bytes(crl)
-            out = openssl("crl", "-inform", "DER", "-in", str(d / f"crl{i}.der"), "-out", str(d / f"crl{i}.pem"))
+            out = openssl(
+                "crl",
+                "-inform",
+                "DER",
+                "-in",
+                str(d / f"crl{i}.der"),
+                "-out",
+                str(d / f"crl{i}.pem"),
+            )
             assert out.returncode == 0, out.stderr
             args += ["-CRLfile", str(d / f"crl{i}.pem")]
         args += [*extra, str(d / "leaf.pem")]

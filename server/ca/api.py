@@ -7,10 +7,12 @@ owns the decrypted-key cache. Must not import aiohttp, josepy or sqlalchemy.
 from __future__ import annotations
 
 import asyncio
+import logging
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,15 +34,63 @@ from server.ca.types import (
     CrlRecord,
     IssuedCertificate,
     KeyAlgorithm,
+    KeyHandle,
     Principal,
     RevocationReason,
     Serial,
 )
 
-__all__ = ["CAEngine", "EngineSettings"]
+if TYPE_CHECKING:
+    from server.ca.matter_api import MatterRequest
+
+__all__ = ["CAEngine", "EngineSettings", "StatusListener"]
+
+_log = logging.getLogger(__name__)
+
+
+class StatusListener(Protocol):
+    """Told about each stored issuance and revocation (revocation services hook in here)."""
+
+    async def issued(self, record: CertificateRecord) -> None:
+        """Handle a certificate that was just stored."""
+        ...
+
+    async def revoked(self, record: CertificateRecord) -> None:
+        """Handle a certificate that was just revoked."""
+        ...
+
 
 _SERIAL_ATTEMPTS: Final = 5
 _CA_BACKDATE: Final = timedelta(minutes=5)
+# Matter leaf profiles: issued by server/ca/matter_api.py on CAs of kind MATTER_PAI
+# (DAC) and MATTER_ICAC/MATTER_RCAC (NOC); the Matter profiles fix everything else.
+_MATTER_PROFILES: Final = {
+    p.name: p
+    for p in (
+        profiles.Profile(
+            name="matter-dac",
+            description="Matter Device Attestation Certificate (issued by a PAI)",
+            extended_key_usages=(),
+            allowed_san_types=frozenset(),
+            max_lifetime=timedelta(days=3_000_000),
+            default_lifetime=timedelta(days=3_000_000),
+            allowed_key_algorithms=frozenset({KeyAlgorithm.EC_P256}),
+            keep_subject=True,
+            require_san=False,
+        ),
+        profiles.Profile(
+            name="matter-noc",
+            description="Matter Node Operational Certificate (issued by an ICAC or RCAC)",
+            extended_key_usages=(),
+            allowed_san_types=frozenset(),
+            max_lifetime=timedelta(days=3_000_000),
+            default_lifetime=timedelta(days=365),
+            allowed_key_algorithms=frozenset({KeyAlgorithm.EC_P256}),
+            keep_subject=True,
+            require_san=False,
+        ),
+    )
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +128,7 @@ class CAEngine:
         self._serials = serials
         self._issuers: dict[CAId, issuance.Issuer] = {}
         self._cas: dict[str, CA] = {}
+        self._listeners: list[StatusListener] = []
 
     # ------------------------------------------------------------------ helpers
 
@@ -105,6 +156,17 @@ class CAEngine:
             return issuance.RevocationUrls(crl=None, ocsp=None, ca_issuers=urls.ca_issuers)
         return urls
 
+    def crl_scope(self, ca: CA) -> str | None:
+        """Return the IssuingDistributionPoint URL, or None for a CRL without IDP.
+
+        OpenSSL matches an IDP against the certificate's CDP, so a CRL whose
+        scope includes certificates without CDP (the self-signed root under
+        -crl_check_all, short-lived leaves without revocation URLs) has none.
+        """
+        if ca.parent_id is None and not ca.external:
+            return None
+        return self._child_urls(ca).crl
+
     async def _issuer(self, ca: CA) -> issuance.Issuer:
         cached = self._issuers.get(ca.id)
         if cached is not None:
@@ -113,9 +175,7 @@ class CAEngine:
             raise EngineError(ProblemKind.POLICY, f"CA {ca.name} is not active")
         key = await asyncio.to_thread(self._keys.load, ca.key)
         chain = [x509.load_der_x509_certificate(d) for d in ca.chain_der]
-        built = issuance.Issuer.create(
-            ca.certificate, key, urls=self._child_urls(ca), chain=chain
-        )
+        built = issuance.Issuer.create(ca.certificate, key, urls=self._child_urls(ca), chain=chain)
         self._issuers[ca.id] = built
         return built
 
@@ -125,7 +185,7 @@ class CAEngine:
         self._cas.pop(ca.name, None)
 
     def _new_id(self) -> CAId:
-        return CAId(format(self._serials() & ((1 << 48) - 1), "012x"))
+        return CAId(secrets.token_hex(6))
 
     # ------------------------------------------------------------------ CAs
 
@@ -228,12 +288,14 @@ class CAEngine:
     async def _store_ca_record(
         self, issuer: CA, ca: CA, cert: x509.Certificate, actor: Principal
     ) -> None:
+        record = self._record(issuer, cert, profile="ca", names=(), actor=actor, is_ca=True)
         await self._repo.add_certificate(
-            self._record(issuer, cert, profile="ca", names=(), actor=actor, is_ca=True),
+            record,
             audit=self._audit(
                 actor, "cert.issue", f"{issuer.name}/{cert.serial_number:X}", ca=ca.name
             ),
         )
+        await self._notify("issued", record)
 
     async def create_subordinate(
         self,
@@ -411,7 +473,7 @@ class CAEngine:
 
     def profile(self, name: str) -> profiles.Profile:
         """Return a configured profile; EngineError(INVALID_PROFILE) if unknown."""
-        found = self.settings.profiles.get(name)
+        found = self.settings.profiles.get(name) or _MATTER_PROFILES.get(name)
         if found is None:
             return profiles.get_profile(name)
         return found
@@ -428,17 +490,33 @@ class CAEngine:
         lifetime: timedelta | None = None,
         not_before: datetime | None = None,
         not_after: datetime | None = None,
+        matter: MatterRequest | None = None,
     ) -> IssuedCertificate:
         """Issue a leaf from a PKCS#10 request; stored before it is returned.
 
         ``names`` (if given) must equal the CSR's SANs as a set, which is how a
-        front end ties a CSR to what it authorised.
+        front end ties a CSR to what it authorised. Profiles ``matter-dac`` and
+        ``matter-noc`` go to ``matter_api.issue_matter`` (``matter`` carries their
+        VID/PID or node/fabric/CAT parameters; a refusal names the Matter rule).
 
         Raises:
             EngineError: BAD_CSR, BAD_PUBLIC_KEY, REJECTED_IDENTIFIER, MALFORMED
                 (validity), INVALID_PROFILE, NOT_FOUND (CA), POLICY (CA inactive).
         """
         req = csr if isinstance(csr, x509.CertificateSigningRequest) else issuance.load_csr(csr)
+        if profile in _MATTER_PROFILES:
+            # Matter DAC/NOC: dispatched on the profile and checked against the CA's kind.
+            from server.ca import matter_api  # matter_api imports this module
+
+            return await matter_api.issue_matter(
+                self,
+                req,
+                principal=principal,
+                profile=profile,
+                ca=ca,
+                lifetime=lifetime,
+                request=matter,
+            )
         csr_names = issuance.requested_names(req)
         if names is not None and {policy.san_value(n) for n in names} != {
             policy.san_value(n) for n in csr_names
@@ -473,6 +551,24 @@ class CAEngine:
             EngineError: as ``issue``.
         """
         key = await asyncio.to_thread(keys.generate_private_key, key_algorithm)
+        if profile in _MATTER_PROFILES:
+            from server.ca import matter_api  # matter_api imports this module
+
+            generated = await matter_api.issue_matter(
+                self,
+                key.public_key(),
+                principal=principal,
+                profile=profile,
+                ca=ca,
+                lifetime=lifetime,
+                subject=subject,
+            )
+            unencrypted = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            return replace(generated, private_key_pem=unencrypted)
         issued = await self._issue_key(
             key.public_key(),
             principal=principal,
@@ -565,6 +661,7 @@ class CAEngine:
                 )
             except SerialConflictError:
                 continue
+            await self._notify("issued", record)
             chain = await self.chain_of(issuer_ca)
             return IssuedCertificate(record=record, certificate=cert, chain=chain)
         raise EngineError(ProblemKind.SERVER_INTERNAL, "could not allocate a unique serial")
@@ -623,6 +720,7 @@ class CAEngine:
         )
         if updated is None:
             raise EngineError(ProblemKind.ALREADY_REVOKED, f"{rec.serial_hex} is already revoked")
+        await self._notify("revoked", updated)
         return updated
 
     async def generate_crl(self, ca: str | None, *, actor: Principal) -> CrlRecord:
@@ -644,7 +742,7 @@ class CAEngine:
             number=number,
             this_update=now,
             next_update=next_update,
-            distribution_point=self.urls_for(ca_obj).crl,
+            distribution_point=self.crl_scope(ca_obj),
         )
         record = CrlRecord(
             ca_id=ca_obj.id,
@@ -698,6 +796,134 @@ class CAEngine:
             next_update=now + self.settings.ocsp_validity,
             nonce=nonce,
         )
+
+    # ------------------------------------------------------------------ status hooks
+
+    def add_status_listener(self, listener: StatusListener) -> None:
+        """Call ``listener`` after every stored issuance and revocation (OCSP pre-signing)."""
+        self._listeners.append(listener)
+
+    async def _notify(self, event: str, record: CertificateRecord) -> None:
+        for listener in self._listeners:
+            try:
+                if event == "issued":
+                    await listener.issued(record)
+                else:
+                    await listener.revoked(record)
+            except Exception:  # noqa: BLE001 - the certificate is stored; a hook must not undo that
+                _log.exception("status listener failed for %s %s", event, record.serial_hex)
+
+    async def signing_issuer(self, ca: CA) -> issuance.Issuer:
+        """Return the loaded signer of an active CA (for OCSP/CRL services in server/ca).
+
+        Raises:
+            EngineError: POLICY (CA not active).
+        """
+        return await self._issuer(ca)
+
+    @property
+    def key_backend(self) -> keys.KeyBackend:
+        """Return the key backend (delegated OCSP signer keys live there too)."""
+        return self._keys
+
+    # ------------------------------------------------------------ kind-specific CAs and leaves
+
+    def now(self) -> datetime:
+        """Return the engine clock's time (aware UTC); Matter issuance uses it too."""
+        return self._now()
+
+    async def check_ca_name(self, name: str) -> None:
+        """Check that ``name`` is a valid, unused CA name.
+
+        Raises:
+            EngineError: MALFORMED (bad name), CONFLICT (taken).
+        """
+        await self._check_new_name(name)
+
+    async def add_kind_ca(
+        self,
+        *,
+        name: str,
+        kind: CAKind,
+        parent: CA | None,
+        key: KeyHandle,
+        cert: x509.Certificate,
+        actor: Principal,
+        detail: dict[str, str],
+    ) -> CA:
+        """Store a CA whose certificate a kind-specific builder made (Matter PAA/PAI/RCAC/ICAC).
+
+        Stored and audited like ``create_root``/``create_subordinate``; its certificate
+        is recorded under its issuer. Such CAs name no revocation URLs in their leaves.
+
+        Raises:
+            EngineError: CONFLICT (name taken).
+        """
+        ca = CA(
+            id=self._new_id(),
+            name=name,
+            parent_id=parent.id if parent else None,
+            tier=parent.tier + 1 if parent else 1,
+            key_algorithm=KeyAlgorithm.EC_P256,
+            key=key,
+            status=CAStatus.ACTIVE,
+            mode=CAMode.GENERAL,
+            kind=kind,
+            created_at=self._now(),
+            cert_der=cert.public_bytes(serialization.Encoding.DER),
+            chain_der=(parent.cert_der or b"", *parent.chain_der) if parent else (),
+            publish_revocation=False,
+        )
+        action = "ca.create-root" if parent is None else "ca.create-sub"
+        audit = self._audit(actor, action, name, kind=str(kind), **detail)
+        await self._repo.add_ca(ca, audit=audit)
+        await self._store_ca_record(parent or ca, ca, cert, actor)
+        return ca
+
+    async def store_leaves(
+        self,
+        issuer_ca: CA,
+        certs: Sequence[x509.Certificate],
+        *,
+        profile: str,
+        principal: Principal,
+    ) -> list[CertificateRecord | None]:
+        """Store leaves built outside ``issuance`` (Matter), one audit event each.
+
+        The writes run concurrently so the SQL repository's group commit puts many
+        of them in one transaction. Each slot holds the stored record, or None where
+        the serial was already taken (the caller rebuilds that one with a new serial).
+        Status listeners are not called: Matter leaves carry no OCSP URL.
+        """
+        records = [
+            self._record(issuer_ca, cert, profile=profile, names=(), actor=principal)
+            for cert in certs
+        ]
+        results = await asyncio.gather(
+            *(
+                self._repo.add_certificate(
+                    record,
+                    audit=self._audit(
+                        principal,
+                        "cert.issue",
+                        f"{issuer_ca.name}/{record.serial_hex}",
+                        profile=profile,
+                        subject=record.subject,
+                    ),
+                )
+                for record in records
+            ),
+            return_exceptions=True,
+        )
+        out: list[CertificateRecord | None] = []
+        for record, result in zip(records, results, strict=True):
+            if isinstance(result, SerialConflictError):
+                out.append(None)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                out.append(record)
+        return out
 
     # ------------------------------------------------------------------ audit
 

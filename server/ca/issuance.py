@@ -33,6 +33,7 @@ __all__ = [
     "build_leaf",
     "leaf_subject",
     "load_csr",
+    "parse_name",
     "requested_names",
 ]
 
@@ -124,6 +125,28 @@ class Issuer:
     def not_after(self) -> datetime:
         """Return the issuer's expiry; children never outlive it."""
         return self.certificate.not_valid_after_utc
+
+
+_EXTRA_ATTRIBUTES: Final = {
+    "serialNumber": NameOID.SERIAL_NUMBER,
+    "SERIALNUMBER": NameOID.SERIAL_NUMBER,
+    "emailAddress": NameOID.EMAIL_ADDRESS,
+    "GN": NameOID.GIVEN_NAME,
+    "SN": NameOID.SURNAME,
+    "title": NameOID.TITLE,
+}
+
+
+def parse_name(text: str) -> x509.Name:
+    """Parse an RFC 4514 DN, also accepting serialNumber, emailAddress, GN, SN, title.
+
+    Raises:
+        EngineError: MALFORMED when it does not parse.
+    """
+    try:
+        return x509.Name.from_rfc4514_string(text, _EXTRA_ATTRIBUTES)
+    except ValueError as exc:
+        raise EngineError(ProblemKind.MALFORMED, f"cannot parse the name {text!r}") from exc
 
 
 def _name_constraints(*certs: x509.Certificate) -> list[x509.NameConstraints]:

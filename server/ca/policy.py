@@ -10,6 +10,7 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from typing import Final
+from urllib.parse import urlsplit
 
 from cryptography import x509
 
@@ -60,6 +61,17 @@ def san_value(name: x509.GeneralName) -> str:
     return f"{kind or 'other'}:{name.value}"
 
 
+def _is_uri_with_host(value: str) -> bool:
+    # RFC 5280 §4.2.1.6: absolute URI; when it has an authority the host is a
+    # FQDN or IP. Divergence: privca also requires the authority, so URN-style
+    # values are refused (validators such as pkilint reject them).
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return bool(parts.scheme and parts.hostname) and " " not in value
+
+
 def _in_suffixes(dns: str, suffixes: Sequence[str]) -> bool:
     bare = dns[2:] if dns.startswith("*.") else dns
     for suffix in suffixes:
@@ -91,8 +103,8 @@ def _check_one(
             return f"{addr} is outside the allowed IP ranges ({', '.join(ip_networks)})"
     elif kind is SanType.EMAIL and "@" not in str(name.value):
         return f"{name.value!r} is not an email address"
-    elif kind is SanType.URI and ":" not in str(name.value):
-        return f"{name.value!r} is not an absolute URI"
+    elif kind is SanType.URI and not _is_uri_with_host(str(name.value)):
+        return f"{name.value!r} is not an absolute URI with a host (scheme://host/...)"
     return None
 
 
@@ -171,4 +183,6 @@ def check_name_constraints(
                 )
                 break
     if problems:
-        raise EngineError(ProblemKind.REJECTED_IDENTIFIER, problems[0].detail, subproblems=tuple(problems))
+        raise EngineError(
+            ProblemKind.REJECTED_IDENTIFIER, problems[0].detail, subproblems=tuple(problems)
+        )

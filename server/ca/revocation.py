@@ -7,7 +7,7 @@ josepy or sqlalchemy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,7 +18,14 @@ from cryptography.x509 import ocsp
 from server.ca.issuance import Issuer
 from server.ca.types import CertificateRecord, RevocationReason
 
-__all__ = ["OcspStatus", "build_crl", "build_ocsp_response", "reason_flag"]
+__all__ = [
+    "OcspStatus",
+    "build_crl",
+    "build_ocsp_response",
+    "reason_flag",
+    "revoked_certificates",
+    "sign_crl",
+]
 
 _FLAGS = {
     RevocationReason.KEY_COMPROMISE: x509.ReasonFlags.key_compromise,
@@ -40,32 +47,46 @@ def reason_flag(reason: RevocationReason | None) -> x509.ReasonFlags | None:
     return _FLAGS[reason]
 
 
-def build_crl(
-    issuer: Issuer,
+def _reason_extensions() -> dict[RevocationReason | None, list[x509.Extension[x509.ExtensionType]]]:
+    out: dict[RevocationReason | None, list[x509.Extension[x509.ExtensionType]]] = {None: []}
+    for reason in RevocationReason:
+        flag = reason_flag(reason)
+        out[reason] = (
+            [x509.Extension(x509.CRLReason.oid, False, x509.CRLReason(flag))] if flag else []
+        )
+    return out
+
+
+def revoked_certificates(
+    entries: Iterable[tuple[int, datetime | None, RevocationReason | None]],
     *,
-    revoked: Sequence[CertificateRecord],
+    default_time: datetime,
+) -> list[x509.RevokedCertificate]:
+    """Return CRL entries from (serial, revoked_at, reason) (reasonCode omitted for unspecified)."""
+    exts = _reason_extensions()
+    build = x509.RevokedCertificateBuilder
+    return [
+        build(
+            serial_number=serial, revocation_date=at or default_time, extensions=exts[reason]
+        ).build()
+        for serial, at, reason in entries
+    ]
+
+
+def sign_crl(
+    issuer: Issuer,
+    revoked: Sequence[x509.RevokedCertificate],
+    *,
     number: int,
     this_update: datetime,
     next_update: datetime,
     distribution_point: str | None,
 ) -> x509.CertificateRevocationList:
-    """Build and sign a complete CRL for one issuer.
+    """Sign a complete CRL (RFC 5280 §5) over already-built entries.
 
     The entries are handed to the builder in one list: adding them one by one
     is quadratic in cryptography.
     """
-    entries = []
-    for rec in revoked:
-        at = rec.revoked_at or this_update
-        exts: list[x509.Extension[x509.ExtensionType]] = []
-        flag = reason_flag(rec.revocation_reason)
-        if flag is not None:
-            exts.append(x509.Extension(x509.CRLReason.oid, False, x509.CRLReason(flag)))
-        entries.append(
-            x509.RevokedCertificateBuilder(
-                serial_number=rec.serial, revocation_date=at, extensions=exts
-            ).build()
-        )
     extensions: list[x509.Extension[x509.ExtensionType]] = [
         x509.Extension(x509.CRLNumber.oid, False, x509.CRLNumber(number)),
         x509.Extension(x509.AuthorityKeyIdentifier.oid, False, issuer.aki),
@@ -82,14 +103,36 @@ def build_crl(
         )
         # RFC 5280 §5.2.5: the IDP extension is critical.
         extensions.append(x509.Extension(idp.oid, True, idp))
-    builder = x509.CertificateRevocationListBuilder(
+    return x509.CertificateRevocationListBuilder(
         issuer_name=issuer.certificate.subject,
         last_update=this_update,
         next_update=next_update,
         extensions=extensions,
-        revoked_certificates=entries,
+        revoked_certificates=list(revoked),
+    ).sign(issuer.key, issuer.hash)
+
+
+def build_crl(
+    issuer: Issuer,
+    *,
+    revoked: Sequence[CertificateRecord],
+    number: int,
+    this_update: datetime,
+    next_update: datetime,
+    distribution_point: str | None,
+) -> x509.CertificateRevocationList:
+    """Build and sign a complete CRL for one issuer from stored records."""
+    entries = revoked_certificates(
+        ((r.serial, r.revoked_at, r.revocation_reason) for r in revoked), default_time=this_update
     )
-    return builder.sign(issuer.key, issuer.hash)
+    return sign_crl(
+        issuer,
+        entries,
+        number=number,
+        this_update=this_update,
+        next_update=next_update,
+        distribution_point=distribution_point,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 __all__ = ["Database", "is_sqlite", "sqlite_url"]
 
@@ -43,13 +46,33 @@ class Database:
         if not is_sqlite(url):
             kwargs = {"pool_size": pool_size, "max_overflow": pool_size}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        # SQLite allows one writer: every repository of this process writes
+        # behind one lock instead of spinning on SQLITE_BUSY.
+        self.write_lock: asyncio.Lock | None = None
         if is_sqlite(url):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            self.write_lock = asyncio.Lock()
 
     @property
     def is_sqlite(self) -> bool:
         """Return True when this is the embedded SQLite database."""
         return is_sqlite(self.url)
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """Open one write transaction (on SQLite behind the process-wide write lock)."""
+        if self.write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self.write_lock, self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """Open a connection for reads."""
+        async with self.engine.connect() as conn:
+            yield conn
 
     async def migrate(self) -> None:
         """Apply every pending Alembic migration (idempotent)."""

@@ -128,3 +128,8 @@ class MetaRow(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+from server.store import acme_models as _acme_models  # noqa: E402, F401 - register ACME tables for Alembic
+from server.store import est_models as _est_models  # noqa: E402, F401 - register EST tables for Alembic
+from server.store import status_models as _status_models  # noqa: E402, F401 - register revocation-service tables for Alembic

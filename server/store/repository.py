@@ -7,18 +7,17 @@ converts rows to engine types with ``_to_domain`` helpers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.ca import types
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import SerialConflictError
+from server.store import convert
 from server.store.database import Database
 from server.store.models import AuditRow, CARow, CertificateRow, CrlNumberRow, CrlRow, MetaRow
 
@@ -32,20 +31,6 @@ _AUDIT = cast(Table, AuditRow.__table__)
 _META = cast(Table, MetaRow.__table__)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _serial_key(serial: int) -> str:
-    return format(serial, "X")
-
-
 def _ca_to_domain(row: Row[Any]) -> types.CA:
     return types.CA(
         id=types.CAId(row.id),
@@ -57,7 +42,7 @@ def _ca_to_domain(row: Row[Any]) -> types.CA:
         status=types.CAStatus(row.status),
         mode=types.CAMode(row.mode),
         kind=types.CAKind(row.kind),
-        created_at=_aware(row.created_at),
+        created_at=convert.aware(row.created_at),
         cert_der=row.cert_der,
         csr_der=row.csr_der,
         chain_der=tuple(bytes.fromhex(h) for h in row.chain_der),
@@ -101,12 +86,12 @@ def _cert_to_domain(row: Row[Any]) -> types.CertificateRecord:
         profile=row.profile,
         subject=row.subject,
         sans=tuple(s for s in row.sans.split("\n") if s),
-        not_before=_aware(row.not_before),
-        not_after=_aware(row.not_after),
-        issued_at=_aware(row.issued_at),
+        not_before=convert.aware(row.not_before),
+        not_after=convert.aware(row.not_after),
+        issued_at=convert.aware(row.issued_at),
         requester=row.requester,
         status=types.CertStatus(row.status),
-        revoked_at=_utc(row.revoked_at),
+        revoked_at=convert.aware_or_none(row.revoked_at),
         revocation_reason=(
             types.RevocationReason(row.revocation_reason) if row.revocation_reason else None
         ),
@@ -117,7 +102,7 @@ def _cert_to_domain(row: Row[Any]) -> types.CertificateRecord:
 def _cert_from_domain(rec: types.CertificateRecord) -> dict[str, Any]:
     return {
         "ca_id": rec.ca_id,
-        "serial": _serial_key(rec.serial),
+        "serial": convert.serial_key(rec.serial),
         "der": rec.der,
         "profile": rec.profile,
         "subject": rec.subject,
@@ -133,14 +118,48 @@ def _cert_from_domain(rec: types.CertificateRecord) -> dict[str, Any]:
     }
 
 
-def _audit_from_domain(event: types.AuditEvent) -> dict[str, Any]:
-    return {
-        "at": event.at,
-        "actor": event.actor,
-        "action": event.action,
-        "target": event.target,
-        "detail": dict(event.detail),
-    }
+_CertRows = tuple[dict[str, Any], dict[str, Any]]
+
+
+class GroupCommit:
+    """Group commit: concurrent writers share one transaction.
+
+    Every caller waits until its own row is committed (a certificate is stored
+    before anyone sees it); under load one commit serves many issuances.
+    """
+
+    _MAX_BATCH = 256
+
+    def __init__(
+        self, write: Callable[[list[_CertRows]], Awaitable[list[BaseException | None]]]
+    ) -> None:
+        self._write = write
+        self._pending: list[tuple[_CertRows, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: _CertRows) -> None:
+        """Queue one item and wait for its commit (or its own error)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch = self._pending[: self._MAX_BATCH]
+            del self._pending[: self._MAX_BATCH]
+            try:
+                results = await self._write([item for item, _ in batch])
+            except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if result is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(result)
 
 
 class SqlRepository:
@@ -148,29 +167,13 @@ class SqlRepository:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        # SQLite allows one writer: serialise writes in-process instead of
-        # spinning on SQLITE_BUSY. PostgreSQL needs no such lock.
-        self._write_lock: asyncio.Lock | None = asyncio.Lock() if db.is_sqlite else None
-
-    @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        if self._write_lock is None:
-            async with self._db.engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_lock, self._db.engine.begin() as conn:
-            yield conn
-
-    @contextlib.asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        async with self._db.engine.connect() as conn:
-            yield conn
+        self._cert_batcher = GroupCommit(self._insert_certificates)
 
     async def add_ca(self, ca: types.CA, *, audit: types.AuditEvent) -> None:
         try:
-            async with self._write() as conn:
+            async with self._db.write() as conn:
                 await conn.execute(insert(_CA).values(**_ca_from_domain(ca)))
-                await conn.execute(insert(_AUDIT).values(**_audit_from_domain(audit)))
+                await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
         except IntegrityError as exc:
             raise EngineError(
                 ProblemKind.CONFLICT, f"a CA named {ca.name!r} already exists"
@@ -179,40 +182,53 @@ class SqlRepository:
     async def update_ca(self, ca: types.CA, *, audit: types.AuditEvent) -> None:
         values = _ca_from_domain(ca)
         values.pop("id")
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             await conn.execute(update(_CA).where(_CA.c.id == ca.id).values(**values))
-            await conn.execute(insert(_AUDIT).values(**_audit_from_domain(audit)))
+            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
 
     async def get_ca(self, ca_id: types.CAId) -> types.CA | None:
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             row = (await conn.execute(select(_CA).where(_CA.c.id == ca_id))).first()
         return _ca_to_domain(row) if row else None
 
     async def get_ca_by_name(self, name: str) -> types.CA | None:
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             row = (await conn.execute(select(_CA).where(_CA.c.name == name))).first()
         return _ca_to_domain(row) if row else None
 
     async def list_cas(self) -> Sequence[types.CA]:
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(select(_CA).order_by(_CA.c.created_at, _CA.c.tier))).all()
         return [_ca_to_domain(r) for r in rows]
 
     async def add_certificate(
         self, record: types.CertificateRecord, *, audit: types.AuditEvent
     ) -> None:
+        """Insert through the group-commit batcher; returns once the row is committed."""
+        await self._cert_batcher.submit((_cert_from_domain(record), convert.audit_values(audit)))
+
+    async def _insert_certificates(self, batch: list[_CertRows]) -> list[BaseException | None]:
+        """Write a batch in one transaction; on a conflict fall back to one row at a time."""
         try:
-            async with self._write() as conn:
-                await conn.execute(insert(_CERT).values(**_cert_from_domain(record)))
-                await conn.execute(insert(_AUDIT).values(**_audit_from_domain(audit)))
-        except IntegrityError as exc:
-            raise SerialConflictError(record.serial_hex) from exc
+            async with self._db.write() as conn:
+                await conn.execute(insert(_CERT), [cert for cert, _ in batch])
+                await conn.execute(insert(_AUDIT), [audit for _, audit in batch])
+            return [None] * len(batch)
+        except IntegrityError:
+            if len(batch) == 1:
+                return [SerialConflictError(str(batch[0][0]["serial"]))]
+        results: list[BaseException | None] = []
+        for item in batch:
+            results.extend(await self._insert_certificates([item]))
+        return results
 
     async def get_certificate(
         self, ca_id: types.CAId, serial: types.Serial
     ) -> types.CertificateRecord | None:
-        stmt = select(_CERT).where(_CERT.c.ca_id == ca_id, _CERT.c.serial == _serial_key(serial))
-        async with self._read() as conn:
+        stmt = select(_CERT).where(
+            _CERT.c.ca_id == ca_id, _CERT.c.serial == convert.serial_key(serial)
+        )
+        async with self._db.read() as conn:
             row = (await conn.execute(stmt)).first()
         return _cert_to_domain(row) if row else None
 
@@ -223,7 +239,7 @@ class SqlRepository:
         if query.status is not None:
             stmt = stmt.where(_CERT.c.status == str(query.status))
         if query.serial is not None:
-            stmt = stmt.where(_CERT.c.serial == _serial_key(query.serial))
+            stmt = stmt.where(_CERT.c.serial == convert.serial_key(query.serial))
         if query.expires_before is not None:
             stmt = stmt.where(_CERT.c.not_after < query.expires_before)
         if query.expires_after is not None:
@@ -237,7 +253,7 @@ class SqlRepository:
                 )
             )
         stmt = stmt.order_by(_CERT.c.id.desc()).limit(query.limit)
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(stmt)).all()
         return [_cert_to_domain(r) for r in rows]
 
@@ -250,8 +266,8 @@ class SqlRepository:
         reason: types.RevocationReason,
         audit: types.AuditEvent,
     ) -> types.CertificateRecord | None:
-        key = _serial_key(serial)
-        async with self._write() as conn:
+        key = convert.serial_key(serial)
+        async with self._db.write() as conn:
             result = await conn.execute(
                 update(_CERT)
                 .where(
@@ -267,7 +283,7 @@ class SqlRepository:
             )
             if result.rowcount != 1:
                 return None
-            await conn.execute(insert(_AUDIT).values(**_audit_from_domain(audit)))
+            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
             row = (
                 await conn.execute(
                     select(_CERT).where(_CERT.c.ca_id == ca_id, _CERT.c.serial == key)
@@ -279,12 +295,12 @@ class SqlRepository:
         stmt = select(_CERT).where(
             _CERT.c.ca_id == ca_id, _CERT.c.status == str(types.CertStatus.REVOKED)
         )
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(stmt)).all()
         return [_cert_to_domain(r) for r in rows]
 
     async def add_crl(self, crl: types.CrlRecord) -> None:
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             await conn.execute(
                 insert(_CRL).values(
                     ca_id=crl.ca_id,
@@ -297,20 +313,20 @@ class SqlRepository:
 
     async def latest_crl(self, ca_id: types.CAId) -> types.CrlRecord | None:
         stmt = select(_CRL).where(_CRL.c.ca_id == ca_id).order_by(_CRL.c.number.desc()).limit(1)
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             row = (await conn.execute(stmt)).first()
         if row is None:
             return None
         return types.CrlRecord(
             ca_id=types.CAId(row.ca_id),
             number=row.number,
-            this_update=_aware(row.this_update),
-            next_update=_aware(row.next_update),
+            this_update=convert.aware(row.this_update),
+            next_update=convert.aware(row.next_update),
             der=row.der,
         )
 
     async def next_crl_number(self, ca_id: types.CAId) -> int:
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             # UPDATE ... RETURNING is atomic on both backends; insert the first row on miss.
             result = await conn.execute(
                 update(_CRLNUM)
@@ -322,24 +338,24 @@ class SqlRepository:
             if value is not None:
                 return int(value)
         try:
-            async with self._write() as conn:
+            async with self._db.write() as conn:
                 await conn.execute(insert(_CRLNUM).values(ca_id=ca_id, last=1))
                 return 1
         except IntegrityError:
             return await self.next_crl_number(ca_id)
 
     async def add_audit(self, event: types.AuditEvent) -> None:
-        async with self._write() as conn:
-            await conn.execute(insert(_AUDIT).values(**_audit_from_domain(event)))
+        async with self._db.write() as conn:
+            await conn.execute(insert(_AUDIT).values(**convert.audit_values(event)))
 
     async def list_audit(self, *, limit: int = 100) -> Sequence[types.AuditEvent]:
         stmt = select(_AUDIT).order_by(_AUDIT.c.id.desc()).limit(limit)
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(stmt)).all()
         return [
             types.AuditEvent(
                 id=r.id,
-                at=_aware(r.at),
+                at=convert.aware(r.at),
                 actor=r.actor,
                 action=r.action,
                 target=r.target,
@@ -350,13 +366,13 @@ class SqlRepository:
 
     async def get_meta(self, key: str) -> str | None:
         """Return an installation-wide value (not part of the engine port)."""
-        async with self._read() as conn:
+        async with self._db.read() as conn:
             row = (await conn.execute(select(_META.c.value).where(_META.c.key == key))).first()
         return str(row[0]) if row else None
 
     async def set_meta(self, key: str, value: str) -> None:
         """Store an installation-wide value."""
-        async with self._write() as conn:
+        async with self._db.write() as conn:
             result = await conn.execute(update(_META).where(_META.c.key == key).values(value=value))
             if result.rowcount == 0:
                 await conn.execute(insert(_META).values(key=key, value=value))

@@ -58,7 +58,9 @@ async def test_path_length_zero_parent_refuses_children(engine: api.CAEngine) ->
 
 async def test_name_constraints_are_critical_and_enforced_by_openssl(engine: api.CAEngine) -> None:
     await engine.create_root("r", actor=OP)
-    nc = x509.NameConstraints(permitted_subtrees=[x509.DNSName("corp.internal")], excluded_subtrees=None)
+    nc = x509.NameConstraints(
+        permitted_subtrees=[x509.DNSName("corp.internal")], excluded_subtrees=None
+    )
     ca = await engine.create_subordinate("issuing", parent="r", actor=OP, name_constraints=nc)
     ext = ca.certificate.extensions.get_extension_for_class(x509.NameConstraints)
     assert ext.critical
@@ -73,7 +75,9 @@ async def test_name_constraints_are_critical_and_enforced_by_openssl(engine: api
     assert err.value.subproblems[0].identifier == "dns:evil.example"
 
 
-@pytest.mark.parametrize("alg", [KeyAlgorithm.ML_DSA_44, KeyAlgorithm.ML_DSA_65, KeyAlgorithm.ML_DSA_87])
+@pytest.mark.parametrize(
+    "alg", [KeyAlgorithm.ML_DSA_44, KeyAlgorithm.ML_DSA_65, KeyAlgorithm.ML_DSA_87]
+)
 async def test_ml_dsa_hierarchy_verifies_with_cryptography(
     engine: api.CAEngine, alg: KeyAlgorithm
 ) -> None:
@@ -81,13 +85,15 @@ async def test_ml_dsa_hierarchy_verifies_with_cryptography(
     await build_tiers(engine, 3, alg)
     csr, _ = make_csr(["dns:pq.internal"], alg=alg)
     issued = await engine.issue(csr, principal=OP, profile="tls-server", ca="tier3")
-    assert issued.certificate.signature_algorithm_oid.dotted_string.startswith("2.16.840.1.101.3.4.3.")
+    assert issued.certificate.signature_algorithm_oid.dotted_string.startswith(
+        "2.16.840.1.101.3.4.3."
+    )
     store = verification.Store([issued.chain[-1]])
     verifier = (
         verification.PolicyBuilder()
         .store(store)
         .time(datetime.now(UTC) + timedelta(minutes=1))
-        .build_server_verifier(verification.DNSName("pq.internal"))
+        .build_server_verifier(x509.DNSName("pq.internal"))
     )
     chain = verifier.verify(issued.certificate, list(issued.chain[:-1]))
     assert len(chain) == 4
@@ -99,10 +105,25 @@ async def test_ml_dsa_hierarchy_verifies_with_cryptography(
 def _external_root(tmp: Path) -> tuple[Path, Path]:
     key, cert = tmp / "ext-root.key", tmp / "ext-root.pem"
     out = openssl(
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384", "-nodes",
-        "-keyout", str(key), "-out", str(cert), "-days", "3650", "-subj", "/O=Acme Corp/CN=Acme Root",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-384",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(cert),
+        "-days",
+        "3650",
+        "-subj",
+        "/O=Acme Corp/CN=Acme Root",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
     )
     assert out.returncode == 0, out.stderr
     return key, cert
@@ -112,9 +133,23 @@ def _openssl_sign(tmp: Path, csr_pem: bytes, key: Path, cert: Path, ext: str) ->
     (tmp / "sub.csr").write_bytes(csr_pem)
     (tmp / "ext.cnf").write_text(f"[v3]\n{ext}\n")
     out = openssl(
-        "x509", "-req", "-in", str(tmp / "sub.csr"), "-CA", str(cert), "-CAkey", str(key),
-        "-CAcreateserial", "-days", "1000", "-extfile", str(tmp / "ext.cnf"), "-extensions", "v3",
-        "-out", str(tmp / "sub.pem"),
+        "x509",
+        "-req",
+        "-in",
+        str(tmp / "sub.csr"),
+        "-CA",
+        str(cert),
+        "-CAkey",
+        str(key),
+        "-CAcreateserial",
+        "-days",
+        "1000",
+        "-extfile",
+        str(tmp / "ext.cnf"),
+        "-extensions",
+        "v3",
+        "-out",
+        str(tmp / "sub.pem"),
     )
     assert out.returncode == 0, out.stderr
     return (tmp / "sub.pem").read_bytes()
@@ -129,15 +164,19 @@ _CA_EXT = (
 async def test_import_ca_signed_by_openssl_root(engine: api.CAEngine, tmp_path: Path) -> None:
     key, root = _external_root(tmp_path)
     pending = await engine.create_import_request("acme-issuing", actor=OP)
-    assert pending.status is CAStatus.PENDING and pending.csr_der
+    assert pending.status is CAStatus.PENDING
+    assert pending.csr_der
     csr_pem = x509.load_der_x509_csr(pending.csr_der).public_bytes(
-        __import__("cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]).Encoding.PEM
+        __import__(
+            "cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]
+        ).Encoding.PEM
     )
     signed = _openssl_sign(tmp_path, csr_pem, key, root, _CA_EXT)
     with pytest.raises(EngineError, match="chain up to the root is missing"):
         await engine.activate_import("acme-issuing", pem=signed, actor=OP)
     active = await engine.activate_import("acme-issuing", pem=signed + root.read_bytes(), actor=OP)
-    assert active.status is CAStatus.ACTIVE and active.tier == 2
+    assert active.status is CAStatus.ACTIVE
+    assert active.tier == 2
     # The imported CA anchors the rest of the hierarchy and issues.
     await engine.create_subordinate("team", parent="acme-issuing", actor=OP)
     csr, _ = make_csr(["dns:svc.internal"])

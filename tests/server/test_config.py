@@ -1,0 +1,56 @@
+"""Settings: TOML + overrides, validated once; bad values stop startup with the field named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.config import ConfigError, load_settings
+
+
+def test_defaults_and_overrides(tmp_path: Path) -> None:
+    settings = load_settings(None, data_dir=tmp_path, https_port=9443, http_port=None)
+    assert settings.https_port == 9443
+    assert settings.http_port == 8080
+    assert settings.db_url == f"sqlite+aiosqlite:///{tmp_path}/privca.db"
+    assert settings.http_base_url == "http://127.0.0.1:8080"
+    assert settings.engine_settings().default_ca == "issuing"
+
+
+def test_toml_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "privca.toml"
+    cfg.write_text(
+        'database_url = "postgresql+asyncpg://u@db/privca"\n'
+        'public_http_url = "http://pki.corp.internal/"\n'
+        '[ca]\nissuing_name = "corp"\nkey_algorithm = "ec-p384"\n'
+    )
+    settings = load_settings(cfg)
+    assert settings.db_url.startswith("postgresql+asyncpg://")
+    assert settings.http_base_url == "http://pki.corp.internal"
+    assert settings.ca.key_algorithm == "ec-p384"
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        pytest.param("https_port = 70000\n", "https_port", id="fail/port-range"),
+        pytest.param('[ca]\nkey_algorithm = "rsa1024"\n', "ca.key_algorithm", id="fail/weak-key"),
+        pytest.param(
+            'public_http_url = "https://x"\n', "public_http_url", id="fail/https-revocation-url"
+        ),
+        pytest.param("unknown_option = 1\n", "unknown_option", id="fail/unknown-key"),
+        pytest.param("https_port = [\n", "cannot read", id="fail/toml-syntax"),
+    ],
+)
+def test_bad_configuration_names_the_field(tmp_path: Path, text: str, field: str) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    assert field in str(err.value)
+
+
+def test_example_configs_are_valid() -> None:
+    for path in sorted((Path(__file__).resolve().parents[2] / "config").glob("*.toml")):
+        load_settings(path)
