@@ -1,0 +1,81 @@
+"""The ACME engine facade: the one module ``protocols/acme`` imports for ACME logic.
+
+Re-exports the ACME engine types, settings, ports and the ``Registration``
+state machine, plus the pure helpers the front end needs (key authorizations,
+ARI certificate ids). Must not import aiohttp, josepy or sqlalchemy.
+"""
+
+from __future__ import annotations
+
+from server.ca.acme_ports import (
+    AcmeRepository,
+    FetchResult,
+    HttpFetcher,
+    NetworkError,
+    TlsAlpnProber,
+    TxtResolver,
+)
+from server.ca.acme_types import (
+    Account,
+    AccountId,
+    AccountKey,
+    AccountStatus,
+    Authorization,
+    AuthzId,
+    AuthzStatus,
+    Challenge,
+    ChallengeStatus,
+    ChallengeType,
+    EabBinding,
+    EabKey,
+    Identifier,
+    IdentifierType,
+    Order,
+    OrderId,
+    OrderStatus,
+    StoredProblem,
+)
+from server.ca.registration import AcmeSettings, Registration, RenewalWindow, cert_id_of
+from server.ca.validation import (
+    ACME_IDENTIFIER_OID,
+    ValidationPorts,
+    ValidationSettings,
+    dns01_value,
+    key_authorization,
+)
+
+__all__ = [
+    "ACME_IDENTIFIER_OID",
+    "Account",
+    "AccountId",
+    "AccountKey",
+    "AccountStatus",
+    "AcmeRepository",
+    "AcmeSettings",
+    "Authorization",
+    "AuthzId",
+    "AuthzStatus",
+    "Challenge",
+    "ChallengeStatus",
+    "ChallengeType",
+    "EabBinding",
+    "EabKey",
+    "FetchResult",
+    "HttpFetcher",
+    "Identifier",
+    "IdentifierType",
+    "NetworkError",
+    "Order",
+    "OrderId",
+    "OrderStatus",
+    "Registration",
+    "RenewalWindow",
+    "StoredProblem",
+    "TlsAlpnProber",
+    "TxtResolver",
+    "ValidationPorts",
+    "ValidationSettings",
+    "cert_id_of",
+    "dns01_value",
+    "key_authorization",
+]

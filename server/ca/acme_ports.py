@@ -1,0 +1,177 @@
+"""Ports of the ACME engine: its repository and the network it validates over.
+
+``server/store/acme_repository.py`` implements ``AcmeRepository``;
+``protocols/acme/network.py`` implements the network ports. Imports only engine
+types; must not import aiohttp, josepy or sqlalchemy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from server.ca import acme_types as at
+
+__all__ = [
+    "AcmeRepository",
+    "FetchResult",
+    "HttpFetcher",
+    "NetworkError",
+    "TlsAlpnProber",
+    "TxtResolver",
+]
+
+
+class NetworkError(Exception):
+    """A validation-time network failure; ``kind`` is connection, dns or tls."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """What an http-01 fetch returned (body capped by the fetcher)."""
+
+    status: int
+    body: bytes
+
+
+class HttpFetcher(Protocol):
+    """Fetch ``http://host:port/path`` with the given Host header (no redirects to others)."""
+
+    async def fetch(self, *, address: str, port: int, host: str, path: str) -> FetchResult:
+        """Return the response; NetworkError on connection failures."""
+        ...
+
+
+class TxtResolver(Protocol):
+    """Look up TXT records."""
+
+    async def txt(self, name: str) -> Sequence[str]:
+        """Return the TXT strings of ``name``; NetworkError(dns) when the lookup fails."""
+        ...
+
+
+class TlsAlpnProber(Protocol):
+    """Open TLS with ALPN acme-tls/1 and return the peer certificate (RFC 8737 §3)."""
+
+    async def probe(self, *, address: str, port: int, server_name: str) -> bytes:
+        """Return the DER of the certificate served; NetworkError(tls|connection) otherwise."""
+        ...
+
+
+class AcmeRepository(Protocol):
+    """Persistent ACME state; every write is one short transaction."""
+
+    # accounts
+    async def add_account(self, account: at.Account) -> at.Account:
+        """Insert an account; on a thumbprint race return the existing one."""
+        ...
+
+    async def get_account(self, account_id: at.AccountId) -> at.Account | None:
+        """Return an account by id."""
+        ...
+
+    async def get_account_by_thumbprint(self, thumbprint: str) -> at.Account | None:
+        """Return the account holding a key."""
+        ...
+
+    async def update_account(self, account: at.Account) -> bool:
+        """Replace contact/status/key; False when the new key is already in use."""
+        ...
+
+    # orders and authorizations
+    async def add_order(self, order: at.Order, new_authzs: Sequence[at.Authorization]) -> None:
+        """Insert an order and its new authorizations in one transaction."""
+        ...
+
+    async def get_order(self, order_id: at.OrderId) -> at.Order | None:
+        """Return an order with its authorizations filled in."""
+        ...
+
+    async def list_order_ids(self, account_id: at.AccountId, *, limit: int) -> Sequence[at.OrderId]:
+        """Return the newest order ids of an account."""
+        ...
+
+    async def claim_order(self, order_id: at.OrderId, *, frm: at.OrderStatus) -> bool:
+        """Move an order from ``frm`` to PROCESSING; False when it was not in ``frm``."""
+        ...
+
+    async def finish_order(
+        self,
+        order_id: at.OrderId,
+        *,
+        status: at.OrderStatus,
+        cert_ref: str | None,
+        error: at.StoredProblem | None,
+    ) -> None:
+        """Record the end of finalization (valid with a certificate, or invalid)."""
+        ...
+
+    async def find_valid_authz(
+        self, account_id: at.AccountId, identifier: at.Identifier, *, now: datetime, wildcard: bool
+    ) -> at.Authorization | None:
+        """Return a reusable valid, unexpired authorization of an account for an identifier."""
+        ...
+
+    async def add_authz(self, authz: at.Authorization) -> None:
+        """Insert a stand-alone authorization (newAuthz)."""
+        ...
+
+    async def get_authz(self, authz_id: at.AuthzId) -> at.Authorization | None:
+        """Return an authorization."""
+        ...
+
+    async def claim_challenge(self, authz_id: at.AuthzId, updated: at.Authorization) -> bool:
+        """Store ``updated`` if the authorization is pending and not being validated."""
+        ...
+
+    async def save_authz(self, authz: at.Authorization, *, validating_done: bool) -> None:
+        """Replace an authorization's status and challenges."""
+        ...
+
+    # replay nonces
+    async def consume_nonces(self, nonces: Sequence[tuple[str, datetime]]) -> set[str]:
+        """Record distinct nonces (with their expiry) as used in one statement.
+
+        Returns the nonces that were not used before (single use across all nodes).
+        """
+        ...
+
+    async def purge_nonces(self, *, before: datetime) -> int:
+        """Forget used nonces that expired before ``before``."""
+        ...
+
+    async def nonce_secret(self, candidate: bytes) -> bytes:
+        """Return the installation-wide nonce key, storing ``candidate`` on first use."""
+        ...
+
+    # rate limits
+    async def hit_rate_limit(self, key: str, *, window_start: datetime, limit: int) -> bool:
+        """Count one event in ``key``'s fixed window; False (not counted) once at ``limit``.
+
+        Shared by every node: the counter lives in the database.
+        """
+        ...
+
+    # external account binding
+    async def add_eab_key(self, key: at.EabKey) -> None:
+        """Insert an EAB key."""
+        ...
+
+    async def get_eab_key(self, kid: str) -> at.EabKey | None:
+        """Return an EAB key by id."""
+        ...
+
+    async def list_eab_keys(self) -> Sequence[at.EabKey]:
+        """Return every EAB key, oldest first."""
+        ...
+
+    async def revoke_eab_key(self, kid: str) -> bool:
+        """Mark an EAB key revoked; False if unknown."""
+        ...

@@ -1,0 +1,231 @@
+"""Challenge validation: http-01, dns-01 (RFC 8555 §8.3-8.4), tls-alpn-01 (RFC 8737).
+
+Network I/O goes through the injected ports of ``acme_ports``; every attempt
+sits inside ``asyncio.timeout`` and attempts are bounded. Returns a
+``StoredProblem`` for the challenge ``error`` or None on success.
+Must not import aiohttp, josepy or sqlalchemy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+from typing import Final
+
+from cryptography import x509
+from cryptography.x509.oid import ObjectIdentifier
+
+from server.ca import acme_types as at
+from server.ca.acme_ports import HttpFetcher, NetworkError, TlsAlpnProber, TxtResolver
+from server.ca.errors import ProblemKind
+
+__all__ = [
+    "ACME_IDENTIFIER_OID",
+    "ValidationPorts",
+    "ValidationSettings",
+    "dns01_name",
+    "dns01_value",
+    "key_authorization",
+    "validate",
+]
+
+ACME_IDENTIFIER_OID: Final = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
+_HTTP01_PATH: Final = "/.well-known/acme-challenge/"
+_KIND: Final = {
+    "connection": ProblemKind.CONNECTION,
+    "dns": ProblemKind.DNS,
+    "tls": ProblemKind.TLS,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationSettings:
+    """Where and how long to look (private networks and tests override ports/addresses)."""
+
+    http01_port: int = 80
+    tlsalpn01_port: int = 443
+    resolve_all_to: str | None = None
+    timeout: float = 10.0
+    attempts: int = 3
+    retry_delay: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationPorts:
+    """The network as the validator sees it."""
+
+    http: HttpFetcher
+    dns: TxtResolver
+    tls: TlsAlpnProber
+
+
+def _b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def key_authorization(token: str, thumbprint: str) -> str:
+    """Return ``token || '.' || thumbprint`` (RFC 8555 §8.1)."""
+    return f"{token}.{thumbprint}"
+
+
+def dns01_name(identifier: at.Identifier) -> str:
+    """Return the TXT record name for a dns-01 challenge (wildcard prefix removed)."""
+    value = identifier.value.removeprefix("*.")
+    return f"_acme-challenge.{value}"
+
+
+def dns01_value(key_auth: str) -> str:
+    """Return the TXT value for a dns-01 challenge."""
+    return _b64u(hashlib.sha256(key_auth.encode()).digest())
+
+
+def _address(identifier: at.Identifier, settings: ValidationSettings) -> str:
+    if settings.resolve_all_to:
+        return settings.resolve_all_to
+    return identifier.value
+
+
+def _reverse_name(ip: str) -> str:
+    return ipaddress.ip_address(ip).reverse_pointer
+
+
+async def _http01(
+    identifier: at.Identifier,
+    token: str,
+    key_auth: str,
+    ports: ValidationPorts,
+    s: ValidationSettings,
+) -> at.StoredProblem | None:
+    host = identifier.value
+    if identifier.type is at.IdentifierType.IP and ":" in host:
+        host = f"[{host}]"
+    result = await ports.http.fetch(
+        address=_address(identifier, s), port=s.http01_port, host=host, path=_HTTP01_PATH + token
+    )
+    if result.status != 200:
+        return at.StoredProblem(
+            ProblemKind.INCORRECT_RESPONSE,
+            f"http-01: {identifier.value} answered HTTP {result.status} for the token",
+        )
+    if result.body.strip().decode("utf-8", "replace") != key_auth:
+        return at.StoredProblem(
+            ProblemKind.INCORRECT_RESPONSE,
+            f"http-01: {identifier.value} served the wrong key authorization",
+        )
+    return None
+
+
+async def _dns01(
+    identifier: at.Identifier, key_auth: str, ports: ValidationPorts
+) -> at.StoredProblem | None:
+    name = dns01_name(identifier)
+    records = await ports.dns.txt(name)
+    if dns01_value(key_auth) in records:
+        return None
+    if not records:
+        return at.StoredProblem(ProblemKind.DNS, f"dns-01: no TXT record at {name}")
+    return at.StoredProblem(
+        ProblemKind.INCORRECT_RESPONSE, f"dns-01: no TXT record at {name} has the expected value"
+    )
+
+
+def check_alpn_certificate(der: bytes, identifier: at.Identifier, key_auth: str) -> str | None:
+    """Return why a tls-alpn-01 certificate is wrong, None when it is right (RFC 8737 §3)."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        sans = list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except (ValueError, x509.ExtensionNotFound):
+        return "the certificate has no usable subjectAltName"
+    if len(sans) != 1:
+        return "the certificate must name exactly one subjectAltName"
+    only = sans[0]
+    if identifier.type is at.IdentifierType.IP:
+        ok = isinstance(only, x509.IPAddress) and only.value == ipaddress.ip_address(
+            identifier.value
+        )
+    else:
+        ok = isinstance(only, x509.DNSName) and only.value.lower() == identifier.value
+    if not ok:
+        return f"the certificate does not name {identifier.value}"
+    try:
+        ext = cert.extensions.get_extension_for_oid(ACME_IDENTIFIER_OID)
+    except x509.ExtensionNotFound:
+        return "the certificate has no acmeIdentifier extension"
+    if not ext.critical:
+        return "the acmeIdentifier extension must be critical"
+    digest = hashlib.sha256(key_auth.encode()).digest()
+    value = ext.value
+    raw = value.value if isinstance(value, x509.UnrecognizedExtension) else b""
+    if raw != b"\x04\x20" + digest:
+        return "the acmeIdentifier extension has the wrong value"
+    return None
+
+
+async def _tlsalpn01(
+    identifier: at.Identifier, key_auth: str, ports: ValidationPorts, s: ValidationSettings
+) -> at.StoredProblem | None:
+    sni = (
+        _reverse_name(identifier.value)
+        if identifier.type is at.IdentifierType.IP
+        else identifier.value
+    )
+    der = await ports.tls.probe(
+        address=_address(identifier, s), port=s.tlsalpn01_port, server_name=sni
+    )
+    why = check_alpn_certificate(der, identifier, key_auth)
+    if why is None:
+        return None
+    return at.StoredProblem(ProblemKind.INCORRECT_RESPONSE, f"tls-alpn-01: {why}")
+
+
+async def _once(
+    kind: at.ChallengeType,
+    identifier: at.Identifier,
+    token: str,
+    key_auth: str,
+    ports: ValidationPorts,
+    s: ValidationSettings,
+) -> at.StoredProblem | None:
+    try:
+        async with asyncio.timeout(s.timeout):
+            if kind is at.ChallengeType.HTTP_01:
+                return await _http01(identifier, token, key_auth, ports, s)
+            if kind is at.ChallengeType.DNS_01:
+                return await _dns01(identifier, key_auth, ports)
+            return await _tlsalpn01(identifier, key_auth, ports, s)
+    except NetworkError as exc:
+        return at.StoredProblem(
+            _KIND.get(exc.kind, ProblemKind.CONNECTION), f"{kind}: {exc.detail}"
+        )
+    except TimeoutError:
+        return at.StoredProblem(
+            ProblemKind.CONNECTION, f"{kind}: no answer from {identifier.value} in {s.timeout:g}s"
+        )
+
+
+async def validate(
+    kind: at.ChallengeType,
+    identifier: at.Identifier,
+    *,
+    token: str,
+    thumbprint: str,
+    ports: ValidationPorts,
+    settings: ValidationSettings,
+) -> at.StoredProblem | None:
+    """Validate one challenge with bounded retries; None on success.
+
+    Each attempt has ``settings.timeout`` seconds; failures are retried up to
+    ``settings.attempts`` times (a client may still be setting up its answer).
+    """
+    key_auth = key_authorization(token, thumbprint)
+    problem: at.StoredProblem | None = None
+    for attempt in range(max(1, settings.attempts)):
+        if attempt:
+            await asyncio.sleep(settings.retry_delay * attempt)
+        problem = await _once(kind, identifier, token, key_auth, ports, settings)
+        if problem is None:
+            return None
+    return problem
