@@ -1,0 +1,181 @@
+"""EST engine types and the storage port the EST facade depends on.
+
+Frozen value types (labels, enrollment accounts, pending approvals) and the
+``EstRepository`` Protocol that ``server/store/est_repository.py`` implements.
+Imports only engine types; must not import aiohttp, josepy or sqlalchemy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import NewType, Protocol
+
+from server.ca import types
+
+__all__ = [
+    "AuthMode",
+    "CsrAttr",
+    "EstLabel",
+    "EstOperation",
+    "EstRepository",
+    "EstUser",
+    "PendingEnrollment",
+    "PendingId",
+    "PendingStatus",
+]
+
+PendingId = NewType("PendingId", str)
+
+
+class AuthMode(StrEnum):
+    """How a client may authenticate to a label (RFC 7030 §3.2.3, §3.3.2)."""
+
+    BASIC = "basic"
+    CERT = "cert"
+
+
+class EstOperation(StrEnum):
+    """EST operations that issue a certificate."""
+
+    ENROLL = "simpleenroll"
+    REENROLL = "simplereenroll"
+    SERVERKEYGEN = "serverkeygen"
+
+
+class PendingStatus(StrEnum):
+    """Life of an enrollment held for manual approval (RFC 7030 §4.2.3)."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    ISSUING = "issuing"
+    ISSUED = "issued"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class CsrAttr:
+    """One CsrAttrs entry (RFC 7030 §4.5.2): a bare OID, or an attribute with OID values."""
+
+    oid: str
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EstLabel:
+    """An EST label: which CA and profile, how clients authenticate, what they are told.
+
+    ``trust_anchors_pem`` holds PEM certificates trusted for client-certificate
+    authentication on this label; empty means privca's own CA certificates.
+    ``csrattrs`` None means "derive from the profile".
+    """
+
+    name: str
+    ca: str | None = None
+    profile: str = "device"
+    auth_modes: frozenset[AuthMode] = frozenset({AuthMode.BASIC, AuthMode.CERT})
+    trust_anchors_pem: bytes = b""
+    approval_required: bool = False
+    allow_subject_change: bool = False
+    csrattrs: tuple[CsrAttr, ...] | None = None
+    source: str = "database"
+
+
+@dataclass(frozen=True, slots=True)
+class EstUser:
+    """An HTTP Basic enrollment account of one label; only a salted hash is kept."""
+
+    label: str
+    username: str
+    password_hash: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEnrollment:
+    """An enrollment request waiting for (or past) an operator's decision."""
+
+    id: PendingId
+    label: str
+    operation: EstOperation
+    requester: str
+    key_fingerprint: str
+    subject: str
+    csr_der: bytes
+    status: PendingStatus
+    created_at: datetime
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    ca_id: types.CAId | None = None
+    serial: types.Serial | None = None
+
+
+class EstRepository(Protocol):
+    """Persistent EST state; every write is one short transaction."""
+
+    async def add_label(self, label: EstLabel, *, audit: types.AuditEvent) -> None:
+        """Insert a label; ``EngineError(CONFLICT)`` if the name exists."""
+        ...
+
+    async def get_label(self, name: str) -> EstLabel | None:
+        """Return a stored label by name."""
+        ...
+
+    async def list_labels(self) -> Sequence[EstLabel]:
+        """Return every stored label, by name."""
+        ...
+
+    async def remove_label(self, name: str, *, audit: types.AuditEvent) -> bool:
+        """Delete a label and its accounts; False if it did not exist."""
+        ...
+
+    async def put_user(self, user: EstUser, *, audit: types.AuditEvent) -> None:
+        """Create or replace an enrollment account."""
+        ...
+
+    async def get_user(self, label: str, username: str) -> EstUser | None:
+        """Return one enrollment account."""
+        ...
+
+    async def list_users(self, label: str | None) -> Sequence[EstUser]:
+        """Return the accounts of one label (None: every label)."""
+        ...
+
+    async def remove_user(self, label: str, username: str, *, audit: types.AuditEvent) -> bool:
+        """Delete an account; False if it did not exist."""
+        ...
+
+    async def add_pending(self, pending: PendingEnrollment) -> None:
+        """Store a new pending enrollment."""
+        ...
+
+    async def find_pending(
+        self, label: str, requester: str, key_fingerprint: str
+    ) -> PendingEnrollment | None:
+        """Return the newest enrollment for (label, requester, key), whatever its status."""
+        ...
+
+    async def get_pending(self, pending_id: PendingId) -> PendingEnrollment | None:
+        """Return one pending enrollment by id."""
+        ...
+
+    async def list_pending(self, status: PendingStatus | None) -> Sequence[PendingEnrollment]:
+        """Return enrollments with ``status`` (None: all), oldest first."""
+        ...
+
+    async def transition_pending(
+        self,
+        pending_id: PendingId,
+        *,
+        from_status: PendingStatus,
+        to_status: PendingStatus,
+        at: datetime,
+        by: str | None = None,
+        ca_id: types.CAId | None = None,
+        serial: types.Serial | None = None,
+        audit: types.AuditEvent | None = None,
+    ) -> bool:
+        """Move an enrollment from one status to another atomically; False if it was not there."""
+        ...

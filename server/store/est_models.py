@@ -1,0 +1,69 @@
+"""SQLAlchemy models of the EST front end's state: labels, enrollment accounts, approvals.
+
+Rows never leave ``server/store``: ``est_repository.py`` converts them to engine types.
+The schema is owned by migration 0003_est.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Index, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.store.models import Base
+
+__all__ = ["EstLabelRow", "EstPendingRow", "EstUserRow"]
+
+
+class EstLabelRow(Base):
+    """An EST label made with ``privca est label add`` (config-file labels are not stored)."""
+
+    __tablename__ = "est_labels"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ca: Mapped[str | None] = mapped_column(String(64))
+    profile: Mapped[str] = mapped_column(String(32))
+    auth_modes: Mapped[list[str]] = mapped_column(JSON)
+    trust_anchors_pem: Mapped[str] = mapped_column(Text)
+    approval_required: Mapped[bool] = mapped_column(Boolean)
+    allow_subject_change: Mapped[bool] = mapped_column(Boolean)
+    # None: derive from the profile; otherwise a list of {"oid": ..., "values": [...]}.
+    csrattrs: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EstUserRow(Base):
+    """An HTTP Basic enrollment account (salted password hash only)."""
+
+    __tablename__ = "est_users"
+
+    label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(128), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EstPendingRow(Base):
+    """An enrollment held for manual approval (RFC 7030 §4.2.3)."""
+
+    __tablename__ = "est_pending"
+    __table_args__ = (
+        Index("ix_est_pending_lookup", "label", "requester", "key_fingerprint"),
+        Index("ix_est_pending_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    label: Mapped[str] = mapped_column(String(64))
+    operation: Mapped[str] = mapped_column(String(16))
+    requester: Mapped[str] = mapped_column(String(255))
+    key_fingerprint: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(Text)
+    csr_der: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    ca_id: Mapped[str | None] = mapped_column(String(32))
+    serial: Mapped[str | None] = mapped_column(String(42))

@@ -1,0 +1,265 @@
+"""SQL implementation of ``server.ca.est_ports.EstRepository`` (SQLite and PostgreSQL).
+
+Core statements, one short transaction per write; SQLite writes go through a
+write lock (optionally shared with the engine repository).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Row, Table, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from server.ca import types
+from server.ca.errors import EngineError, ProblemKind
+from server.ca.est_ports import (
+    AuthMode,
+    CsrAttr,
+    EstLabel,
+    EstOperation,
+    EstUser,
+    PendingEnrollment,
+    PendingId,
+    PendingStatus,
+)
+from server.store import convert
+from server.store.database import Database
+from server.store.est_models import EstLabelRow, EstPendingRow, EstUserRow
+from server.store.models import AuditRow
+
+__all__ = ["SqlEstRepository"]
+
+_LABEL = cast(Table, EstLabelRow.__table__)
+_USER = cast(Table, EstUserRow.__table__)
+_PENDING = cast(Table, EstPendingRow.__table__)
+_AUDIT = cast(Table, AuditRow.__table__)
+
+
+def _label_to_domain(row: Row[Any]) -> EstLabel:
+    attrs = (
+        None
+        if row.csrattrs is None
+        else tuple(CsrAttr(oid=a["oid"], values=tuple(a.get("values", ()))) for a in row.csrattrs)
+    )
+    return EstLabel(
+        name=row.name,
+        ca=row.ca,
+        profile=row.profile,
+        auth_modes=frozenset(AuthMode(m) for m in row.auth_modes),
+        trust_anchors_pem=row.trust_anchors_pem.encode(),
+        approval_required=row.approval_required,
+        allow_subject_change=row.allow_subject_change,
+        csrattrs=attrs,
+        source="database",
+    )
+
+
+def _label_from_domain(label: EstLabel, now: datetime) -> dict[str, Any]:
+    return {
+        "name": label.name,
+        "ca": label.ca,
+        "profile": label.profile,
+        "auth_modes": sorted(str(m) for m in label.auth_modes),
+        "trust_anchors_pem": label.trust_anchors_pem.decode(),
+        "approval_required": label.approval_required,
+        "allow_subject_change": label.allow_subject_change,
+        "csrattrs": (
+            None
+            if label.csrattrs is None
+            else [{"oid": a.oid, "values": list(a.values)} for a in label.csrattrs]
+        ),
+        "created_at": now,
+    }
+
+
+def _user_to_domain(row: Row[Any]) -> EstUser:
+    return EstUser(
+        label=row.label,
+        username=row.username,
+        password_hash=row.password_hash,
+        created_at=convert.aware(row.created_at),
+    )
+
+
+def _pending_to_domain(row: Row[Any]) -> PendingEnrollment:
+    return PendingEnrollment(
+        id=PendingId(row.id),
+        label=row.label,
+        operation=EstOperation(row.operation),
+        requester=row.requester,
+        key_fingerprint=row.key_fingerprint,
+        subject=row.subject,
+        csr_der=row.csr_der,
+        status=PendingStatus(row.status),
+        created_at=convert.aware(row.created_at),
+        decided_at=convert.aware(row.decided_at) if row.decided_at else None,
+        decided_by=row.decided_by,
+        ca_id=types.CAId(row.ca_id) if row.ca_id else None,
+        serial=types.Serial(int(row.serial, 16)) if row.serial else None,
+    )
+
+
+class SqlEstRepository:
+    """EST repository over one ``Database``; safe for concurrent use."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add_label(self, label: EstLabel, *, audit: types.AuditEvent) -> None:
+        try:
+            async with self._db.write() as conn:
+                await conn.execute(insert(_LABEL).values(**_label_from_domain(label, audit.at)))
+                await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+        except IntegrityError as exc:
+            raise EngineError(
+                ProblemKind.CONFLICT, f"an EST label named {label.name!r} already exists"
+            ) from exc
+
+    async def get_label(self, name: str) -> EstLabel | None:
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(_LABEL).where(_LABEL.c.name == name))).first()
+        return _label_to_domain(row) if row else None
+
+    async def list_labels(self) -> Sequence[EstLabel]:
+        async with self._db.read() as conn:
+            rows = (await conn.execute(select(_LABEL).order_by(_LABEL.c.name))).all()
+        return [_label_to_domain(r) for r in rows]
+
+    async def remove_label(self, name: str, *, audit: types.AuditEvent) -> bool:
+        async with self._db.write() as conn:
+            result = await conn.execute(delete(_LABEL).where(_LABEL.c.name == name))
+            if result.rowcount != 1:
+                return False
+            await conn.execute(delete(_USER).where(_USER.c.label == name))
+            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+        return True
+
+    # ------------------------------------------------------------------ users
+
+    async def put_user(self, user: EstUser, *, audit: types.AuditEvent) -> None:
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                update(_USER)
+                .where(_USER.c.label == user.label, _USER.c.username == user.username)
+                .values(password_hash=user.password_hash)
+            )
+            if result.rowcount == 0:
+                await conn.execute(
+                    insert(_USER).values(
+                        label=user.label,
+                        username=user.username,
+                        password_hash=user.password_hash,
+                        created_at=user.created_at,
+                    )
+                )
+            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+
+    async def get_user(self, label: str, username: str) -> EstUser | None:
+        stmt = select(_USER).where(_USER.c.label == label, _USER.c.username == username)
+        async with self._db.read() as conn:
+            row = (await conn.execute(stmt)).first()
+        return _user_to_domain(row) if row else None
+
+    async def list_users(self, label: str | None) -> Sequence[EstUser]:
+        stmt = select(_USER).order_by(_USER.c.label, _USER.c.username)
+        if label is not None:
+            stmt = stmt.where(_USER.c.label == label)
+        async with self._db.read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_user_to_domain(r) for r in rows]
+
+    async def remove_user(self, label: str, username: str, *, audit: types.AuditEvent) -> bool:
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                delete(_USER).where(_USER.c.label == label, _USER.c.username == username)
+            )
+            if result.rowcount != 1:
+                return False
+            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+        return True
+
+    # ------------------------------------------------------------------ pending approvals
+
+    async def add_pending(self, pending: PendingEnrollment) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(
+                insert(_PENDING).values(
+                    id=pending.id,
+                    label=pending.label,
+                    operation=str(pending.operation),
+                    requester=pending.requester,
+                    key_fingerprint=pending.key_fingerprint,
+                    subject=pending.subject,
+                    csr_der=pending.csr_der,
+                    status=str(pending.status),
+                    created_at=pending.created_at,
+                    decided_at=pending.decided_at,
+                    decided_by=pending.decided_by,
+                    ca_id=pending.ca_id,
+                    serial=format(pending.serial, "X") if pending.serial is not None else None,
+                )
+            )
+
+    async def find_pending(
+        self, label: str, requester: str, key_fingerprint: str
+    ) -> PendingEnrollment | None:
+        stmt = (
+            select(_PENDING)
+            .where(
+                _PENDING.c.label == label,
+                _PENDING.c.requester == requester,
+                _PENDING.c.key_fingerprint == key_fingerprint,
+            )
+            .order_by(_PENDING.c.created_at.desc(), _PENDING.c.id.desc())
+            .limit(1)
+        )
+        async with self._db.read() as conn:
+            row = (await conn.execute(stmt)).first()
+        return _pending_to_domain(row) if row else None
+
+    async def get_pending(self, pending_id: PendingId) -> PendingEnrollment | None:
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(_PENDING).where(_PENDING.c.id == pending_id))).first()
+        return _pending_to_domain(row) if row else None
+
+    async def list_pending(self, status: PendingStatus | None) -> Sequence[PendingEnrollment]:
+        stmt = select(_PENDING).order_by(_PENDING.c.created_at, _PENDING.c.id)
+        if status is not None:
+            stmt = stmt.where(_PENDING.c.status == str(status))
+        async with self._db.read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_pending_to_domain(r) for r in rows]
+
+    async def transition_pending(
+        self,
+        pending_id: PendingId,
+        *,
+        from_status: PendingStatus,
+        to_status: PendingStatus,
+        at: datetime,
+        by: str | None = None,
+        ca_id: types.CAId | None = None,
+        serial: types.Serial | None = None,
+        audit: types.AuditEvent | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {"status": str(to_status)}
+        if by is not None:
+            values |= {"decided_at": at, "decided_by": by}
+        if ca_id is not None:
+            values["ca_id"] = ca_id
+        if serial is not None:
+            values["serial"] = format(serial, "X")
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                update(_PENDING)
+                .where(_PENDING.c.id == pending_id, _PENDING.c.status == str(from_status))
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                return False
+            if audit is not None:
+                await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+        return True

@@ -1,0 +1,78 @@
+"""GET cacerts and csrattrs (RFC 7030 §4.1, §4.5), default and named labels."""
+
+from __future__ import annotations
+
+import base64
+
+from pyasn1.codec.der import decoder
+from pyasn1_modules import rfc7030
+
+from server.ca import est_api
+from tests.protocols.est.conftest import OP, PREFIX, EstEnv, certs_from_body
+
+
+async def test_cacerts_default_label_returns_chain_to_root(est_env: EstEnv) -> None:
+    resp = await est_env.client.get(f"{PREFIX}/cacerts")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "application/pkcs7-mime; smime-type=certs-only"
+    certs = certs_from_body(await resp.read())
+    assert {c.subject for c in certs} == {c.subject for c in est_env.chain}
+    assert len(certs) == 2
+
+
+async def test_cacerts_named_label_uses_its_ca(est_env: EstEnv) -> None:
+    await est_env.engine.create_subordinate("factory", parent="root", actor=OP)
+    await est_env.service.add_label(est_api.EstLabel(name="factory", ca="factory"), actor=OP)
+    resp = await est_env.client.get(f"{PREFIX}/factory/cacerts")
+    assert resp.status == 200
+    names = {c.subject.rfc4514_string() for c in certs_from_body(await resp.read())}
+    assert names == {"CN=factory,O=privca", "CN=root,O=privca"}
+
+
+async def test_cacerts_unknown_label_is_404(est_env: EstEnv) -> None:
+    resp = await est_env.client.get(f"{PREFIX}/nosuchlabel/cacerts")
+    assert resp.status == 404
+    assert resp.headers["Content-Type"].startswith("text/plain")
+    assert "nosuchlabel" in await resp.text()
+
+
+async def test_csrattrs_derived_from_profile(est_env: EstEnv) -> None:
+    resp = await est_env.client.get(f"{PREFIX}/csrattrs")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "application/csrattrs"
+    der = base64.b64decode(b"".join((await resp.read()).split()), validate=True)
+    attrs, rest = decoder.decode(der, asn1Spec=rfc7030.CsrAttrs())
+    assert rest == b""
+    oids = []
+    for item in attrs:
+        name = item.getName()
+        if name == "oid":
+            oids.append(str(item["oid"]))
+        else:
+            oids.append(str(item["attribute"]["attrType"]))
+    assert oids == ["1.2.840.10045.2.1", "1.2.840.10045.4.3.2", "2.5.4.5"]
+
+
+async def test_csrattrs_configured_and_empty(est_env: EstEnv) -> None:
+    attrs = (est_api.CsrAttr("1.2.840.113549.1.9.7"),)
+    await est_env.service.add_label(est_api.EstLabel(name="challenge", csrattrs=attrs), actor=OP)
+    await est_env.service.add_label(est_api.EstLabel(name="none", csrattrs=()), actor=OP)
+    resp = await est_env.client.get(f"{PREFIX}/challenge/csrattrs")
+    der = base64.b64decode(b"".join((await resp.read()).split()))
+    decoded, _ = decoder.decode(der, asn1Spec=rfc7030.CsrAttrs())
+    assert [str(i["oid"]) for i in decoded] == ["1.2.840.113549.1.9.7"]
+    resp = await est_env.client.get(f"{PREFIX}/none/csrattrs")
+    assert resp.status == 204
+
+
+async def test_fullcmc_is_501_and_wrong_method_405(est_env: EstEnv) -> None:
+    resp = await est_env.client.post(f"{PREFIX}/fullcmc", data=b"x")
+    assert resp.status == 501
+    assert "fullcmc" in await resp.text()
+    resp = await est_env.client.post(f"{PREFIX}/cacerts", data=b"x")
+    assert resp.status == 405
+    resp = await est_env.client.get(f"{PREFIX}/simpleenroll")
+    assert resp.status == 405
+    resp = await est_env.client.get(f"{PREFIX}/default/unknown-op")
+    assert resp.status == 404
+    assert resp.headers["Content-Type"].startswith("text/plain")

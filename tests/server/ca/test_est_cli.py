@@ -1,0 +1,90 @@
+"""`privca est ...` commands (labels, accounts, approvals) on a real data dir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from server.cli import main
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_est_label_user_pending_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = str(tmp_path / "data")
+    assert _run(capsys, "ca", "create-root", "--data-dir", d, "root")[0] == 0
+    assert _run(capsys, "ca", "create-sub", "--data-dir", d, "issuing", "--parent", "root")[0] == 0
+    code, out, _ = _run(
+        capsys, "est", "user", "add", "--data-dir", d, "dev1", "--password", "s3cret-pass"
+    )
+    assert code == 0
+    assert "dev1" in out
+    code, out, _ = _run(
+        capsys,
+        "est", "label", "add", "--data-dir", d, "factory",
+        "--profile", "tls-client", "--auth", "cert", "--approval-required",
+        "--csrattr", "1.2.840.113549.1.9.7",
+    )  # fmt: skip
+    assert code == 0, out
+    code, out, _ = _run(capsys, "est", "label", "list", "--data-dir", d, "--json")
+    labels = {lb["name"]: lb for lb in json.loads(out)}
+    assert labels["default"]["source"] == "built-in"
+    assert labels["factory"]["auth"] == ["cert"]
+    assert labels["factory"]["approval_required"] is True
+    code, out, _ = _run(
+        capsys,
+        "est",
+        "user",
+        "add",
+        "--data-dir",
+        d,
+        "st1",
+        "--password",
+        "s3cret-pass",
+        "--label",
+        "factory",
+    )
+    assert code == 0
+    code, out, _ = _run(capsys, "est", "user", "list", "--data-dir", d)
+    assert "factory" in out
+    assert "st1" in out
+    assert "s3cret" not in out
+    assert "pbkdf2" not in out
+    # Refusals: unknown label, short password, unknown pending id, duplicate label.
+    code, _, err = _run(
+        capsys,
+        "est",
+        "user",
+        "add",
+        "--data-dir",
+        d,
+        "x",
+        "--password",
+        "s3cret-pass",
+        "--label",
+        "ghost",
+    )
+    assert code == 1
+    assert "unknown EST label" in err
+    code, _, err = _run(capsys, "est", "user", "add", "--data-dir", d, "x", "--password", "short")
+    assert code == 1
+    code, _, err = _run(capsys, "est", "pending", "approve", "--data-dir", d, "nope")
+    assert code == 1
+    assert "no pending" in err
+    code, _, err = _run(capsys, "est", "label", "add", "--data-dir", d, "factory")
+    assert code == 1
+    assert "already exists" in err
+    code, out, _ = _run(capsys, "est", "pending", "list", "--data-dir", d)
+    assert code == 0
+    assert out.startswith("ID")
+    assert _run(capsys, "est", "label", "remove", "--data-dir", d, "factory")[0] == 0
+    code, out, _ = _run(capsys, "est", "user", "list", "--data-dir", d, "--label", "factory")
+    assert out == ""
