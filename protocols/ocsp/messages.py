@@ -1,0 +1,63 @@
+"""OCSP wire details: content types, the RFC 5019 GET encoding, response headers.
+
+Decoding never trusts the input: bad base64 or URL escapes become
+``EngineError(MALFORMED)``, which the middleware renders as malformedRequest.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from typing import Final
+from urllib.parse import unquote_to_bytes
+
+from server.ca import status_api
+from server.ca.errors import EngineError, ProblemKind
+
+__all__ = [
+    "REQUEST_TYPE",
+    "RESPONSE_TYPE",
+    "decode_get",
+    "response_headers",
+]
+
+REQUEST_TYPE: Final = "application/ocsp-request"
+RESPONSE_TYPE: Final = "application/ocsp-response"
+_B64: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+def decode_get(raw_tail: str, *, max_bytes: int) -> bytes:
+    """Return the DER request in a GET path tail: URL-encoded base64 (RFC 5019 §5).
+
+    URL-safe base64 and missing padding are tolerated; anything else is MALFORMED.
+    """
+    if len(raw_tail) > max_bytes * 2:
+        raise EngineError(ProblemKind.MALFORMED, "the request is too large")
+    text = unquote_to_bytes(raw_tail).replace(b"-", b"+").replace(b"_", b"/")
+    text = text.replace(b"\r", b"").replace(b"\n", b"")
+    if not text or not _B64.issuperset(text):
+        raise EngineError(ProblemKind.MALFORMED, "the GET path is not base64")
+    text = text.rstrip(b"=")
+    text += b"=" * (-len(text) % 4)
+    try:
+        der = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise EngineError(ProblemKind.MALFORMED, "the GET path is not base64") from exc
+    if len(der) > max_bytes:
+        raise EngineError(ProblemKind.MALFORMED, "the request is too large")
+    return der
+
+
+def response_headers(answer: status_api.OcspAnswer) -> dict[str, str]:
+    """Return Content-Type and the RFC 5019 §6 caching headers of an answer."""
+    if not answer.cacheable:
+        return {"Content-Type": RESPONSE_TYPE, "Cache-Control": "no-cache, no-store"}
+    max_age = max(0, int(answer.next_update_ts - time.time()))
+    return {
+        "Content-Type": RESPONSE_TYPE,
+        "Cache-Control": f"max-age={max_age}, public, no-transform, must-revalidate",
+        "Last-Modified": answer.last_modified,
+        "Expires": answer.expires,
+        "ETag": answer.etag,
+    }

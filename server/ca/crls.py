@@ -1,0 +1,252 @@
+"""CRL publication: the latest CRL per CA, debounced regeneration, schedule, leader lock.
+
+A revocation marks its CA's CRL dirty (in storage, so the CLI and other
+nodes count too); ``tick`` regenerates dirty CRLs once the debounce has
+passed and any CRL past half its validity. Exactly one node regenerates a
+given CA's CRL at a time (``StatusRepository.leader``: a PostgreSQL advisory
+lock). Entries are read as (serial, time, reason) only and handed to the
+builder in one list, so a million entries cost what cryptography costs.
+Must not import aiohttp, josepy or sqlalchemy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from server.ca import issuance, revocation, status_ports
+from server.ca.errors import EngineError, ProblemKind
+from server.ca.ports import Clock, Repository, SystemClock
+from server.ca.types import CA, AuditEvent, CAId, CAStatus, CrlRecord
+
+if TYPE_CHECKING:
+    from server.ca.api import CAEngine
+
+__all__ = ["CrlPublisher", "CrlSettings", "build_crl_der"]
+
+log = logging.getLogger(__name__)
+
+_CACHE_SECONDS: Final = 1.0
+_ENTRY_OVERLAP: Final = timedelta(minutes=2)
+
+
+@dataclass(frozen=True, slots=True)
+class CrlSettings:
+    """CRL behaviour; validated by ``server.config``."""
+
+    validity: timedelta = timedelta(days=1)
+    debounce: timedelta = timedelta(seconds=2)
+    # Regenerate once this fraction of the validity has passed (RFC 5280 §5.1.2.5).
+    renew_fraction: float = 0.5
+
+
+def _sign_der(
+    issuer: issuance.Issuer,
+    revoked: Sequence[x509.RevokedCertificate],
+    *,
+    number: int,
+    this_update: datetime,
+    next_update: datetime,
+    distribution_point: str | None,
+) -> bytes:
+    crl = revocation.sign_crl(
+        issuer,
+        revoked,
+        number=number,
+        this_update=this_update,
+        next_update=next_update,
+        distribution_point=distribution_point,
+    )
+    return crl.public_bytes(serialization.Encoding.DER)
+
+
+def build_crl_der(
+    issuer: issuance.Issuer,
+    entries: Sequence[status_ports.RevokedEntry],
+    *,
+    number: int,
+    this_update: datetime,
+    next_update: datetime,
+    distribution_point: str | None,
+) -> bytes:
+    """Build and sign a complete CRL from lightweight entries; return DER."""
+    return _sign_der(
+        issuer,
+        revocation.revoked_certificates(entries, default_time=this_update),
+        number=number,
+        this_update=this_update,
+        next_update=next_update,
+        distribution_point=distribution_point,
+    )
+
+
+@dataclass(slots=True)
+class _Entries:
+    """A CA's CRL entries built so far; revocations are append-only, so only news is read."""
+
+    revoked: list[x509.RevokedCertificate] = field(default_factory=list)
+    serials: set[int] = field(default_factory=set)
+    newest: datetime | None = None
+
+    def add(self, entries: Sequence[status_ports.RevokedEntry], *, default_time: datetime) -> None:
+        seen = self.serials
+        fresh = [e for e in entries if e.serial not in seen] if seen else entries
+        self.revoked.extend(revocation.revoked_certificates(fresh, default_time=default_time))
+        self.serials.update(e.serial for e in fresh)
+        times = [e.revoked_at for e in fresh if e.revoked_at is not None]
+        if times:
+            newest = max(times)
+            self.newest = newest if self.newest is None else max(self.newest, newest)
+
+
+class CrlPublisher:
+    """Serves the latest CRL of each CA and keeps it fresh."""
+
+    def __init__(
+        self,
+        engine: CAEngine,
+        repo: Repository,
+        store: status_ports.StatusRepository,
+        *,
+        settings: CrlSettings | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._engine = engine
+        self._repo = repo
+        self._store = store
+        self.settings = settings or CrlSettings()
+        self._clock = clock or SystemClock()
+        self._latest: dict[CAId, tuple[float, CrlRecord]] = {}
+        self._entries: dict[CAId, _Entries] = {}
+        self.wake = asyncio.Event()
+
+    async def regenerate(self, ca: CA, *, actor: str = "system:crl") -> CrlRecord | None:
+        """Build, sign and keep a new CRL unless another node is doing it (then None).
+
+        Raises:
+            EngineError: POLICY (CA not active).
+        """
+        async with self._store.leader(f"crl:{ca.id}") as leader:
+            if not leader:
+                return None
+            started = self._clock.now()
+            issuer = await self._engine.signing_issuer(ca)
+            this_update = started.replace(microsecond=0)
+            known = self._entries.get(ca.id)
+            if known is None or known.newest is None:
+                known = _Entries()
+                news = await self._store.list_revocations(ca.id)
+            else:
+                # Revocations are never undone: read only those since the last run
+                # (with an overlap for late commits and other nodes' clocks).
+                news = await self._store.list_revocations(
+                    ca.id, since=known.newest - _ENTRY_OVERLAP
+                )
+            await asyncio.to_thread(known.add, news, default_time=this_update)
+            self._entries[ca.id] = known
+            number = await self._repo.next_crl_number(ca.id)
+            next_update = this_update + self.settings.validity
+            der = await asyncio.to_thread(
+                _sign_der,
+                issuer,
+                known.revoked,
+                number=number,
+                this_update=this_update,
+                next_update=next_update,
+                distribution_point=self._engine.crl_scope(ca),
+            )
+            entries = known.revoked
+            record = CrlRecord(
+                ca_id=ca.id,
+                number=number,
+                this_update=this_update,
+                next_update=next_update,
+                der=der,
+            )
+            await self._repo.add_crl(record)
+            await self._store.clear_crl_dirty(ca.id, up_to=started)
+            await self._repo.add_audit(
+                AuditEvent(
+                    at=started,
+                    actor=actor,
+                    action="crl.generate",
+                    target=ca.name,
+                    detail={"number": str(number), "entries": str(len(entries))},
+                )
+            )
+        self._latest[ca.id] = (time.monotonic(), record)
+        log.info("CRL %d of CA %s: %d entries", number, ca.name, len(entries))
+        return record
+
+    async def latest(self, ca_id: str) -> CrlRecord:
+        """Return the newest CRL of a CA, generating one if none is current.
+
+        Raises:
+            EngineError: NOT_FOUND (unknown CA), POLICY (CA not active),
+                UNAVAILABLE (another node is generating the first CRL).
+        """
+        cached = self._latest.get(CAId(ca_id))
+        now_mono = time.monotonic()
+        if cached is not None and now_mono - cached[0] < _CACHE_SECONDS:
+            return cached[1]
+        ca = await self._engine.get_ca(ca_id)
+        if ca.id != ca_id or ca.status is not CAStatus.ACTIVE:
+            raise EngineError(ProblemKind.NOT_FOUND, f"no CRL for {ca_id!r}")
+        info = await self._store.latest_crl_info(ca.id)
+        if (
+            cached is not None
+            and info is not None
+            and info[0] == cached[1].number
+            and cached[1].next_update > self._clock.now()
+        ):
+            # Unchanged (another node may have made a newer one): skip reloading the DER.
+            self._latest[ca.id] = (now_mono, cached[1])
+            return cached[1]
+        record = await self._repo.latest_crl(ca.id)
+        if record is None or record.next_update <= self._clock.now():
+            record = await self.regenerate(ca) or await self._repo.latest_crl(ca.id)
+        if record is None:
+            raise EngineError(ProblemKind.UNAVAILABLE, "the CRL is being generated", retry_after=2)
+        self._latest[ca.id] = (now_mono, record)
+        return record
+
+    async def tick(self) -> list[CAId]:
+        """Regenerate dirty CRLs past the debounce and CRLs due by schedule."""
+        now = self._clock.now()
+        done: list[CAId] = []
+        dirty = dict(await self._store.dirty_crls())
+        for ca in await self._engine.list_cas():
+            if ca.status is not CAStatus.ACTIVE or ca.cert_der is None:
+                continue
+            due = False
+            marked = dirty.get(ca.id)
+            if marked is not None and now - marked >= self.settings.debounce:
+                due = True
+            else:
+                info = await self._store.latest_crl_info(ca.id)
+                renew_at = (
+                    info[1] + self.settings.validity * self.settings.renew_fraction
+                    if info is not None
+                    else now
+                )
+                due = marked is None and renew_at <= now
+            if due:
+                try:
+                    if await self.regenerate(ca) is not None:
+                        done.append(ca.id)
+                except EngineError as exc:
+                    log.warning("CRL of CA %s not regenerated: %s", ca.name, exc.detail)
+        return done
+
+    async def revoked(self, ca_id: CAId) -> None:
+        """Mark a CA's CRL dirty after a revocation and wake the scheduler."""
+        await self._store.mark_crl_dirty(ca_id, self._clock.now())
+        self.wake.set()

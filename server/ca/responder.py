@@ -1,0 +1,586 @@
+"""OCSP responder (RFC 6960, RFC 5019 profile): pre-signed answers, nonces, delegated signers.
+
+A response for (issuer, serial) is signed when the certificate is issued or
+revoked (the engine calls ``issued``/``revoked``) and re-signed in the
+background before nextUpdate, so answering is a cache or key-value read.
+Requests carrying a nonce get a fresh response echoing it when nonce echo is
+on; several CertIDs in one request are answered together in one fresh
+response. Signing uses the issuing CA's key or, when configured, a delegated
+signer certificate (id-kp-OCSPSigning + id-pkix-ocsp-nocheck) that this
+module issues and rotates. Must not import aiohttp, josepy or sqlalchemy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import format_datetime
+from typing import TYPE_CHECKING, Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from server.ca import ocsp_codec, status_ports
+from server.ca.errors import EngineError, ProblemKind
+from server.ca.ports import Clock, Repository, SystemClock, random_serial
+from server.ca.types import (
+    CA,
+    AuditEvent,
+    CAId,
+    CAStatus,
+    CertificateRecord,
+    CertStatus,
+    KeyAlgorithm,
+    RevocationReason,
+    Serial,
+)
+
+if TYPE_CHECKING:
+    from server.ca.api import CAEngine
+
+__all__ = ["OcspAnswer", "Responder", "ResponderSettings"]
+
+log = logging.getLogger(__name__)
+
+_SIGNER_PROFILE: Final = "ocsp-signer"
+_CA_RELOAD_INTERVAL: Final = 1.0
+_EXPIRY_MARGIN: Final = 60.0
+_BACKDATE: Final = timedelta(minutes=5)
+_POLL_OVERLAP: Final = timedelta(seconds=5)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponderSettings:
+    """OCSP behaviour; validated by ``server.config`` before it gets here."""
+
+    validity: timedelta = timedelta(days=4)
+    refresh_after: timedelta = timedelta(days=2)
+    nonce_echo: bool = False
+    delegated_signer: bool = False
+    signer_lifetime: timedelta = timedelta(days=30)
+    cache_entries: int = 200_000
+    max_items: int = 32
+
+
+@dataclass(frozen=True, slots=True)
+class OcspAnswer:
+    """A signed OCSP response plus the RFC 5019 §6 caching facts a front end renders."""
+
+    der: bytes
+    cacheable: bool
+    next_update_ts: float = 0.0
+    last_modified: str = ""
+    expires: str = ""
+    etag: str = ""
+
+    @classmethod
+    def signed(
+        cls, der: bytes, *, this_update: datetime, next_update: datetime, cacheable: bool
+    ) -> OcspAnswer:
+        """Describe a successful response."""
+        return cls(
+            der=der,
+            cacheable=cacheable,
+            next_update_ts=next_update.timestamp(),
+            last_modified=format_datetime(this_update, usegmt=True),
+            expires=format_datetime(next_update, usegmt=True),
+            etag='"' + hashlib.sha1(der, usedforsecurity=False).hexdigest() + '"',
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _CaInfo:
+    ca: CA
+    name_der: bytes
+    key_bits: bytes
+    key_sha1: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Signer:
+    key: ocsp_codec.SignerKey
+    not_after: datetime
+
+
+@dataclass(slots=True)
+class _Cached:
+    answer: OcspAnswer
+    fresh_until: float
+    certs: tuple[tuple[CAId, int], ...]
+
+
+def _reason_code(reason: RevocationReason | None) -> int | None:
+    # RFC 5280 §5.3.1: omit the reason rather than say "unspecified".
+    if reason is None or reason is RevocationReason.UNSPECIFIED:
+        return None
+    return reason.code
+
+
+class Responder:
+    """Answers OCSP requests for every CA privca holds."""
+
+    def __init__(
+        self,
+        engine: CAEngine,
+        repo: Repository,
+        store: status_ports.StatusRepository,
+        *,
+        settings: ResponderSettings | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._engine = engine
+        self._repo = repo
+        self._store = store
+        self.settings = settings or ResponderSettings()
+        self._clock = clock or SystemClock()
+        self._by_hash: dict[tuple[bytes, bytes, bytes], CAId] = {}
+        self._cas: dict[CAId, _CaInfo] = {}
+        self._loaded_at = -1e9
+        self._signers: dict[CAId, _Signer] = {}
+        self._cache: dict[bytes, _Cached] = {}
+        self._cache_keys: dict[tuple[CAId, int], list[bytes]] = {}
+        self._seen: datetime | None = None
+        self._handled: dict[tuple[CAId, int], datetime] = {}
+        self._inflight: dict[bytes, asyncio.Future[OcspAnswer]] = {}
+
+    # ------------------------------------------------------------------ issuers
+
+    async def _load_cas(self) -> None:
+        by_hash: dict[tuple[bytes, bytes, bytes], CAId] = {}
+        infos: dict[CAId, _CaInfo] = {}
+        for ca in await self._engine.list_cas():
+            if ca.status is not CAStatus.ACTIVE or ca.cert_der is None:
+                continue
+            cert = ca.certificate
+            name_der = cert.subject.public_bytes()
+            key_bits = ocsp_codec.public_key_bits(
+                cert.public_key().public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            )
+            infos[ca.id] = _CaInfo(
+                ca=ca,
+                name_der=name_der,
+                key_bits=key_bits,
+                key_sha1=hashlib.sha1(key_bits, usedforsecurity=False).digest(),
+            )
+            for oid, name in ocsp_codec.HASH_OIDS.items():
+                key = (
+                    oid,
+                    hashlib.new(name, name_der, usedforsecurity=False).digest(),
+                    hashlib.new(name, key_bits, usedforsecurity=False).digest(),
+                )
+                by_hash[key] = ca.id
+        self._by_hash, self._cas = by_hash, infos
+        self._loaded_at = time.monotonic()
+
+    async def _issuer_of(self, item: ocsp_codec.CertId) -> _CaInfo | None:
+        key = (item.hash_oid, item.name_hash, item.key_hash)
+        ca_id = self._by_hash.get(key)
+        if ca_id is None and time.monotonic() - self._loaded_at > _CA_RELOAD_INTERVAL:
+            await self._load_cas()  # a CA created since (by the CLI or another node)
+            ca_id = self._by_hash.get(key)
+        return self._cas.get(ca_id) if ca_id is not None else None
+
+    async def _ca_info(self, ca_id: CAId) -> _CaInfo | None:
+        info = self._cas.get(ca_id)
+        if info is None:
+            await self._load_cas()
+            info = self._cas.get(ca_id)
+        return info
+
+    # ------------------------------------------------------------------ signers
+
+    def _now(self) -> datetime:
+        return self._clock.now().replace(microsecond=0)
+
+    async def _signer(self, info: _CaInfo) -> _Signer:
+        now = self._now()
+        cached = self._signers.get(info.ca.id)
+        if cached is not None and cached.not_after - now > self._rotate_margin():
+            return cached
+        if not self.settings.delegated_signer:
+            issuer = await self._engine.signing_issuer(info.ca)
+            signer = _Signer(
+                key=ocsp_codec.SignerKey(key=issuer.key, key_hash=info.key_sha1),
+                not_after=issuer.not_after,
+            )
+        else:
+            signer = await self._delegated(info, now)
+        self._signers[info.ca.id] = signer
+        return signer
+
+    def _rotate_margin(self) -> timedelta:
+        if not self.settings.delegated_signer:
+            return timedelta(0)
+        # Rotate at half-life, and always early enough to cover a full response validity.
+        return max(self.settings.signer_lifetime / 2, self.settings.validity * 1.5)
+
+    async def _delegated(self, info: _CaInfo, now: datetime) -> _Signer:
+        record = await self._store.current_signer(info.ca.id)
+        if record is None or record.not_after - now <= self._rotate_margin():
+            record = await self.issue_signer(info.ca)
+        key = await asyncio.to_thread(self._engine.key_backend.load, record.key)
+        cert = x509.load_der_x509_certificate(record.cert_der)
+        bits = ocsp_codec.public_key_bits(
+            cert.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        return _Signer(
+            key=ocsp_codec.SignerKey(
+                key=key,
+                key_hash=hashlib.sha1(bits, usedforsecurity=False).digest(),
+                certs=(record.cert_der,),
+            ),
+            not_after=record.not_after,
+        )
+
+    async def issue_signer(self, ca: CA) -> status_ports.SignerRecord:
+        """Issue and store a delegated OCSP signer certificate for ``ca`` (RFC 6960 §4.2.2.2).
+
+        Raises:
+            EngineError: POLICY (CA not active).
+        """
+        issuer = await self._engine.signing_issuer(ca)
+        backend = self._engine.key_backend
+        handle, public_key = await asyncio.to_thread(
+            backend.create, KeyAlgorithm.EC_P256, label=f"{ca.name}-ocsp"
+        )
+        now = self._now()
+        not_after = min(now + self.settings.signer_lifetime, issuer.not_after)
+        serial = random_serial()
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, f"{ca.name} OCSP responder"[:64]),
+                *ca.certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[:1],
+            ]
+        )
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer.certificate.subject)
+            .public_key(public_key)
+            .serial_number(serial)
+            .not_valid_before(now - _BACKDATE)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), False)
+            # RFC 6960 §4.2.2.2.1: validators need not check the responder's own status.
+            .add_extension(x509.OCSPNoCheck(), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False)
+            .add_extension(issuer.aki, critical=False)
+            .sign(issuer.key, issuer.hash)
+        )
+        der = cert.public_bytes(serialization.Encoding.DER)
+        record = CertificateRecord(
+            ca_id=ca.id,
+            serial=Serial(serial),
+            der=der,
+            profile=_SIGNER_PROFILE,
+            subject=cert.subject.rfc4514_string(),
+            sans=(),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            issued_at=now,
+            requester="system:ocsp",
+        )
+        await self._repo.add_certificate(
+            record,
+            audit=AuditEvent(
+                at=now,
+                actor="system:ocsp",
+                action="ocsp.signer-issue",
+                target=f"{ca.name}/{record.serial_hex}",
+            ),
+        )
+        signer = status_ports.SignerRecord(
+            ca_id=ca.id,
+            serial=Serial(serial),
+            cert_der=der,
+            key=handle,
+            not_before=record.not_before,
+            not_after=record.not_after,
+            created_at=now,
+        )
+        await self._store.add_signer(signer)
+        log.info("issued delegated OCSP signer %s for CA %s", record.serial_hex, ca.name)
+        return signer
+
+    # ------------------------------------------------------------------ signing
+
+    @staticmethod
+    def _single(rec: CertificateRecord | None, cert_id: bytes) -> ocsp_codec.SingleStatus:
+        if rec is None:
+            return ocsp_codec.SingleStatus(cert_id=cert_id, status="unknown")
+        if rec.status is CertStatus.REVOKED:
+            return ocsp_codec.SingleStatus(
+                cert_id=cert_id,
+                status="revoked",
+                revoked_at=rec.revoked_at,
+                reason_code=_reason_code(rec.revocation_reason),
+            )
+        return ocsp_codec.SingleStatus(cert_id=cert_id, status="good")
+
+    def _window(self, signer: _Signer) -> tuple[datetime, datetime]:
+        now = self._now()
+        return now, min(now + self.settings.validity, signer.not_after)
+
+    async def _sign(
+        self,
+        info: _CaInfo,
+        items: Sequence[ocsp_codec.SingleStatus],
+        *,
+        nonce: bytes | None,
+    ) -> tuple[bytes, datetime, datetime]:
+        signer = await self._signer(info)
+        this_update, next_update = self._window(signer)
+        der = ocsp_codec.encode_response(
+            signer.key, items, this_update=this_update, next_update=next_update, nonce=nonce
+        )
+        return der, this_update, next_update
+
+    def _canonical_id(self, info: _CaInfo, serial: int) -> bytes:
+        return ocsp_codec.cert_id(
+            "sha1", name_der=info.name_der, key_bits=info.key_bits, serial=serial
+        )
+
+    async def presign(self, rec: CertificateRecord) -> status_ports.StoredResponse | None:
+        """Sign and store the response of one certificate; None if its CA is not served."""
+        info = await self._ca_info(rec.ca_id)
+        if info is None:
+            return None
+        single = self._single(rec, self._canonical_id(info, rec.serial))
+        der, this_update, next_update = await self._sign(info, [single], nonce=None)
+        stored = status_ports.StoredResponse(
+            ca_id=rec.ca_id,
+            serial=rec.serial,
+            der=der,
+            cert_status=single.status,
+            this_update=this_update,
+            next_update=next_update,
+            updated_at=self._clock.now(),
+        )
+        await self._store.put_response(stored)
+        self.invalidate([(rec.ca_id, rec.serial)])
+        return stored
+
+    # ------------------------------------------------------------------ engine hooks
+
+    async def issued(self, record: CertificateRecord) -> None:
+        """Pre-sign the response of a freshly issued certificate."""
+        await self.presign(record)
+
+    async def revoked(self, record: CertificateRecord) -> None:
+        """Re-sign the response of a revoked certificate."""
+        await self.presign(record)
+
+    # ------------------------------------------------------------------ answering
+
+    def cached(self, key: bytes) -> OcspAnswer | None:
+        """Return the cached answer for an exact request body (the hot path), if fresh."""
+        entry = self._cache.get(key)
+        if entry is not None and entry.fresh_until > self._clock.now().timestamp():
+            return entry.answer
+        return None
+
+    def _remember(
+        self, key: bytes, answer: OcspAnswer, certs: tuple[tuple[CAId, int], ...]
+    ) -> None:
+        if self.settings.cache_entries <= 0:
+            return
+        if len(self._cache) >= self.settings.cache_entries:
+            # FIFO eviction: dicts keep insertion order.
+            old_key = next(iter(self._cache))
+            old = self._cache.pop(old_key)
+            for cert in old.certs:
+                keys = self._cache_keys.get(cert)
+                if keys is not None:
+                    keys[:] = [k for k in keys if k != old_key]
+                    if not keys:
+                        del self._cache_keys[cert]
+        self._cache[key] = _Cached(
+            answer=answer, fresh_until=answer.next_update_ts - _EXPIRY_MARGIN, certs=certs
+        )
+        for cert in certs:
+            self._cache_keys.setdefault(cert, []).append(key)
+
+    def invalidate(self, certs: Iterable[tuple[CAId, int]]) -> None:
+        """Drop cached answers of these certificates (their stored response changed)."""
+        for cert in certs:
+            for key in self._cache_keys.pop(cert, ()):
+                self._cache.pop(key, None)
+
+    async def answer(self, body: bytes) -> OcspAnswer:
+        """Answer one DER OCSPRequest.
+
+        Raises:
+            EngineError: MALFORMED (not a request), UNAUTHORIZED (an issuer privca
+                does not hold, or CertIDs of several issuers).
+        """
+        hit = self.cached(body)
+        if hit is not None:
+            return hit
+        try:
+            request = ocsp_codec.parse_request(body, max_items=self.settings.max_items)
+        except ocsp_codec.MalformedError as exc:
+            raise EngineError(ProblemKind.MALFORMED, f"malformed OCSP request: {exc}") from exc
+        infos = [await self._issuer_of(item) for item in request.items]
+        first = infos[0]
+        if first is None or any(i is None or i.ca.id != first.ca.id for i in infos):
+            raise EngineError(ProblemKind.UNAUTHORIZED, "this responder does not serve that issuer")
+        nonce = request.nonce if self.settings.nonce_echo else None
+        certs = tuple((first.ca.id, item.serial) for item in request.items)
+        if len(request.items) == 1 and nonce is None:
+            item = request.items[0]
+            key = body if request.nonce is None else b"id:" + item.raw
+            hit = self.cached(key)
+            if hit is not None:
+                return hit
+            # Single flight: concurrent misses for one request share one lookup.
+            pending = self._inflight.get(key)
+            if pending is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    return await asyncio.shield(pending)
+                if not pending.cancelled():
+                    raise asyncio.CancelledError  # this request itself was cancelled
+            future: asyncio.Future[OcspAnswer] = asyncio.get_running_loop().create_future()
+            self._inflight[key] = future
+            try:
+                hit = await self._single_answer(first, item)
+            except asyncio.CancelledError:
+                future.cancel()  # waiters fall back to their own lookup
+                raise
+            except Exception as exc:
+                future.set_exception(exc)
+                future.exception()  # marked retrieved: waiters re-raise it themselves
+                raise
+            finally:
+                self._inflight.pop(key, None)
+            self._remember(key, hit, certs)
+            future.set_result(hit)
+            return hit
+        singles = [
+            self._single(
+                await self._repo.get_certificate(first.ca.id, Serial(item.serial)), item.raw
+            )
+            for item in request.items
+        ]
+        der, this_update, next_update = await self._sign(first, singles, nonce=nonce)
+        answer = OcspAnswer.signed(
+            der, this_update=this_update, next_update=next_update, cacheable=nonce is None
+        )
+        if nonce is None:
+            self._remember(body, answer, certs)
+        return answer
+
+    async def _single_answer(self, info: _CaInfo, item: ocsp_codec.CertId) -> OcspAnswer:
+        canonical = item.hash_name == "sha1" and item.raw == self._canonical_id(info, item.serial)
+        if canonical:
+            stored = await self._store.get_response(info.ca.id, Serial(item.serial))
+            now = self._clock.now()
+            if (
+                stored is None
+                or stored.this_update <= now - self.settings.refresh_after
+                or stored.next_update <= now + timedelta(seconds=_EXPIRY_MARGIN)
+            ):
+                rec = await self._repo.get_certificate(info.ca.id, Serial(item.serial))
+                if rec is not None:
+                    stored = await self.presign(rec)
+                else:
+                    stored = None  # unknown serial: answered, never stored
+            if stored is not None:
+                return OcspAnswer.signed(
+                    stored.der,
+                    this_update=stored.this_update,
+                    next_update=stored.next_update,
+                    cacheable=True,
+                )
+        single = self._single(
+            await self._repo.get_certificate(info.ca.id, Serial(item.serial)), item.raw
+        )
+        der, this_update, next_update = await self._sign(info, [single], nonce=None)
+        return OcspAnswer.signed(
+            der, this_update=this_update, next_update=next_update, cacheable=True
+        )
+
+    # ------------------------------------------------------------------ background
+
+    async def poll_changes(self, *, limit: int = 100_000) -> int:
+        """Drop cached answers whose stored response another process replaced.
+
+        Each poll reads the changes stamped after the previous poll's wall-clock
+        time minus ``_POLL_OVERLAP`` (a write commits a little after it is
+        stamped, and nodes' clocks differ slightly), and skips changes already
+        handled, so each replacement invalidates once and a bulk write is read
+        for a few polls only.
+        """
+        now = self._clock.now()
+        since = (self._seen or now) - _POLL_OVERLAP
+        changed = await self._store.changed_since(since, limit=limit)
+        fresh = [
+            (ca_id, int(serial), at)
+            for ca_id, serial, at in changed
+            if self._handled.get((ca_id, int(serial))) != at
+        ]
+        self.invalidate((ca_id, serial) for ca_id, serial, _ in fresh)
+        for ca_id, serial, at in fresh:
+            self._handled[(ca_id, serial)] = at
+        # Truncated: continue from the last change read rather than from now.
+        self._seen = now if len(changed) < limit else changed[-1][2] + _POLL_OVERLAP
+        horizon = self._seen - _POLL_OVERLAP
+        self._handled = {k: at for k, at in self._handled.items() if at >= horizon}
+        return len(fresh)
+
+    async def refresh_stale(self, *, batch: int = 500, budget: float = 5.0) -> int:
+        """Re-sign stored responses older than ``refresh_after``; return how many."""
+        started = time.monotonic()
+        done = 0
+        while time.monotonic() - started < budget:
+            now = self._clock.now()
+            stale = await self._store.stale_responses(
+                now - self.settings.refresh_after, valid_after=now, limit=batch
+            )
+            if not stale:
+                break
+            for ca_id, serial in stale:
+                rec = await self._repo.get_certificate(ca_id, serial)
+                if rec is not None:
+                    await self.presign(rec)
+                    done += 1
+            if len(stale) < batch:
+                break
+        return done
+
+    async def reload(self) -> None:
+        """Re-read the CAs (created, activated or disabled since) and forget signers."""
+        await self._load_cas()
+        now = self._now()
+        self._signers = {
+            k: v for k, v in self._signers.items() if v.not_after - now > self._rotate_margin()
+        }
+
+    def ca_ids(self) -> Sequence[CAId]:
+        """Return the ids of the CAs currently served."""
+        return list(self._cas)

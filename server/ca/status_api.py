@@ -1,0 +1,145 @@
+"""Revocation services facade: the one surface the OCSP/CRL/caIssuers front ends call.
+
+``StatusService`` ties the OCSP responder and the CRL publisher to the engine
+(it listens to issuances and revocations) and runs their background work.
+Must not import aiohttp, josepy or sqlalchemy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from server.ca import crls, responder, status_ports
+from server.ca.errors import EngineError, ProblemKind
+from server.ca.ports import Clock, Repository, SystemClock
+from server.ca.types import CAStatus, CertificateRecord, CrlRecord
+
+if TYPE_CHECKING:
+    from server.ca.api import CAEngine
+
+__all__ = ["CrlRecord", "OcspAnswer", "StatusService", "StatusSettings"]
+
+log = logging.getLogger(__name__)
+
+OcspAnswer = responder.OcspAnswer
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSettings:
+    """Revocation service settings (built by ``server.config``)."""
+
+    ocsp: responder.ResponderSettings = field(default_factory=responder.ResponderSettings)
+    crl: crls.CrlSettings = field(default_factory=crls.CrlSettings)
+    poll_interval: timedelta = timedelta(seconds=1)
+    refresh_interval: timedelta = timedelta(minutes=5)
+
+
+class StatusService:
+    """OCSP answers, CRLs and CA certificates for validators."""
+
+    def __init__(
+        self,
+        engine: CAEngine,
+        repo: Repository,
+        store: status_ports.StatusRepository,
+        *,
+        settings: StatusSettings | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings or StatusSettings()
+        clock = clock or SystemClock()
+        self._engine = engine
+        self.responder = responder.Responder(
+            engine, repo, store, settings=self.settings.ocsp, clock=clock
+        )
+        self.crls = crls.CrlPublisher(engine, repo, store, settings=self.settings.crl, clock=clock)
+        self._store = store
+
+    def attach(self) -> StatusService:
+        """Register with the engine so issuances and revocations reach this service."""
+        self._engine.add_status_listener(self)
+        return self
+
+    async def issued(self, record: CertificateRecord) -> None:
+        """Pre-sign the OCSP response of a new certificate."""
+        await self.responder.issued(record)
+
+    async def revoked(self, record: CertificateRecord) -> None:
+        """Re-sign its OCSP response and schedule its CA's CRL."""
+        await self.crls.revoked(record.ca_id)
+        await self.responder.revoked(record)
+
+    # ------------------------------------------------------------------ front-end surface
+
+    def cached_ocsp(self, body: bytes) -> OcspAnswer | None:
+        """Return a cached OCSP answer for exactly these request bytes."""
+        return self.responder.cached(body)
+
+    async def ocsp(self, body: bytes) -> OcspAnswer:
+        """Answer a DER OCSP request.
+
+        Raises:
+            EngineError: MALFORMED, UNAUTHORIZED.
+        """
+        return await self.responder.answer(body)
+
+    async def crl(self, ca_id: str) -> CrlRecord:
+        """Return the latest CRL of a CA (by id).
+
+        Raises:
+            EngineError: NOT_FOUND, UNAVAILABLE.
+        """
+        return await self.crls.latest(ca_id)
+
+    async def ca_certificate(self, ca_id: str) -> bytes:
+        """Return the DER certificate of a CA (by id), as named in caIssuers.
+
+        Raises:
+            EngineError: NOT_FOUND.
+        """
+        ca = await self._engine.find_ca(ca_id)
+        if ca is None or ca.id != ca_id or ca.cert_der is None or ca.status is CAStatus.PENDING:
+            raise EngineError(ProblemKind.NOT_FOUND, f"no CA certificate {ca_id!r}")
+        return ca.cert_der
+
+    # ------------------------------------------------------------------ background
+
+    async def start(self) -> None:
+        """Load the CAs served."""
+        await self.responder.reload()
+
+    async def run_pollers(self) -> None:
+        """Forever: pick up responses other processes replaced (every poll interval)."""
+        interval = self.settings.poll_interval.total_seconds()
+        while True:
+            try:
+                await self.responder.poll_changes()
+            except Exception:
+                log.exception("OCSP change poll failed")
+            await asyncio.sleep(interval)
+
+    async def run_maintenance(self) -> None:
+        """Forever: regenerate CRLs (debounced, scheduled) and refresh OCSP responses."""
+        poll = self.settings.poll_interval.total_seconds()
+        refresh_every = self.settings.refresh_interval.total_seconds()
+        loop = asyncio.get_running_loop()
+        next_refresh = loop.time()
+        while True:
+            try:
+                await self.crls.tick()
+                if loop.time() >= next_refresh:
+                    next_refresh = loop.time() + refresh_every
+                    await self.responder.reload()
+                    async with self._store.leader("ocsp-refresh") as leader:
+                        if leader:
+                            await self.responder.refresh_stale()
+            except Exception:
+                log.exception("revocation maintenance failed")
+            self.crls.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.crls.wake.wait(), timeout=poll)

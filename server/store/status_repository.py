@@ -1,0 +1,251 @@
+"""SQL implementation of ``server.ca.status_ports.StatusRepository`` (SQLite and PostgreSQL).
+
+Core statements, one short transaction per write (SQLite writes go through the
+write lock). The leader lock is ``pg_try_advisory_lock`` on PostgreSQL, held on
+a dedicated connection for the duration of the work; on SQLite (one process)
+an in-process lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, delete, func, insert, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+
+from server.ca import status_ports, types
+from server.store import convert
+from server.store.database import Database
+from server.store.models import CertificateRow, CrlRow
+from server.store.status_models import CrlDirtyRow, OcspResponseRow, OcspSignerRow
+
+__all__ = ["SqlStatusRepository"]
+
+_RESP = cast(Table, OcspResponseRow.__table__)
+_SIGNER = cast(Table, OcspSignerRow.__table__)
+_DIRTY = cast(Table, CrlDirtyRow.__table__)
+_CERT = cast(Table, CertificateRow.__table__)
+_CRL = cast(Table, CrlRow.__table__)
+
+
+def _lock_key(name: str) -> int:
+    return int.from_bytes(
+        hashlib.sha256(f"privca:{name}".encode()).digest()[:8], "big", signed=True
+    )
+
+
+_REASONS = {str(r): r for r in types.RevocationReason}
+
+
+class SqlStatusRepository:
+    """Status repository over one ``Database``; safe for concurrent use."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._sqlite = db.is_sqlite
+        self._leaders: dict[str, asyncio.Lock] = {}
+
+    def _upsert(self, table: Table, values: dict[str, Any], keys: list[str]) -> Any:
+        dialect = sqlite if self._sqlite else postgresql
+        stmt = dialect.insert(table).values(**values)
+        return stmt.on_conflict_do_update(
+            index_elements=keys, set_={k: v for k, v in values.items() if k not in keys}
+        )
+
+    async def put_response(self, response: status_ports.StoredResponse) -> None:
+        values = {
+            "ca_id": response.ca_id,
+            "serial": convert.serial_key(response.serial),
+            "der": response.der,
+            "cert_status": response.cert_status,
+            "this_update": response.this_update,
+            "next_update": response.next_update,
+            "updated_at": response.updated_at,
+        }
+        async with self._db.write() as conn:
+            await conn.execute(self._upsert(_RESP, values, ["ca_id", "serial"]))
+
+    async def get_response(
+        self, ca_id: types.CAId, serial: types.Serial
+    ) -> status_ports.StoredResponse | None:
+        stmt = select(_RESP).where(
+            _RESP.c.ca_id == ca_id, _RESP.c.serial == convert.serial_key(serial)
+        )
+        async with self._db.engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        if row is None:
+            return None
+        return status_ports.StoredResponse(
+            ca_id=types.CAId(row.ca_id),
+            serial=types.Serial(int(row.serial, 16)),
+            der=row.der,
+            cert_status=row.cert_status,
+            this_update=convert.aware(row.this_update),
+            next_update=convert.aware(row.next_update),
+            updated_at=convert.aware(row.updated_at),
+        )
+
+    async def changed_since(
+        self, since: datetime, *, limit: int
+    ) -> Sequence[tuple[types.CAId, types.Serial, datetime]]:
+        stmt = (
+            select(_RESP.c.ca_id, _RESP.c.serial, _RESP.c.updated_at)
+            .where(_RESP.c.updated_at > since)
+            .order_by(_RESP.c.updated_at)
+            .limit(limit)
+        )
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [
+            (types.CAId(r.ca_id), types.Serial(int(r.serial, 16)), convert.aware(r.updated_at))
+            for r in rows
+        ]
+
+    async def stale_responses(
+        self, produced_before: datetime, *, valid_after: datetime, limit: int
+    ) -> Sequence[tuple[types.CAId, types.Serial]]:
+        stmt = (
+            select(_RESP.c.ca_id, _RESP.c.serial)
+            .join(_CERT, (_CERT.c.ca_id == _RESP.c.ca_id) & (_CERT.c.serial == _RESP.c.serial))
+            .where(_RESP.c.this_update < produced_before, _CERT.c.not_after > valid_after)
+            .order_by(_RESP.c.this_update)
+            .limit(limit)
+        )
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [(types.CAId(r.ca_id), types.Serial(int(r.serial, 16))) for r in rows]
+
+    async def count_responses(self) -> int:
+        async with self._db.engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(_RESP))).scalar_one())
+
+    async def add_signer(self, signer: status_ports.SignerRecord) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(
+                insert(_SIGNER).values(
+                    ca_id=signer.ca_id,
+                    serial=convert.serial_key(signer.serial),
+                    cert_der=signer.cert_der,
+                    key_backend=signer.key.backend,
+                    key_ref=signer.key.ref,
+                    key_blob=signer.key.blob,
+                    not_before=signer.not_before,
+                    not_after=signer.not_after,
+                    created_at=signer.created_at,
+                )
+            )
+
+    async def current_signer(self, ca_id: types.CAId) -> status_ports.SignerRecord | None:
+        stmt = (
+            select(_SIGNER)
+            .where(_SIGNER.c.ca_id == ca_id)
+            .order_by(_SIGNER.c.created_at.desc(), _SIGNER.c.id.desc())
+            .limit(1)
+        )
+        async with self._db.engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        if row is None:
+            return None
+        return status_ports.SignerRecord(
+            ca_id=types.CAId(row.ca_id),
+            serial=types.Serial(int(row.serial, 16)),
+            cert_der=row.cert_der,
+            key=types.KeyHandle(backend=row.key_backend, ref=row.key_ref, blob=row.key_blob),
+            not_before=convert.aware(row.not_before),
+            not_after=convert.aware(row.not_after),
+            created_at=convert.aware(row.created_at),
+        )
+
+    async def mark_crl_dirty(self, ca_id: types.CAId, at: datetime) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(self._upsert(_DIRTY, {"ca_id": ca_id, "marked_at": at}, ["ca_id"]))
+
+    async def dirty_crls(self) -> Sequence[tuple[types.CAId, datetime]]:
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(select(_DIRTY))).all()
+        return [(types.CAId(r.ca_id), convert.aware(r.marked_at)) for r in rows]
+
+    async def clear_crl_dirty(self, ca_id: types.CAId, *, up_to: datetime) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(
+                delete(_DIRTY).where(_DIRTY.c.ca_id == ca_id, _DIRTY.c.marked_at <= up_to)
+            )
+
+    async def list_revocations(
+        self, ca_id: types.CAId, *, since: datetime | None = None
+    ) -> Sequence[status_ports.RevokedEntry]:
+        revoked = str(types.CertStatus.REVOKED)
+        stmt = select(_CERT.c.serial, _CERT.c.revoked_at, _CERT.c.revocation_reason).where(
+            _CERT.c.ca_id == ca_id, _CERT.c.status == revoked
+        )
+        if since is not None:
+            stmt = stmt.where(_CERT.c.revoked_at >= since)
+        async with self._db.engine.connect() as conn:
+            if self._sqlite:
+                rows: Sequence[Any] = (await conn.execute(stmt)).all()
+            else:
+                # A million rows through SQLAlchemy's result machinery cost seconds;
+                # asyncpg's own fetch returns them in a fraction of that.
+                raw = await conn.get_raw_connection()
+                driver: Any = raw.driver_connection
+                sql = (
+                    "SELECT serial, revoked_at, revocation_reason FROM certificates "
+                    "WHERE ca_id = $1 AND status = $2"
+                )
+                if since is None:
+                    rows = await driver.fetch(sql, ca_id, revoked)
+                else:
+                    rows = await driver.fetch(sql + " AND revoked_at >= $3", ca_id, revoked, since)
+        entry = status_ports.RevokedEntry
+        reasons = _REASONS
+        utc = UTC
+        return [
+            entry(
+                int(serial, 16),
+                (at if at.tzinfo is not None else at.replace(tzinfo=utc)) if at else None,
+                reasons.get(reason) if reason else None,
+            )
+            for serial, at, reason in rows
+        ]
+
+    async def latest_crl_info(self, ca_id: types.CAId) -> tuple[int, datetime] | None:
+        stmt = (
+            select(_CRL.c.number, _CRL.c.this_update)
+            .where(_CRL.c.ca_id == ca_id)
+            .order_by(_CRL.c.number.desc())
+            .limit(1)
+        )
+        async with self._db.engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        return (int(row.number), convert.aware(row.this_update)) if row else None
+
+    @contextlib.asynccontextmanager
+    async def leader(self, name: str) -> AsyncIterator[bool]:
+        if self._sqlite:
+            lock = self._leaders.setdefault(name, asyncio.Lock())
+            if lock.locked():
+                yield False
+                return
+            async with lock:
+                yield True
+            return
+        key = _lock_key(name)
+        async with self._db.engine.connect() as conn:
+            got = bool(
+                (
+                    await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
+                ).scalar_one()
+            )
+            if not got:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                await conn.commit()
