@@ -590,6 +590,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --start-privca: PostgreSQL server URL (a fresh database is made and dropped)",
     )
     p.add_argument(
+        "--privca-workers",
+        type=int,
+        default=1,
+        help="with --start-privca: `privca serve --workers N` (processes on both ports)",
+    )
+    p.add_argument(
         "--pebble-env",
         action="append",
         default=[],
@@ -633,7 +639,10 @@ def main(argv: list[str] | None = None) -> int:
         import acme_privca  # only needed with --start-privca
 
         with acme_privca.run_privca(
-            http01_port=args.http01_port, log_dir=OUT_DIR, pg_url=args.pg_url
+            http01_port=args.http01_port,
+            log_dir=OUT_DIR,
+            pg_url=args.pg_url,
+            workers=args.privca_workers,
         ) as privca:
             args.directory, args.ca_bundle = privca.directory, str(privca.tls_ca_bundle)
             print(f"started privca at {privca.directory} (log {privca.log_path})", file=sys.stderr)

@@ -60,7 +60,7 @@ def _pg(admin_url: str, sql: str) -> None:
 
 @contextlib.contextmanager
 def run_privca(
-    *, http01_port: int, log_dir: Path, pg_url: str | None = None
+    *, http01_port: int, log_dir: Path, pg_url: str | None = None, workers: int = 1
 ) -> Iterator[PrivcaInfo]:
     """Run privca for the duration of the block (PostgreSQL when ``pg_url`` names a server)."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -80,6 +80,8 @@ def run_privca(
         "127.0.0.1",
         "--acme-http01-port",
         str(http01_port),
+        "--workers",
+        str(workers),
     ]
     db_name = None
     if pg_url:

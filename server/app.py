@@ -177,18 +177,19 @@ async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) 
         await https.setup()
         await http.setup()
         _install_ocsp_fast_path(http, services)
+        extra_workers = settings.revocation.workers - 1
         try:
             await web.TCPSite(
                 https,
                 settings.host,
                 settings.https_port,
                 ssl_context=server_ssl_context(tls, client_cas),
+                reuse_port=extra_workers > 0 or None,
             ).start()
-            extra_workers = settings.revocation.workers - 1
             await web.TCPSite(
                 http, settings.host, settings.http_port, reuse_port=extra_workers > 0 or None
             ).start()
-            workers = _start_http_workers(settings, extra_workers)
+            workers = _start_workers(settings, tls, extra_workers)
             base = _https_base_url(settings)
             print(f"privca is running (data in {settings.data_dir})", flush=True)  # noqa: T201
             print(f"  HTTPS            {base}/", flush=True)  # noqa: T201
@@ -206,18 +207,19 @@ async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) 
             await stop.wait()
             print("privca: shutting down", flush=True)  # noqa: T201
         finally:
-            await asyncio.to_thread(_stop_http_workers, locals().get("workers", []))
+            await asyncio.to_thread(_stop_workers, locals().get("workers", []))
             await https.cleanup()
             await http.cleanup()
 
 
-# ---------------------------------------------------------------------- HTTP-only workers
-# `serve --workers N`: N-1 extra processes serve the plain-HTTP listener (OCSP, CRL,
-# caIssuers) on the same port with SO_REUSEPORT, sharing the database. A cached OCSP
-# answer costs ~45 us of Python per request, so one process tops out near 22,000/s;
-# the kernel spreads connections over the processes. Workers run no background
-# maintenance (CRL schedule, OCSP refresh): the main process does, under the same
-# leader locks every node uses; workers only poll for replaced responses.
+# ---------------------------------------------------------------------- worker processes
+# `serve --workers N`: N-1 extra processes serve both listeners (HTTPS: ACME, EST;
+# HTTP: OCSP, CRL, caIssuers) on the same ports with SO_REUSEPORT, sharing the
+# database; the kernel spreads connections over the processes. Every piece of
+# protocol state (nonces, orders, rate limits, pending enrollments, OCSP answers)
+# lives in the database, so any process can answer any request. Workers run no
+# background maintenance (CRL schedule, OCSP refresh): the main process does, under
+# the same leader locks every node uses; workers only poll for replaced responses.
 
 
 def _install_ocsp_fast_path(runner: web.AppRunner, services: Services) -> None:
@@ -234,19 +236,19 @@ def _http_runner_options(settings: Settings) -> dict[str, Any]:
     return {} if settings.revocation.http_access_log else {"access_log": None}
 
 
-def _start_http_workers(settings: Settings, count: int) -> list[BaseProcess]:
+def _start_workers(settings: Settings, tls: TlsFiles, count: int) -> list[BaseProcess]:
     ctx = multiprocessing.get_context("spawn")
     procs: list[BaseProcess] = []
     for n in range(count):
         proc = ctx.Process(
-            target=_http_worker_main, args=(settings,), name=f"privca-http-{n + 1}", daemon=True
+            target=_worker_main, args=(settings, tls), name=f"privca-worker-{n + 1}", daemon=True
         )
         proc.start()
         procs.append(proc)
     return procs
 
 
-def _stop_http_workers(procs: list[BaseProcess]) -> None:
+def _stop_workers(procs: list[BaseProcess]) -> None:
     for proc in procs:
         proc.terminate()
     for proc in procs:
@@ -255,29 +257,41 @@ def _stop_http_workers(procs: list[BaseProcess]) -> None:
             proc.kill()
 
 
-def _http_worker_main(settings: Settings) -> None:
-    """Run one HTTP-only worker process until SIGTERM/SIGINT."""
+def _worker_main(settings: Settings, tls: TlsFiles) -> None:
+    """Run one worker process (both listeners) until SIGTERM/SIGINT."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_http_worker(settings))
+        asyncio.run(_worker(settings, tls))
 
 
-async def _http_worker(settings: Settings) -> None:
+async def _worker(settings: Settings, tls: TlsFiles) -> None:
     async with open_services(settings) as services:
-        runner = web.AppRunner(
+        est_service = build_est_service(services)
+        client_cas = await est_service.tls_trust_anchors()
+        https = web.AppRunner(create_https_app(services, est_service=est_service))
+        http = web.AppRunner(
             create_http_app(services, maintenance=False), **_http_runner_options(settings)
         )
-        await runner.setup()
-        _install_ocsp_fast_path(runner, services)
+        await https.setup()
+        await http.setup()
+        _install_ocsp_fast_path(http, services)
         try:
-            await web.TCPSite(runner, settings.host, settings.http_port, reuse_port=True).start()
+            await web.TCPSite(
+                https,
+                settings.host,
+                settings.https_port,
+                ssl_context=server_ssl_context(tls, client_cas),
+                reuse_port=True,
+            ).start()
+            await web.TCPSite(http, settings.host, settings.http_port, reuse_port=True).start()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             await stop.wait()
         finally:
-            await runner.cleanup()
+            await https.cleanup()
+            await http.cleanup()

@@ -546,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--https-port", type=int, help="HTTPS port (default 8443)")
     serve.add_argument("--http-port", type=int, help="plain HTTP port (default 8080)")
     serve.add_argument(
-        "--workers", type=int, help="processes serving the HTTP (OCSP/CRL) port (default 1)"
+        "--workers", type=int, help="processes serving the HTTPS and HTTP ports (default 1)"
     )
     serve.add_argument(
         "--est-client-cert-header", help="header a TLS proxy forwards client certs in"

@@ -131,7 +131,7 @@ class RevocationSettings(_Model):
     ocsp_max_request_bytes: int = Field(default=8192, ge=256, le=65536)
     crl_debounce_seconds: float = Field(default=2.0, ge=0, le=3600)
     poll_seconds: float = Field(default=1.0, gt=0, le=60)
-    # Processes serving the plain-HTTP listener (SO_REUSEPORT); `serve --workers N`.
+    # Processes serving both listeners (SO_REUSEPORT); `serve --workers N`.
     workers: int = Field(default=1, ge=1, le=64)
     # Access-log every OCSP/CRL request (off: at OCSP volumes the log line costs more
     # than the answer).

@@ -229,7 +229,7 @@ asyncio.run(main())
 PYEOF
   }
   export PRIVCA_KEY_PASSPHRASE="conformance-passphrase-$$-0123456789"
-  start_node() {  # name extra-args...
+  start_node() {  # name extra-args...  -> sets NODE_HTTP (no subshell: PIDS must reach cleanup)
     local name=$1; shift
     local d="$work/$name" h; h=$(free_port); local s; s=$(free_port)
     "$PRIVCA" serve --data-dir "$d" --database-url "$PG_URL" --https-port "$s" --http-port "$h" "$@" \
@@ -239,10 +239,10 @@ PYEOF
       grep -q "trust bundle" "$work/$name.log" 2>/dev/null && break
       sleep 0.2
     done
-    echo "$h"
+    NODE_HTTP=$h
   }
-  HTTP_A=$(start_node nodeA --workers 2)
-  HTTP_B=$(start_node nodeB)
+  start_node nodeA --workers 2; HTTP_A=$NODE_HTTP
+  start_node nodeB; HTTP_B=$NODE_HTTP
   DATA="$work/nodeA"
   pg() { "$PRIVCA" "$@" --data-dir "$DATA" --database-url "$PG_URL"; }
   pg ca export root --out "$work/pg-root.pem" >/dev/null

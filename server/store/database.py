@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-__all__ = ["Database", "is_sqlite", "sqlite_url"]
+__all__ = ["Database", "GroupCommit", "is_sqlite", "sqlite_url"]
 
 _MIGRATIONS: Final = Path(__file__).with_name("migrations")
+_T = TypeVar("_T")
 
 
 def sqlite_url(path: Path) -> str:
@@ -89,3 +90,43 @@ def _upgrade(conn: Connection) -> None:
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     cfg.attributes["connection"] = conn
     command.upgrade(cfg, "heads")
+
+
+class GroupCommit(Generic[_T]):
+    """Group commit: concurrent writers share one transaction.
+
+    Every caller waits until its own item is committed (a certificate is stored
+    before anyone sees it); under load one commit serves many writers. ``write``
+    gets a batch and returns, per item, None (committed) or the item's error.
+    """
+
+    _MAX_BATCH = 256
+
+    def __init__(self, write: Callable[[list[_T]], Awaitable[list[BaseException | None]]]) -> None:
+        self._write = write
+        self._pending: list[tuple[_T, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: _T) -> None:
+        """Queue one item and wait for its commit (or its own error)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch = self._pending[: self._MAX_BATCH]
+            del self._pending[: self._MAX_BATCH]
+            try:
+                results = await self._write([item for item, _ in batch])
+            except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if result is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(result)

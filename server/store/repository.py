@@ -6,8 +6,7 @@ converts rows to engine types with ``_to_domain`` helpers.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -18,7 +17,7 @@ from server.ca import types
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import SerialConflictError
 from server.store import convert
-from server.store.database import Database
+from server.store.database import Database, GroupCommit
 from server.store.models import AuditRow, CARow, CertificateRow, CrlNumberRow, CrlRow, MetaRow
 
 __all__ = ["SqlRepository"]
@@ -121,53 +120,12 @@ def _cert_from_domain(rec: types.CertificateRecord) -> dict[str, Any]:
 _CertRows = tuple[dict[str, Any], dict[str, Any]]
 
 
-class GroupCommit:
-    """Group commit: concurrent writers share one transaction.
-
-    Every caller waits until its own row is committed (a certificate is stored
-    before anyone sees it); under load one commit serves many issuances.
-    """
-
-    _MAX_BATCH = 256
-
-    def __init__(
-        self, write: Callable[[list[_CertRows]], Awaitable[list[BaseException | None]]]
-    ) -> None:
-        self._write = write
-        self._pending: list[tuple[_CertRows, asyncio.Future[None]]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def submit(self, item: _CertRows) -> None:
-        """Queue one item and wait for its commit (or its own error)."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain())
-        await future
-
-    async def _drain(self) -> None:
-        while self._pending:
-            batch = self._pending[: self._MAX_BATCH]
-            del self._pending[: self._MAX_BATCH]
-            try:
-                results = await self._write([item for item, _ in batch])
-            except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
-                results = [exc] * len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if result is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(result)
-
-
 class SqlRepository:
     """Repository over one ``Database``; safe for concurrent use."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._cert_batcher = GroupCommit(self._insert_certificates)
+        self._cert_batcher: GroupCommit[_CertRows] = GroupCommit(self._insert_certificates)
 
     async def add_ca(self, ca: types.CA, *, audit: types.AuditEvent) -> None:
         try:

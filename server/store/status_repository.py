@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from server.ca import status_ports, types
 from server.store import convert
-from server.store.database import Database
+from server.store.database import Database, GroupCommit
 from server.store.models import CertificateRow, CrlRow
 from server.store.status_models import CrlDirtyRow, OcspResponseRow, OcspSignerRow
 
@@ -39,6 +39,7 @@ def _lock_key(name: str) -> int:
     )
 
 
+_RESPONSE_UPDATES = ("der", "cert_status", "this_update", "next_update", "updated_at")
 _REASONS = {str(r): r for r in types.RevocationReason}
 
 
@@ -48,6 +49,7 @@ class SqlStatusRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._sqlite = db.is_sqlite
+        self._responses: GroupCommit[dict[str, Any]] = GroupCommit(self._put_responses)
         self._leaders: dict[str, asyncio.Lock] = {}
 
     def _upsert(self, table: Table, values: dict[str, Any], keys: list[str]) -> Any:
@@ -58,17 +60,31 @@ class SqlStatusRepository:
         )
 
     async def put_response(self, response: status_ports.StoredResponse) -> None:
-        values = {
-            "ca_id": response.ca_id,
-            "serial": convert.serial_key(response.serial),
-            "der": response.der,
-            "cert_status": response.cert_status,
-            "this_update": response.this_update,
-            "next_update": response.next_update,
-            "updated_at": response.updated_at,
-        }
+        """Store a signed response; concurrent callers share one transaction."""
+        await self._responses.submit(
+            {
+                "ca_id": response.ca_id,
+                "serial": convert.serial_key(response.serial),
+                "der": response.der,
+                "cert_status": response.cert_status,
+                "this_update": response.this_update,
+                "next_update": response.next_update,
+                "updated_at": response.updated_at,
+            }
+        )
+
+    async def _put_responses(self, batch: list[dict[str, Any]]) -> list[BaseException | None]:
+        # One upsert per (ca_id, serial) per statement: the last submitted wins.
+        latest = {(v["ca_id"], v["serial"]): v for v in batch}
+        dialect = sqlite if self._sqlite else postgresql
+        stmt = dialect.insert(_RESP)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["ca_id", "serial"],
+            set_={c: stmt.excluded[c] for c in _RESPONSE_UPDATES},
+        )
         async with self._db.write() as conn:
-            await conn.execute(self._upsert(_RESP, values, ["ca_id", "serial"]))
+            await conn.execute(stmt, list(latest.values()))
+        return [None] * len(batch)
 
     async def get_response(
         self, ca_id: types.CAId, serial: types.Serial

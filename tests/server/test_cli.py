@@ -170,7 +170,7 @@ def test_cli_errors(
     assert message in capsys.readouterr().err
 
 
-def _wait_for(proc: subprocess.Popen[str], marker: str, timeout: float = 30) -> str:
+def _wait_for(proc: subprocess.Popen[str], marker: str, timeout: float = 90) -> str:
     seen = ""
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
