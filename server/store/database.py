@@ -41,11 +41,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 class Database:
     """One async SQLAlchemy engine plus schema migration."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 32) -> None:
         self.url = url
         kwargs: dict[str, Any] = {}
         if not is_sqlite(url):
-            kwargs = {"pool_size": pool_size, "max_overflow": pool_size}
+            # Connections beyond pool_size are opened and closed per use (with a
+            # TLS probe each): size the pool for the concurrency actually served,
+            # and keep a small overflow for bursts.
+            kwargs = {"pool_size": pool_size, "max_overflow": pool_size // 4}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         # SQLite allows one writer: every repository of this process writes
