@@ -554,7 +554,7 @@ class CAEngine:
         if profile in _MATTER_PROFILES:
             from server.ca import matter_api  # matter_api imports this module
 
-            generated = await matter_api.issue_matter(
+            issued = await matter_api.issue_matter(
                 self,
                 key.public_key(),
                 principal=principal,
@@ -563,23 +563,18 @@ class CAEngine:
                 lifetime=lifetime,
                 subject=subject,
             )
-            unencrypted = key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
+        else:
+            issued = await self._issue_key(
+                key.public_key(),
+                principal=principal,
+                profile=profile,
+                ca=ca,
+                names=names,
+                subject=subject,
+                lifetime=lifetime,
+                not_before=None,
+                not_after=None,
             )
-            return replace(generated, private_key_pem=unencrypted)
-        issued = await self._issue_key(
-            key.public_key(),
-            principal=principal,
-            profile=profile,
-            ca=ca,
-            names=names,
-            subject=subject,
-            lifetime=lifetime,
-            not_before=None,
-            not_after=None,
-        )
         pem = key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
