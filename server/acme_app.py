@@ -43,5 +43,5 @@ def build_acme_app(services: Services) -> web.Application:
     return routes.build_app(
         build_registration(services, ports=ports, repo=repo),
         client_max_size=services.settings.max_body_bytes,
-        closers=[fetcher.close, repo.close],
+        closers=[fetcher.close],
     )

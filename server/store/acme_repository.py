@@ -6,14 +6,12 @@ an in-process lock. Rows are converted to ``server.ca.acme_types`` here.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-import asyncpg
 from sqlalchemy import Table, case, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -224,18 +222,10 @@ def _pg_authz(a: at.Authorization) -> tuple[Any, ...]:
     )
 
 
-async def _no_reset(_conn: asyncpg.Connection) -> None:
-    """Skip asyncpg's per-release RESET ALL round trip.
-
-    These connections never change session state (no SET, LISTEN or advisory
-    locks) and every statement runs in autocommit or a closed transaction.
-    """
-
-
 class SqlAcmeRepository:
     """ACME repository over one ``Database``; safe for concurrent use."""
 
-    def __init__(self, db: Database, *, pool_size: int = 10) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
         # Single statements run in autocommit: no BEGIN/COMMIT (or ROLLBACK after a read)
         # round trips. Each is atomic on its own; multi-statement writes use Database.write().
@@ -243,9 +233,6 @@ class SqlAcmeRepository:
         # PostgreSQL hot paths use the pooled asyncpg connection directly: about a third
         # of the CPU of a Core statement (compilation, cache keys, result adaption).
         self._raw_pg = not db.is_sqlite
-        self._pool: asyncpg.Pool | None = None
-        self._pool_lock = asyncio.Lock()
-        self._pool_size = pool_size
 
     @contextlib.asynccontextmanager
     async def _write1(self) -> AsyncIterator[AsyncConnection]:
@@ -257,38 +244,10 @@ class SqlAcmeRepository:
         async with self._db.write_lock, self._auto.connect() as conn:
             yield conn
 
-    @contextlib.asynccontextmanager
-    async def _pg(self) -> AsyncIterator[Any]:
-        """Yield a connection of this repository's own asyncpg pool (PostgreSQL only).
-
-        A plain asyncpg pool skips SQLAlchemy's checkout/greenlet machinery, the
-        largest remaining per-statement cost on the ACME hot path.
-        """
-        if self._pool is None:
-            async with self._pool_lock:
-                if self._pool is None:
-                    url = self._db.engine.url.set(drivername="postgresql")
-                    dsn = url.render_as_string(hide_password=False)
-                    self._pool = await asyncpg.create_pool(
-                        dsn,
-                        min_size=1,
-                        max_size=self._pool_size,
-                        command_timeout=30,
-                        reset=_no_reset,
-                    )
-        async with self._pool.acquire() as conn:
-            yield conn
-
-    async def close(self) -> None:
-        """Close the asyncpg pool (PostgreSQL)."""
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-
     async def add_account(self, account: at.Account) -> at.Account:
         if self._raw_pg:
             v = _account_from_domain(account)
-            async with self._pg() as pg:
+            async with self._db.pg() as pg:
                 inserted = await pg.fetchval(
                     "INSERT INTO acme_accounts (id, thumbprint, jwk, spki, status, contact,"
                     " tos_agreed, created_at, eab_kid)"
@@ -322,7 +281,7 @@ class SqlAcmeRepository:
 
     async def get_account(self, account_id: at.AccountId) -> at.Account | None:
         if self._raw_pg:
-            async with self._pg() as pg:
+            async with self._db.pg() as pg:
                 rec = await pg.fetchrow("SELECT * FROM acme_accounts WHERE id = $1", account_id)
             return _account_to_domain(rec) if rec else None
         async with self._db.read() as conn:
@@ -331,7 +290,7 @@ class SqlAcmeRepository:
 
     async def get_account_by_thumbprint(self, thumbprint: str) -> at.Account | None:
         if self._raw_pg:
-            async with self._pg() as pg:
+            async with self._db.pg() as pg:
                 rec = await pg.fetchrow(
                     "SELECT * FROM acme_accounts WHERE thumbprint = $1", thumbprint
                 )
@@ -356,7 +315,7 @@ class SqlAcmeRepository:
     async def add_order(self, order: at.Order, new_authzs: Sequence[at.Authorization]) -> None:
         if self._raw_pg:
             o = _order_from_domain(order)
-            async with self._pg() as pg, pg.transaction():
+            async with self._db.pg() as pg, pg.transaction():
                 if new_authzs:
                     await pg.executemany(_PG_INSERT_AUTHZ, [_pg_authz(a) for a in new_authzs])
                 await pg.execute(
@@ -383,7 +342,7 @@ class SqlAcmeRepository:
 
     async def get_order(self, order_id: at.OrderId) -> at.Order | None:
         if self._raw_pg:
-            async with self._pg() as pg:
+            async with self._db.pg() as pg:
                 rec = await pg.fetchrow("SELECT * FROM acme_orders WHERE id = $1", order_id)
                 if rec is None:
                     return None
@@ -416,7 +375,7 @@ class SqlAcmeRepository:
 
     async def claim_order(self, order_id: at.OrderId, *, frm: at.OrderStatus) -> bool:
         if self._raw_pg:
-            async with self._pg() as pg:
+            async with self._db.pg() as pg:
                 done = await pg.execute(
                     "UPDATE acme_orders SET status = $3 WHERE id = $1 AND status = $2",
                     order_id,
@@ -441,7 +400,7 @@ class SqlAcmeRepository:
         error: at.StoredProblem | None,
     ) -> None:
         if self._raw_pg:
-            async with self._pg() as pg:
+            async with self._db.pg() as pg:
                 await pg.execute(
                     "UPDATE acme_orders SET status = $2, cert_ref = $3, error = $4::json"
                     " WHERE id = $1",
@@ -462,7 +421,7 @@ class SqlAcmeRepository:
         self, account_id: at.AccountId, identifier: at.Identifier, *, now: datetime, wildcard: bool
     ) -> at.Authorization | None:
         if self._raw_pg:
-            async with self._pg() as pg:
+            async with self._db.pg() as pg:
                 rec = await pg.fetchrow(
                     "SELECT * FROM acme_authzs WHERE account_id = $1 AND ident_value = $2"
                     " AND ident_type = $3 AND status = 'valid' AND wildcard = $4"
@@ -497,7 +456,7 @@ class SqlAcmeRepository:
 
     async def get_authz(self, authz_id: at.AuthzId) -> at.Authorization | None:
         if self._raw_pg:
-            async with self._pg() as pg:
+            async with self._db.pg() as pg:
                 rec = await pg.fetchrow("SELECT * FROM acme_authzs WHERE id = $1", authz_id)
             return _authz_to_domain(rec) if rec else None
         async with self._db.read() as conn:
@@ -506,7 +465,7 @@ class SqlAcmeRepository:
 
     async def claim_challenge(self, authz_id: at.AuthzId, updated: at.Authorization) -> bool:
         if self._raw_pg:
-            async with self._pg() as pg:
+            async with self._db.pg() as pg:
                 done = await pg.execute(
                     "UPDATE acme_authzs SET status = $2, expires = $3, challenges = $4::json,"
                     " validating = true WHERE id = $1 AND status = 'pending'"
@@ -533,7 +492,7 @@ class SqlAcmeRepository:
 
     async def save_authz(self, authz: at.Authorization, *, validating_done: bool) -> None:
         if self._raw_pg:
-            async with self._pg() as pg:
+            async with self._db.pg() as pg:
                 await pg.execute(
                     "UPDATE acme_authzs SET status = $2, expires = $3, challenges = $4::json,"
                     " validating = $5 WHERE id = $1",
@@ -553,7 +512,7 @@ class SqlAcmeRepository:
 
     async def consume_nonces(self, nonces: Sequence[tuple[str, datetime]]) -> set[str]:
         if self._raw_pg and nonces:
-            async with self._pg() as pg:
+            async with self._db.pg() as pg:
                 rows = await pg.fetch(
                     "INSERT INTO acme_used_nonces (nonce, expires)"
                     " SELECT * FROM unnest($1::varchar[], $2::timestamptz[])"

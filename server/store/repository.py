@@ -186,17 +186,16 @@ class SqlRepository:
         self, ca_id: types.CAId, serial: types.Serial
     ) -> types.CertificateRecord | None:
         key = convert.serial_key(serial)
-        async with self._db.read() as conn:
-            if self._db.is_sqlite:
-                stmt = select(_CERT).where(_CERT.c.ca_id == ca_id, _CERT.c.serial == key)
-                row: Any = (await conn.execute(stmt)).first()
-            else:
-                # Hot path (EST client certificates, ACME revocation, OCSP misses):
-                # asyncpg directly costs about a third of a Core statement's CPU.
-                raw = await conn.get_raw_connection()
-                driver: Any = raw.driver_connection
-                record = await driver.fetchrow(_GET_CERT_SQL, ca_id, key)
-                row = SimpleNamespace(**record) if record is not None else None
+        row: Any
+        if self._db.is_sqlite:
+            stmt = select(_CERT).where(_CERT.c.ca_id == ca_id, _CERT.c.serial == key)
+            async with self._db.read() as conn:
+                row = (await conn.execute(stmt)).first()
+        else:
+            # Hot path (EST client certificates, ACME revocation, OCSP misses).
+            async with self._db.pg() as pg:
+                record = await pg.fetchrow(_GET_CERT_SQL, ca_id, key)
+            row = SimpleNamespace(**record) if record is not None else None
         return _cert_to_domain(row) if row else None
 
     async def list_certificates(self, query: types.CertQuery) -> Sequence[types.CertificateRecord]:

@@ -79,7 +79,6 @@ async def acme_env(
     http = await aiohttp_client(root)
     yield AcmeEnv(http, registration, repo, engine, network, database)
     await registration.wait_idle()
-    await repo.close()
 
 
 @pytest.fixture

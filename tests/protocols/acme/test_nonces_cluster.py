@@ -24,7 +24,7 @@ async def node(
     repo = SqlAcmeRepository(db)
     reg = acme_api.Registration(engine, repo, ports=FakeNetwork().ports())
     app = web.Application()
-    app.add_subapp("/acme", routes.build_app(reg, closers=[repo.close]))
+    app.add_subapp("/acme", routes.build_app(reg))
     return await aiohttp_client(app)
 
 
