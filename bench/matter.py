@@ -22,9 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
+from issue import make_csrs  # bench/issue.py: the same CSRs as the engine baseline
 
 from server import cli_matter
 from server.ca import api, keys, matter_api
@@ -33,24 +32,9 @@ from server.store.database import Database, sqlite_url
 from server.store.repository import SqlRepository
 
 OP = Principal("bench", "matter")
+
 PASSPHRASE = b"bench-passphrase-0123456789"
 VID, PID = 0xFFF1, 0x8000
-
-
-def make_csrs(n: int) -> list[bytes]:
-    out = []
-    for i in range(n):
-        key = ec.generate_private_key(ec.SECP256R1())
-        csr = (
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([]))
-            .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(f"h{i}.bench.internal")]), False
-            )
-            .sign(key, hashes.SHA256())
-        )
-        out.append(csr.public_bytes(serialization.Encoding.DER))
-    return out
 
 
 async def engine_rate(engine: api.CAEngine, csrs: list[bytes], concurrency: int) -> float:
