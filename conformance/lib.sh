@@ -1,16 +1,21 @@
 # Shared helpers for conformance suites (sourced, not run).
-# Provides: free_port, start_privca DATA_DIR HTTPS_PORT HTTP_PORT [extra serve args],
-# stop_privca, pass/fail/skip and summary (prints "N passed, M failed").
-PRIVCA=${PRIVCA:-privca}
+# pass NAME, fail NAME [WHY], skip NAME WHY (never a failure),
+# missing NAME WHY (a missing client or tool: FAIL when CI=true, SKIP elsewhere),
+# summary (prints "N passed, M failed"), free_port, and
+# start_privca DATA_DIR HTTPS_PORT HTTP_PORT [serve args] / stop_privca.
+_lib_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [ -z "${PRIVCA:-}" ]; then
+  if [ -x "$_lib_root/.venv/bin/privca" ]; then PRIVCA="$_lib_root/.venv/bin/privca"; else PRIVCA=privca; fi
+fi
 PASSED=0
 FAILED=0
 PRIVCA_PID=""
 
 pass() { echo "PASS $1"; PASSED=$((PASSED + 1)); }
-fail() { echo "FAIL $1"; FAILED=$((FAILED + 1)); }
-skip() {
-  # A missing client is a failure in CI, a skip elsewhere.
-  if [ "${CI:-}" = "true" ] && [ "${2:-}" = "client" ]; then fail "$1 (client missing in CI)"; else echo "SKIP $1"; fi
+fail() { echo "FAIL $1${2:+: $2}"; FAILED=$((FAILED + 1)); }
+skip() { echo "SKIP $1: $2"; }
+missing() {
+  if [ "${CI:-}" = "true" ]; then fail "$1" "$2 (CI=true: clients must be installed)"; else skip "$1" "$2"; fi
 }
 summary() { echo "${PASSED} passed, ${FAILED} failed"; [ "$FAILED" -eq 0 ]; }
 

@@ -4,11 +4,7 @@
 # Every request goes to 127.0.0.1. libest's estclient runs too when it is on PATH.
 set -uo pipefail
 
-PASSED=0
-FAILED=0
-pass() { PASSED=$((PASSED + 1)); echo "PASS $1"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL $1: $2"; }
-skip() { echo "SKIP $1: $2"; }
+. "$(cd "$(dirname "$0")" && pwd)/../lib.sh"
 check() {  # name condition-description command...
   local name=$1 why=$2
   shift 2
@@ -17,18 +13,11 @@ check() {  # name condition-description command...
 
 for tool in curl openssl; do
   if ! command -v "$tool" >/dev/null; then
-    if [[ "${CI:-}" == "true" ]]; then fail "tools" "$tool is not installed"; else skip "tools" "$tool is not installed"; fi
-    echo "${PASSED} passed, ${FAILED} failed"
-    [[ "${CI:-}" == "true" ]] && exit 1 || exit 0
+    missing "tools" "$tool is not installed"
+    summary; exit $?
   fi
 done
-
-PRIVCA=${PRIVCA:-}
-if [[ -z "$PRIVCA" ]]; then
-  here=$(cd "$(dirname "$0")/../.." && pwd)
-  if [[ -x "$here/.venv/bin/privca" ]]; then PRIVCA="$here/.venv/bin/privca"; else PRIVCA=$(command -v privca || true); fi
-fi
-[[ -n "$PRIVCA" ]] || { fail "privca" "privca is not installed"; echo "${PASSED} passed, ${FAILED} failed"; exit 1; }
+command -v "$PRIVCA" >/dev/null || { fail "privca" "privca is not installed"; summary; exit 1; }
 
 WORK=$(mktemp -d /tmp/privca-est-conf.XXXXXX)
 SERVER_PID=""

@@ -14,7 +14,7 @@ count=${MATTER_DAC_COUNT:-25}
 
 m() { "$PRIVCA" matter "$@" --data-dir "$data"; }
 
-if ! command -v openssl >/dev/null 2>&1; then skip "matter: openssl missing" client; summary; exit $?; fi
+if ! command -v openssl >/dev/null 2>&1; then missing "matter" "openssl is not installed"; summary; exit $?; fi
 start_privca "$data" "$https" "$http" || { fail "serve-start"; summary; exit 1; }
 pass "serve-start"
 

@@ -6,22 +6,11 @@
 # Prints PASS/FAIL/SKIP lines and ends with "N passed, M failed". Loopback only.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-root_dir=$(cd "$here/../.." && pwd)
-PRIVCA=${PRIVCA:-}
-if [ -z "$PRIVCA" ]; then
-  if [ -x "$root_dir/.venv/bin/privca" ]; then PRIVCA="$root_dir/.venv/bin/privca"; else PRIVCA=privca; fi
-fi
-PASSED=0; FAILED=0
-pass() { echo "PASS $1"; PASSED=$((PASSED + 1)); }
-fail() { echo "FAIL $1: $2"; FAILED=$((FAILED + 1)); }
-skip() {
-  if [ "${CI:-}" = "true" ]; then fail "$1" "$2 (CI=true: clients must be installed)"; else echo "SKIP $1: $2"; fi
-}
-summary() { echo "${PASSED} passed, ${FAILED} failed"; [ "$FAILED" -eq 0 ]; }
+. "$here/../lib.sh"
 
 for tool in openssl curl python3; do
   if ! command -v "$tool" >/dev/null; then
-    skip "revocation" "$tool is not installed"; summary; exit $?
+    missing "revocation" "$tool is not installed"; summary; exit $?
   fi
 done
 
@@ -34,10 +23,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
 start() {  # name [config]  -> sets DATA, HTTP
   local name=$1 cfg=${2:-}
@@ -206,7 +191,7 @@ if grep -q "OCSP Signing" <<<"$out" && grep -q "OCSP No Check" <<<"$out"; then
 
 # ------------------------------------------------------------------ two nodes on one PostgreSQL
 PG_BASE=${PRIVCA_PG_URL:-postgresql+asyncpg://postgres@127.0.0.1:5432/postgres}
-PY="$root_dir/.venv/bin/python"; [ -x "$PY" ] || PY=python3
+PY="$_lib_root/.venv/bin/python"; [ -x "$PY" ] || PY=python3
 PG_DB="privca_conf_rev_$$"
 PG_URL="${PG_BASE%/*}/$PG_DB"
 if "$PY" - "$PG_BASE" "$PG_DB" <<'PYEOF' 2>/dev/null
@@ -277,7 +262,7 @@ PYEOF
   PIDS=()
   drop_pg
 else
-  skip "multi-node" "PostgreSQL at $PG_BASE is unreachable"
+  missing "multi-node" "PostgreSQL at $PG_BASE is unreachable"
 fi
 
 summary
