@@ -270,6 +270,22 @@ def _finish(cert: x509.Certificate, kind: MatterKind, issuer: _Issuer | None) ->
 # ---------------------------------------------------------------- attestation
 
 
+def _self_signed_ca(
+    signer: ec.EllipticCurvePrivateKey,
+    subject: x509.Name,
+    validity: tuple[datetime, datetime],
+    serial: int,
+    path_len: int | None,
+    kind: MatterKind,
+) -> x509.Certificate:
+    """Sign a self-signed Matter root (PAA or RCAC) and check it against its profile."""
+    public_key = signer.public_key()
+    builder = _base(subject, subject, public_key, _check_serial(serial), validity)
+    bc = x509.BasicConstraints(ca=True, path_length=path_len)
+    cert = _sign(builder, signer, public_key=public_key, ku=_CA_KEY_USAGE, bc=bc, aki=None)
+    return _finish(cert, kind, None)
+
+
 def build_paa(
     key: CertificateIssuerPrivateKeyTypes,
     *,
@@ -300,13 +316,8 @@ def build_paa(
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, _check_name(name))]
     if vid is not None:
         attrs.append(x509.NameAttribute(oids.VENDOR_ID, _hex(_check_vid(vid), 4)))
-    subject = x509.Name(attrs)
     validity = _validity(not_before, not_after, operational=False)
-    public_key = signer.public_key()
-    builder = _base(subject, subject, public_key, _check_serial(serial), validity)
-    bc = x509.BasicConstraints(ca=True, path_length=path_len)
-    cert = _sign(builder, signer, public_key=public_key, ku=_CA_KEY_USAGE, bc=bc, aki=None)
-    return _finish(cert, MatterKind.PAA, None)
+    return _self_signed_ca(signer, x509.Name(attrs), validity, serial, path_len, MatterKind.PAA)
 
 
 def build_pai(
@@ -527,13 +538,8 @@ def build_rcac(
     ]
     if fabric_id is not None:
         attrs.append(x509.NameAttribute(oids.FABRIC_ID, _hex(_check_fabric_id(fabric_id), 16)))
-    subject = x509.Name(attrs)
     validity = _validity(not_before, not_after, operational=True)
-    public_key = signer.public_key()
-    builder = _base(subject, subject, public_key, _check_serial(serial), validity)
-    bc = x509.BasicConstraints(ca=True, path_length=path_len)
-    cert = _sign(builder, signer, public_key=public_key, ku=_CA_KEY_USAGE, bc=bc, aki=None)
-    return _finish(cert, MatterKind.RCAC, None)
+    return _self_signed_ca(signer, x509.Name(attrs), validity, serial, path_len, MatterKind.RCAC)
 
 
 def build_icac(
