@@ -127,6 +127,7 @@ class CAEngine:
         self._clock = clock or SystemClock()
         self._serials = serials
         self._issuers: dict[CAId, issuance.Issuer] = {}
+        self._chains: dict[CAId, tuple[CA, tuple[x509.Certificate, ...]]] = {}
         self._cas: dict[str, CA] = {}
         self._listeners: list[StatusListener] = []
 
@@ -181,6 +182,7 @@ class CAEngine:
 
     def _forget(self, ca: CA) -> None:
         self._issuers.pop(ca.id, None)
+        self._chains.pop(ca.id, None)
         self._cas.pop(ca.id, None)
         self._cas.pop(ca.name, None)
 
@@ -222,7 +224,14 @@ class CAEngine:
 
     async def chain_of(self, ca: CA) -> tuple[x509.Certificate, ...]:
         """Return the CA's certificate followed by its issuers up to the root."""
-        return (ca.certificate, *(x509.load_der_x509_certificate(d) for d in ca.chain_der))
+        cached = self._chains.get(ca.id)
+        if cached is not None and cached[0] is ca:
+            return cached[1]
+        chain = (ca.certificate, *(x509.load_der_x509_certificate(d) for d in ca.chain_der))
+        if ca.status is CAStatus.ACTIVE:
+            # Parsed once per CA object: every issuance returns this chain.
+            self._chains[ca.id] = (ca, chain)
+        return chain
 
     async def _check_new_name(self, name: str) -> None:
         if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
