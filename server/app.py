@@ -13,7 +13,7 @@ import logging
 import multiprocessing
 import signal
 import ssl
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from multiprocessing.process import BaseProcess
 from typing import Any, Final
 
@@ -27,7 +27,7 @@ from protocols.crl import links as crl_links
 from protocols.crl import routes as crl_routes
 from protocols.est import links as est_links
 from protocols.est import routes as est_routes
-from protocols.ocsp import fast as ocsp_fast
+from protocols.ocsp import lean as ocsp_lean
 from protocols.ocsp import links as ocsp_links
 from protocols.ocsp import routes as ocsp_routes
 from server.acme_app import build_acme_app
@@ -37,7 +37,7 @@ from server.ca.api import CAEngine
 from server.config import Settings
 from server.store.est_repository import SqlEstRepository
 
-__all__ = ["ENGINE", "SETTINGS", "create_http_app", "create_https_app", "run_server"]
+__all__ = ["ENGINE", "SETTINGS", "create_http_app", "create_https_app", "run", "run_server"]
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +176,8 @@ async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) 
         http = web.AppRunner(create_http_app(services), **_http_runner_options(settings))
         await https.setup()
         await http.setup()
-        _install_ocsp_fast_path(http, services)
         extra_workers = settings.revocation.workers - 1
+        stop_http: Callable[[], Awaitable[None]] | None = None
         try:
             await web.TCPSite(
                 https,
@@ -186,9 +186,7 @@ async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) 
                 ssl_context=server_ssl_context(tls, client_cas),
                 reuse_port=extra_workers > 0 or None,
             ).start()
-            await web.TCPSite(
-                http, settings.host, settings.http_port, reuse_port=extra_workers > 0 or None
-            ).start()
+            stop_http = await _start_http_site(http, services, reuse_port=extra_workers > 0 or None)
             workers = _start_workers(settings, tls, extra_workers)
             base = _https_base_url(settings)
             print(f"privca is running (data in {settings.data_dir})", flush=True)  # noqa: T201
@@ -208,6 +206,8 @@ async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) 
             print("privca: shutting down", flush=True)  # noqa: T201
         finally:
             await asyncio.to_thread(_stop_workers, locals().get("workers", []))
+            if stop_http is not None:
+                await stop_http()
             await https.cleanup()
             await http.cleanup()
 
@@ -222,13 +222,22 @@ async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) 
 # the same leader locks every node uses; workers only poll for replaced responses.
 
 
-def _install_ocsp_fast_path(runner: web.AppRunner, services: Services) -> None:
-    if services.status is not None:
-        ocsp_fast.install(
-            runner,
-            services.status,
-            max_request_bytes=services.settings.revocation.ocsp_max_request_bytes,
-        )
+async def _start_http_site(
+    runner: web.AppRunner, services: Services, *, reuse_port: bool | None
+) -> Callable[[], Awaitable[None]]:
+    """Listen on the HTTP port (OCSP answered by the lean protocol); return the stopper."""
+    settings = services.settings
+    if services.status is None:
+        site = web.TCPSite(runner, settings.host, settings.http_port, reuse_port=reuse_port)
+        await site.start()
+        return site.stop
+    lean = ocsp_lean.LeanSite(
+        runner,
+        services.status,
+        max_request_bytes=settings.revocation.ocsp_max_request_bytes,
+    )
+    await lean.start(settings.host, settings.http_port, reuse_port=reuse_port)
+    return lean.stop
 
 
 def _http_runner_options(settings: Settings) -> dict[str, Any]:
@@ -257,6 +266,17 @@ def _stop_workers(procs: list[BaseProcess]) -> None:
             proc.kill()
 
 
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run a server coroutine on uvloop when it is installed (libuv: cheaper per request)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
+
+
 def _worker_main(settings: Settings, tls: TlsFiles) -> None:
     """Run one worker process (both listeners) until SIGTERM/SIGINT."""
     logging.basicConfig(
@@ -264,7 +284,7 @@ def _worker_main(settings: Settings, tls: TlsFiles) -> None:
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_worker(settings, tls))
+        run(_worker(settings, tls))
 
 
 async def _worker(settings: Settings, tls: TlsFiles) -> None:
@@ -277,7 +297,7 @@ async def _worker(settings: Settings, tls: TlsFiles) -> None:
         )
         await https.setup()
         await http.setup()
-        _install_ocsp_fast_path(http, services)
+        stop_http: Callable[[], Awaitable[None]] | None = None
         try:
             await web.TCPSite(
                 https,
@@ -286,12 +306,14 @@ async def _worker(settings: Settings, tls: TlsFiles) -> None:
                 ssl_context=server_ssl_context(tls, client_cas),
                 reuse_port=True,
             ).start()
-            await web.TCPSite(http, settings.host, settings.http_port, reuse_port=True).start()
+            stop_http = await _start_http_site(http, services, reuse_port=True)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             await stop.wait()
         finally:
+            if stop_http is not None:
+                await stop_http()
             await https.cleanup()
             await http.cleanup()

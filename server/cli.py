@@ -695,7 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         if args.command == "serve":
-            from server.app import run_server
+            from server.app import run, run_server
 
             settings = _settings(
                 args, host=args.host, https_port=args.https_port, http_port=args.http_port
@@ -707,7 +707,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     raise ConfigError("--workers must be between 1 and 64")
                 revocation = settings.revocation.model_copy(update={"workers": args.workers})
                 settings = settings.model_copy(update={"revocation": revocation})
-            asyncio.run(run_server(settings))
+            run(run_server(settings))
             return 0
         return asyncio.run(_run(args.handler, _settings(args), args))
     except ConfigError as exc:

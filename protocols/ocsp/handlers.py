@@ -20,8 +20,7 @@ _GET_PREFIX: Final = links.PREFIX + "/"
 async def _read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise EngineError(ProblemKind.MALFORMED, "the request is too large")
-    # read() is bounded by the app's client_max_size (413 otherwise) and returns the
-    # body again if the fast path (protocols/ocsp/fast.py) already read it.
+    # read() is bounded by the app's client_max_size (413 otherwise).
     body = await request.read()
     if len(body) > limit:
         raise EngineError(ProblemKind.MALFORMED, "the request is too large")

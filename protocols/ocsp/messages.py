@@ -16,14 +16,33 @@ from server.ca import status_api
 from server.ca.errors import EngineError, ProblemKind
 
 __all__ = [
+    "INTERNAL_ERROR",
+    "MALFORMED_REQUEST",
     "REQUEST_TYPE",
     "RESPONSE_TYPE",
     "decode_get",
+    "error_headers",
     "response_headers",
+    "unsuccessful_body",
+    "unsuccessful_status",
 ]
 
 REQUEST_TYPE: Final = "application/ocsp-request"
 RESPONSE_TYPE: Final = "application/ocsp-response"
+
+# OCSPResponseStatus (RFC 6960 §4.2.1) per engine problem kind.
+MALFORMED_REQUEST: Final = 1
+INTERNAL_ERROR: Final = 2
+_TRY_LATER: Final = 3
+_UNAUTHORIZED: Final = 6
+_STATUS: Final[dict[ProblemKind, int]] = {
+    ProblemKind.MALFORMED: MALFORMED_REQUEST,
+    ProblemKind.UNAUTHORIZED: _UNAUTHORIZED,
+    ProblemKind.NOT_FOUND: _UNAUTHORIZED,
+    ProblemKind.POLICY: _UNAUTHORIZED,
+    ProblemKind.UNAVAILABLE: _TRY_LATER,
+    ProblemKind.RATE_LIMITED: _TRY_LATER,
+}
 _B64: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 
 
@@ -61,3 +80,18 @@ def response_headers(answer: status_api.OcspAnswer) -> dict[str, str]:
         "Expires": answer.expires,
         "ETag": answer.etag,
     }
+
+
+def unsuccessful_status(kind: ProblemKind) -> int:
+    """Return the OCSPResponseStatus for an engine problem (internalError if unmapped)."""
+    return _STATUS.get(kind, INTERNAL_ERROR)
+
+
+def unsuccessful_body(status: int) -> bytes:
+    """Return an OCSPResponse with an error status and no responseBytes (sent with HTTP 200)."""
+    return bytes([0x30, 0x03, 0x0A, 0x01, status])
+
+
+def error_headers() -> dict[str, str]:
+    """Return the headers of an unsuccessful response: never cached."""
+    return {"Content-Type": RESPONSE_TYPE, "Cache-Control": "no-cache, no-store"}

@@ -10,39 +10,24 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from protocols.ocsp import handlers, messages
 from server.ca import status_api
-from server.ca.errors import EngineError, ProblemKind
+from server.ca.errors import EngineError
 
 __all__ = ["build_app"]
 
 log = logging.getLogger(__name__)
 
-# OCSPResponseStatus (RFC 6960 §4.2.1) per engine problem kind.
-_MALFORMED: Final = 1
-_INTERNAL: Final = 2
-_TRY_LATER: Final = 3
-_UNAUTHORIZED: Final = 6
-_STATUS: Final[dict[ProblemKind, int]] = {
-    ProblemKind.MALFORMED: _MALFORMED,
-    ProblemKind.UNAUTHORIZED: _UNAUTHORIZED,
-    ProblemKind.NOT_FOUND: _UNAUTHORIZED,
-    ProblemKind.POLICY: _UNAUTHORIZED,
-    ProblemKind.UNAVAILABLE: _TRY_LATER,
-    ProblemKind.RATE_LIMITED: _TRY_LATER,
-}
-
 
 def _unsuccessful(status: int, http_status: int = 200) -> web.Response:
     return web.Response(
         status=http_status,
-        body=bytes([0x30, 0x03, 0x0A, 0x01, status]),
-        headers={"Content-Type": messages.RESPONSE_TYPE, "Cache-Control": "no-cache, no-store"},
+        body=messages.unsuccessful_body(status),
+        headers=messages.error_headers(),
     )
 
 
@@ -51,21 +36,21 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except EngineError as err:
-        status = _STATUS.get(err.kind, _INTERNAL)
+        status = messages.unsuccessful_status(err.kind)
         log.info("OCSP %s %s -> status %d: %s", request.method, request.path, status, err.detail)
         return _unsuccessful(status)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         log.info("OCSP %s %s -> HTTP %d", request.method, request.path, exc.status)
-        resp = _unsuccessful(_MALFORMED, exc.status)
+        resp = _unsuccessful(messages.MALFORMED_REQUEST, exc.status)
         if "Allow" in exc.headers:
             resp.headers["Allow"] = exc.headers["Allow"]
         return resp
     except Exception:
         request_id = secrets.token_hex(6)
         log.exception("OCSP %s %s failed (request %s)", request.method, request.path, request_id)
-        return _unsuccessful(_INTERNAL)
+        return _unsuccessful(messages.INTERNAL_ERROR)
 
 
 def build_app(

@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from server.ca import hierarchy, issuance, keys, policy, profiles, revocation
+from server.ca import crl_codec, hierarchy, issuance, keys, policy, profiles, revocation
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import Clock, Repository, SerialConflictError, SystemClock, random_serial
 from server.ca.types import (
@@ -739,10 +739,10 @@ class CAEngine:
         number = await self._repo.next_crl_number(ca_obj.id)
         now = self._now().replace(microsecond=0)
         next_update = now + self.settings.crl_validity
-        crl = await asyncio.to_thread(
-            revocation.build_crl,
+        der = await asyncio.to_thread(
+            crl_codec.build,
             issuer,
-            revoked=revoked,
+            revoked,
             number=number,
             this_update=now,
             next_update=next_update,
@@ -753,7 +753,7 @@ class CAEngine:
             number=number,
             this_update=now,
             next_update=next_update,
-            der=crl.public_bytes(serialization.Encoding.DER),
+            der=der,
         )
         await self._repo.add_crl(record)
         await self._repo.add_audit(

@@ -4,8 +4,9 @@ A revocation marks its CA's CRL dirty (in storage, so the CLI and other
 nodes count too); ``tick`` regenerates dirty CRLs once the debounce has
 passed and any CRL past half its validity. Exactly one node regenerates a
 given CA's CRL at a time (``StatusRepository.leader``: a PostgreSQL advisory
-lock). Entries are read as (serial, time, reason) only and handed to the
-builder in one list, so a million entries cost what cryptography costs.
+lock). Entries are read as (serial, time, reason) only, encoded to DER once
+(``crl_codec``) and kept, so a regeneration re-reads and re-encodes only
+the revocations since the last one.
 Must not import aiohttp, josepy or sqlalchemy.
 """
 
@@ -16,13 +17,10 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
-from server.ca import issuance, revocation, status_ports
+from server.ca import crl_codec, issuance, status_ports
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import Clock, Repository, SystemClock
 from server.ca.types import CA, AuditEvent, CAId, CAStatus, CrlRecord
@@ -35,7 +33,7 @@ __all__ = ["CrlPublisher", "CrlSettings", "build_crl_der"]
 log = logging.getLogger(__name__)
 
 _CACHE_SECONDS: Final = 1.0
-_ENTRY_OVERLAP: Final = timedelta(minutes=2)
+_ENTRY_OVERLAP_S: Final = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,26 +46,6 @@ class CrlSettings:
     renew_fraction: float = 0.5
 
 
-def _sign_der(
-    issuer: issuance.Issuer,
-    revoked: Sequence[x509.RevokedCertificate],
-    *,
-    number: int,
-    this_update: datetime,
-    next_update: datetime,
-    distribution_point: str | None,
-) -> bytes:
-    crl = revocation.sign_crl(
-        issuer,
-        revoked,
-        number=number,
-        this_update=this_update,
-        next_update=next_update,
-        distribution_point=distribution_point,
-    )
-    return crl.public_bytes(serialization.Encoding.DER)
-
-
 def build_crl_der(
     issuer: issuance.Issuer,
     entries: Sequence[status_ports.RevokedEntry],
@@ -78,9 +56,9 @@ def build_crl_der(
     distribution_point: str | None,
 ) -> bytes:
     """Build and sign a complete CRL from lightweight entries; return DER."""
-    return _sign_der(
+    return crl_codec.sign(
         issuer,
-        revocation.revoked_certificates(entries, default_time=this_update),
+        crl_codec.encode_entries(entries, default_time=this_update),
         number=number,
         this_update=this_update,
         next_update=next_update,
@@ -90,16 +68,16 @@ def build_crl_der(
 
 @dataclass(slots=True)
 class _Entries:
-    """A CA's CRL entries built so far; revocations are append-only, so only news is read."""
+    """A CA's CRL entries encoded so far; revocations are append-only, so only news is read."""
 
-    revoked: list[x509.RevokedCertificate] = field(default_factory=list)
+    encoded: list[bytes] = field(default_factory=list)
     serials: set[int] = field(default_factory=set)
-    newest: datetime | None = None
+    newest: int | None = None  # epoch seconds
 
     def add(self, entries: Sequence[status_ports.RevokedEntry], *, default_time: datetime) -> None:
         seen = self.serials
         fresh = [e for e in entries if e.serial not in seen] if seen else entries
-        self.revoked.extend(revocation.revoked_certificates(fresh, default_time=default_time))
+        self.encoded.extend(crl_codec.encode_entries(fresh, default_time=default_time))
         self.serials.update(e.serial for e in fresh)
         times = [e.revoked_at for e in fresh if e.revoked_at is not None]
         if times:
@@ -148,22 +126,22 @@ class CrlPublisher:
                 # Revocations are never undone: read only those since the last run
                 # (with an overlap for late commits and other nodes' clocks).
                 news = await self._store.list_revocations(
-                    ca.id, since=known.newest - _ENTRY_OVERLAP
+                    ca.id, since=datetime.fromtimestamp(known.newest - _ENTRY_OVERLAP_S, UTC)
                 )
             await asyncio.to_thread(known.add, news, default_time=this_update)
             self._entries[ca.id] = known
             number = await self._repo.next_crl_number(ca.id)
             next_update = this_update + self.settings.validity
             der = await asyncio.to_thread(
-                _sign_der,
+                crl_codec.sign,
                 issuer,
-                known.revoked,
+                known.encoded,
                 number=number,
                 this_update=this_update,
                 next_update=next_update,
                 distribution_point=self._engine.crl_scope(ca),
             )
-            entries = known.revoked
+            entries = known.encoded
             record = CrlRecord(
                 ca_id=ca.id,
                 number=number,

@@ -15,9 +15,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, padding, rsa
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+
+from server.ca.der import MalformedError
+from server.ca.der import expect as _expect
+from server.ca.der import gtime as _gtime
+from server.ca.der import integer as _int
+from server.ca.der import oid as _oid_bytes
+from server.ca.der import read_tlv as _tlv
+from server.ca.der import seq as _seq
+from server.ca.der import sign as _sign
+from server.ca.der import signature_algorithm as _signature_algorithm
+from server.ca.der import wrap as _w
 
 __all__ = [
     "HASH_OIDS",
@@ -36,10 +46,6 @@ __all__ = [
 ]
 
 
-class MalformedError(ValueError):
-    """The bytes are not an OCSP request privca accepts."""
-
-
 class UnsuccessfulStatus:
     """OCSPResponseStatus values (RFC 6960 §4.2.1)."""
 
@@ -47,19 +53,6 @@ class UnsuccessfulStatus:
     INTERNAL_ERROR: Final = 2
     TRY_LATER: Final = 3
     UNAUTHORIZED: Final = 6
-
-
-def _oid_bytes(dotted: str) -> bytes:
-    parts = [int(p) for p in dotted.split(".")]
-    out = bytearray([40 * parts[0] + parts[1]])
-    for p in parts[2:]:
-        chunk = [p & 0x7F]
-        p >>= 7
-        while p:
-            chunk.append(0x80 | (p & 0x7F))
-            p >>= 7
-        out += bytes(reversed(chunk))
-    return bytes(out)
 
 
 SHA1_OID: Final = _oid_bytes("1.3.14.3.2.26")
@@ -76,37 +69,6 @@ _MAX_SERIAL_OCTETS: Final = 21  # 20 octets (RFC 5280) plus a sign octet
 
 
 # ---------------------------------------------------------------------- reading
-
-
-def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """Return (tag, content start, content end) of the element at ``pos``."""
-    if pos + 2 > end:
-        raise MalformedError("truncated element")
-    tag = data[pos]
-    if tag & 0x1F == 0x1F:
-        raise MalformedError("multi-byte tags are not used in OCSP")
-    first = data[pos + 1]
-    pos += 2
-    if first < 0x80:
-        length = first
-    else:
-        n = first & 0x7F
-        if n == 0 or n > 4 or pos + n > end:
-            raise MalformedError("bad length")
-        length = int.from_bytes(data[pos : pos + n], "big")
-        if data[pos] == 0 or length < 0x80:
-            raise MalformedError("non-minimal length")
-        pos += n
-    if pos + length > end:
-        raise MalformedError("element overruns its parent")
-    return tag, pos, pos + length
-
-
-def _expect(data: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
-    got, start, stop = _tlv(data, pos, end)
-    if got != tag:
-        raise MalformedError(f"expected tag {tag:#x}, got {got:#x}")
-    return start, stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,30 +226,6 @@ def public_key_bits(spki_der: bytes) -> bytes:
 # ---------------------------------------------------------------------- writing
 
 
-def _len(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(raw)]) + raw
-
-
-def _w(tag: int, content: bytes) -> bytes:
-    return bytes([tag]) + _len(len(content)) + content
-
-
-def _seq(*parts: bytes) -> bytes:
-    return _w(0x30, b"".join(parts))
-
-
-def _int(n: int) -> bytes:
-    raw = n.to_bytes(n.bit_length() // 8 + 1, "big")
-    return _w(0x02, raw)
-
-
-def _gtime(dt: datetime) -> bytes:
-    return _w(0x18, dt.strftime("%Y%m%d%H%M%SZ").encode())
-
-
 def cert_id(hash_name: str, *, name_der: bytes, key_bits: bytes, serial: int) -> bytes:
     """Return the DER CertID for an issuer (subject DER, key bits) and serial.
 
@@ -324,54 +262,6 @@ class SignerKey:
     def algorithm(self) -> bytes:
         """Return the DER AlgorithmIdentifier of the signature."""
         return _signature_algorithm(self.key)
-
-
-_SIG_OIDS: Final = {
-    ("ec", "sha256"): "1.2.840.10045.4.3.2",
-    ("ec", "sha384"): "1.2.840.10045.4.3.3",
-    ("ec", "sha512"): "1.2.840.10045.4.3.4",
-    ("rsa", "sha256"): "1.2.840.113549.1.1.11",
-    ("rsa", "sha384"): "1.2.840.113549.1.1.12",
-    ("rsa", "sha512"): "1.2.840.113549.1.1.13",
-}
-
-
-def _hash_for(key: CertificateIssuerPrivateKeyTypes) -> hashes.HashAlgorithm:
-    if isinstance(key, rsa.RSAPrivateKey):
-        return hashes.SHA256() if key.key_size < 3072 else hashes.SHA384()
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        size = key.curve.key_size
-        if size <= 256:
-            return hashes.SHA256()
-        return hashes.SHA384() if size <= 384 else hashes.SHA512()
-    raise TypeError("no hash for this key type")
-
-
-def _signature_algorithm(key: CertificateIssuerPrivateKeyTypes) -> bytes:
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return _seq(_w(0x06, _oid_bytes("1.3.101.112")))
-    if isinstance(key, mldsa.MLDSA44PrivateKey):
-        return _seq(_w(0x06, _oid_bytes("2.16.840.1.101.3.4.3.17")))
-    if isinstance(key, mldsa.MLDSA65PrivateKey):
-        return _seq(_w(0x06, _oid_bytes("2.16.840.1.101.3.4.3.18")))
-    if isinstance(key, mldsa.MLDSA87PrivateKey):
-        return _seq(_w(0x06, _oid_bytes("2.16.840.1.101.3.4.3.19")))
-    name = _hash_for(key).name
-    if isinstance(key, rsa.RSAPrivateKey):
-        return _seq(_w(0x06, _oid_bytes(_SIG_OIDS[("rsa", name)])), b"\x05\x00")
-    return _seq(_w(0x06, _oid_bytes(_SIG_OIDS[("ec", name)])))
-
-
-def _sign(key: CertificateIssuerPrivateKeyTypes, data: bytes) -> bytes:
-    if isinstance(key, rsa.RSAPrivateKey):
-        return key.sign(data, padding.PKCS1v15(), _hash_for(key))
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return key.sign(data, ec.ECDSA(_hash_for(key)))
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return key.sign(data)
-    if isinstance(key, (mldsa.MLDSA44PrivateKey, mldsa.MLDSA65PrivateKey, mldsa.MLDSA87PrivateKey)):
-        return key.sign(data)
-    raise TypeError(f"cannot sign OCSP responses with {type(key).__name__}")
 
 
 def _single(item: SingleStatus, this_update: datetime, next_update: datetime) -> bytes:

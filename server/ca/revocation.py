@@ -7,7 +7,7 @@ josepy or sqlalchemy.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,14 +16,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from server.ca.issuance import Issuer
-from server.ca.types import CertificateRecord, RevocationReason
+from server.ca.types import RevocationReason
 
 __all__ = [
     "OcspStatus",
-    "build_crl",
     "build_ocsp_response",
     "reason_flag",
-    "revoked_certificates",
     "sign_crl",
 ]
 
@@ -45,32 +43,6 @@ def reason_flag(reason: RevocationReason | None) -> x509.ReasonFlags | None:
     if reason is None or reason is RevocationReason.UNSPECIFIED:
         return None
     return _FLAGS[reason]
-
-
-def _reason_extensions() -> dict[RevocationReason | None, list[x509.Extension[x509.ExtensionType]]]:
-    out: dict[RevocationReason | None, list[x509.Extension[x509.ExtensionType]]] = {None: []}
-    for reason in RevocationReason:
-        flag = reason_flag(reason)
-        out[reason] = (
-            [x509.Extension(x509.CRLReason.oid, False, x509.CRLReason(flag))] if flag else []
-        )
-    return out
-
-
-def revoked_certificates(
-    entries: Iterable[tuple[int, datetime | None, RevocationReason | None]],
-    *,
-    default_time: datetime,
-) -> list[x509.RevokedCertificate]:
-    """Return CRL entries from (serial, revoked_at, reason) (reasonCode omitted for unspecified)."""
-    exts = _reason_extensions()
-    build = x509.RevokedCertificateBuilder
-    return [
-        build(
-            serial_number=serial, revocation_date=at or default_time, extensions=exts[reason]
-        ).build()
-        for serial, at, reason in entries
-    ]
 
 
 def sign_crl(
@@ -110,29 +82,6 @@ def sign_crl(
         extensions=extensions,
         revoked_certificates=list(revoked),
     ).sign(issuer.key, issuer.hash)
-
-
-def build_crl(
-    issuer: Issuer,
-    *,
-    revoked: Sequence[CertificateRecord],
-    number: int,
-    this_update: datetime,
-    next_update: datetime,
-    distribution_point: str | None,
-) -> x509.CertificateRevocationList:
-    """Build and sign a complete CRL for one issuer from stored records."""
-    entries = revoked_certificates(
-        ((r.serial, r.revoked_at, r.revocation_reason) for r in revoked), default_time=this_update
-    )
-    return sign_crl(
-        issuer,
-        entries,
-        number=number,
-        this_update=this_update,
-        next_update=next_update,
-        distribution_point=distribution_point,
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, func, insert, select, text
@@ -196,36 +196,39 @@ class SqlStatusRepository:
         self, ca_id: types.CAId, *, since: datetime | None = None
     ) -> Sequence[status_ports.RevokedEntry]:
         revoked = str(types.CertStatus.REVOKED)
-        stmt = select(_CERT.c.serial, _CERT.c.revoked_at, _CERT.c.revocation_reason).where(
-            _CERT.c.ca_id == ca_id, _CERT.c.status == revoked
-        )
-        if since is not None:
-            stmt = stmt.where(_CERT.c.revoked_at >= since)
-        async with self._db.engine.connect() as conn:
-            if self._sqlite:
-                rows: Sequence[Any] = (await conn.execute(stmt)).all()
-            else:
-                # A million rows through SQLAlchemy's result machinery cost seconds;
-                # asyncpg's own fetch returns them in a fraction of that.
-                raw = await conn.get_raw_connection()
-                driver: Any = raw.driver_connection
-                sql = (
-                    "SELECT serial, revoked_at, revocation_reason FROM certificates "
-                    "WHERE ca_id = $1 AND status = $2"
-                )
-                if since is None:
-                    rows = await driver.fetch(sql, ca_id, revoked)
-                else:
-                    rows = await driver.fetch(sql + " AND revoked_at >= $3", ca_id, revoked, since)
-        entry = status_ports.RevokedEntry
         reasons = _REASONS
-        utc = UTC
-        return [
-            entry(
-                int(serial, 16),
-                (at if at.tzinfo is not None else at.replace(tzinfo=utc)) if at else None,
-                reasons.get(reason) if reason else None,
+        if self._sqlite:
+            stmt = select(_CERT.c.serial, _CERT.c.revoked_at, _CERT.c.revocation_reason).where(
+                _CERT.c.ca_id == ca_id, _CERT.c.status == revoked
             )
+            if since is not None:
+                stmt = stmt.where(_CERT.c.revoked_at >= since)
+            async with self._db.engine.connect() as conn:
+                rows: Sequence[Any] = (await conn.execute(stmt)).all()
+            return [
+                status_ports.RevokedEntry(
+                    int(serial, 16),
+                    int(convert.aware(at).timestamp()) if at else None,
+                    reasons.get(reason) if reason else None,
+                )
+                for serial, at, reason in rows
+            ]
+        # A million rows through SQLAlchemy's result machinery cost seconds; asyncpg's
+        # own fetch of (text, bigint, text) returns them in a fraction of that.
+        sql = (
+            "SELECT serial, floor(extract(epoch FROM revoked_at))::bigint, revocation_reason "
+            "FROM certificates WHERE ca_id = $1 AND status = $2"
+        )
+        async with self._db.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            if since is None:
+                rows = await driver.fetch(sql, ca_id, revoked)
+            else:
+                rows = await driver.fetch(sql + " AND revoked_at >= $3", ca_id, revoked, since)
+        entry = status_ports.RevokedEntry
+        return [
+            entry(int(serial, 16), at, reasons.get(reason) if reason else None)
             for serial, at, reason in rows
         ]
 

@@ -131,7 +131,9 @@ async def test_signers_dirty_marks_and_revocations(database: Database) -> None:
         audit=AuditEvent(at=T0, actor="t", action="cert.revoke", target="x"),
     )
     assert await store.list_revocations(CA) == [
-        status_ports.RevokedEntry(serial=10, revoked_at=T0, reason=RevocationReason.KEY_COMPROMISE)
+        status_ports.RevokedEntry(
+            serial=10, revoked_at=int(T0.timestamp()), reason=RevocationReason.KEY_COMPROMISE
+        )
     ]
 
 
