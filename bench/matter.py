@@ -6,7 +6,8 @@ The DAC figure covers the whole factory path of `privca matter dac issue`: key
 generation, building, Matter validation, storage (group-committed with audit events)
 and the per-device files (dac.pem, dac.der, key.pem, pai.pem). The engine figure is
 ``CAEngine.issue`` of tls-server leaves from P-256 CSRs (parse, check, build, sign,
-store) at the given concurrency, as bench/issue.py measures it. Both run on a fresh
+store) at the given concurrency, as bench/issue.py measures it. "Files alone" times
+the CLI's bundle writer on the already-issued credentials: the disk's own rate. Both run on a fresh
 SQLite database (and PostgreSQL with --pg-url). Loops are bounded by --count.
 Prints a Markdown table and one JSON line.
 """
@@ -20,6 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -52,7 +54,12 @@ async def engine_rate(engine: api.CAEngine, csrs: list[bytes], concurrency: int)
     return (len(csrs) - 1) / (time.perf_counter() - start)
 
 
-async def dac_rate(engine: api.CAEngine, count: int, out: Path | None) -> float:
+async def dac_rate(
+    engine: api.CAEngine,
+    count: int,
+    out: Path | None,
+    keep: list[Sequence[matter_api.DeviceCredential]] | None = None,
+) -> float:
     service = matter_api.MatterService(engine)
     await service.create_paa("paa", actor=OP, vid=VID)
     pai = await service.create_pai("pai", paa="paa", vid=VID, pid=PID, actor=OP)
@@ -65,15 +72,40 @@ async def dac_rate(engine: api.CAEngine, count: int, out: Path | None) -> float:
     async for batch in service.issue_dacs(pai="pai", vid=VID, pid=PID, actor=OP, count=count):
         if writer is not None:
             await writer.submit(batch)
+        if keep is not None:
+            keep.append(batch)
         done += len(batch)
     if writer is not None:
         await writer.finish()
     return done / (time.perf_counter() - start)
 
 
+async def files_rate(
+    batches: list[Sequence[matter_api.DeviceCredential]], out_dir: str | None
+) -> float:
+    """Device bundles/s of the CLI's file writer alone, for already-issued credentials.
+
+    The disk's own speed in the same run: when it is below the DAC rate, the
+    with-files figure measures the disk, not issuance.
+    """
+    out = Path(tempfile.mkdtemp(prefix="privca-bench-files-", dir=out_dir))
+    try:
+        (out / "pai.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\n")
+        writer = cli_matter.BundleWriter(out, width=6, vid=VID, pid=PID)
+        start = time.perf_counter()
+        for batch in batches:
+            await writer.submit(batch)
+        await writer.finish()
+        done = len(writer.rows)
+        return done / (time.perf_counter() - start)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 async def run_on(url: str, args: argparse.Namespace, csrs: list[bytes]) -> list[float]:
-    """Return [engine leaves/s, DACs/s with files, DACs/s without files] on one storage."""
+    """Return [engine leaves/s, DACs/s with files, DACs/s without files, files/s] on one storage."""
     rates = []
+    kept: list[Sequence[matter_api.DeviceCredential]] = []
     for which in ("engine", "dac", "dac-no-files"):
         db = Database(url, pool_size=20)
         try:
@@ -86,7 +118,7 @@ async def run_on(url: str, args: argparse.Namespace, csrs: list[bytes]) -> list[
             if which == "engine":
                 rates.append(await engine_rate(engine, csrs, args.concurrency))
             elif which == "dac-no-files":
-                rates.append(await dac_rate(engine, args.count, None))
+                rates.append(await dac_rate(engine, args.count, None, kept))
             else:
                 out = Path(tempfile.mkdtemp(prefix="privca-bench-dacs-", dir=args.out_dir))
                 try:
@@ -96,6 +128,7 @@ async def run_on(url: str, args: argparse.Namespace, csrs: list[bytes]) -> list[
         finally:
             await db.close()
         await reset(url)
+    rates.append(await files_rate(kept, args.out_dir))
     return rates
 
 
@@ -135,13 +168,13 @@ async def main() -> int:
     print(f"count={args.count} concurrency={args.concurrency}")
     print(
         "| storage | engine EC P-256 leaves/s | bulk DACs/s (with files) | ratio "
-        "| bulk DACs/s (no files) | ratio |"
+        "| bulk DACs/s (no files) | ratio | files alone (bundles/s) |"
     )
-    print("|---|---|---|---|---|---|")
-    for storage, (engine_s, dac_s, bare_s) in results:
+    print("|---|---|---|---|---|---|---|")
+    for storage, (engine_s, dac_s, bare_s, files_s) in results:
         print(
             f"| {storage} | {engine_s:.0f} | {dac_s:.0f} | {dac_s / engine_s:.0%} "
-            f"| {bare_s:.0f} | {bare_s / engine_s:.0%} |"
+            f"| {bare_s:.0f} | {bare_s / engine_s:.0%} | {files_s:.0f} |"
         )
     print(
         json.dumps(
@@ -153,6 +186,7 @@ async def main() -> int:
                         "engine_per_s": round(r[0], 1),
                         "dac_per_s": round(r[1], 1),
                         "dac_no_files_per_s": round(r[2], 1),
+                        "files_alone_per_s": round(r[3], 1),
                     }
                     for storage, r in results
                 ],

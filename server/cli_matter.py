@@ -32,7 +32,7 @@ from server.ca.types import Principal
 __all__ = ["BundleWriter", "add_matter_parser", "write_files"]
 
 OPERATOR: Final = Principal("operator", "cli")
-_WRITER_THREADS: Final = 2
+_WRITER_THREADS: Final = 4
 _CSR_SUFFIXES: Final = (".pem", ".csr", ".der", ".req")
 _MANIFEST_FIELDS: Final = (
     "device",
