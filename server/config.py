@@ -69,6 +69,10 @@ class EstSettings(_Model):
     client_cert_header: str = "Client-Cert"
     trusted_proxies: list[str] = Field(default_factory=list)
     retry_after_seconds: int = Field(default=60, ge=1, le=86400)
+    # Per client address and process (503 + Retry-After beyond); 0 turns a limit off.
+    requests_per_second: float = Field(default=200.0, ge=0, le=1_000_000)
+    request_burst: int = Field(default=400, ge=1, le=1_000_000)
+    failed_logins_per_minute: int = Field(default=10, ge=0, le=100_000)
 
     @field_validator("trusted_proxies")
     @classmethod

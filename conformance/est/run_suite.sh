@@ -316,6 +316,20 @@ else
   skip "libest-estclient" "estclient (Cisco libest) is not on PATH: not packaged in Debian or on PyPI; the curl/openssl cases above cover every operation"
 fi
 
+# ---- brute force: wrong passwords from one client end in 503 + Retry-After (last: it locks
+# this address out of Basic auth for a while)
+locked=""
+for i in $(seq 1 15); do
+  code=$(post "neg-lockout-$i" "$BASE/simpleenroll" dev.b64 -u "dev1:wrong-password-$i")
+  if [[ "$code" == 503 ]]; then locked="$i"; break; fi
+  [[ "$code" == 401 ]] || break
+done
+if [[ -n "$locked" ]] && grep -qi '^retry-after: [0-9]' "neg-lockout-$locked.hdr"; then
+  pass "neg-failed-login-lockout"
+else
+  fail "neg-failed-login-lockout" "no 503 with Retry-After after 15 wrong passwords (last HTTP $code)"
+fi
+
 echo
 echo "${PASSED} passed, ${FAILED} failed"
 [[ "$FAILED" -eq 0 ]]

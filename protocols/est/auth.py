@@ -13,15 +13,17 @@ import ipaddress
 import logging
 import urllib.parse
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from protocols.common.ratelimit import TokenBuckets
 from protocols.est.messages import EstError
 from server.ca import est_api
+from server.ca.errors import EngineError, ProblemKind
 
 __all__ = ["AuthSettings", "authenticate", "parse_basic", "parse_forwarded_cert"]
 
@@ -37,14 +39,43 @@ class AuthSettings:
 
     client_cert_header: str = DEFAULT_CERT_HEADER
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # Per client: every request, and failed password checks (brute force).
+    requests: TokenBuckets = field(default_factory=lambda: TokenBuckets(0, 1))
+    failed_logins: TokenBuckets = field(default_factory=lambda: TokenBuckets(0, 1))
 
     @classmethod
-    def create(cls, header: str | None, proxies: Sequence[str]) -> AuthSettings:
-        """Parse proxy CIDRs; ValueError on a bad one."""
+    def create(
+        cls,
+        header: str | None,
+        proxies: Sequence[str],
+        *,
+        requests_per_second: float = 0,
+        request_burst: int = 1,
+        failed_logins_per_minute: int = 0,
+    ) -> AuthSettings:
+        """Parse proxy CIDRs (ValueError on a bad one) and set up the per-client limits."""
         return cls(
             client_cert_header=header or DEFAULT_CERT_HEADER,
             trusted_proxies=tuple(ipaddress.ip_network(p, strict=False) for p in proxies),
+            requests=TokenBuckets(requests_per_second, max(1, request_burst)),
+            failed_logins=TokenBuckets(
+                failed_logins_per_minute / 60, max(1, failed_logins_per_minute)
+            ),
         )
+
+    def client_key(self, request: web.BaseRequest) -> str:
+        """Return who the client is for rate limits: its address, or the one a proxy names.
+
+        Behind a trusted proxy the last X-Forwarded-For hop is the client (the
+        proxy appends it); without one every client shares the proxy's limit.
+        """
+        remote = request.remote or "unknown"
+        if self.is_trusted_proxy(remote):
+            forwarded = request.headers.get("X-Forwarded-For", "")
+            last = forwarded.rsplit(",", 1)[-1].strip()
+            if last:
+                return last
+        return remote
 
     def is_trusted_proxy(self, remote: str | None) -> bool:
         """Return True when ``remote`` is one of the configured proxies."""
@@ -156,8 +187,17 @@ async def authenticate(
             username, password = parse_basic(header)
         except EstError as err:
             raise _challenge(label, err.reason) from err
+        client = settings.client_key(request)
+        if wait := settings.failed_logins.peek(client):
+            raise EngineError(
+                ProblemKind.RATE_LIMITED,
+                "too many failed logins from this client; try again later",
+                retry_after=wait,
+            )
         identity = await service.authenticate_password(label, username, password)
         if identity is None:
+            settings.failed_logins.take(client)
+            log.warning("EST: wrong password for %r from %s", username[:64], client)
             raise _challenge(label, "wrong username or password")
         if reenroll:
             raise EstError(403, "simplereenroll needs the current certificate as TLS client cert")

@@ -65,17 +65,45 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _text(500, problem.internal_error(request_id).detail)
 
 
+@web.middleware
+async def _rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    settings = request.app[handlers.AUTH]
+    if settings.requests.enabled:
+        client = settings.client_key(request)
+        if wait := settings.requests.take(client):
+            raise EngineError(
+                ProblemKind.RATE_LIMITED,
+                f"too many EST requests from {client}; at most {settings.requests.rate:g} a second",
+                retry_after=wait,
+            )
+    return await handler(request)
+
+
 def build_app(
     service: est_api.EstService,
     *,
     client_cert_header: str | None = None,
     trusted_proxies: Sequence[str] = (),
     max_body_bytes: int = 64 * 1024,
+    requests_per_second: float = 0,
+    request_burst: int = 1,
+    failed_logins_per_minute: int = 0,
 ) -> web.Application:
-    """Return the EST sub-application (mount it at ``links.PREFIX``)."""
-    app = web.Application(middlewares=[_errors], client_max_size=max_body_bytes)
+    """Return the EST sub-application (mount it at ``links.PREFIX``).
+
+    Per client address: at most ``requests_per_second`` requests (bursts of
+    ``request_burst``) and ``failed_logins_per_minute`` wrong passwords, else
+    503 with Retry-After; 0 turns a limit off.
+    """
+    app = web.Application(middlewares=[_errors, _rate_limit], client_max_size=max_body_bytes)
     app[handlers.SERVICE] = service
-    app[handlers.AUTH] = auth.AuthSettings.create(client_cert_header, trusted_proxies)
+    app[handlers.AUTH] = auth.AuthSettings.create(
+        client_cert_header,
+        trusted_proxies,
+        requests_per_second=requests_per_second,
+        request_burst=request_burst,
+        failed_logins_per_minute=failed_logins_per_minute,
+    )
     gets = {"cacerts": handlers.cacerts, "csrattrs": handlers.csrattrs}
     posts = {
         "simpleenroll": handlers.simpleenroll,
