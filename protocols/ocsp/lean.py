@@ -35,6 +35,7 @@ __all__ = ["LeanContext", "LeanHttp", "LeanSite"]
 log = logging.getLogger("protocols.ocsp.routes")
 
 _MAX_HEAD: Final = 8192
+_MAX_DECODED: Final = 50_000
 _POST_PATHS: Final = frozenset({links.PREFIX.encode(), links.PREFIX.encode() + b"/"})
 _GET_PREFIX: Final = links.PREFIX.encode() + b"/"
 _REQUEST_TYPE: Final = messages.REQUEST_TYPE.encode()
@@ -57,6 +58,8 @@ class LeanContext:
         self.max_request_bytes = max_request_bytes
         self.keepalive_timeout = keepalive_timeout
         self.connections: set[LeanHttp] = set()
+        # GET path tail -> decoded request: validators repeat the same URLs (RFC 5019).
+        self.decoded: dict[bytes, bytes] = {}
         self._date_second = 0
         self._date = b""
 
@@ -209,14 +212,21 @@ class LeanHttp(asyncio.Protocol):
                 and headers.get(b"content-length", b"0") == b"0"
             ):
                 del buf[:head_len]
-                tail = target[len(_GET_PREFIX) :].decode("latin-1")
+                tail = target[len(_GET_PREFIX) :]
                 etag = headers.get(b"if-none-match")
-                try:
-                    der = messages.decode_get(tail, max_bytes=ctx.max_request_bytes)
-                except EngineError as err:
-                    self._answer(b"", err, keep_alive=keep_alive, http10=http10, etag=None)
-                else:
-                    self._answer(der, None, keep_alive=keep_alive, http10=http10, etag=etag)
+                request_der = ctx.decoded.get(tail)
+                if request_der is None:
+                    try:
+                        request_der = messages.decode_get(
+                            tail.decode("latin-1"), max_bytes=ctx.max_request_bytes
+                        )
+                    except EngineError as err:
+                        self._answer(b"", err, keep_alive=keep_alive, http10=http10, etag=None)
+                        continue
+                    if len(ctx.decoded) >= _MAX_DECODED:
+                        ctx.decoded.clear()
+                    ctx.decoded[tail] = request_der
+                self._answer(request_der, None, keep_alive=keep_alive, http10=http10, etag=etag)
             else:
                 self._handoff()
                 return
