@@ -41,26 +41,32 @@ class MalformedError(ValueError):
 
 
 def read_tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    """Return (tag, content start, content end) of the element at ``pos``."""
+    """Return (tag, content start, content end) of the element at ``pos``.
+
+    Refuses high tag numbers, indefinite and non-minimal lengths, and elements
+    running past ``end``.
+    """
     if pos + 2 > end:
-        raise MalformedError("truncated element")
+        raise MalformedError("truncated DER element")
     tag = data[pos]
     if tag & 0x1F == 0x1F:
-        raise MalformedError("multi-byte tags are not used here")
+        raise MalformedError("the high-tag-number form is not used here")
     first = data[pos + 1]
     pos += 2
     if first < 0x80:
         size = first
     else:
         n = first & 0x7F
-        if n == 0 or n > 4 or pos + n > end:
-            raise MalformedError("bad length")
+        if n == 0:
+            raise MalformedError("indefinite length is not DER")
+        if n > 4 or pos + n > end:
+            raise MalformedError("DER length out of range")
         size = int.from_bytes(data[pos : pos + n], "big")
         if data[pos] == 0 or size < 0x80:
-            raise MalformedError("non-minimal length")
+            raise MalformedError("DER length is not minimally encoded")
         pos += n
     if pos + size > end:
-        raise MalformedError("element overruns its parent")
+        raise MalformedError("DER element runs past its container")
     return tag, pos, pos + size
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
+from server.ca import der
 from server.ca.matter.errors import MatterError, Rule
 
 # Universal tags (identifier octets).
@@ -69,28 +70,11 @@ def _fail(detail: str) -> MatterError:
 
 def read(buf: bytes, pos: int, end: int) -> Node:
     """Read the element at ``pos``; refuse high tag numbers and non-minimal lengths."""
-    if pos + 2 > end:
-        raise _fail("truncated DER element")
-    tag = buf[pos]
-    if tag & 0x1F == 0x1F:
-        raise _fail("high-tag-number form is not used in certificates")
-    first = buf[pos + 1]
-    body = pos + 2
-    if first < 0x80:
-        length = first
-    else:
-        count = first & 0x7F
-        if count == 0:
-            raise _fail("indefinite length is not DER")
-        if count > 3 or body + count > end:
-            raise _fail("DER length out of range")
-        length = int.from_bytes(buf[body : body + count], "big")
-        if buf[body] == 0 or length < 0x80:
-            raise _fail("DER length is not minimally encoded")
-        body += count
-    if body + length > end:
-        raise _fail("DER element runs past its container")
-    return Node(tag, buf, pos, body, body + length)
+    try:
+        tag, body, stop = der.read_tlv(buf, pos, end)
+    except der.MalformedError as exc:
+        raise _fail(str(exc)) from exc
+    return Node(tag, buf, pos, body, stop)
 
 
 def parse(data: bytes) -> Node:

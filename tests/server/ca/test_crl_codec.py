@@ -58,6 +58,21 @@ def _epochs(
     return [(s, int(at.timestamp()) if at else None, r) for s, at, r in entries]
 
 
+def _ours(
+    issuer: issuance.Issuer,
+    entries: list[tuple[int, datetime | None, RevocationReason | None]],
+    distribution_point: str | None = None,
+) -> bytes:
+    return crl_codec.sign(
+        issuer,
+        crl_codec.encode_entries(_epochs(entries), default_time=NOW),
+        number=42,
+        this_update=NOW,
+        next_update=NOW + timedelta(days=1),
+        distribution_point=distribution_point,
+    )
+
+
 def _builder_crl(
     issuer: issuance.Issuer,
     entries: list[tuple[int, datetime | None, RevocationReason | None]],
@@ -98,15 +113,7 @@ def test_tbs_equals_the_builder_and_signature_verifies(
 ) -> None:
     issuer = _issuer(KEYS[kind]())
     entries = _entries(60)
-    der = crl_codec.sign(
-        issuer,
-        crl_codec.encode_entries(_epochs(entries), default_time=NOW),
-        number=42,
-        this_update=NOW,
-        next_update=NOW + timedelta(days=1),
-        distribution_point=distribution_point,
-    )
-    ours = x509.load_der_x509_crl(der)
+    ours = x509.load_der_x509_crl(_ours(issuer, entries, distribution_point))
     theirs = _builder_crl(issuer, entries, distribution_point)
     assert ours.tbs_certlist_bytes == theirs.tbs_certlist_bytes
     assert ours.signature_algorithm_oid == theirs.signature_algorithm_oid
@@ -118,15 +125,7 @@ def test_tbs_equals_the_builder_and_signature_verifies(
 
 def test_empty_crl_is_the_frame_itself() -> None:
     issuer = _issuer(ec.generate_private_key(ec.SECP256R1()))
-    der = crl_codec.sign(
-        issuer,
-        [],
-        number=1,
-        this_update=NOW,
-        next_update=NOW + timedelta(days=1),
-        distribution_point=None,
-    )
-    crl = x509.load_der_x509_crl(der)
+    crl = x509.load_der_x509_crl(_ours(issuer, []))
     assert len(crl) == 0
     assert crl.is_signature_valid(issuer.certificate.public_key())  # type: ignore[arg-type]
 
@@ -136,15 +135,7 @@ def test_openssl_reads_and_verifies_a_large_crl(tmp_path: Path) -> None:
     entries: list[tuple[int, datetime | None, RevocationReason | None]] = [
         (s, NOW, RevocationReason.KEY_COMPROMISE) for s in range(1000, 6000)
     ]
-    der = crl_codec.sign(
-        issuer,
-        crl_codec.encode_entries(_epochs(entries), default_time=NOW),
-        number=7,
-        this_update=NOW,
-        next_update=NOW + timedelta(days=1),
-        distribution_point=None,
-    )
-    (tmp_path / "crl.der").write_bytes(der)
+    (tmp_path / "crl.der").write_bytes(_ours(issuer, entries))
     (tmp_path / "ca.pem").write_bytes(issuer.certificate.public_bytes(serialization.Encoding.PEM))
     out = openssl(
         "crl",
