@@ -133,9 +133,13 @@ async def _run_load(
 
 
 def _proc_cpu(pid: int) -> float:
-    """Return user+system CPU seconds of a process (Linux /proc)."""
+    """Return user+system CPU seconds of a process and its children (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():  # `serve --workers N`: the extra processes are children
+        total += sum(_proc_cpu(int(c)) for c in children.read_text().split())
+    return total
 
 
 def _result(
@@ -230,6 +234,8 @@ async def _bench_db(db: str, args: argparse.Namespace, csrs: list[bytes]) -> lis
                 str(https),
                 "--http-port",
                 str(http),
+                "--workers",
+                str(args.workers),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -384,6 +390,9 @@ def main() -> int:
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 32])
     parser.add_argument("--requests", type=int, default=2000, help="requests per phase (bounded)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per phase at most")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="`privca serve --workers N` (processes, both ports)"
+    )
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = parser.parse_args()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -12,9 +12,11 @@ import asyncio
 import csv
 import io
 import json
+import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -23,16 +25,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from tqdm import tqdm
 
+from server import bundle_files
 from server.bootstrap import Services
 from server.ca import matter_api
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.matter import tlv
 from server.ca.types import Principal
 
-__all__ = ["BundleWriter", "add_matter_parser", "write_files"]
+__all__ = ["BundleWriter", "add_matter_parser"]
 
 OPERATOR: Final = Principal("operator", "cli")
-_WRITER_THREADS: Final = 4
 _CSR_SUFFIXES: Final = (".pem", ".csr", ".der", ".req")
 _MANIFEST_FIELDS: Final = (
     "device",
@@ -184,83 +186,54 @@ def _create(path: Path, data: bytes, mode: int) -> None:
         os.close(fd)
 
 
-def _write_batch(
-    out: Path,
-    batch: Sequence[matter_api.DeviceCredential],
-    *,
-    width: int,
-    vid: int,
-    pid: int,
-) -> list[dict[str, str]]:
-    rows = []
-    for cred in batch:
-        device = f"device-{cred.index:0{width}d}"
-        folder = out / device
-        folder.mkdir()
-        der = cred.record.der
-        cert_pem = cred.certificate.public_bytes(serialization.Encoding.PEM)
-        _create(folder / "dac.der", der, 0o644)
-        _create(folder / "dac.pem", cert_pem, 0o644)
-        # Every device gets the same PAI: a hard link to OUTDIR/pai.pem saves a data write.
-        os.link(out / "pai.pem", folder / "pai.pem")
-        key_name = ""
-        if cred.private_key_pem is not None:
-            _create(folder / "key.pem", cred.private_key_pem, 0o600)
-            key_name = f"{device}/key.pem"
-        rows.append(
-            {
-                "device": device,
-                "serial": cred.record.serial_hex,
-                "vid": f"{vid:04X}",
-                "pid": f"{pid:04X}",
-                "subject": cred.record.subject,
-                "dac_pem": f"{device}/dac.pem",
-                "dac_der": f"{device}/dac.der",
-                "key_pem": key_name,
-                "pai_pem": f"{device}/pai.pem",
-                "csr": cred.source or "",
-            }
-        )
-    return rows
-
-
-async def write_files(
-    out: Path,
-    batch: Sequence[matter_api.DeviceCredential],
-    *,
-    width: int,
-    vid: int,
-    pid: int,
-) -> list[dict[str, str]]:
-    """Write device bundles (``out/pai.pem`` must exist) from several threads."""
-    step = max(1, -(-len(batch) // _WRITER_THREADS))
-    parts = await asyncio.gather(
-        *(
-            asyncio.to_thread(
-                _write_batch,
-                out,
-                batch[i : i + step],
-                width=width,
-                vid=vid,
-                pid=pid,
-            )
-            for i in range(0, len(batch), step)
-        )
-    )
-    return [row for part in parts for row in part]
+def _bundle(
+    cred: matter_api.DeviceCredential, *, width: int, vid: int, pid: int
+) -> tuple[bundle_files.Device, dict[str, str]]:
+    """Return what the writer process writes for one device, and its manifest row."""
+    device = f"device-{cred.index:0{width}d}"
+    pem = cred.certificate.public_bytes(serialization.Encoding.PEM)
+    row = {
+        "device": device,
+        "serial": cred.record.serial_hex,
+        "vid": f"{vid:04X}",
+        "pid": f"{pid:04X}",
+        "subject": cred.record.subject,
+        "dac_pem": f"{device}/dac.pem",
+        "dac_der": f"{device}/dac.der",
+        "key_pem": f"{device}/key.pem" if cred.private_key_pem is not None else "",
+        "pai_pem": f"{device}/pai.pem",
+        "csr": cred.source or "",
+    }
+    return (device, cred.record.der, pem, cred.private_key_pem), row
 
 
 class BundleWriter:
-    """Write device bundles in the background while the next batch is issued.
+    """Write device bundles in a separate process while the next batch is issued.
 
-    At most ``depth`` batches are in flight; ``rows`` come back in device order.
+    Issuing holds the GIL; file creation is system calls. A writer process
+    (``server.bundle_files``, standard library only) runs them on the other
+    core instead of trading the GIL with issuance. At most ``depth`` batches
+    are in flight; ``rows`` come back in device order. Use as an async
+    context manager (the process is stopped on exit).
     """
 
-    def __init__(self, out: Path, *, width: int, vid: int, pid: int, depth: int = 2) -> None:
+    def __init__(self, out: Path, *, width: int, vid: int, pid: int, depth: int = 4) -> None:
         self._args = (out, width, vid, pid)
         self._depth = depth
-        self._tasks: list[asyncio.Task[list[dict[str, str]]]] = []
+        self._pool = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+        )
+        self._tasks: list[tuple[asyncio.Future[int], list[dict[str, str]]]] = []
         self.rows: list[dict[str, str]] = []
+
+    async def __aenter__(self) -> BundleWriter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for future, _ in self._tasks:
+            future.cancel()
+        self._tasks.clear()
+        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
 
     async def submit(self, batch: Sequence[matter_api.DeviceCredential]) -> int:
         """Queue a stored batch; wait for the oldest write when too many are in flight.
@@ -268,29 +241,29 @@ class BundleWriter:
         Returns the number of devices written so far.
         """
         out, width, vid, pid = self._args
-        self._tasks.append(
-            asyncio.create_task(write_files(out, batch, width=width, vid=vid, pid=pid))
+        pairs = [_bundle(cred, width=width, vid=vid, pid=pid) for cred in batch]
+        future = asyncio.get_running_loop().run_in_executor(
+            self._pool, bundle_files.write_devices, str(out), [p[0] for p in pairs]
         )
+        self._tasks.append((future, [p[1] for p in pairs]))
         written = 0
         while len(self._tasks) > self._depth:
-            done = await self._tasks.pop(0)
-            self.rows += done
-            written += len(done)
+            written += await self._take_oldest()
         return written
 
     async def finish(self) -> int:
         """Wait for every queued write; return how many devices that was."""
         written = 0
-        try:
-            for task in self._tasks:
-                done = await task
-                self.rows += done
-                written += len(done)
-        finally:
-            for task in self._tasks:
-                task.cancel()
-            self._tasks.clear()
+        while self._tasks:
+            written += await self._take_oldest()
         return written
+
+    async def _take_oldest(self) -> int:
+        future, rows = self._tasks[0]
+        await future
+        self._tasks.pop(0)
+        self.rows += rows
+        return len(rows)
 
 
 def _write_manifest(out: Path, meta: dict[str, Any], rows: list[dict[str, str]]) -> None:
@@ -322,24 +295,24 @@ async def _dac_issue(s: Services, a: argparse.Namespace) -> int:
     await asyncio.to_thread(_check_out, out)
     pai_pem = pai.certificate.public_bytes(serialization.Encoding.PEM)
     width = max(5, len(str(total)))
-    writer = BundleWriter(out, width=width, vid=a.vid, pid=a.pid)
     started = False
-    with tqdm(total=total, unit="DAC", file=sys.stderr, desc="DACs", mininterval=0.5) as bar:
-        async for batch in service.issue_dacs(
-            pai=a.pai,
-            vid=a.vid,
-            pid=a.pid,
-            actor=OPERATOR,
-            count=None if csrs is not None else total,
-            csrs=csrs,
-            lifetime=_lifetime(a),
-        ):
-            if not started:
-                # First stored batch: only now does the output directory appear.
-                await asyncio.to_thread(_start_out, out, pai_pem)
-                started = True
-            bar.update(await writer.submit(batch))
-        bar.update(await writer.finish())
+    async with BundleWriter(out, width=width, vid=a.vid, pid=a.pid) as writer:
+        with tqdm(total=total, unit="DAC", file=sys.stderr, desc="DACs", mininterval=0.5) as bar:
+            async for batch in service.issue_dacs(
+                pai=a.pai,
+                vid=a.vid,
+                pid=a.pid,
+                actor=OPERATOR,
+                count=None if csrs is not None else total,
+                csrs=csrs,
+                lifetime=_lifetime(a),
+            ):
+                if not started:
+                    # First stored batch: only now does the output directory appear.
+                    await asyncio.to_thread(_start_out, out, pai_pem)
+                    started = True
+                bar.update(await writer.submit(batch))
+            bar.update(await writer.finish())
     rows = writer.rows
     meta = {
         "pai": pai.name,
