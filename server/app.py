@@ -182,6 +182,12 @@ async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) 
         await http.setup()
         extra_workers = settings.revocation.workers - 1
         stop_http: Callable[[], Awaitable[None]] | None = None
+        # Before the banner: a Ctrl-C right after it must shut down cleanly (exit 0).
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
         try:
             await web.TCPSite(
                 https,
@@ -199,11 +205,6 @@ async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) 
             print(f"  EST              {base}/.well-known/est/", flush=True)  # noqa: T201
             print(f"  OCSP/CRL (HTTP)  {settings.http_base_url}/", flush=True)  # noqa: T201
             print(f"  trust bundle     {tls.bundle}", flush=True)  # noqa: T201
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(sig, stop.set)
             if ready is not None:
                 ready.set()
             _freeze_startup_objects()
