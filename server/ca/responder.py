@@ -426,11 +426,19 @@ class Responder:
         for cert in certs:
             self._cache_keys.setdefault(cert, []).append(key)
 
-    def invalidate(self, certs: Iterable[tuple[CAId, int]]) -> None:
-        """Drop cached answers of these certificates (their stored response changed)."""
+    def invalidate(self, certs: Iterable[tuple[CAId, int]]) -> int:
+        """Drop cached answers of these certificates (their stored response changed).
+
+        Returns how many of the certificates had cached answers.
+        """
+        dropped = 0
         for cert in certs:
-            for key in self._cache_keys.pop(cert, ()):
-                self._cache.pop(key, None)
+            keys = self._cache_keys.pop(cert, None)
+            if keys:
+                dropped += 1
+                for key in keys:
+                    self._cache.pop(key, None)
+        return dropped
 
     async def answer(self, body: bytes) -> OcspAnswer:
         """Answer one DER OCSPRequest.
@@ -528,15 +536,23 @@ class Responder:
     # ------------------------------------------------------------------ background
 
     async def poll_changes(self, *, limit: int = 100_000) -> int:
-        """Drop cached answers whose stored response another process replaced.
+        """Drop cached answers whose stored response another process replaced; return how many.
 
         Each poll reads the changes stamped after the previous poll's wall-clock
         time minus ``_POLL_OVERLAP`` (a write commits a little after it is
         stamped, and nodes' clocks differ slightly), and skips changes already
         handled, so each replacement invalidates once and a bulk write is read
-        for a few polls only.
+        for a few polls only. With nothing cached there is nothing to drop, and
+        storage is not read (an EST- or ACME-only node issuing hundreds of
+        certificates a second would otherwise re-read each new response for
+        several polls); answers cached later are read after this poll, and the
+        next poll's overlap still covers changes committed late.
         """
         now = self._clock.now()
+        if not self._cache:
+            self._seen = now
+            self._handled.clear()
+            return 0
         since = (self._seen or now) - _POLL_OVERLAP
         changed = await self._store.changed_since(since, limit=limit)
         fresh = [
@@ -544,14 +560,14 @@ class Responder:
             for ca_id, serial, at in changed
             if self._handled.get((ca_id, int(serial))) != at
         ]
-        self.invalidate((ca_id, serial) for ca_id, serial, _ in fresh)
+        dropped = self.invalidate((ca_id, serial) for ca_id, serial, _ in fresh)
         for ca_id, serial, at in fresh:
             self._handled[(ca_id, serial)] = at
         # Truncated: continue from the last change read rather than from now.
         self._seen = now if len(changed) < limit else changed[-1][2] + _POLL_OVERLAP
         horizon = self._seen - _POLL_OVERLAP
         self._handled = {k: at for k, at in self._handled.items() if at >= horizon}
-        return len(fresh)
+        return dropped
 
     async def refresh_stale(self, *, batch: int = 500, budget: float = 5.0) -> int:
         """Re-sign stored responses older than ``refresh_after``; return how many."""

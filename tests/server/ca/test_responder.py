@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import hashlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -389,6 +390,24 @@ async def test_other_process_change_invalidates_cache_once(env: Env) -> None:
     env.clock.advance(timedelta(seconds=30))
     assert await other.responder.poll_changes() == 0
     assert other.cached_ocsp(body) is not None
+
+
+async def test_poll_reads_nothing_while_nothing_is_cached(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await env.hierarchy()
+    await env.leaf()
+    reads: list[datetime] = []
+    real = env.store.changed_since
+
+    async def spy(since: datetime, *, limit: int) -> Any:
+        reads.append(since)
+        return await real(since, limit=limit)
+
+    monkeypatch.setattr(env.store, "changed_since", spy)
+    other = status_api.StatusService(env.engine, env.repo, env.store, clock=env.clock)
+    assert await other.responder.poll_changes() == 0
+    assert reads == []
 
 
 async def test_concurrent_misses_share_one_lookup(env: Env) -> None:
