@@ -695,6 +695,17 @@ class CAEngine:
             raise EngineError(ProblemKind.CONFLICT, f"serial {serial:X} exists under several CAs")
         return found[0]
 
+    async def certificate_status(self, ca_id: CAId, serial: int) -> CertStatus:
+        """Return only the status of a certificate of a known CA (a per-request check).
+
+        Raises:
+            EngineError: NOT_FOUND.
+        """
+        status = await self._repo.certificate_status(ca_id, Serial(serial))
+        if status is None:
+            raise EngineError(ProblemKind.NOT_FOUND, f"no certificate {serial:X} from {ca_id}")
+        return status
+
     async def revoke(
         self,
         serial: int,

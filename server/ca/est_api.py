@@ -496,12 +496,12 @@ class EstService:
             )
         if issuer_ca is not None:
             try:
-                record = await self._engine.get_certificate(issuer_ca.id, cert.serial_number)
+                status = await self._engine.certificate_status(issuer_ca.id, cert.serial_number)
             except EngineError as exc:
                 raise EngineError(
                     ProblemKind.UNAUTHORIZED, "the client certificate is unknown to privca"
                 ) from exc
-            if record.status is CertStatus.REVOKED:
+            if status is CertStatus.REVOKED:
                 raise EngineError(ProblemKind.UNAUTHORIZED, "the client certificate is revoked")
         subject = cert.subject.rfc4514_string() or "-"
         name = f"{label.name}/{subject[:160]}#{cert.serial_number:X}"

@@ -77,6 +77,12 @@ class Repository(Protocol):
         """Return one certificate by issuer and serial."""
         ...
 
+    async def certificate_status(
+        self, ca_id: types.CAId, serial: types.Serial
+    ) -> types.CertStatus | None:
+        """Return only the status of one certificate (None: unknown); a per-request check."""
+        ...
+
     async def list_certificates(self, query: types.CertQuery) -> Sequence[types.CertificateRecord]:
         """Return certificates matching ``query``, newest first."""
         ...

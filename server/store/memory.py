@@ -64,6 +64,12 @@ class MemoryRepository:
     ) -> types.CertificateRecord | None:
         return self.certs.get((ca_id, serial))
 
+    async def certificate_status(
+        self, ca_id: types.CAId, serial: types.Serial
+    ) -> types.CertStatus | None:
+        rec = self.certs.get((ca_id, serial))
+        return rec.status if rec is not None else None
+
     async def list_certificates(self, query: types.CertQuery) -> Sequence[types.CertificateRecord]:
         out = []
         for rec in sorted(self.certs.values(), key=lambda r: r.issued_at, reverse=True):

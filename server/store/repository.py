@@ -119,6 +119,7 @@ def _cert_from_domain(rec: types.CertificateRecord) -> dict[str, Any]:
 
 
 _GET_CERT_SQL = "SELECT * FROM certificates WHERE ca_id = $1 AND serial = $2"
+_CERT_STATUS_SQL = "SELECT status FROM certificates WHERE ca_id = $1 AND serial = $2"
 _CertRows = tuple[dict[str, Any], dict[str, Any]]
 
 
@@ -197,6 +198,20 @@ class SqlRepository:
                 record = await pg.fetchrow(_GET_CERT_SQL, ca_id, key)
             row = SimpleNamespace(**record) if record is not None else None
         return _cert_to_domain(row) if row else None
+
+    async def certificate_status(
+        self, ca_id: types.CAId, serial: types.Serial
+    ) -> types.CertStatus | None:
+        key = convert.serial_key(serial)
+        status: str | None
+        if self._db.is_sqlite:
+            stmt = select(_CERT.c.status).where(_CERT.c.ca_id == ca_id, _CERT.c.serial == key)
+            async with self._db.read() as conn:
+                status = (await conn.execute(stmt)).scalar()
+        else:
+            async with self._db.pg() as pg:
+                status = await pg.fetchval(_CERT_STATUS_SQL, ca_id, key)
+        return types.CertStatus(status) if status is not None else None
 
     async def list_certificates(self, query: types.CertQuery) -> Sequence[types.CertificateRecord]:
         stmt = select(_CERT)

@@ -108,13 +108,16 @@ async def test_revocation_crl_numbers_and_audit(
     await _hierarchy(sql_engine)
     csr, _ = make_csr()
     issued = await sql_engine.issue(csr, principal=OP, profile="tls-server")
+    issuing = await sql_engine.get_ca("issuing")
+    assert await sql_repo.certificate_status(issuing.id, issued.record.serial) is (CertStatus.VALID)
     rec = await sql_engine.revoke(
         issued.record.serial, principal=OP, reason=RevocationReason.KEY_COMPROMISE
     )
     assert rec.status is CertStatus.REVOKED
+    assert await sql_engine.certificate_status(issuing.id, rec.serial) is CertStatus.REVOKED
+    assert await sql_repo.certificate_status(issuing.id, Serial(rec.serial + 1)) is None
     assert rec.revoked_at is not None
     assert rec.revoked_at.tzinfo is not None
-    issuing = await sql_engine.get_ca("issuing")
     again = await sql_repo.revoke_certificate(
         issuing.id,
         rec.serial,
