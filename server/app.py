@@ -183,11 +183,7 @@ async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) 
         extra_workers = settings.revocation.workers - 1
         stop_http: Callable[[], Awaitable[None]] | None = None
         # Before the banner: a Ctrl-C right after it must shut down cleanly (exit 0).
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+        stop = _stop_on_signals()
         try:
             await web.TCPSite(
                 https,
@@ -244,6 +240,16 @@ async def _start_http_site(
     )
     await lean.start(settings.host, settings.http_port, reuse_port=reuse_port)
     return lean.stop
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """Return an event that SIGINT and SIGTERM set (where the loop supports signals)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 def _freeze_startup_objects() -> None:
@@ -314,6 +320,7 @@ async def _worker(settings: Settings, tls: TlsFiles) -> None:
         await https.setup()
         await http.setup()
         stop_http: Callable[[], Awaitable[None]] | None = None
+        stop = _stop_on_signals()
         try:
             await web.TCPSite(
                 https,
@@ -323,10 +330,6 @@ async def _worker(settings: Settings, tls: TlsFiles) -> None:
                 reuse_port=True,
             ).start()
             stop_http = await _start_http_site(http, services, reuse_port=True)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
             _freeze_startup_objects()
             await stop.wait()
         finally:

@@ -12,14 +12,17 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-__all__ = ["Device", "write_devices"]
+__all__ = ["Device", "create_file", "write_devices"]
 
 # (folder name, DAC DER, DAC PEM, private key PEM or None)
 Device = tuple[str, bytes, bytes, bytes | None]
 
 
-def _create(dir_fd: int, name: str, data: bytes, mode: int) -> None:
-    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode, dir_fd=dir_fd)
+def create_file(
+    path: str | os.PathLike[str], data: bytes, mode: int, *, dir_fd: int | None = None
+) -> None:
+    """Create a new file (never overwrite one) holding ``data``; relative to ``dir_fd`` if given."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode, dir_fd=dir_fd)
     try:
         os.write(fd, data)
     finally:
@@ -34,10 +37,10 @@ def write_devices(out: str, devices: Sequence[Device]) -> int:
         os.mkdir(folder)
         dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            _create(dir_fd, "dac.der", der, 0o644)
-            _create(dir_fd, "dac.pem", pem, 0o644)
+            create_file("dac.der", der, 0o644, dir_fd=dir_fd)
+            create_file("dac.pem", pem, 0o644, dir_fd=dir_fd)
             if key is not None:
-                _create(dir_fd, "key.pem", key, 0o600)
+                create_file("key.pem", key, 0o600, dir_fd=dir_fd)
         finally:
             os.close(dir_fd)
         # Every device gets the same PAI: a hard link saves a data write.

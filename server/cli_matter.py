@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import multiprocessing
-import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -175,15 +174,7 @@ def _check_out(out: Path) -> None:
 def _start_out(out: Path, pai_pem: bytes) -> None:
     _check_out(out)
     out.mkdir(parents=True, exist_ok=True)
-    _create(out / "pai.pem", pai_pem, 0o644)
-
-
-def _create(path: Path, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
+    bundle_files.create_file(out / "pai.pem", pai_pem, 0o644)
 
 
 def _bundle(

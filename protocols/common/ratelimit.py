@@ -57,25 +57,30 @@ class TokenBuckets:
                 self._prune(now)
             bucket = self._buckets[key] = _Bucket(tokens=float(self.burst), at=now)
         else:
-            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
+            bucket.tokens = self._level(bucket, now)
             bucket.at = now
         if bucket.tokens >= 1:
             bucket.tokens -= 1
             return 0
-        return max(1, math.ceil((1 - bucket.tokens) / self.rate))
+        return self._wait(bucket.tokens)
 
     def peek(self, key: str) -> int:
         """Return the seconds until ``key`` has a token again (0: it has one), taking none."""
         bucket = self._buckets.get(key)
         if self.rate <= 0 or bucket is None:
             return 0
-        tokens = min(self.burst, bucket.tokens + (self._clock() - bucket.at) * self.rate)
-        return 0 if tokens >= 1 else max(1, math.ceil((1 - tokens) / self.rate))
+        tokens = self._level(bucket, self._clock())
+        return 0 if tokens >= 1 else self._wait(tokens)
+
+    def _level(self, bucket: _Bucket, now: float) -> float:
+        """Tokens in ``bucket`` at ``now``: what it held plus the refill, at most the burst."""
+        return min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
+
+    def _wait(self, tokens: float) -> int:
+        return max(1, math.ceil((1 - tokens) / self.rate))
 
     def _prune(self, now: float) -> None:
-        full = [
-            k for k, b in self._buckets.items() if b.tokens + (now - b.at) * self.rate >= self.burst
-        ]
+        full = [k for k, b in self._buckets.items() if self._level(b, now) >= self.burst]
         for k in full:
             del self._buckets[k]
         while len(self._buckets) >= self._max:

@@ -35,7 +35,10 @@ __all__ = ["LeanContext", "LeanHttp", "LeanSite"]
 log = logging.getLogger("protocols.ocsp.routes")
 
 _MAX_HEAD: Final = 8192
-_MAX_DECODED: Final = 50_000
+# Decoded GET paths kept: real RFC 5019 paths are ~100 characters; longer ones are
+# decoded each time, so unique garbage cannot grow the map past ~3 MB.
+_MAX_DECODED: Final = 10_000
+_MAX_DECODED_TAIL: Final = 256
 _POST_PATHS: Final = frozenset({links.PREFIX.encode(), links.PREFIX.encode() + b"/"})
 _GET_PREFIX: Final = links.PREFIX.encode() + b"/"
 _REQUEST_TYPE: Final = messages.REQUEST_TYPE.encode()
@@ -204,7 +207,7 @@ class LeanHttp(asyncio.Protocol):
                     return  # wait for the rest of the body
                 der = bytes(buf[head_len:total])
                 del buf[:total]
-                self._answer(der, None, keep_alive=keep_alive, http10=http10, etag=None)
+                self._answer(der, keep_alive=keep_alive, http10=http10, etag=None)
             elif (
                 method == b"GET"
                 and target.startswith(_GET_PREFIX)
@@ -221,28 +224,18 @@ class LeanHttp(asyncio.Protocol):
                             tail.decode("latin-1"), max_bytes=ctx.max_request_bytes
                         )
                     except EngineError as err:
-                        self._answer(b"", err, keep_alive=keep_alive, http10=http10, etag=None)
+                        self._send_error(err, keep_alive=keep_alive, http10=http10)
                         continue
-                    if len(ctx.decoded) >= _MAX_DECODED:
-                        ctx.decoded.clear()
-                    ctx.decoded[tail] = request_der
-                self._answer(request_der, None, keep_alive=keep_alive, http10=http10, etag=etag)
+                    if len(tail) <= _MAX_DECODED_TAIL:
+                        if len(ctx.decoded) >= _MAX_DECODED:
+                            ctx.decoded.clear()
+                        ctx.decoded[tail] = request_der
+                self._answer(request_der, keep_alive=keep_alive, http10=http10, etag=etag)
             else:
                 self._handoff()
                 return
 
-    def _answer(
-        self,
-        der: bytes,
-        error: EngineError | None,
-        *,
-        keep_alive: bool,
-        http10: bool,
-        etag: bytes | None,
-    ) -> None:
-        if error is not None:
-            self._send_error(error, keep_alive=keep_alive, http10=http10)
-            return
+    def _answer(self, der: bytes, *, keep_alive: bool, http10: bool, etag: bytes | None) -> None:
         answer = self._ctx.service.cached_ocsp(der)
         if answer is not None:
             self._send(answer, keep_alive=keep_alive, http10=http10, etag=etag)

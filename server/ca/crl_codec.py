@@ -101,7 +101,7 @@ def sign(
     next_update: datetime,
     distribution_point: str | None,
 ) -> bytes:
-    """Return the DER of a complete CRL holding ``entries`` (from ``encode_entry``)."""
+    """Return the DER of a complete CRL holding ``entries`` (from ``encode_entries``)."""
     frame = revocation.sign_crl(
         issuer,
         (),

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from server.ca import crl_codec, issuance, status_ports
+from server.ca import crl_codec, status_ports
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import Clock, Repository, SystemClock
 from server.ca.types import CA, AuditEvent, CAId, CAStatus, CrlRecord
@@ -28,7 +28,7 @@ from server.ca.types import CA, AuditEvent, CAId, CAStatus, CrlRecord
 if TYPE_CHECKING:
     from server.ca.api import CAEngine
 
-__all__ = ["CrlPublisher", "CrlSettings", "build_crl_der"]
+__all__ = ["CrlPublisher", "CrlSettings"]
 
 log = logging.getLogger(__name__)
 
@@ -44,26 +44,6 @@ class CrlSettings:
     debounce: timedelta = timedelta(seconds=2)
     # Regenerate once this fraction of the validity has passed (RFC 5280 §5.1.2.5).
     renew_fraction: float = 0.5
-
-
-def build_crl_der(
-    issuer: issuance.Issuer,
-    entries: Sequence[status_ports.RevokedEntry],
-    *,
-    number: int,
-    this_update: datetime,
-    next_update: datetime,
-    distribution_point: str | None,
-) -> bytes:
-    """Build and sign a complete CRL from lightweight entries; return DER."""
-    return crl_codec.sign(
-        issuer,
-        crl_codec.encode_entries(entries, default_time=this_update),
-        number=number,
-        this_update=this_update,
-        next_update=next_update,
-        distribution_point=distribution_point,
-    )
 
 
 @dataclass(slots=True)

@@ -219,13 +219,11 @@ class SqlStatusRepository:
             "SELECT serial, floor(extract(epoch FROM revoked_at))::bigint, revocation_reason "
             "FROM certificates WHERE ca_id = $1 AND status = $2"
         )
-        async with self._db.engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            driver: Any = raw.driver_connection
+        async with self._db.pg() as pg:
             if since is None:
-                rows = await driver.fetch(sql, ca_id, revoked)
+                rows = await pg.fetch(sql, ca_id, revoked)
             else:
-                rows = await driver.fetch(sql + " AND revoked_at >= $3", ca_id, revoked, since)
+                rows = await pg.fetch(sql + " AND revoked_at >= $3", ca_id, revoked, since)
         entry = status_ports.RevokedEntry
         return [
             entry(int(serial, 16), at, reasons.get(reason) if reason else None)

@@ -124,3 +124,20 @@ async def test_mutated_requests_never_raise() -> None:
         conn.connection_lost(None)
     assert handed > 100
     assert answered > 100
+
+
+async def test_only_short_get_paths_are_remembered() -> None:
+    ctx = lean.LeanContext(FakeService(), Fallback, max_request_bytes=8192)  # type: ignore[arg-type]
+    transport = FakeTransport()
+    conn = lean.LeanHttp(ctx)
+    conn.connection_made(transport)
+    long_tail = b"QUFB" * 300  # valid base64 of garbage, 1,200 characters
+    conn.data_received(b"GET /ocsp/" + long_tail + b" HTTP/1.1\r\n\r\n")
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert transport.written.startswith(b"HTTP/1.1 200 OK")
+    assert transport.written.endswith(b"\x30\x03\x0a\x01\x01")  # malformedRequest
+    assert ctx.decoded == {}
+    conn.data_received(b"GET /ocsp/aGl0 HTTP/1.1\r\n\r\n")  # "hit"
+    assert ctx.decoded == {b"aGl0": b"hit"}
+    conn.connection_lost(None)
