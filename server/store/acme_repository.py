@@ -284,8 +284,7 @@ class SqlAcmeRepository:
             async with self._db.pg() as pg:
                 rec = await pg.fetchrow("SELECT * FROM acme_accounts WHERE id = $1", account_id)
             return _account_to_domain(rec) if rec else None
-        async with self._db.read() as conn:
-            row = (await conn.execute(select(_ACC).where(_ACC.c.id == account_id))).first()
+        row = await self._db.fetch_first(select(_ACC).where(_ACC.c.id == account_id))
         return _account_to_domain(row._mapping) if row else None
 
     async def get_account_by_thumbprint(self, thumbprint: str) -> at.Account | None:
@@ -295,8 +294,7 @@ class SqlAcmeRepository:
                     "SELECT * FROM acme_accounts WHERE thumbprint = $1", thumbprint
                 )
             return _account_to_domain(rec) if rec else None
-        async with self._db.read() as conn:
-            row = (await conn.execute(select(_ACC).where(_ACC.c.thumbprint == thumbprint))).first()
+        row = await self._db.fetch_first(select(_ACC).where(_ACC.c.thumbprint == thumbprint))
         return _account_to_domain(row._mapping) if row else None
 
     async def update_account(self, account: at.Account) -> bool:
@@ -369,8 +367,7 @@ class SqlAcmeRepository:
             .order_by(_ORD.c.created_at.desc())
             .limit(limit)
         )
-        async with self._db.read() as conn:
-            rows = (await conn.execute(stmt)).all()
+        rows = await self._db.fetch_all(stmt)
         return [at.OrderId(r[0]) for r in rows]
 
     async def claim_order(self, order_id: at.OrderId, *, frm: at.OrderStatus) -> bool:
@@ -446,8 +443,7 @@ class SqlAcmeRepository:
             .order_by(_AUTHZ.c.expires.desc())
             .limit(1)
         )
-        async with self._db.read() as conn:
-            row = (await conn.execute(stmt)).first()
+        row = await self._db.fetch_first(stmt)
         return _authz_to_domain(row._mapping) if row else None
 
     async def add_authz(self, authz: at.Authorization) -> None:
@@ -459,8 +455,7 @@ class SqlAcmeRepository:
             async with self._db.pg() as pg:
                 rec = await pg.fetchrow("SELECT * FROM acme_authzs WHERE id = $1", authz_id)
             return _authz_to_domain(rec) if rec else None
-        async with self._db.read() as conn:
-            row = (await conn.execute(select(_AUTHZ).where(_AUTHZ.c.id == authz_id))).first()
+        row = await self._db.fetch_first(select(_AUTHZ).where(_AUTHZ.c.id == authz_id))
         return _authz_to_domain(row._mapping) if row else None
 
     async def claim_challenge(self, authz_id: at.AuthzId, updated: at.Authorization) -> bool:
@@ -540,10 +535,7 @@ class SqlAcmeRepository:
         return int(result.rowcount or 0)
 
     async def nonce_secret(self, candidate: bytes) -> bytes:
-        async with self._db.read() as conn:
-            row = (
-                await conn.execute(select(_STATE.c.value).where(_STATE.c.key == _NONCE_KEY))
-            ).first()
+        row = await self._db.fetch_first(select(_STATE.c.value).where(_STATE.c.key == _NONCE_KEY))
         if row is not None:
             return bytes(row[0])
         with contextlib.suppress(IntegrityError):
@@ -581,8 +573,7 @@ class SqlAcmeRepository:
             )
 
     async def get_eab_key(self, kid: str) -> at.EabKey | None:
-        async with self._db.read() as conn:
-            row = (await conn.execute(select(_EAB).where(_EAB.c.kid == kid))).first()
+        row = await self._db.fetch_first(select(_EAB).where(_EAB.c.kid == kid))
         if row is None:
             return None
         return at.EabKey(

@@ -119,13 +119,11 @@ class SqlEstRepository:
             ) from exc
 
     async def get_label(self, name: str) -> EstLabel | None:
-        async with self._db.read() as conn:
-            row = (await conn.execute(select(_LABEL).where(_LABEL.c.name == name))).first()
+        row = await self._db.fetch_first(select(_LABEL).where(_LABEL.c.name == name))
         return _label_to_domain(row) if row else None
 
     async def list_labels(self) -> Sequence[EstLabel]:
-        async with self._db.read() as conn:
-            rows = (await conn.execute(select(_LABEL).order_by(_LABEL.c.name))).all()
+        rows = await self._db.fetch_all(select(_LABEL).order_by(_LABEL.c.name))
         return [_label_to_domain(r) for r in rows]
 
     async def remove_label(self, name: str, *, audit: types.AuditEvent) -> bool:
@@ -159,16 +157,14 @@ class SqlEstRepository:
 
     async def get_user(self, label: str, username: str) -> EstUser | None:
         stmt = select(_USER).where(_USER.c.label == label, _USER.c.username == username)
-        async with self._db.read() as conn:
-            row = (await conn.execute(stmt)).first()
+        row = await self._db.fetch_first(stmt)
         return _user_to_domain(row) if row else None
 
     async def list_users(self, label: str | None) -> Sequence[EstUser]:
         stmt = select(_USER).order_by(_USER.c.label, _USER.c.username)
         if label is not None:
             stmt = stmt.where(_USER.c.label == label)
-        async with self._db.read() as conn:
-            rows = (await conn.execute(stmt)).all()
+        rows = await self._db.fetch_all(stmt)
         return [_user_to_domain(r) for r in rows]
 
     async def remove_user(self, label: str, username: str, *, audit: types.AuditEvent) -> bool:
@@ -216,21 +212,18 @@ class SqlEstRepository:
             .order_by(_PENDING.c.created_at.desc(), _PENDING.c.id.desc())
             .limit(1)
         )
-        async with self._db.read() as conn:
-            row = (await conn.execute(stmt)).first()
+        row = await self._db.fetch_first(stmt)
         return _pending_to_domain(row) if row else None
 
     async def get_pending(self, pending_id: PendingId) -> PendingEnrollment | None:
-        async with self._db.read() as conn:
-            row = (await conn.execute(select(_PENDING).where(_PENDING.c.id == pending_id))).first()
+        row = await self._db.fetch_first(select(_PENDING).where(_PENDING.c.id == pending_id))
         return _pending_to_domain(row) if row else None
 
     async def list_pending(self, status: PendingStatus | None) -> Sequence[PendingEnrollment]:
         stmt = select(_PENDING).order_by(_PENDING.c.created_at, _PENDING.c.id)
         if status is not None:
             stmt = stmt.where(_PENDING.c.status == str(status))
-        async with self._db.read() as conn:
-            rows = (await conn.execute(stmt)).all()
+        rows = await self._db.fetch_all(stmt)
         return [_pending_to_domain(r) for r in rows]
 
     async def transition_pending(

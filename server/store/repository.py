@@ -148,18 +148,15 @@ class SqlRepository:
             await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
 
     async def get_ca(self, ca_id: types.CAId) -> types.CA | None:
-        async with self._db.read() as conn:
-            row = (await conn.execute(select(_CA).where(_CA.c.id == ca_id))).first()
+        row = await self._db.fetch_first(select(_CA).where(_CA.c.id == ca_id))
         return _ca_to_domain(row) if row else None
 
     async def get_ca_by_name(self, name: str) -> types.CA | None:
-        async with self._db.read() as conn:
-            row = (await conn.execute(select(_CA).where(_CA.c.name == name))).first()
+        row = await self._db.fetch_first(select(_CA).where(_CA.c.name == name))
         return _ca_to_domain(row) if row else None
 
     async def list_cas(self) -> Sequence[types.CA]:
-        async with self._db.read() as conn:
-            rows = (await conn.execute(select(_CA).order_by(_CA.c.created_at, _CA.c.tier))).all()
+        rows = await self._db.fetch_all(select(_CA).order_by(_CA.c.created_at, _CA.c.tier))
         return [_ca_to_domain(r) for r in rows]
 
     async def add_certificate(
@@ -190,8 +187,7 @@ class SqlRepository:
         row: Any
         if self._db.is_sqlite:
             stmt = select(_CERT).where(_CERT.c.ca_id == ca_id, _CERT.c.serial == key)
-            async with self._db.read() as conn:
-                row = (await conn.execute(stmt)).first()
+            row = await self._db.fetch_first(stmt)
         else:
             # Hot path (EST client certificates, ACME revocation, OCSP misses).
             async with self._db.pg() as pg:
@@ -206,8 +202,8 @@ class SqlRepository:
         status: str | None
         if self._db.is_sqlite:
             stmt = select(_CERT.c.status).where(_CERT.c.ca_id == ca_id, _CERT.c.serial == key)
-            async with self._db.read() as conn:
-                status = (await conn.execute(stmt)).scalar()
+            row = await self._db.fetch_first(stmt)
+            status = row[0] if row else None
         else:
             async with self._db.pg() as pg:
                 status = await pg.fetchval(_CERT_STATUS_SQL, ca_id, key)
@@ -234,8 +230,7 @@ class SqlRepository:
                 )
             )
         stmt = stmt.order_by(_CERT.c.id.desc()).limit(query.limit)
-        async with self._db.read() as conn:
-            rows = (await conn.execute(stmt)).all()
+        rows = await self._db.fetch_all(stmt)
         return [_cert_to_domain(r) for r in rows]
 
     async def revoke_certificate(
@@ -276,8 +271,7 @@ class SqlRepository:
         stmt = select(_CERT).where(
             _CERT.c.ca_id == ca_id, _CERT.c.status == str(types.CertStatus.REVOKED)
         )
-        async with self._db.read() as conn:
-            rows = (await conn.execute(stmt)).all()
+        rows = await self._db.fetch_all(stmt)
         return [_cert_to_domain(r) for r in rows]
 
     async def add_crl(self, crl: types.CrlRecord) -> None:
@@ -294,8 +288,7 @@ class SqlRepository:
 
     async def latest_crl(self, ca_id: types.CAId) -> types.CrlRecord | None:
         stmt = select(_CRL).where(_CRL.c.ca_id == ca_id).order_by(_CRL.c.number.desc()).limit(1)
-        async with self._db.read() as conn:
-            row = (await conn.execute(stmt)).first()
+        row = await self._db.fetch_first(stmt)
         if row is None:
             return None
         return types.CrlRecord(
@@ -331,8 +324,7 @@ class SqlRepository:
 
     async def list_audit(self, *, limit: int = 100) -> Sequence[types.AuditEvent]:
         stmt = select(_AUDIT).order_by(_AUDIT.c.id.desc()).limit(limit)
-        async with self._db.read() as conn:
-            rows = (await conn.execute(stmt)).all()
+        rows = await self._db.fetch_all(stmt)
         return [
             types.AuditEvent(
                 id=r.id,
@@ -347,8 +339,7 @@ class SqlRepository:
 
     async def get_meta(self, key: str) -> str | None:
         """Return an installation-wide value (not part of the engine port)."""
-        async with self._db.read() as conn:
-            row = (await conn.execute(select(_META.c.value).where(_META.c.key == key))).first()
+        row = await self._db.fetch_first(select(_META.c.value).where(_META.c.key == key))
         return str(row[0]) if row else None
 
     async def set_meta(self, key: str, value: str) -> None:

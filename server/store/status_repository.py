@@ -92,8 +92,7 @@ class SqlStatusRepository:
         stmt = select(_RESP).where(
             _RESP.c.ca_id == ca_id, _RESP.c.serial == convert.serial_key(serial)
         )
-        async with self._db.engine.connect() as conn:
-            row = (await conn.execute(stmt)).first()
+        row = await self._db.fetch_first(stmt)
         if row is None:
             return None
         return status_ports.StoredResponse(
@@ -115,8 +114,7 @@ class SqlStatusRepository:
             .order_by(_RESP.c.updated_at)
             .limit(limit)
         )
-        async with self._db.engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
+        rows = await self._db.fetch_all(stmt)
         return [
             (types.CAId(r.ca_id), types.Serial(int(r.serial, 16)), convert.aware(r.updated_at))
             for r in rows
@@ -132,13 +130,12 @@ class SqlStatusRepository:
             .order_by(_RESP.c.this_update)
             .limit(limit)
         )
-        async with self._db.engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
+        rows = await self._db.fetch_all(stmt)
         return [(types.CAId(r.ca_id), types.Serial(int(r.serial, 16))) for r in rows]
 
     async def count_responses(self) -> int:
-        async with self._db.engine.connect() as conn:
-            return int((await conn.execute(select(func.count()).select_from(_RESP))).scalar_one())
+        row = await self._db.fetch_first(select(func.count()).select_from(_RESP))
+        return int(row[0]) if row else 0
 
     async def add_signer(self, signer: status_ports.SignerRecord) -> None:
         async with self._db.write() as conn:
@@ -163,8 +160,7 @@ class SqlStatusRepository:
             .order_by(_SIGNER.c.created_at.desc(), _SIGNER.c.id.desc())
             .limit(1)
         )
-        async with self._db.engine.connect() as conn:
-            row = (await conn.execute(stmt)).first()
+        row = await self._db.fetch_first(stmt)
         if row is None:
             return None
         return status_ports.SignerRecord(
@@ -182,8 +178,7 @@ class SqlStatusRepository:
             await conn.execute(self._upsert(_DIRTY, {"ca_id": ca_id, "marked_at": at}, ["ca_id"]))
 
     async def dirty_crls(self) -> Sequence[tuple[types.CAId, datetime]]:
-        async with self._db.engine.connect() as conn:
-            rows = (await conn.execute(select(_DIRTY))).all()
+        rows = await self._db.fetch_all(select(_DIRTY))
         return [(types.CAId(r.ca_id), convert.aware(r.marked_at)) for r in rows]
 
     async def clear_crl_dirty(self, ca_id: types.CAId, *, up_to: datetime) -> None:
@@ -203,6 +198,7 @@ class SqlStatusRepository:
             )
             if since is not None:
                 stmt = stmt.where(_CERT.c.revoked_at >= since)
+            # Not on the reader thread: a large CRL read would hold up every other read.
             async with self._db.engine.connect() as conn:
                 rows: Sequence[Any] = (await conn.execute(stmt)).all()
             return [
@@ -237,8 +233,7 @@ class SqlStatusRepository:
             .order_by(_CRL.c.number.desc())
             .limit(1)
         )
-        async with self._db.engine.connect() as conn:
-            row = (await conn.execute(stmt)).first()
+        row = await self._db.fetch_first(stmt)
         return (int(row.number), convert.aware(row.this_update)) if row else None
 
     @contextlib.asynccontextmanager
