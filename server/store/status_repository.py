@@ -40,6 +40,15 @@ def _lock_key(name: str) -> int:
 
 
 _RESPONSE_UPDATES = ("der", "cert_status", "this_update", "next_update", "updated_at")
+_RESPONSE_COLUMNS = ("ca_id", "serial", *_RESPONSE_UPDATES)
+# One statement for the whole batch (executemany in asyncpg runs in one implicit
+# transaction): a fraction of the CPU of Core's executemany on the issuance path.
+_PUT_RESPONSE_SQL = (
+    "INSERT INTO ocsp_responses (ca_id, serial, der, cert_status, this_update, next_update, "
+    "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (ca_id, serial) DO UPDATE SET "
+    "der = EXCLUDED.der, cert_status = EXCLUDED.cert_status, this_update = EXCLUDED.this_update, "
+    "next_update = EXCLUDED.next_update, updated_at = EXCLUDED.updated_at"
+)
 _REASONS = {str(r): r for r in types.RevocationReason}
 
 
@@ -76,8 +85,12 @@ class SqlStatusRepository:
     async def _put_responses(self, batch: list[dict[str, Any]]) -> list[BaseException | None]:
         # One upsert per (ca_id, serial) per statement: the last submitted wins.
         latest = {(v["ca_id"], v["serial"]): v for v in batch}
-        dialect = sqlite if self._sqlite else postgresql
-        stmt = dialect.insert(_RESP)
+        if not self._sqlite:
+            rows = [tuple(v[c] for c in _RESPONSE_COLUMNS) for v in latest.values()]
+            async with self._db.pg() as pg:
+                await pg.executemany(_PUT_RESPONSE_SQL, rows)
+            return [None] * len(batch)
+        stmt = sqlite.insert(_RESP)
         stmt = stmt.on_conflict_do_update(
             index_elements=["ca_id", "serial"],
             set_={c: stmt.excluded[c] for c in _RESPONSE_UPDATES},

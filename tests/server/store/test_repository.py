@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -64,6 +65,31 @@ async def test_duplicate_serial_is_refused_by_the_database(
         await sql_repo.add_certificate(issued.record, audit=event)
     # Nothing half-written: the audit row of the failed insert rolled back too.
     assert all(e.target != "x" for e in await sql_repo.list_audit(limit=100))
+
+
+async def test_one_conflict_in_a_batch_fails_alone(
+    sql_engine: api.CAEngine, sql_repo: SqlRepository
+) -> None:
+    """Concurrent inserts share a transaction; a duplicate fails alone, the rest commit."""
+    await _hierarchy(sql_engine)
+    csr, _ = make_csr()
+    issued = await sql_engine.issue(csr, principal=OP, profile="tls-server")
+    fresh = [dataclasses.replace(issued.record, serial=Serial((1 << 90) + i)) for i in range(6)]
+    records = [*fresh[:3], issued.record, *fresh[3:]]
+    events = [
+        AuditEvent(at=datetime.now(UTC), actor="t", action="cert.issue", target=f"batch-{i}")
+        for i in range(len(records))
+    ]
+    results = await asyncio.gather(
+        *[sql_repo.add_certificate(r, audit=e) for r, e in zip(records, events, strict=True)],
+        return_exceptions=True,
+    )
+    assert [type(r) for r in results] == [type(None)] * 3 + [SerialConflictError] + [type(None)] * 3
+    for rec in fresh:
+        assert await sql_repo.get_certificate(rec.ca_id, rec.serial) == rec
+    targets = {e.target for e in await sql_repo.list_audit(limit=100)}
+    assert {f"batch-{i}" for i in (0, 1, 2, 4, 5, 6)} <= targets
+    assert "batch-3" not in targets
 
 
 async def test_serial_collision_is_retried(
