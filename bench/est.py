@@ -256,7 +256,8 @@ async def _bench_db(db: str, args: argparse.Namespace, csrs: list[bytes]) -> lis
             except subprocess.TimeoutExpired:
                 proc.kill()
             log.close()
-        results += await _engine_phase(db, args, csrs, data, url)
+        if "engine" in args.modes:
+            results += await _engine_phase(db, args, csrs, data, url)
         shutil.rmtree(work, ignore_errors=True)
     return results
 
@@ -315,6 +316,8 @@ async def _http_phases(
             ("https+basic", base_ctx, True),
             ("https+cert", cert_ctx, False),
         ):
+            if mode.removeprefix("https+") not in args.modes:
+                continue
             connector = aiohttp.TCPConnector(ssl=ctx, limit=c)
             async with aiohttp.ClientSession(connector=connector) as session:
 
@@ -392,6 +395,13 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per phase at most")
     parser.add_argument(
         "--workers", type=int, default=1, help="`privca serve --workers N` (processes, both ports)"
+    )
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["basic", "cert", "engine"],
+        default=["basic", "cert", "engine"],
+        help="phases to run (all by default; the ratios need engine)",
     )
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = parser.parse_args()

@@ -15,10 +15,11 @@ from alembic.config import Config
 from sqlalchemy import URL, Connection, Executable, Row, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-__all__ = ["Database", "GroupCommit", "is_sqlite", "sqlite_url"]
+__all__ = ["Batcher", "Database", "GroupCommit", "is_sqlite", "sqlite_url"]
 
 _MIGRATIONS: Final = Path(__file__).with_name("migrations")
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 def sqlite_url(path: Path) -> str:
@@ -184,41 +185,52 @@ def _upgrade(conn: Connection) -> None:
     command.upgrade(cfg, "heads")
 
 
-class GroupCommit(Generic[_T]):
+class Batcher(Generic[_T, _R]):
+    """Run what concurrent callers submit as one batch while the previous batch runs.
+
+    ``run`` gets the items in order and returns, per item, its result or its own
+    error. An item submitted while a batch is under way waits for the next one,
+    so every caller's operation starts after its call (reads see what was
+    committed before them; writes commit before their caller goes on).
+    """
+
+    _MAX_BATCH = 256
+
+    def __init__(self, run: Callable[[list[_T]], Awaitable[Sequence[_R | BaseException]]]) -> None:
+        self._run = run
+        self._pending: list[tuple[_T, asyncio.Future[_R]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: _T) -> _R:
+        """Queue one item and wait for its result (or its own error)."""
+        future: asyncio.Future[_R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch = self._pending[: self._MAX_BATCH]
+            del self._pending[: self._MAX_BATCH]
+            results: Sequence[_R | BaseException]
+            try:
+                results = await self._run([item for item, _ in batch])
+            except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+
+class GroupCommit(Batcher[_T, None]):
     """Group commit: concurrent writers share one transaction.
 
     Every caller waits until its own item is committed (a certificate is stored
     before anyone sees it); under load one commit serves many writers. ``write``
     gets a batch and returns, per item, None (committed) or the item's error.
     """
-
-    _MAX_BATCH = 256
-
-    def __init__(self, write: Callable[[list[_T]], Awaitable[list[BaseException | None]]]) -> None:
-        self._write = write
-        self._pending: list[tuple[_T, asyncio.Future[None]]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    async def submit(self, item: _T) -> None:
-        """Queue one item and wait for its commit (or its own error)."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain())
-        await future
-
-    async def _drain(self) -> None:
-        while self._pending:
-            batch = self._pending[: self._MAX_BATCH]
-            del self._pending[: self._MAX_BATCH]
-            try:
-                results = await self._write([item for item, _ in batch])
-            except BaseException as exc:  # noqa: BLE001 - every waiter must hear of it
-                results = [exc] * len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if result is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(result)

@@ -13,14 +13,14 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import Row, Table, func, insert, or_, select, update
+from sqlalchemy import Row, Table, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from server.ca import types
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import SerialConflictError
 from server.store import convert
-from server.store.database import Database, GroupCommit
+from server.store.database import Batcher, Database, GroupCommit
 from server.store.models import AuditRow, CARow, CertificateRow, CrlNumberRow, CrlRow, MetaRow
 
 __all__ = ["SqlRepository"]
@@ -121,7 +121,11 @@ def _cert_from_domain(rec: types.CertificateRecord) -> dict[str, Any]:
 
 
 _GET_CERT_SQL = "SELECT * FROM certificates WHERE ca_id = $1 AND serial = $2"
-_CERT_STATUS_SQL = "SELECT status FROM certificates WHERE ca_id = $1 AND serial = $2"
+_CERT_STATUSES_SQL = (
+    "SELECT c.ca_id, c.serial, c.status FROM unnest($1::text[], $2::text[]) AS k(ca_id, serial) "
+    "JOIN certificates c ON c.ca_id = k.ca_id AND c.serial = k.serial"
+)
+_StatusKey = tuple[str, str]  # (ca_id, stored serial)
 _CertRows = tuple[dict[str, Any], dict[str, Any]]
 _CERT_COLUMNS: tuple[str, ...] = (
     "ca_id", "serial", "der", "profile", "subject", "sans", "not_before", "not_after",
@@ -146,6 +150,7 @@ class SqlRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._cert_batcher: GroupCommit[_CertRows] = GroupCommit(self._insert_certificates)
+        self._status_reads: Batcher[_StatusKey, str | None] = Batcher(self._read_statuses)
 
     async def add_ca(self, ca: types.CA, *, audit: types.AuditEvent) -> None:
         try:
@@ -227,16 +232,24 @@ class SqlRepository:
     async def certificate_status(
         self, ca_id: types.CAId, serial: types.Serial
     ) -> types.CertStatus | None:
-        key = convert.serial_key(serial)
-        status: str | None
-        if self._db.is_sqlite:
-            stmt = select(_CERT.c.status).where(_CERT.c.ca_id == ca_id, _CERT.c.serial == key)
-            row = await self._db.fetch_first(stmt)
-            status = row[0] if row else None
-        else:
-            async with self._db.pg() as pg:
-                status = await pg.fetchval(_CERT_STATUS_SQL, ca_id, key)
+        """Read one stored status; concurrent reads share one statement."""
+        status = await self._status_reads.submit((ca_id, convert.serial_key(serial)))
         return types.CertStatus(status) if status is not None else None
+
+    async def _read_statuses(self, keys: list[_StatusKey]) -> list[str | None]:
+        """Read the stored status of every (ca_id, serial) in one statement."""
+        found: dict[_StatusKey, str]
+        if self._db.is_sqlite:
+            stmt = select(_CERT.c.ca_id, _CERT.c.serial, _CERT.c.status).where(
+                tuple_(_CERT.c.ca_id, _CERT.c.serial).in_(sorted(set(keys)))
+            )
+            found = {(r.ca_id, r.serial): r.status for r in await self._db.fetch_all(stmt)}
+        else:
+            cas, serials = [k[0] for k in keys], [k[1] for k in keys]
+            async with self._db.pg() as pg:
+                rows = await pg.fetch(_CERT_STATUSES_SQL, cas, serials)
+            found = {(r[0], r[1]): r[2] for r in rows}
+        return [found.get(key) for key in keys]
 
     async def list_certificates(self, query: types.CertQuery) -> Sequence[types.CertificateRecord]:
         stmt = select(_CERT)

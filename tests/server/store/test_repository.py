@@ -92,6 +92,29 @@ async def test_one_conflict_in_a_batch_fails_alone(
     assert "batch-3" not in targets
 
 
+async def test_concurrent_status_reads_each_get_their_own_answer(
+    sql_engine: api.CAEngine, sql_repo: SqlRepository
+) -> None:
+    """Concurrent status reads share one statement; each caller gets its own row's status."""
+    await _hierarchy(sql_engine)
+    root, issuing = await sql_engine.get_ca("root"), await sql_engine.get_ca("issuing")
+    issued = [
+        (await sql_engine.issue(make_csr()[0], principal=OP, profile="tls-server")).record
+        for _ in range(4)
+    ]
+    await sql_engine.revoke(issued[1].serial, principal=OP)
+    asks = [(issuing.id, r.serial) for r in issued] * 3 + [
+        (issuing.id, Serial(12345)),  # unknown serial
+        (root.id, issued[0].serial),  # right serial, other CA
+    ]
+    answers = await asyncio.gather(*[sql_repo.certificate_status(ca, sn) for ca, sn in asks])
+    good, revoked = CertStatus.VALID, CertStatus.REVOKED
+    assert answers == [good, revoked, good, good] * 3 + [None, None]
+    # A read that starts after a revocation sees it.
+    await sql_engine.revoke(issued[2].serial, principal=OP)
+    assert await sql_repo.certificate_status(issuing.id, issued[2].serial) is revoked
+
+
 async def test_serial_collision_is_retried(
     sql_repo: SqlRepository, key_backend: keys.Pkcs8KeyBackend
 ) -> None:
