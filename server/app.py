@@ -37,6 +37,7 @@ from server.ca import est_api, status_api
 from server.ca.api import CAEngine
 from server.config import Settings
 from server.store.est_repository import SqlEstRepository
+from server.tls_anchors import ClientAnchors
 
 __all__ = ["ENGINE", "SETTINGS", "create_http_app", "create_https_app", "run", "run_server"]
 
@@ -168,6 +169,16 @@ def server_ssl_context(
     return ctx
 
 
+async def _https_ssl_context(
+    tls: TlsFiles, est_service: est_api.EstService
+) -> tuple[ssl.SSLContext, asyncio.Task[None]]:
+    """Return the HTTPS listener's context and the task keeping its client trust current."""
+    anchors = await est_service.tls_trust_anchors()
+    ctx = server_ssl_context(tls, anchors)
+    refresh = ClientAnchors(ctx, est_service.tls_trust_anchors, anchors)
+    return ctx, asyncio.create_task(refresh.run(), name="privca-tls-client-trust")
+
+
 async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     """Run privca until SIGINT/SIGTERM (or cancellation), then shut down cleanly."""
     async with open_services(settings, create=True, serving=True) as services:
@@ -175,7 +186,7 @@ async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) 
         est_service = build_est_service(services)
         for est_label in await est_service.list_labels():
             await est_service.check_label(est_label)
-        client_cas = await est_service.tls_trust_anchors()
+        ssl_context, trust_refresh = await _https_ssl_context(tls, est_service)
         https = web.AppRunner(create_https_app(services, est_service=est_service))
         http = web.AppRunner(create_http_app(services), **_http_runner_options(settings))
         await https.setup()
@@ -189,7 +200,7 @@ async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) 
                 https,
                 settings.host,
                 settings.https_port,
-                ssl_context=server_ssl_context(tls, client_cas),
+                ssl_context=ssl_context,
                 reuse_port=extra_workers > 0 or None,
             ).start()
             stop_http = await _start_http_site(http, services, reuse_port=extra_workers > 0 or None)
@@ -207,6 +218,7 @@ async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) 
             await stop.wait()
             print("privca: shutting down", flush=True)  # noqa: T201
         finally:
+            trust_refresh.cancel()
             await asyncio.to_thread(_stop_workers, locals().get("workers", []))
             if stop_http is not None:
                 await stop_http()
@@ -312,7 +324,7 @@ def _worker_main(settings: Settings, tls: TlsFiles) -> None:
 async def _worker(settings: Settings, tls: TlsFiles) -> None:
     async with open_services(settings) as services:
         est_service = build_est_service(services)
-        client_cas = await est_service.tls_trust_anchors()
+        ssl_context, trust_refresh = await _https_ssl_context(tls, est_service)
         https = web.AppRunner(create_https_app(services, est_service=est_service))
         http = web.AppRunner(
             create_http_app(services, maintenance=False), **_http_runner_options(settings)
@@ -326,13 +338,14 @@ async def _worker(settings: Settings, tls: TlsFiles) -> None:
                 https,
                 settings.host,
                 settings.https_port,
-                ssl_context=server_ssl_context(tls, client_cas),
+                ssl_context=ssl_context,
                 reuse_port=True,
             ).start()
             stop_http = await _start_http_site(http, services, reuse_port=True)
             _freeze_startup_objects()
             await stop.wait()
         finally:
+            trust_refresh.cancel()
             if stop_http is not None:
                 await stop_http()
             await https.cleanup()

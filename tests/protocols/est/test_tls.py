@@ -17,6 +17,7 @@ from server.app import server_ssl_context
 from server.bootstrap import TlsFiles
 from server.ca import est_api
 from server.ca.types import KeyAlgorithm
+from server.tls_anchors import ClientAnchors
 from tests.protocols.est.conftest import (
     OP,
     PKCS10,
@@ -54,7 +55,7 @@ async def _tls_server(
     tmp_path: Path,
     aiohttp_server: ServerFactory,
     extra_anchors: list[x509.Certificate],
-) -> tuple[TestServer, Path]:
+) -> tuple[TestServer, Path, ssl.SSLContext]:
     issued = await env.engine.issue_with_generated_key(
         principal=OP,
         profile="tls-server",
@@ -69,7 +70,7 @@ async def _tls_server(
     anchors = await env.service.tls_trust_anchors()
     ctx = server_ssl_context(files, [*anchors, *extra_anchors])
     server = await aiohttp_server(label_app(env.service), ssl=ctx)
-    return server, files.bundle
+    return server, files.bundle, ctx
 
 
 def _client_ctx(
@@ -86,7 +87,7 @@ def _client_ctx(
 async def test_enroll_then_reenroll_with_tls_client_cert(
     est_env: EstEnv, tmp_path: Path, aiohttp_server: ServerFactory
 ) -> None:
-    server, bundle = await _tls_server(est_env, tmp_path, aiohttp_server, [])
+    server, bundle, _ = await _tls_server(est_env, tmp_path, aiohttp_server, [])
     base = f"https://localhost:{server.port}{PREFIX}"
     der, key = csr_der("fire-sensor-123")
     async with aiohttp.ClientSession() as session:
@@ -121,7 +122,7 @@ async def test_tls_refuses_expired_and_untrusted_client_certs(
     await est_env.service.add_label(
         est_api.EstLabel(name="factory", trust_anchors_pem=_pem(ext_ca)), actor=OP
     )
-    server, bundle = await _tls_server(est_env, tmp_path, aiohttp_server, [])
+    server, bundle, _ = await _tls_server(est_env, tmp_path, aiohttp_server, [])
     base = f"https://localhost:{server.port}{PREFIX}"
     der, _ = csr_der("ldevid-1")
     idevid, idevid_key = external_leaf(ext_ca, ext_key)
@@ -175,3 +176,33 @@ async def test_client_cert_header_ignored_from_untrusted_address(
         f"{PREFIX}/simplereenroll", data=b64(der), headers={**PKCS10, "X-SSL-Cert": rfc9440(cert)}
     )
     assert resp.status == 200
+
+
+async def test_anchor_of_a_label_added_while_serving_is_trusted_after_refresh(
+    est_env: EstEnv, tmp_path: Path, aiohttp_server: ServerFactory
+) -> None:
+    """A label created while privca runs: its devices complete the handshake after a refresh."""
+    server, bundle, ctx = await _tls_server(est_env, tmp_path, aiohttp_server, [])
+    anchors = ClientAnchors(
+        ctx, est_env.service.tls_trust_anchors, await est_env.service.tls_trust_anchors()
+    )
+    assert await anchors.refresh() == 0
+    ext_ca, ext_key = make_external_ca("Late Factory CA")
+    await est_env.service.add_label(
+        est_api.EstLabel(name="late", trust_anchors_pem=_pem(ext_ca)), actor=OP
+    )
+    idevid, idevid_key = external_leaf(ext_ca, ext_key)
+    url = f"https://localhost:{server.port}{PREFIX}/late/simpleenroll"
+    der, _ = csr_der("late-device-1")
+    client = _client_ctx(bundle, tmp_path, idevid, idevid_key)
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientError):  # not loaded yet: refused in the handshake
+            async with session.post(url, data=b64(der), headers=PKCS10, ssl=client) as resp:
+                await resp.read()
+    assert await anchors.refresh() == 1
+    assert await anchors.refresh() == 0
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=b64(der), headers=PKCS10, ssl=client) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
