@@ -12,6 +12,7 @@ from server.ca import api, keys
 from server.ca.ports import SerialConflictError
 from server.ca.types import (
     AuditEvent,
+    CertificateRecord,
     CertQuery,
     CertStatus,
     KeyAlgorithm,
@@ -54,15 +55,20 @@ async def test_round_trip_of_cas_and_certificates(
     assert len(expiring) == 1
 
 
+async def _first_leaf(engine: api.CAEngine) -> CertificateRecord:
+    """Create the hierarchy and issue one tls-server leaf."""
+    await _hierarchy(engine)
+    csr, _ = make_csr()
+    return (await engine.issue(csr, principal=OP, profile="tls-server")).record
+
+
 async def test_duplicate_serial_is_refused_by_the_database(
     sql_engine: api.CAEngine, sql_repo: SqlRepository
 ) -> None:
-    await _hierarchy(sql_engine)
-    csr, _ = make_csr()
-    issued = await sql_engine.issue(csr, principal=OP, profile="tls-server")
+    issued = await _first_leaf(sql_engine)
     event = AuditEvent(at=datetime.now(UTC), actor="t", action="cert.issue", target="x")
     with pytest.raises(SerialConflictError):
-        await sql_repo.add_certificate(issued.record, audit=event)
+        await sql_repo.add_certificate(issued, audit=event)
     # Nothing half-written: the audit row of the failed insert rolled back too.
     assert all(e.target != "x" for e in await sql_repo.list_audit(limit=100))
 
@@ -71,11 +77,9 @@ async def test_one_conflict_in_a_batch_fails_alone(
     sql_engine: api.CAEngine, sql_repo: SqlRepository
 ) -> None:
     """Concurrent inserts share a transaction; a duplicate fails alone, the rest commit."""
-    await _hierarchy(sql_engine)
-    csr, _ = make_csr()
-    issued = await sql_engine.issue(csr, principal=OP, profile="tls-server")
-    fresh = [dataclasses.replace(issued.record, serial=Serial((1 << 90) + i)) for i in range(6)]
-    records = [*fresh[:3], issued.record, *fresh[3:]]
+    issued = await _first_leaf(sql_engine)
+    fresh = [dataclasses.replace(issued, serial=Serial((1 << 90) + i)) for i in range(6)]
+    records = [*fresh[:3], issued, *fresh[3:]]
     events = [
         AuditEvent(at=datetime.now(UTC), actor="t", action="cert.issue", target=f"batch-{i}")
         for i in range(len(records))
