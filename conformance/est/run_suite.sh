@@ -273,6 +273,31 @@ else
   fail "manual-approval" "privca est label add / user add failed"
 fi
 
+# ---- a label created while privca runs: its vendor's devices get through the TLS handshake
+# within seconds, no restart (privca loads new anchors into the live listener every 5 s)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout vendor2.key \
+  -out vendor2.pem -days 30 -subj "/CN=Late Vendor IDevID CA" 2>/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout idevid2.key \
+  -subj "/CN=idevid-0002" -out idevid2.csr 2>/dev/null
+openssl x509 -req -in idevid2.csr -CA vendor2.pem -CAkey vendor2.key -CAcreateserial -days 10 \
+  -out idevid2.pem 2>/dev/null
+if "$PRIVCA" est label add --data-dir "$DATA" late --auth cert --trust-anchor vendor2.pem >/dev/null 2>&1; then
+  newcsr late "/CN=late-device-1"
+  code=000
+  for _ in $(seq 1 24); do
+    code=$(post late "$BASE/late/simpleenroll" late.b64 --cert idevid2.pem --key idevid2.key)
+    [[ "$code" == 000 ]] || break
+    sleep 0.5
+  done
+  if [[ "$code" == 200 ]] && p7_to_pem late.body late.pem && verify late.pem; then
+    pass "label-added-while-serving"
+  else
+    fail "label-added-while-serving" "HTTP $code after 12 s: $(head -c 200 late.err late.body 2>/dev/null)"
+  fi
+else
+  fail "label-added-while-serving" "privca est label add late failed"
+fi
+
 # ---- libest estclient, when installed (it is not packaged in Debian or on PyPI).
 # estclient exits 0 even when an operation fails, so each case checks the files it writes.
 if command -v estclient >/dev/null 2>&1; then
