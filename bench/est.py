@@ -4,7 +4,8 @@
 Starts `privca serve` on a fresh data dir (SQLite, or a fresh PostgreSQL database) on
 free loopback ports, creates an enrollment account, and then for each concurrency level
 runs N simpleenroll requests with HTTP Basic and N with a TLS client certificate
-(the device's own privca certificate), keep-alive connections, one per worker. It then
+(the device's own privca certificate), keep-alive connections, one per worker (or, with
+--new-connections, a TLS handshake per enrollment). It then
 measures raw engine issuance (``CAEngine.issue`` on the same database, in this process)
 at the same concurrency for the ratio. Prints enrollments/s and p50/p99 latency.
 
@@ -318,7 +319,9 @@ async def _http_phases(
         ):
             if mode.removeprefix("https+") not in args.modes:
                 continue
-            connector = aiohttp.TCPConnector(ssl=ctx, limit=c)
+            # --new-connections: a TLS handshake per enrollment, as a device that enrolls
+            # once and goes away (libest's estclient opens a connection per operation).
+            connector = aiohttp.TCPConnector(ssl=ctx, limit=c, force_close=args.new_connections)
             async with aiohttp.ClientSession(connector=connector) as session:
 
                 async def one(
@@ -402,6 +405,11 @@ def main() -> int:
         choices=["basic", "cert", "engine"],
         default=["basic", "cert", "engine"],
         help="phases to run (all by default; the ratios need engine)",
+    )
+    parser.add_argument(
+        "--new-connections",
+        action="store_true",
+        help="one TLS connection (full handshake) per enrollment instead of keep-alive",
     )
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = parser.parse_args()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -206,3 +207,23 @@ async def test_anchor_of_a_label_added_while_serving_is_trusted_after_refresh(
         session.post(url, data=b64(der), headers=PKCS10, ssl=client) as resp,
     ):
         assert resp.status == 200, await resp.text()
+
+
+async def test_listener_mints_no_session_tickets(
+    est_env: EstEnv, tmp_path: Path, aiohttp_server: ServerFactory
+) -> None:
+    """TLS 1.3 tickets cost a session copy per handshake and serve no privca client."""
+    server, bundle, _ = await _tls_server(est_env, tmp_path, aiohttp_server, [])
+    ctx = _client_ctx(bundle, tmp_path, None, None)
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", server.port, ssl=ctx, server_hostname="localhost"
+    )
+    writer.write(f"GET {PREFIX}/cacerts HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    await writer.drain()
+    assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+    await reader.read(1)  # tickets, when sent, arrive after the handshake with the first data
+    tls = writer.get_extra_info("ssl_object")
+    assert tls.version() == "TLSv1.3"
+    assert tls.session is not None
+    assert not tls.session.has_ticket
+    writer.close()
