@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -126,18 +128,26 @@ async def with_db(
         await db.close()
 
 
-async def fresh_pg(url: str) -> str:
+@contextlib.asynccontextmanager
+async def fresh_pg(url: str) -> AsyncIterator[str]:
+    """Yield the URL of a new, empty PostgreSQL database; drop it afterwards."""
     import asyncpg  # only needed for the PostgreSQL run
 
-    name = f"privca_bench_{int(time.time())}"
+    name = f"privca_bench_{uuid.uuid4().hex[:8]}"
     admin = url.replace("postgresql+asyncpg://", "postgresql://")
     conn = await asyncpg.connect(admin)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    return url.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
 
 
 async def main() -> None:
@@ -167,8 +177,8 @@ async def main() -> None:
             rows.append((f"engine -> SQLite, c={conc}", *rate))
     if args.pg_url:
         for conc in (1, args.concurrency):
-            url = await fresh_pg(args.pg_url)
-            rate = await with_db(url, lambda e, c=conc: engine_rate(e, csrs, c))
+            async with fresh_pg(args.pg_url) as url:
+                rate = await with_db(url, lambda e, c=conc: engine_rate(e, csrs, c))
             rows.append((f"engine -> PostgreSQL, c={conc}", *rate))
     print(f"\nLeaf issuance, {args.count} certificates (P-256 issuer, tls-server profile)\n")
     print("| path | issuances/s | p50 ms | p99 ms |")
