@@ -118,11 +118,19 @@ fi
 
 # ---- csrattrs (RFC 7030 4.5)
 code=$("${CURL[@]}" -o csrattrs.b64 -D csrattrs.hdr -w '%{http_code}' "$BASE/csrattrs")
+openssl base64 -d -in csrattrs.b64 | openssl asn1parse -inform DER >csrattrs.txt 2>/dev/null
 if [[ "$code" == 200 ]] && grep -qi 'content-type: application/csrattrs' csrattrs.hdr \
-  && openssl base64 -d -in csrattrs.b64 | openssl asn1parse -inform DER 2>/dev/null | grep -q 'id-ecPublicKey'; then
+  && grep -q 'id-ecPublicKey' csrattrs.txt; then
   pass "csrattrs"
 else
   fail "csrattrs" "status $code or the CsrAttrs did not parse"
+fi
+# RFC 9908 template (id-aa-certificationRequestInfoTemplate) asking for CN and serialNumber.
+if grep -q ':1.2.840.113549.1.9.16.2.61' csrattrs.txt && grep -q ':commonName' csrattrs.txt \
+  && grep -q ':serialNumber' csrattrs.txt; then
+  pass "csrattrs-rfc9908-template"
+else
+  fail "csrattrs-rfc9908-template" "no certificationRequestInfoTemplate with CN and serialNumber"
 fi
 
 # ---- simpleenroll with HTTP Basic (RFC 7030 4.2.1)

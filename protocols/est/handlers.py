@@ -51,10 +51,11 @@ async def cacerts(request: web.Request) -> web.Response:
 async def csrattrs(request: web.Request) -> web.Response:
     """GET /csrattrs: what the CSR should contain (RFC 7030 §4.5); 204 when nothing."""
     label = await _label(request)
-    attrs = request.app[SERVICE].csr_attributes(label)
-    if not attrs:
+    service = request.app[SERVICE]
+    attrs, template = service.csr_attributes(label), service.csr_template(label)
+    if not attrs and template is None:
         return web.Response(status=204)
-    return _base64_response(messages.csrattrs_der(attrs), messages.CSRATTRS)
+    return _base64_response(messages.csrattrs_der(attrs, template), messages.CSRATTRS)
 
 
 async def _enroll(request: web.Request, operation: est_api.EstOperation) -> web.Response:

@@ -21,7 +21,7 @@ from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.type import univ
 from pyasn1_modules import rfc5652, rfc7030
 
-from server.ca import est_api
+from server.ca import der, est_api
 
 __all__ = [
     "CERTS_ONLY",
@@ -38,6 +38,9 @@ __all__ = [
 
 CERTS_ONLY: Final = "application/pkcs7-mime; smime-type=certs-only"
 CSRATTRS: Final = "application/csrattrs"
+_OID_CRI_TEMPLATE: Final = "1.2.840.113549.1.9.16.2.61"  # id-aa-certificationRequestInfoTemplate
+_OID_EXT_REQ_TEMPLATE: Final = "1.2.840.113549.1.9.16.2.62"  # id-aa-extensionReqTemplate
+_NULL: Final = b"\x05\x00"
 PKCS8: Final = "application/pkcs8"
 PKCS10: Final = "application/pkcs10"
 _LINE: Final = 64
@@ -96,8 +99,54 @@ def certs_only(certs: Sequence[x509.Certificate]) -> bytes:
     return pkcs7.serialize_certificates(list(certs), serialization.Encoding.DER)
 
 
-def csrattrs_der(attrs: Sequence[est_api.CsrAttr]) -> bytes:
-    """Return the DER CsrAttrs (RFC 7030 §4.5.2) for the label's attributes."""
+def csrattrs_der(
+    attrs: Sequence[est_api.CsrAttr], template: est_api.CsrTemplate | None = None
+) -> bytes:
+    """Return the DER CsrAttrs (RFC 7030 §4.5.2, RFC 8951 §3.5) for the label.
+
+    With ``template`` the RFC 9908 certificationRequestInfoTemplate attribute is
+    appended: clients that know it follow it, others ignore it (RFC 9908 §4).
+    """
+    if template is None:
+        return _legacy_csrattrs(attrs)
+    items = b""
+    if attrs:
+        legacy = _legacy_csrattrs(attrs)
+        _, start, end = der.read_tlv(legacy, 0, len(legacy))
+        items = legacy[start:end]
+    return der.seq(items, _template_attribute(template))
+
+
+def _template_attribute(t: est_api.CsrTemplate) -> bytes:
+    """Return the Attribute carrying a CertificationRequestInfoTemplate (RFC 9908 §3.4).
+
+    Every [n] is IMPLICIT; absent values (subject attribute values, the key,
+    extension values) are the client's to fill in.
+    """
+
+    def oid(dotted: str) -> bytes:
+        return der.wrap(0x06, der.oid(dotted))
+
+    parts = [der.integer(0)]  # version v1
+    if t.subject_types:
+        # NameTemplate: one RDN per attribute, SingleAttributeTemplate { type } (no value).
+        parts.append(der.seq(*(der.wrap(0x31, der.seq(oid(o))) for o in t.subject_types)))
+    if t.key_algorithm is not None:
+        params = _NULL if t.null_parameters else b""
+        if t.key_parameters is not None:
+            params = oid(t.key_parameters)
+        # subjectPKInfo [0] IMPLICIT SubjectPublicKeyInfoTemplate { algorithm } (no key).
+        parts.append(der.wrap(0xA0, der.seq(oid(t.key_algorithm), params)))
+    attributes = b""
+    if t.extensions:
+        # id-aa-extensionReqTemplate: ExtensionTemplate { extnID } each, values left out.
+        ext_templates = der.seq(*(der.seq(oid(o)) for o in t.extensions))
+        attributes = der.seq(oid(_OID_EXT_REQ_TEMPLATE), der.wrap(0x31, ext_templates))
+    parts.append(der.wrap(0xA1, attributes))  # attributes [1] IMPLICIT SET, always present
+    return der.seq(oid(_OID_CRI_TEMPLATE), der.wrap(0x31, der.seq(*parts)))
+
+
+def _legacy_csrattrs(attrs: Sequence[est_api.CsrAttr]) -> bytes:
     seq = rfc7030.CsrAttrs()
     for i, attr in enumerate(attrs):
         item = rfc7030.AttrOrOID()
@@ -125,11 +174,11 @@ def serverkeygen_multipart(key_der: bytes, certificate: x509.Certificate) -> tup
         (CERTS_ONLY, certs_only([certificate])),
     ]
     out = []
-    for content_type, der in parts:
+    for content_type, part in parts:
         out.append(
             f"--{boundary}\r\nContent-Type: {content_type}\r\n"
             "Content-Transfer-Encoding: base64\r\n\r\n".encode()
-            + encode_base64(der).replace(b"\n", b"\r\n")
+            + encode_base64(part).replace(b"\n", b"\r\n")
         )
     body = b"".join(out) + f"--{boundary}--\r\n".encode()
     return body, f"multipart/mixed; boundary={boundary}"

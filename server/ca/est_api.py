@@ -32,6 +32,7 @@ from server.ca.errors import EngineError, ProblemKind
 from server.ca.est_ports import (
     AuthMode,
     CsrAttr,
+    CsrTemplate,
     EstLabel,
     EstOperation,
     EstRepository,
@@ -57,6 +58,7 @@ __all__ = [
     "AuthMode",
     "ClientIdentity",
     "CsrAttr",
+    "CsrTemplate",
     "Enrolled",
     "EnrollmentPending",
     "EstLabel",
@@ -95,6 +97,8 @@ _OID_ECDSA_SHA256: Final = "1.2.840.10045.4.3.2"
 _OID_RSA_ENCRYPTION: Final = "1.2.840.113549.1.1.1"
 _OID_SHA256_RSA: Final = "1.2.840.113549.1.1.11"
 _OID_SERIAL_NUMBER: Final = "2.5.4.5"
+_OID_COMMON_NAME: Final = "2.5.4.3"
+_OID_SUBJECT_ALT_NAME: Final = "2.5.29.17"
 
 
 def is_valid_label_name(name: str) -> bool:
@@ -543,6 +547,34 @@ class EstService:
         if prof.keep_subject:
             out.append(CsrAttr(_OID_SERIAL_NUMBER))
         return tuple(out)
+
+    def csr_template(self, label: EstLabel) -> CsrTemplate | None:
+        """Return the RFC 9908 request template of the label's profile, or None.
+
+        It says what ``csr_attributes`` says, as a template: the subject's
+        attribute types (values for the device to fill in) for profiles that keep
+        the subject, the preferred key type, and subjectAltName for profiles that
+        require names. None when the label's attributes are configured by hand: a
+        template-aware client would follow the template instead of them.
+        """
+        if label.csrattrs is not None:
+            return None
+        prof = self._engine.profile(label.profile)
+        keys_ = prof.allowed_key_algorithms
+        key: tuple[str | None, str | None, bool] = (None, None, False)
+        if KeyAlgorithm.EC_P256 in keys_:
+            key = (_OID_EC_PUBLIC_KEY, _OID_SECP256R1, False)
+        elif KeyAlgorithm.EC_P384 in keys_:
+            key = (_OID_EC_PUBLIC_KEY, _OID_SECP384R1, False)
+        elif KeyAlgorithm.RSA_2048 in keys_:
+            key = (_OID_RSA_ENCRYPTION, None, True)
+        return CsrTemplate(
+            subject_types=(_OID_COMMON_NAME, _OID_SERIAL_NUMBER) if prof.keep_subject else (),
+            key_algorithm=key[0],
+            key_parameters=key[1],
+            null_parameters=key[2],
+            extensions=(_OID_SUBJECT_ALT_NAME,) if prof.require_san else (),
+        )
 
     # ------------------------------------------------------------------ enrollment
 
