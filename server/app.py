@@ -174,14 +174,48 @@ def server_ssl_context(
     return ctx
 
 
-async def _https_ssl_context(
-    tls: TlsFiles, est_service: est_api.EstService
-) -> tuple[ssl.SSLContext, asyncio.Task[None]]:
-    """Return the HTTPS listener's context and the task keeping its client trust current."""
+@contextlib.asynccontextmanager
+async def _listeners(
+    services: Services,
+    tls: TlsFiles,
+    est_service: est_api.EstService,
+    *,
+    maintenance: bool,
+    reuse_port: bool | None,
+) -> AsyncIterator[None]:
+    """Serve HTTPS (ACME, EST) and HTTP (OCSP, CRL, caIssuers) until the block ends.
+
+    The HTTPS context's client trust is kept current by a background refresh
+    (``ClientAnchors``) for as long as the listeners run.
+    """
+    settings = services.settings
     anchors = await est_service.tls_trust_anchors()
-    ctx = server_ssl_context(tls, anchors)
-    refresh = ClientAnchors(ctx, est_service.tls_trust_anchors, anchors)
-    return ctx, asyncio.create_task(refresh.run(), name="privca-tls-client-trust")
+    ssl_context = server_ssl_context(tls, anchors)
+    refresh = ClientAnchors(ssl_context, est_service.tls_trust_anchors, anchors)
+    trust_refresh = asyncio.create_task(refresh.run(), name="privca-tls-client-trust")
+    https = web.AppRunner(create_https_app(services, est_service=est_service))
+    http = web.AppRunner(
+        create_http_app(services, maintenance=maintenance), **_http_runner_options(settings)
+    )
+    await https.setup()
+    await http.setup()
+    stop_http: Callable[[], Awaitable[None]] | None = None
+    try:
+        await web.TCPSite(
+            https,
+            settings.host,
+            settings.https_port,
+            ssl_context=ssl_context,
+            reuse_port=reuse_port,
+        ).start()
+        stop_http = await _start_http_site(http, services, reuse_port=reuse_port)
+        yield
+    finally:
+        trust_refresh.cancel()
+        if stop_http is not None:
+            await stop_http()
+        await https.cleanup()
+        await http.cleanup()
 
 
 async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
@@ -191,44 +225,29 @@ async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) 
         est_service = build_est_service(services)
         for est_label in await est_service.list_labels():
             await est_service.check_label(est_label)
-        ssl_context, trust_refresh = await _https_ssl_context(tls, est_service)
-        https = web.AppRunner(create_https_app(services, est_service=est_service))
-        http = web.AppRunner(create_http_app(services), **_http_runner_options(settings))
-        await https.setup()
-        await http.setup()
         extra_workers = settings.revocation.workers - 1
-        stop_http: Callable[[], Awaitable[None]] | None = None
         # Before the banner: a Ctrl-C right after it must shut down cleanly (exit 0).
         stop = _stop_on_signals()
-        try:
-            await web.TCPSite(
-                https,
-                settings.host,
-                settings.https_port,
-                ssl_context=ssl_context,
-                reuse_port=extra_workers > 0 or None,
-            ).start()
-            stop_http = await _start_http_site(http, services, reuse_port=extra_workers > 0 or None)
-            workers = _start_workers(settings, tls, extra_workers)
-            base = _https_base_url(settings)
-            print(f"privca is running (data in {settings.data_dir})", flush=True)  # noqa: T201
-            print(f"  HTTPS            {base}/", flush=True)  # noqa: T201
-            print(f"  ACME directory   {base}/acme/directory", flush=True)  # noqa: T201
-            print(f"  EST              {base}/.well-known/est/", flush=True)  # noqa: T201
-            print(f"  OCSP/CRL (HTTP)  {settings.http_base_url}/", flush=True)  # noqa: T201
-            print(f"  trust bundle     {tls.bundle}", flush=True)  # noqa: T201
-            if ready is not None:
-                ready.set()
-            _freeze_startup_objects()
-            await stop.wait()
-            print("privca: shutting down", flush=True)  # noqa: T201
-        finally:
-            trust_refresh.cancel()
-            await asyncio.to_thread(_stop_workers, locals().get("workers", []))
-            if stop_http is not None:
-                await stop_http()
-            await https.cleanup()
-            await http.cleanup()
+        workers: list[BaseProcess] = []
+        async with _listeners(
+            services, tls, est_service, maintenance=True, reuse_port=extra_workers > 0 or None
+        ):
+            try:
+                workers = _start_workers(settings, tls, extra_workers)
+                base = _https_base_url(settings)
+                print(f"privca is running (data in {settings.data_dir})", flush=True)  # noqa: T201
+                print(f"  HTTPS            {base}/", flush=True)  # noqa: T201
+                print(f"  ACME directory   {base}/acme/directory", flush=True)  # noqa: T201
+                print(f"  EST              {base}/.well-known/est/", flush=True)  # noqa: T201
+                print(f"  OCSP/CRL (HTTP)  {settings.http_base_url}/", flush=True)  # noqa: T201
+                print(f"  trust bundle     {tls.bundle}", flush=True)  # noqa: T201
+                if ready is not None:
+                    ready.set()
+                _freeze_startup_objects()
+                await stop.wait()
+                print("privca: shutting down", flush=True)  # noqa: T201
+            finally:
+                await asyncio.to_thread(_stop_workers, workers)
 
 
 # ---------------------------------------------------------------------- worker processes
@@ -329,29 +348,7 @@ def _worker_main(settings: Settings, tls: TlsFiles) -> None:
 async def _worker(settings: Settings, tls: TlsFiles) -> None:
     async with open_services(settings) as services:
         est_service = build_est_service(services)
-        ssl_context, trust_refresh = await _https_ssl_context(tls, est_service)
-        https = web.AppRunner(create_https_app(services, est_service=est_service))
-        http = web.AppRunner(
-            create_http_app(services, maintenance=False), **_http_runner_options(settings)
-        )
-        await https.setup()
-        await http.setup()
-        stop_http: Callable[[], Awaitable[None]] | None = None
         stop = _stop_on_signals()
-        try:
-            await web.TCPSite(
-                https,
-                settings.host,
-                settings.https_port,
-                ssl_context=ssl_context,
-                reuse_port=True,
-            ).start()
-            stop_http = await _start_http_site(http, services, reuse_port=True)
+        async with _listeners(services, tls, est_service, maintenance=False, reuse_port=True):
             _freeze_startup_objects()
             await stop.wait()
-        finally:
-            trust_refresh.cancel()
-            if stop_http is not None:
-                await stop_http()
-            await https.cleanup()
-            await http.cleanup()
