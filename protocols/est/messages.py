@@ -40,6 +40,7 @@ CERTS_ONLY: Final = "application/pkcs7-mime; smime-type=certs-only"
 CSRATTRS: Final = "application/csrattrs"
 _OID_CRI_TEMPLATE: Final = "1.2.840.113549.1.9.16.2.61"  # id-aa-certificationRequestInfoTemplate
 _OID_EXT_REQ_TEMPLATE: Final = "1.2.840.113549.1.9.16.2.62"  # id-aa-extensionReqTemplate
+_OID_RSA_ENCRYPTION: Final = "1.2.840.113549.1.1.1"
 _NULL: Final = b"\x05\x00"
 PKCS8: Final = "application/pkcs8"
 PKCS10: Final = "application/pkcs10"
@@ -132,9 +133,10 @@ def _template_attribute(t: est_api.CsrTemplate) -> bytes:
         # NameTemplate: one RDN per attribute, SingleAttributeTemplate { type } (no value).
         parts.append(der.seq(*(der.wrap(0x31, der.seq(oid(o))) for o in t.subject_types)))
     if t.key_algorithm is not None:
-        params = _NULL if t.null_parameters else b""
-        if t.key_parameters is not None:
-            params = oid(t.key_parameters)
+        # Parameters: the named curve for EC; NULL for rsaEncryption (RFC 3279 §2.3.1).
+        params = _NULL if t.key_algorithm == _OID_RSA_ENCRYPTION else b""
+        if t.key_curve is not None:
+            params = oid(t.key_curve)
         # subjectPKInfo [0] IMPLICIT SubjectPublicKeyInfoTemplate { algorithm } (no key).
         parts.append(der.wrap(0xA0, der.seq(oid(t.key_algorithm), params)))
     attributes = b""

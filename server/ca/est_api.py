@@ -101,6 +101,21 @@ _OID_COMMON_NAME: Final = "2.5.4.3"
 _OID_SUBJECT_ALT_NAME: Final = "2.5.29.17"
 
 
+# The key a profile prefers, in order: (key type, key algorithm OID, curve OID, signature
+# algorithm OID to advertise). csrattrs and its RFC 9908 template both say this one.
+_KEY_HINTS: Final = (
+    (KeyAlgorithm.EC_P256, _OID_EC_PUBLIC_KEY, _OID_SECP256R1, _OID_ECDSA_SHA256),
+    (KeyAlgorithm.EC_P384, _OID_EC_PUBLIC_KEY, _OID_SECP384R1, None),
+    (KeyAlgorithm.RSA_2048, _OID_RSA_ENCRYPTION, None, _OID_SHA256_RSA),
+)
+
+
+def _key_hint(
+    allowed: frozenset[KeyAlgorithm],
+) -> tuple[KeyAlgorithm, str, str | None, str | None] | None:
+    return next((hint for hint in _KEY_HINTS if hint[0] in allowed), None)
+
+
 def is_valid_label_name(name: str) -> bool:
     """Return True for a usable label name (not an operation name)."""
     return bool(_LABEL_RE.match(name)) and name not in _RESERVED
@@ -535,15 +550,12 @@ class EstService:
             return label.csrattrs
         prof = self._engine.profile(label.profile)
         out: list[CsrAttr] = []
-        if KeyAlgorithm.EC_P256 in prof.allowed_key_algorithms:
-            out += [
-                CsrAttr(_OID_EC_PUBLIC_KEY, (_OID_SECP256R1,)),
-                CsrAttr(_OID_ECDSA_SHA256),
-            ]
-        elif KeyAlgorithm.EC_P384 in prof.allowed_key_algorithms:
-            out += [CsrAttr(_OID_EC_PUBLIC_KEY, (_OID_SECP384R1,))]
-        elif KeyAlgorithm.RSA_2048 in prof.allowed_key_algorithms:
-            out += [CsrAttr(_OID_RSA_ENCRYPTION), CsrAttr(_OID_SHA256_RSA)]
+        hint = _key_hint(prof.allowed_key_algorithms)
+        if hint is not None:
+            _, algorithm, curve, signature = hint
+            out.append(CsrAttr(algorithm, (curve,) if curve else ()))
+            if signature is not None:
+                out.append(CsrAttr(signature))
         if prof.keep_subject:
             out.append(CsrAttr(_OID_SERIAL_NUMBER))
         return tuple(out)
@@ -560,19 +572,11 @@ class EstService:
         if label.csrattrs is not None:
             return None
         prof = self._engine.profile(label.profile)
-        keys_ = prof.allowed_key_algorithms
-        key: tuple[str | None, str | None, bool] = (None, None, False)
-        if KeyAlgorithm.EC_P256 in keys_:
-            key = (_OID_EC_PUBLIC_KEY, _OID_SECP256R1, False)
-        elif KeyAlgorithm.EC_P384 in keys_:
-            key = (_OID_EC_PUBLIC_KEY, _OID_SECP384R1, False)
-        elif KeyAlgorithm.RSA_2048 in keys_:
-            key = (_OID_RSA_ENCRYPTION, None, True)
+        hint = _key_hint(prof.allowed_key_algorithms)
         return CsrTemplate(
             subject_types=(_OID_COMMON_NAME, _OID_SERIAL_NUMBER) if prof.keep_subject else (),
-            key_algorithm=key[0],
-            key_parameters=key[1],
-            null_parameters=key[2],
+            key_algorithm=hint[1] if hint else None,
+            key_curve=hint[2] if hint else None,
             extensions=(_OID_SUBJECT_ALT_NAME,) if prof.require_san else (),
         )
 

@@ -68,15 +68,14 @@ class CsrTemplate:
     """An RFC 9908 certification request template: what the CSR holds, values left to the client.
 
     ``subject_types``: attribute OIDs of the subject, one RDN each, in order;
-    ``key_algorithm`` and ``key_parameters``: the AlgorithmIdentifier of the key
-    (parameters an OID, e.g. the named curve, or None for NULL/absent);
-    ``extensions``: extension OIDs the client supplies (e.g. subjectAltName).
+    ``key_algorithm`` and ``key_curve``: the key's algorithm OID and, for EC, its
+    named curve; ``extensions``: extension OIDs the client supplies (e.g.
+    subjectAltName).
     """
 
     subject_types: tuple[str, ...] = ()
     key_algorithm: str | None = None
-    key_parameters: str | None = None
-    null_parameters: bool = False
+    key_curve: str | None = None
     extensions: tuple[str, ...] = ()
 
 

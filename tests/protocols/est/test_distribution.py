@@ -9,6 +9,7 @@ from pyasn1.codec.der import decoder
 from pyasn1.type import namedtype, tag, univ
 from pyasn1_modules import rfc5280, rfc5652, rfc7030
 
+from protocols.est import messages
 from server.ca import est_api
 from tests.protocols.est.conftest import OP, PREFIX, EstEnv, certs_from_body
 
@@ -82,6 +83,16 @@ async def test_csrattrs_template_asks_tls_server_labels_for_names(est_env: EstEn
     assert rest == b""
     assert str(ext["extnID"]) == "2.5.29.17"
     assert not ext["extnValue"].hasValue()
+
+
+def test_csrattrs_template_rsa_key_has_null_parameters() -> None:
+    template = est_api.CsrTemplate(key_algorithm="1.2.840.113549.1.1.1")
+    der = messages.csrattrs_der((), template)
+    decoded = _template(decoder.decode(der, asn1Spec=rfc7030.CsrAttrs())[0])
+    algorithm = decoded["subjectPKInfo"]["algorithm"]
+    assert str(algorithm["algorithm"]) == "1.2.840.113549.1.1.1"
+    assert bytes(algorithm["parameters"]) == b"\x05\x00"  # NULL (RFC 3279 §2.3.1)
+    assert not decoded["subject"].hasValue()
 
 
 # RFC 9908 §3.4 structures, written here from the RFC as an independent decoder.
