@@ -45,19 +45,25 @@ while [[ "$HTTP_PORT" == "$HTTPS_PORT" ]]; do HTTP_PORT=$(pick_port); done
 DATA="$WORK/data"
 cd "$WORK" || exit 1
 
-# A device manufacturer's CA (IDevID anchor for the "factory" label), made with openssl only.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout vendor.key \
-  -out vendor.pem -days 30 -subj "/CN=Vendor IDevID CA" 2>/dev/null
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout idevid.key \
-  -subj "/CN=idevid-0001/serialNumber=V0001" -out idevid.csr 2>/dev/null
-openssl x509 -req -in idevid.csr -CA vendor.pem -CAkey vendor.key -CAcreateserial -days 10 \
-  -out idevid.pem 2>/dev/null
+# Device manufacturers' certificates, made with openssl only.
+self_signed() {  # name CN: a self-signed P-256 certificate (name.key, name.pem)
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" \
+    -out "$1.pem" -days 30 -subj "/CN=$2" 2>/dev/null
+}
+issue_from() {  # name subject ca days: a P-256 certificate from ca (name.key, name.csr, name.pem)
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" \
+    -subj "$2" -out "$1.csr" 2>/dev/null
+  openssl x509 -req -in "$1.csr" -CA "$3.pem" -CAkey "$3.key" -CAcreateserial -days "$4" \
+    -out "$1.pem" 2>/dev/null
+}
+# The IDevID anchor of the "factory" label and one of its devices.
+self_signed vendor "Vendor IDevID CA"
+issue_from idevid "/CN=idevid-0001/serialNumber=V0001" vendor 10
 # notAfter one day before notBefore: an expired IDevID from a trusted vendor.
 openssl x509 -req -in idevid.csr -CA vendor.pem -CAkey vendor.key -CAcreateserial -days -1 \
   -out expired.pem 2>/dev/null
 # A client certificate nobody trusts.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout stranger.key \
-  -out stranger.pem -days 30 -subj "/CN=stranger" 2>/dev/null
+self_signed stranger "stranger"
 
 cat >privca.toml <<EOF
 [est.labels.factory]
@@ -105,6 +111,8 @@ newcsr() {  # name subject [extra openssl req args]: writes name.key, name.b64 (
 }
 p7_to_pem() { openssl base64 -d -in "$1" | openssl pkcs7 -inform DER -print_certs -out "$2" 2>/dev/null; }
 verify() { openssl verify -CAfile "$ROOT" -untrusted chain.pem "$1" >/dev/null 2>&1; }
+# issued CODE BODY PEM: HTTP 200 and a certs-only body whose certificate (written to PEM) verifies.
+issued() { [[ "$1" == 200 ]] && p7_to_pem "$2" "$3" && verify "$3"; }
 
 # ---- cacerts (RFC 7030 4.1)
 code=$("${CURL[@]}" -o cacerts.b64 -D cacerts.hdr -w '%{http_code}' "$BASE/cacerts")
@@ -136,7 +144,7 @@ fi
 # ---- simpleenroll with HTTP Basic (RFC 7030 4.2.1)
 newcsr dev "/CN=fire-sensor-123/serialNumber=FS123"
 code=$(post enroll "$BASE/simpleenroll" dev.b64 -u "dev1:$PW")
-if [[ "$code" == 200 ]] && p7_to_pem enroll.body dev.pem && verify dev.pem \
+if issued "$code" enroll.body dev.pem \
   && openssl x509 -in dev.pem -noout -subject | grep -q 'fire-sensor-123'; then
   pass "simpleenroll-basic"
 else
@@ -146,7 +154,7 @@ fi
 # ---- simplereenroll with the issued cert as TLS client cert (RFC 7030 4.2.2)
 newcsr dev2 "/CN=fire-sensor-123/serialNumber=FS123"
 code=$(post reenroll "$BASE/simplereenroll" dev2.b64 --cert dev.pem --key dev.key)
-if [[ "$code" == 200 ]] && p7_to_pem reenroll.body dev-renewed.pem && verify dev-renewed.pem \
+if issued "$code" reenroll.body dev-renewed.pem \
   && [[ "$(openssl x509 -in dev-renewed.pem -noout -subject)" == "$(openssl x509 -in dev.pem -noout -subject)" ]] \
   && [[ "$(openssl x509 -in dev-renewed.pem -noout -serial)" != "$(openssl x509 -in dev.pem -noout -serial)" ]]; then
   pass "simplereenroll-client-cert"
@@ -187,7 +195,7 @@ fi
 # ---- IDevID -> LDevID on a label that trusts the vendor CA (client cert over TLS)
 newcsr ldev "/CN=ldevid-0001/serialNumber=V0001"
 code=$(post factory "$BASE/factory/simpleenroll" ldev.b64 --cert idevid.pem --key idevid.key)
-if [[ "$code" == 200 ]] && p7_to_pem factory.body ldev.pem && verify ldev.pem; then
+if issued "$code" factory.body ldev.pem; then
   pass "label-idevid-enroll"
 else
   fail "label-idevid-enroll" "status $code: $(head -c 200 factory.body)"
@@ -269,7 +277,7 @@ if "$PRIVCA" est label add --data-dir "$DATA" manual --approval-required >/dev/n
   if [[ "$code" == 202 ]] && grep -qi '^retry-after: [0-9]' held1.hdr && [[ -n "$id" ]] \
     && "$PRIVCA" est pending approve --data-dir "$DATA" "$id" >/dev/null 2>&1; then
     code=$(post held2 "$BASE/manual/simpleenroll" held.b64 -u "dev1:$PW")
-    if [[ "$code" == 200 ]] && p7_to_pem held2.body held.pem && verify held.pem; then
+    if issued "$code" held2.body held.pem; then
       pass "manual-approval"
     else
       fail "manual-approval" "after approval: HTTP $code"
@@ -283,12 +291,8 @@ fi
 
 # ---- a label created while privca runs: its vendor's devices get through the TLS handshake
 # within seconds, no restart (privca loads new anchors into the live listener every 5 s)
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout vendor2.key \
-  -out vendor2.pem -days 30 -subj "/CN=Late Vendor IDevID CA" 2>/dev/null
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout idevid2.key \
-  -subj "/CN=idevid-0002" -out idevid2.csr 2>/dev/null
-openssl x509 -req -in idevid2.csr -CA vendor2.pem -CAkey vendor2.key -CAcreateserial -days 10 \
-  -out idevid2.pem 2>/dev/null
+self_signed vendor2 "Late Vendor IDevID CA"
+issue_from idevid2 "/CN=idevid-0002" vendor2 10
 if "$PRIVCA" est label add --data-dir "$DATA" late --auth cert --trust-anchor vendor2.pem >/dev/null 2>&1; then
   newcsr late "/CN=late-device-1"
   code=000
@@ -297,7 +301,7 @@ if "$PRIVCA" est label add --data-dir "$DATA" late --auth cert --trust-anchor ve
     [[ "$code" == 000 ]] || break
     sleep 0.5
   done
-  if [[ "$code" == 200 ]] && p7_to_pem late.body late.pem && verify late.pem; then
+  if issued "$code" late.body late.pem; then
     pass "label-added-while-serving"
   else
     fail "label-added-while-serving" "HTTP $code after 12 s: $(head -c 200 late.err late.body 2>/dev/null)"
