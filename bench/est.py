@@ -31,14 +31,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
 
 import aiohttp
-import asyncpg
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -47,6 +45,8 @@ from cryptography.x509.oid import NameOID
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from pgdb import fresh_database  # noqa: E402 - bench/pgdb.py, beside this script
 
 from server.bootstrap import open_services  # noqa: E402
 from server.ca.types import Principal  # noqa: E402
@@ -172,20 +172,8 @@ async def _database(kind: str) -> AsyncIterator[str | None]:
     if kind == "sqlite":
         yield None
         return
-    name = f"privca_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(PG_ADMIN, timeout=10)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        conn = await asyncpg.connect(PG_ADMIN, timeout=10)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+    async with fresh_database(PG_ADMIN) as url:
+        yield url
 
 
 def _privca() -> str:

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import statistics
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pgdb import fresh_database  # bench/pgdb.py, beside this script
 
 from server.ca import api, keys
 from server.ca.types import Principal
@@ -128,28 +127,6 @@ async def with_db(
         await db.close()
 
 
-@contextlib.asynccontextmanager
-async def fresh_pg(url: str) -> AsyncIterator[str]:
-    """Yield the URL of a new, empty PostgreSQL database; drop it afterwards."""
-    import asyncpg  # only needed for the PostgreSQL run
-
-    name = f"privca_bench_{uuid.uuid4().hex[:8]}"
-    admin = url.replace("postgresql+asyncpg://", "postgresql://")
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000)
@@ -177,7 +154,7 @@ async def main() -> None:
             rows.append((f"engine -> SQLite, c={conc}", *rate))
     if args.pg_url:
         for conc in (1, args.concurrency):
-            async with fresh_pg(args.pg_url) as url:
+            async with fresh_database(args.pg_url) as url:
                 rate = await with_db(url, lambda e, c=conc: engine_rate(e, csrs, c))
             rows.append((f"engine -> PostgreSQL, c={conc}", *rate))
     print(f"\nLeaf issuance, {args.count} certificates (P-256 issuer, tls-server profile)\n")
