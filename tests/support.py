@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -22,6 +22,8 @@ from server.ca import keys
 from server.ca.types import KeyAlgorithm
 
 __all__ = [
+    "DATA_DIR",
+    "MATTER_VECTORS",
     "FakeClock",
     "lint_errors",
     "make_csr",
@@ -32,6 +34,9 @@ __all__ = [
 ]
 
 TEST_PASSPHRASE = b"test-passphrase-0123456789"
+# Fixed vectors live in tests/data (each folder has a README giving its origin).
+DATA_DIR: Final = Path(__file__).resolve().parent / "data"
+MATTER_VECTORS: Final = DATA_DIR / "matter"
 
 
 class FakeClock:

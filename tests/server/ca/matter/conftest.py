@@ -1,4 +1,4 @@
-"""Fixtures for the Matter package tests: the shared vectors and throw-away Matter PKIs.
+"""Fixtures for the Matter package tests: tests/data/matter vectors and throw-away Matter PKIs.
 
 Keys are generated per session and never written to disk. Fixtures return library
 types only, so test modules never import this file.
@@ -15,9 +15,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from server.ca.matter import profiles
+from tests.support import MATTER_VECTORS
 
-# CI clones the repository next to a copy of shared/, so the vectors live beside the repo.
-_VECTORS: Final = Path(__file__).resolve().parents[4].parent / "shared" / "vectors" / "matter"
+_VECTORS: Final = MATTER_VECTORS
 _NOT_BEFORE: Final = datetime(2024, 1, 1, tzinfo=UTC)
 _FABRIC: Final = 0xFAB0_0000_0000_001D
 
@@ -28,12 +28,7 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 @pytest.fixture(scope="session")
 def vectors() -> Path:
-    """Return the shared Matter vector directory, failing clearly when it is absent."""
-    if not (_VECTORS / "manifest.tsv").is_file():
-        pytest.fail(
-            f"Matter vectors not found at {_VECTORS}: the shared/ directory must sit beside "
-            "the repository checkout (<repo>/../shared/vectors/matter)"
-        )
+    """Return the Matter vector directory (tests/data/matter, see its README)."""
     return _VECTORS
 
 
