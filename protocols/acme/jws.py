@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -365,8 +364,3 @@ def verify_eab(eab: object, *, outer_jwk: Mapping[str, Any], url: str) -> acme_a
     return acme_api.EabBinding(
         kid=kid, signing_input=inner.signing_input, signature=inner.signature
     )
-
-
-def hs256(key: bytes, signing_input: bytes) -> bytes:
-    """Return an HS256 MAC (used by tests and tools building EAB bindings)."""
-    return hmac.new(key, signing_input, hashlib.sha256).digest()

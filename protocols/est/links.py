@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["OPERATIONS", "PREFIX", "operation_url"]
+__all__ = ["OPERATIONS", "PREFIX"]
 
 PREFIX: Final = "/.well-known/est"
 OPERATIONS: Final = (
@@ -15,9 +15,3 @@ OPERATIONS: Final = (
     "serverkeygen",
     "fullcmc",
 )
-
-
-def operation_url(base: str, operation: str, label: str | None = None) -> str:
-    """Return ``{base}/.well-known/est[/{label}]/{operation}``."""
-    middle = f"/{label}" if label else ""
-    return f"{base.rstrip('/')}{PREFIX}{middle}/{operation}"

@@ -37,22 +37,12 @@ __all__ = [
     "OcspRequest",
     "SignerKey",
     "SingleStatus",
-    "UnsuccessfulStatus",
     "cert_id",
     "encode_response",
     "parse_request",
     "public_key_bits",
     "unsuccessful",
 ]
-
-
-class UnsuccessfulStatus:
-    """OCSPResponseStatus values (RFC 6960 §4.2.1)."""
-
-    MALFORMED_REQUEST: Final = 1
-    INTERNAL_ERROR: Final = 2
-    TRY_LATER: Final = 3
-    UNAUTHORIZED: Final = 6
 
 
 SHA1_OID: Final = _oid_bytes("1.3.14.3.2.26")

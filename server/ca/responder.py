@@ -596,7 +596,3 @@ class Responder:
         self._signers = {
             k: v for k, v in self._signers.items() if v.not_after - now > self._rotate_margin()
         }
-
-    def ca_ids(self) -> Sequence[CAId]:
-        """Return the ids of the CAs currently served."""
-        return list(self._cas)
