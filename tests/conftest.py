@@ -101,7 +101,7 @@ async def _migrated_sqlite(path: Path) -> None:
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One SQLite file migrated once per run; tests get a copy (Alembic costs ~0.3 s a run)."""
+    """One SQLite file migrated once per run; each test gets a copy instead of running Alembic."""
     path = tmp_path_factory.mktemp("template") / "migrated.db"
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, _migrated_sqlite(path)).result()

@@ -22,7 +22,6 @@ from server.ca import keys
 from server.ca.types import KeyAlgorithm
 
 __all__ = [
-    "DATA_DIR",
     "MATTER_VECTORS",
     "FakeClock",
     "lint_errors",
@@ -35,8 +34,7 @@ __all__ = [
 
 TEST_PASSPHRASE = b"test-passphrase-0123456789"
 # Fixed vectors live in tests/data (each folder has a README giving its origin).
-DATA_DIR: Final = Path(__file__).resolve().parent / "data"
-MATTER_VECTORS: Final = DATA_DIR / "matter"
+MATTER_VECTORS: Final = Path(__file__).resolve().parent / "data" / "matter"
 
 
 class FakeClock:

@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from server.ca.matter import profiles
 from tests.support import MATTER_VECTORS
 
-_VECTORS: Final = MATTER_VECTORS
 _NOT_BEFORE: Final = datetime(2024, 1, 1, tzinfo=UTC)
 _FABRIC: Final = 0xFAB0_0000_0000_001D
 
@@ -29,7 +28,7 @@ def _key() -> ec.EllipticCurvePrivateKey:
 @pytest.fixture(scope="session")
 def vectors() -> Path:
     """Return the Matter vector directory (tests/data/matter, see its README)."""
-    return _VECTORS
+    return MATTER_VECTORS
 
 
 @pytest.fixture(scope="session")
