@@ -52,7 +52,8 @@ from cryptography.x509 import ocsp as x509_ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from server.bootstrap import ensure_first_start, open_services
-from server.ca import ocsp_codec, status_ports
+from server.ca.status import ocsp_codec
+from server.ca.status import ports as status_ports
 from server.ca.types import RevocationReason
 from server.config import load_settings
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from protocols.acme import network, routes
 from server.bootstrap import Services
-from server.ca import acme_api
+from server.ca.acme import api as acme_api
 from server.store.acme_repository import SqlAcmeRepository
 
 __all__ = ["build_acme_app", "build_registration"]
@@ -20,10 +20,10 @@ def build_registration(
     *,
     ports: acme_api.ValidationPorts | None = None,
     repo: SqlAcmeRepository | None = None,
-) -> acme_api.Registration:
+) -> acme_api.AcmeService:
     """Return the ACME state machine over this process's engine and database."""
     acme = services.settings.acme
-    return acme_api.Registration(
+    return acme_api.AcmeService(
         services.engine,
         repo or SqlAcmeRepository(services.db),
         ports=ports or network.default_ports(acme.dns_resolver),

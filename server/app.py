@@ -33,8 +33,9 @@ from protocols.ocsp import links as ocsp_links
 from protocols.ocsp import routes as ocsp_routes
 from server.acme_app import build_acme_app
 from server.bootstrap import Services, TlsFiles, ensure_first_start, open_services
-from server.ca import est_api, status_api
 from server.ca.api import CAEngine
+from server.ca.est import api as est_api
+from server.ca.status import api as status_api
 from server.config import Settings
 from server.store.est_repository import SqlEstRepository
 from server.tls_anchors import ClientAnchors

@@ -21,7 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from server.ca import api, keys, status_api
+from server.ca import api, keys
+from server.ca.status import api as status_api
 from server.ca.types import KeyAlgorithm, Principal
 from server.config import ConfigError, Settings, status_settings
 from server.store.database import Database

@@ -326,7 +326,7 @@ def _est_service(s: Services) -> Any:  # an est_api.EstService (imported lazily)
 
 
 async def _est_label_add(s: Services, a: argparse.Namespace) -> int:
-    from server.ca import est_api
+    from server.ca.est import api as est_api
 
     anchors = b"".join(Path(p).read_bytes() for p in a.trust_anchor or [])
     attrs = None
@@ -410,7 +410,7 @@ async def _est_user_remove(s: Services, a: argparse.Namespace) -> int:
 
 
 async def _est_pending_list(s: Services, a: argparse.Namespace) -> int:
-    from server.ca import est_api
+    from server.ca.est import api as est_api
 
     status = None if a.all else est_api.PendingStatus.PENDING
     print(f"{'ID':<18} {'STATUS':<9} {'LABEL':<14} {'OPERATION':<15} {'REQUESTER':<32} SUBJECT")

@@ -1,6 +1,6 @@
 """``privca matter ...``: Matter PAA/PAI/DAC and RCAC/ICAC/NOC from the command line.
 
-A thin front end over ``server.ca.matter_api``: parses options, calls the facade,
+A thin front end over ``server.ca.matter.api``: parses options, calls the facade,
 writes files (per-device DAC bundles with a manifest, NOC PEM/TLV). Registered by
 ``server/cli.py``; must not import it (cli.py imports this module).
 """
@@ -26,8 +26,8 @@ from tqdm import tqdm
 
 from server import bundle_files
 from server.bootstrap import Services
-from server.ca import matter_api
 from server.ca.errors import EngineError, ProblemKind
+from server.ca.matter import api as matter_api
 from server.ca.matter import tlv
 from server.ca.types import Principal
 

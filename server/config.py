@@ -13,7 +13,11 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from server.ca import acme_api, api, crls, est_ports, responder, status_api
+from server.ca import api
+from server.ca.acme import api as acme_api
+from server.ca.est import ports as est_ports
+from server.ca.status import api as status_api
+from server.ca.status import crls, responder
 from server.ca.types import KeyAlgorithm
 from server.store.database import sqlite_url
 

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from protocols.acme import jws, links, messages
 from protocols.acme.middleware import MAX_BODY, REGISTRATION, AcmeProblemError, links_for
 from protocols.common import problem
-from server.ca import acme_api
+from server.ca.acme import api as acme_api
 from server.ca.errors import EngineError, ProblemKind
 
 __all__ = [

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from server.ca import acme_api
+from server.ca.acme import api as acme_api
 from server.ca.errors import EngineError, ProblemKind
 
 __all__ = [
@@ -285,7 +285,7 @@ async def authenticate(
     body: bytes,
     *,
     url: str,
-    registration: acme_api.Registration,
+    registration: acme_api.AcmeService,
     account_id_of: Callable[[str], str | None],
     use_jwk: bool,
     allow_both: bool = False,

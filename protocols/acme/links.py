@@ -2,7 +2,7 @@
 
 Every URL is absolute and derived from the request's scheme and Host, so a
 node behind any name answers with URLs the client can reach. Must not import
-the engine beyond ``server.ca.acme_api``.
+the engine beyond ``server.ca.acme.api``.
 """
 
 from __future__ import annotations

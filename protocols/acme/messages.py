@@ -14,7 +14,7 @@ from typing import Any
 
 from protocols.acme.links import Links
 from protocols.common import problem
-from server.ca import acme_api
+from server.ca.acme import api as acme_api
 from server.ca.errors import EngineError, ProblemKind
 
 __all__ = [

@@ -17,14 +17,14 @@ from aiohttp import web
 from protocols.acme import jws
 from protocols.acme.links import Links
 from protocols.common import problem
-from server.ca import acme_api
+from server.ca.acme import api as acme_api
 from server.ca.errors import EngineError, ProblemKind
 
 __all__ = ["MAX_BODY", "PREFIX", "REGISTRATION", "AcmeProblemError", "acme_middleware", "links_for"]
 
 log = logging.getLogger(__name__)
 
-REGISTRATION: Final = web.AppKey("acme_registration", acme_api.Registration)
+REGISTRATION: Final = web.AppKey("acme_registration", acme_api.AcmeService)
 PREFIX: Final = web.AppKey("acme_prefix", str)
 MAX_BODY: Final = web.AppKey("acme_max_body", int)
 PROBLEM_JSON: Final = "application/problem+json"

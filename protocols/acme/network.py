@@ -1,6 +1,6 @@
 """The network ports of ACME validation: http-01 fetches, TXT lookups, tls-alpn-01 probes.
 
-Implements ``server.ca.acme_api.HttpFetcher``, ``TxtResolver`` and
+Implements ``server.ca.acme.api.HttpFetcher``, ``TxtResolver`` and
 ``TlsAlpnProber`` with aiohttp, dnspython and asyncio's ssl. The engine wraps
 each call in a timeout; these classes only do the I/O and map failures to
 ``NetworkError``.
@@ -19,7 +19,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
-from server.ca import acme_api
+from server.ca.acme import api as acme_api
 
 __all__ = ["AiohttpFetcher", "AlpnProber", "DnsResolver", "default_ports"]
 

@@ -8,13 +8,13 @@ from aiohttp import web
 
 from protocols.acme import handlers, links
 from protocols.acme.middleware import MAX_BODY, PREFIX, REGISTRATION, acme_middleware
-from server.ca import acme_api
+from server.ca.acme import api as acme_api
 
 __all__ = ["build_app"]
 
 
 def build_app(
-    registration: acme_api.Registration,
+    registration: acme_api.AcmeService,
     *,
     prefix: str = "/acme",
     client_max_size: int = 64 * 1024,

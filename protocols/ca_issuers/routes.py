@@ -6,7 +6,7 @@ from aiohttp import web
 
 from protocols.ca_issuers import handlers
 from protocols.crl.routes import errors_middleware
-from server.ca import status_api
+from server.ca.status import api as status_api
 
 __all__ = ["build_app"]
 

@@ -7,7 +7,7 @@ from typing import Final
 from aiohttp import web
 
 from protocols.crl import messages
-from server.ca import status_api
+from server.ca.status import api as status_api
 
 __all__ = ["SERVICE", "get_crl"]
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Final
 
-from server.ca import status_api
+from server.ca.status import api as status_api
 
 __all__ = ["CRL_TYPE", "crl_headers", "text_error"]
 

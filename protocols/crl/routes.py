@@ -14,8 +14,8 @@ from aiohttp.typedefs import Handler
 
 from protocols.common import problem
 from protocols.crl import handlers, messages
-from server.ca import status_api
 from server.ca.errors import EngineError
+from server.ca.status import api as status_api
 
 __all__ = ["build_app", "errors_middleware"]
 

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import serialization
 
 from protocols.common.ratelimit import TokenBuckets
 from protocols.est.messages import EstError
-from server.ca import est_api
 from server.ca.errors import EngineError, ProblemKind
+from server.ca.est import api as est_api
 
 __all__ = ["AuthSettings", "authenticate", "parse_basic", "parse_forwarded_cert"]
 

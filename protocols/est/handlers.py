@@ -10,7 +10,7 @@ from typing import Final
 from aiohttp import web
 
 from protocols.est import auth, messages
-from server.ca import est_api
+from server.ca.est import api as est_api
 
 __all__ = [
     "AUTH",

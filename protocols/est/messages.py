@@ -21,7 +21,8 @@ from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.type import univ
 from pyasn1_modules import rfc5652, rfc7030
 
-from server.ca import der, est_api
+from server.ca import der
+from server.ca.est import api as est_api
 
 __all__ = [
     "CERTS_ONLY",

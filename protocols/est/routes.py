@@ -16,8 +16,8 @@ from aiohttp.typedefs import Handler
 
 from protocols.common import problem
 from protocols.est import auth, handlers, links, messages
-from server.ca import est_api
 from server.ca.errors import EngineError, ProblemKind
+from server.ca.est import api as est_api
 
 __all__ = ["build_app"]
 

@@ -7,8 +7,8 @@ from typing import Final
 from aiohttp import web
 
 from protocols.ocsp import links, messages
-from server.ca import status_api
 from server.ca.errors import EngineError, ProblemKind
+from server.ca.status import api as status_api
 
 __all__ = ["MAX_REQUEST", "SERVICE", "get_request", "post_request"]
 

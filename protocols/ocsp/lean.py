@@ -27,8 +27,8 @@ from typing import Final, cast
 from aiohttp import web
 
 from protocols.ocsp import links, messages
-from server.ca import status_api
 from server.ca.errors import EngineError
+from server.ca.status import api as status_api
 
 __all__ = ["LeanContext", "LeanHttp", "LeanSite"]
 

@@ -12,8 +12,8 @@ import time
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
-from server.ca import status_api
 from server.ca.errors import EngineError, ProblemKind
+from server.ca.status import api as status_api
 
 __all__ = [
     "INTERNAL_ERROR",

@@ -15,8 +15,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from protocols.ocsp import handlers, messages
-from server.ca import status_api
 from server.ca.errors import EngineError
+from server.ca.status import api as status_api
 
 __all__ = ["build_app"]
 

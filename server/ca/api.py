@@ -18,9 +18,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from server.ca import crl_codec, hierarchy, issuance, keys, policy, profiles, revocation
+from server.ca import hierarchy, issuance, keys, policy, profiles, revocation
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import Clock, Repository, SerialConflictError, SystemClock, random_serial
+from server.ca.status import crl_codec
 from server.ca.types import (
     CA,
     AuditEvent,
@@ -41,7 +42,7 @@ from server.ca.types import (
 )
 
 if TYPE_CHECKING:
-    from server.ca.matter_api import MatterRequest
+    from server.ca.matter.api import MatterRequest
 
 __all__ = ["CAEngine", "EngineSettings", "StatusListener"]
 
@@ -62,7 +63,7 @@ class StatusListener(Protocol):
 
 _SERIAL_ATTEMPTS: Final = 5
 _CA_BACKDATE: Final = timedelta(minutes=5)
-# Matter leaf profiles: issued by server/ca/matter_api.py on CAs of kind MATTER_PAI
+# Matter leaf profiles: issued by server/ca/matter/api.py on CAs of kind MATTER_PAI
 # (DAC) and MATTER_ICAC/MATTER_RCAC (NOC); the Matter profiles fix everything else.
 _MATTER_PROFILES: Final = {
     p.name: p
@@ -515,7 +516,7 @@ class CAEngine:
         req = csr if isinstance(csr, x509.CertificateSigningRequest) else issuance.load_csr(csr)
         if profile in _MATTER_PROFILES:
             # Matter DAC/NOC: dispatched on the profile and checked against the CA's kind.
-            from server.ca import matter_api  # matter_api imports this module
+            from server.ca.matter import api as matter_api  # it imports this module
 
             return await matter_api.issue_matter(
                 self,
@@ -561,7 +562,7 @@ class CAEngine:
         """
         key = await asyncio.to_thread(keys.generate_private_key, key_algorithm)
         if profile in _MATTER_PROFILES:
-            from server.ca import matter_api  # matter_api imports this module
+            from server.ca.matter import api as matter_api  # it imports this module
 
             issued = await matter_api.issue_matter(
                 self,

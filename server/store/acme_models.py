@@ -1,7 +1,7 @@
 """SQLAlchemy tables of the ACME server; the schema is owned by migration 0002_acme.
 
 Rows never leave ``server/store``: ``acme_repository.py`` converts them to
-``server.ca.acme_types``. Challenges live inside their authorization row (JSON)
+``server.ca.acme.types``. Challenges live inside their authorization row (JSON)
 so a challenge update is one single-row write.
 """
 

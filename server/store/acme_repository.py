@@ -1,7 +1,7 @@
-"""SQL implementation of ``server.ca.acme_ports.AcmeRepository`` (SQLite and PostgreSQL).
+"""SQL implementation of ``server.ca.acme.ports.AcmeRepository`` (SQLite and PostgreSQL).
 
 Core statements, one short transaction per write, SQLite writes serialised by
-an in-process lock. Rows are converted to ``server.ca.acme_types`` here.
+an in-process lock. Rows are converted to ``server.ca.acme.types`` here.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.ca import acme_types as at
+from server.ca.acme import types as at
 from server.ca.errors import ProblemKind, SubProblem
 from server.store import convert
 from server.store.acme_models import (

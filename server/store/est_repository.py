@@ -1,4 +1,4 @@
-"""SQL implementation of ``server.ca.est_ports.EstRepository`` (SQLite and PostgreSQL).
+"""SQL implementation of ``server.ca.est.ports.EstRepository`` (SQLite and PostgreSQL).
 
 Core statements, one short transaction per write; SQLite writes go through a
 write lock (optionally shared with the engine repository).
@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from server.ca import types
 from server.ca.errors import EngineError, ProblemKind
-from server.ca.est_ports import (
+from server.ca.est.ports import (
     AuthMode,
     CsrAttr,
     EstLabel,

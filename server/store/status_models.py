@@ -1,7 +1,7 @@
 """SQLAlchemy tables of the revocation services; the schema is owned by migration 0004_status.
 
 Rows never leave ``server/store``: ``status_repository.py`` converts them to
-``server.ca.status_ports`` types.
+``server.ca.status.ports`` types.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from server.store.models import Base, CertificateRow
 
 __all__ = ["CrlDirtyRow", "OcspResponseRow", "OcspSignerRow"]
 
-# CRL regeneration reads only the revocations since its last run (server/ca/crls.py).
+# CRL regeneration reads only the revocations since its last run (server/ca/status/crls.py).
 Index("ix_certificates_ca_revoked_at", CertificateRow.ca_id, CertificateRow.revoked_at)
 
 

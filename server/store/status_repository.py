@@ -1,4 +1,4 @@
-"""SQL implementation of ``server.ca.status_ports.StatusRepository`` (SQLite and PostgreSQL).
+"""SQL implementation of ``server.ca.status.ports.StatusRepository`` (SQLite and PostgreSQL).
 
 Core statements, one short transaction per write (SQLite writes go through the
 write lock). The leader lock is ``pg_try_advisory_lock`` on PostgreSQL, held on
@@ -18,7 +18,8 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from server.ca import status_ports, types
+from server.ca import types
+from server.ca.status import ports as status_ports
 from server.store import convert
 from server.store.database import Database, GroupCommit
 from server.store.models import CertificateRow, CrlRow

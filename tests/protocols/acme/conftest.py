@@ -11,7 +11,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from protocols.acme import routes
-from server.ca import acme_api, api, keys
+from server.ca import api, keys
+from server.ca.acme import api as acme_api
 from server.ca.types import Principal
 from server.store.acme_repository import SqlAcmeRepository
 from server.store.database import Database
@@ -27,7 +28,7 @@ class AcmeEnv:
     """One ACME server under test."""
 
     http: TestClient[Any, Any]
-    registration: acme_api.Registration
+    registration: acme_api.AcmeService
     repo: SqlAcmeRepository
     engine: api.CAEngine
     network: FakeNetwork
@@ -71,9 +72,7 @@ async def acme_env(
     engine = await make_engine(database, key_backend, **ca_options)
     network = FakeNetwork()
     repo = SqlAcmeRepository(database)
-    registration = acme_api.Registration(
-        engine, repo, ports=network.ports(), settings=acme_settings
-    )
+    registration = acme_api.AcmeService(engine, repo, ports=network.ports(), settings=acme_settings)
     root = web.Application()
     root.add_subapp("/acme", routes.build_app(registration))
     http = await aiohttp_client(root)

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from yarl import URL
 
-from server.ca import acme_api
+from server.ca.acme import api as acme_api
 from tests.support import make_csr
 
 JOSE = "application/jose+json"

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from server.ca import acme_api
+from server.ca.acme import api as acme_api
 from tests.protocols.acme.conftest import AcmeEnv
 from tests.protocols.acme.support import AcmeClient, eab_binding, jwk_of, jws
 

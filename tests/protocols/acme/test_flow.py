@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from server.ca import acme_api
+from server.ca.acme import api as acme_api
 from tests.protocols.acme.conftest import AcmeEnv
 from tests.protocols.acme.support import AcmeClient, b64u, csr_der
 from tests.support import lint_errors, openssl_verify

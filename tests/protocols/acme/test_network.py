@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from protocols.acme import network
-from server.ca import acme_api, validation
+from server.ca.acme import api as acme_api
+from server.ca.acme import validation
 from tests.protocols.acme.test_flow import alpn_cert
 
 AiohttpServer = Any

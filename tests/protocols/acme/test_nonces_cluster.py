@@ -7,7 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from protocols.acme import routes
-from server.ca import acme_api, api, keys
+from server.ca import api, keys
+from server.ca.acme import api as acme_api
 from server.store.acme_repository import SqlAcmeRepository
 from server.store.database import Database
 from server.store.repository import SqlRepository
@@ -22,7 +23,7 @@ async def node(
         SqlRepository(db), key_backend, settings=api.EngineSettings(default_ca="issuing")
     )
     repo = SqlAcmeRepository(db)
-    reg = acme_api.Registration(engine, repo, ports=FakeNetwork().ports())
+    reg = acme_api.AcmeService(engine, repo, ports=FakeNetwork().ports())
     app = web.Application()
     app.add_subapp("/acme", routes.build_app(reg))
     return await aiohttp_client(app)

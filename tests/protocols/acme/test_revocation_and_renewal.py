@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from server.ca import acme_api
+from server.ca.acme import api as acme_api
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import CertStatus, RevocationReason
 from tests.protocols.acme.conftest import AcmeEnv
@@ -197,7 +197,7 @@ class TestRateLimits:
         self, acme_env: AcmeEnv, acme: AcmeClient
     ) -> None:
         # A second engine on the same database (another node) shares the counter.
-        other = acme_api.Registration(
+        other = acme_api.AcmeService(
             acme_env.engine,
             acme_env.repo,
             ports=acme_env.network.ports(),

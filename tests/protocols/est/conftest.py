@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
 
 from protocols.est import routes
-from server.ca import api, est_api, keys
+from server.ca import api, keys
+from server.ca.est import api as est_api
 from server.ca.types import CertQuery, Principal
 from server.store.database import Database
 from server.store.est_repository import SqlEstRepository

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from server.ca import est_api
+from server.ca.est import api as est_api
 from server.store.database import Database
 from server.store.est_repository import SqlEstRepository
 from tests.protocols.est.conftest import (

@@ -8,7 +8,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from server.ca import est_api
+from server.ca.est import api as est_api
 from server.ca.types import RevocationReason
 from tests.protocols.est.conftest import (
     OP,

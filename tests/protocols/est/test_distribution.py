@@ -10,7 +10,7 @@ from pyasn1.type import namedtype, tag, univ
 from pyasn1_modules import rfc5280, rfc5652, rfc7030
 
 from protocols.est import messages
-from server.ca import est_api
+from server.ca.est import api as est_api
 from tests.protocols.est.conftest import OP, PREFIX, EstEnv, certs_from_body
 
 

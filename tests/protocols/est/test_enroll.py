@@ -10,7 +10,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from server.ca import est_api
+from server.ca.est import api as est_api
 from tests.protocols.est.conftest import (
     OP,
     PKCS10,

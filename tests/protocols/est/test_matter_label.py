@@ -7,7 +7,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from server.ca import est_api, matter_api
+from server.ca.est import api as est_api
+from server.ca.matter import api as matter_api
 from server.ca.matter import oids, rules
 from tests.protocols.est.conftest import OP, PKCS10, PREFIX, EstEnv, b64, basic, certs_from_body
 from tests.support import openssl_verify

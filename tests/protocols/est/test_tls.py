@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 
 from server.app import server_ssl_context
 from server.bootstrap import TlsFiles
-from server.ca import est_api
+from server.ca.est import api as est_api
 from server.ca.types import KeyAlgorithm
 from server.tls_anchors import ClientAnchors
 from tests.protocols.est.conftest import (

@@ -16,7 +16,7 @@ from protocols.ocsp import lean
 from server.app import create_http_app
 from server.bootstrap import Services
 from tests.protocols.ocsp.conftest import OCSP_TYPE, issue, issuing_cert
-from tests.server.ca.test_responder import ocsp_request
+from tests.server.ca.status.test_responder import ocsp_request
 
 
 @pytest.fixture(params=[75.0])

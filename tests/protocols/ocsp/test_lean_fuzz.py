@@ -8,7 +8,7 @@ from typing import Any
 
 from protocols.ocsp import lean
 from server.ca.errors import EngineError, ProblemKind
-from server.ca.responder import OcspAnswer
+from server.ca.status.responder import OcspAnswer
 
 
 class FakeTransport(asyncio.Transport):

@@ -19,7 +19,7 @@ from cryptography.x509 import ocsp
 from server.bootstrap import Services
 from server.ca.types import RevocationReason
 from tests.protocols.ocsp.conftest import OCSP_TYPE, OP, issue, issuing_cert
-from tests.server.ca.test_responder import ocsp_request
+from tests.server.ca.status.test_responder import ocsp_request
 from tests.support import openssl, pem
 
 

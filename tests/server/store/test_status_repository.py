@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from server.ca import status_ports
+from server.ca.status import ports as status_ports
 from server.ca.types import (
     AuditEvent,
     CAId,

@@ -25,12 +25,13 @@ from typing import Final
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from server.ca import acme_types as at
-from server.ca import policy, validation
-from server.ca.acme_ports import AcmeRepository
+from server.ca import policy
+from server.ca.acme import types as at
+from server.ca.acme import validation
+from server.ca.acme.nonces import NonceService
+from server.ca.acme.ports import AcmeRepository
 from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind, SubProblem
-from server.ca.nonces import NonceService
 from server.ca.ports import Clock, SystemClock
 from server.ca.types import (
     CertificateRecord,
@@ -41,7 +42,7 @@ from server.ca.types import (
     Serial,
 )
 
-__all__ = ["AcmeSettings", "Registration", "RenewalWindow", "cert_id_of"]
+__all__ = ["AcmeService", "AcmeSettings", "RenewalWindow", "cert_id_of"]
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ def _identifier(kind: str, value: str) -> at.Identifier:
     )
 
 
-class Registration:
+class AcmeService:
     """ACME accounts, orders and the path from challenge to certificate."""
 
     def __init__(

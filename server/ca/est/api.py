@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from server.ca import issuance, keys, policy
 from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind
-from server.ca.est_ports import (
+from server.ca.est.ports import (
     AuthMode,
     CsrAttr,
     CsrTemplate,

@@ -18,8 +18,8 @@ from typing import Final
 from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 
-from server.ca import acme_types as at
-from server.ca.acme_ports import HttpFetcher, NetworkError, TlsAlpnProber, TxtResolver
+from server.ca.acme import types as at
+from server.ca.acme.ports import HttpFetcher, NetworkError, TlsAlpnProber, TxtResolver
 from server.ca.errors import ProblemKind
 
 __all__ = [

@@ -1,13 +1,13 @@
 """The ACME engine facade: the one module ``protocols/acme`` imports for ACME logic.
 
-Re-exports the ACME engine types, settings, ports and the ``Registration``
+Re-exports the ACME engine types, settings, ports and the ``AcmeService``
 state machine, plus the pure helpers the front end needs (key authorizations,
 ARI certificate ids). Must not import aiohttp, josepy or sqlalchemy.
 """
 
 from __future__ import annotations
 
-from server.ca.acme_ports import (
+from server.ca.acme.ports import (
     AcmeRepository,
     FetchResult,
     HttpFetcher,
@@ -15,7 +15,8 @@ from server.ca.acme_ports import (
     TlsAlpnProber,
     TxtResolver,
 )
-from server.ca.acme_types import (
+from server.ca.acme.service import AcmeService, AcmeSettings, RenewalWindow, cert_id_of
+from server.ca.acme.types import (
     Account,
     AccountId,
     AccountKey,
@@ -35,8 +36,7 @@ from server.ca.acme_types import (
     OrderStatus,
     StoredProblem,
 )
-from server.ca.registration import AcmeSettings, Registration, RenewalWindow, cert_id_of
-from server.ca.validation import (
+from server.ca.acme.validation import (
     ACME_IDENTIFIER_OID,
     ValidationPorts,
     ValidationSettings,
@@ -51,6 +51,7 @@ __all__ = [
     "AccountKey",
     "AccountStatus",
     "AcmeRepository",
+    "AcmeService",
     "AcmeSettings",
     "Authorization",
     "AuthzId",
@@ -68,7 +69,6 @@ __all__ = [
     "Order",
     "OrderId",
     "OrderStatus",
-    "Registration",
     "RenewalWindow",
     "StoredProblem",
     "TlsAlpnProber",

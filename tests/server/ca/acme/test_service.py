@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from server.ca import acme_api, validation
-from server.ca.acme_types import Identifier, IdentifierType
+from server.ca.acme import api as acme_api
+from server.ca.acme import validation
+from server.ca.acme.nonces import NonceService
+from server.ca.acme.types import Identifier, IdentifierType
 from server.ca.errors import EngineError, ProblemKind
-from server.ca.nonces import NonceService
 from tests.support import FakeClock
 
 

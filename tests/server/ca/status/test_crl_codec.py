@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
-from server.ca import crl_codec, issuance, keys, revocation
+from server.ca import issuance, keys, revocation
+from server.ca.status import crl_codec
 from server.ca.types import RevocationReason
 from tests.support import openssl
 

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from server.ca import api, est_api
+from server.ca import api
 from server.ca.errors import EngineError, ProblemKind
+from server.ca.est import api as est_api
 from server.ca.types import AuditEvent, CAId, Principal, Serial
 from server.config import EstSettings
 from server.store.database import Database

@@ -11,9 +11,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from server.ca import keys
-from server.ca.status_ports import RevokedEntry
+from server.ca.status.ports import RevokedEntry
 from server.ca.types import CAId, CertificateRecord, CertStatus, RevocationReason, Serial
-from tests.server.ca.test_responder import OP, Env
+from tests.server.ca.status.test_responder import OP, Env
 from tests.support import openssl_verify
 
 
@@ -182,7 +182,8 @@ async def test_regeneration_reads_only_new_revocations(env: Env) -> None:
 
 
 async def test_every_node_serves_the_newest_crl(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    from server.ca import crls, status_api
+    from server.ca.status import api as status_api
+    from server.ca.status import crls
 
     await env.hierarchy()
     ca = await env.engine.get_ca("issuing")

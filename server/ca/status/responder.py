@@ -27,9 +27,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from server.ca import ocsp_codec, status_ports
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import Clock, Repository, SystemClock, random_serial
+from server.ca.status import ocsp_codec
+from server.ca.status import ports as status_ports
 from server.ca.types import (
     CA,
     AuditEvent,

@@ -19,7 +19,7 @@ import struct
 from datetime import datetime, timedelta
 from typing import Final
 
-from server.ca.acme_ports import AcmeRepository
+from server.ca.acme.ports import AcmeRepository
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import Clock
 

@@ -1,7 +1,7 @@
 """ACME engine value types: accounts, orders, authorizations, challenges, EAB keys.
 
 Frozen dataclasses, StrEnums and NewTypes only; no I/O. Must not import aiohttp,
-josepy or sqlalchemy. Front ends reach these through ``server.ca.acme_api``.
+josepy or sqlalchemy. Front ends reach these through ``server.ca.acme.api``.
 """
 
 from __future__ import annotations

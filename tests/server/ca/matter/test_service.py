@@ -11,8 +11,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from server.ca import api, matter_api
+from server.ca import api
 from server.ca.errors import EngineError, ProblemKind
+from server.ca.matter import api as matter_api
 from server.ca.matter import oids, rules, tlv
 from server.ca.matter.rules import MatterKind
 from server.ca.types import CAKind, CertQuery, KeyAlgorithm, Principal

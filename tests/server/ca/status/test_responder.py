@@ -15,8 +15,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from server.ca import api, keys, ocsp_codec, responder, status_api, status_ports
+from server.ca import api, keys
 from server.ca.errors import EngineError, ProblemKind
+from server.ca.status import api as status_api
+from server.ca.status import ocsp_codec, responder
+from server.ca.status import ports as status_ports
 from server.ca.types import CAId, CAMode, Principal, RevocationReason, Serial
 from server.store.memory import MemoryRepository
 from tests.support import FakeClock, make_csr, openssl, pem

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from server.ca import crls, responder, status_ports
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import Clock, Repository, SystemClock
+from server.ca.status import crls, responder
+from server.ca.status import ports as status_ports
 from server.ca.types import CAStatus, CertificateRecord, CrlRecord
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
-from server.ca import ocsp_codec
+from server.ca.status import ocsp_codec
 
 
 def _w(tag: int, content: bytes) -> bytes:

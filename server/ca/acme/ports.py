@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from server.ca import acme_types as at
+from server.ca.acme import types as at
 
 __all__ = [
     "AcmeRepository",

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from server.ca import crl_codec, status_ports
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import Clock, Repository, SystemClock
+from server.ca.status import crl_codec
+from server.ca.status import ports as status_ports
 from server.ca.types import CA, AuditEvent, CAId, CAStatus, CrlRecord
 
 if TYPE_CHECKING:
