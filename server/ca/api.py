@@ -639,6 +639,7 @@ class CAEngine:
             lifetime=lifetime,
             profile=prof,
             max_lifetime=max_lifetime,
+            issuer_not_before=issuer.not_before,
             issuer_not_after=issuer.not_after,
         )
         for _ in range(_SERIAL_ATTEMPTS):

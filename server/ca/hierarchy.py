@@ -152,8 +152,10 @@ def verify_import(
             raise EngineError(ProblemKind.MALFORMED, f"{label} is not within its validity period")
         if i + 1 < len(path):
             _check_signed_by(c, path[i + 1])
+            # path[i + 1] has path[0..i] below it: i + 1 CA certificates, the
+            # imported one included, since it will sign leaves (RFC 5280 §4.2.1.9).
             limit = path_length_of(path[i + 1])
-            if limit is not None and limit < i:
+            if limit is not None and limit <= i:
                 raise EngineError(
                     ProblemKind.MALFORMED,
                     f"{path[i + 1].subject.rfc4514_string()} pathLenConstraint forbids this chain",

@@ -26,6 +26,7 @@ from server.ca.errors import EngineError, ProblemKind
 from server.ca.profiles import Profile
 
 __all__ = [
+    "MAX_BACKDATE",
     "MAX_CN_LENGTH",
     "Issuer",
     "RevocationUrls",
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 MAX_CN_LENGTH: Final = 64
+MAX_BACKDATE: Final = timedelta(hours=1)
+"""How far back a requested notBefore may lie (RFC 5280 allows any; CAs backdate only for skew)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,11 @@ class Issuer:
     def not_after(self) -> datetime:
         """Return the issuer's expiry; children never outlive it."""
         return self.certificate.not_valid_after_utc
+
+    @property
+    def not_before(self) -> datetime:
+        """Return the start of the issuer's validity; no child starts earlier."""
+        return self.certificate.not_valid_before_utc
 
 
 _EXTRA_ATTRIBUTES: Final = {
@@ -321,14 +329,25 @@ def clamp_validity(
     lifetime: timedelta | None,
     profile: Profile,
     max_lifetime: timedelta,
+    issuer_not_before: datetime,
     issuer_not_after: datetime,
 ) -> tuple[datetime, datetime]:
     """Return (not_before, not_after) for a request, narrowing only.
 
+    A requested notBefore may lie at most ``MAX_BACKDATE`` in the past (clock
+    skew, not history); no certificate starts before its issuer does.
+
     Raises:
-        EngineError: MALFORMED when the window is empty or wider than allowed.
+        EngineError: MALFORMED when the window is empty, wider than allowed or
+            starts too far back.
     """
+    if not_before is not None and not_before < now - MAX_BACKDATE:
+        raise EngineError(
+            ProblemKind.MALFORMED,
+            f"notBefore may be at most {MAX_BACKDATE} in the past",
+        )
     start = (not_before or now - timedelta(seconds=60)).replace(microsecond=0)
+    start = max(start, issuer_not_before)
     if not_after is None:
         not_after = start + (lifetime or min(profile.default_lifetime, max_lifetime))
     end = not_after.replace(microsecond=0)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import verification
 
 from server.ca import api
@@ -102,7 +103,7 @@ async def test_ml_dsa_hierarchy_verifies_with_cryptography(
         verifier.verify(issued.certificate, [issued.chain[0]])
 
 
-def _external_root(tmp: Path) -> tuple[Path, Path]:
+def _external_root(tmp: Path, basic: str = "critical,CA:TRUE") -> tuple[Path, Path]:
     key, cert = tmp / "ext-root.key", tmp / "ext-root.pem"
     out = openssl(
         "req",
@@ -121,7 +122,7 @@ def _external_root(tmp: Path) -> tuple[Path, Path]:
         "-subj",
         "/O=Acme Corp/CN=Acme Root",
         "-addext",
-        "basicConstraints=critical,CA:TRUE",
+        f"basicConstraints={basic}",
         "-addext",
         "keyUsage=critical,keyCertSign,cRLSign",
     )
@@ -166,11 +167,7 @@ async def test_import_ca_signed_by_openssl_root(engine: api.CAEngine, tmp_path: 
     pending = await engine.create_import_request("acme-issuing", actor=OP)
     assert pending.status is CAStatus.PENDING
     assert pending.csr_der
-    csr_pem = x509.load_der_x509_csr(pending.csr_der).public_bytes(
-        __import__(
-            "cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]
-        ).Encoding.PEM
-    )
+    csr_pem = x509.load_der_x509_csr(pending.csr_der).public_bytes(serialization.Encoding.PEM)
     signed = _openssl_sign(tmp_path, csr_pem, key, root, _CA_EXT)
     with pytest.raises(EngineError, match="chain up to the root is missing"):
         await engine.activate_import("acme-issuing", pem=signed, actor=OP)
@@ -186,6 +183,31 @@ async def test_import_ca_signed_by_openssl_root(engine: api.CAEngine, tmp_path: 
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.parametrize(("root_pathlen", "accepted"), [(0, False), (1, True)])
+async def test_import_honours_the_root_path_length(
+    engine: api.CAEngine, tmp_path: Path, root_pathlen: int, accepted: bool
+) -> None:
+    # Issue 12 repro: under a pathLen=0 root a CA was activated and its leaves failed to verify.
+    key, root = _external_root(tmp_path, f"critical,CA:TRUE,pathlen:{root_pathlen}")
+    pending = await engine.create_import_request("imp", actor=OP)
+    csr_pem = x509.load_der_x509_csr(pending.csr_der or b"").public_bytes(
+        serialization.Encoding.PEM
+    )
+    ext = _CA_EXT.replace("pathlen:1", "pathlen:0")
+    signed = _openssl_sign(tmp_path, csr_pem, key, root, ext) + root.read_bytes()
+    if not accepted:
+        with pytest.raises(EngineError, match="pathLenConstraint forbids this chain") as err:
+            await engine.activate_import("imp", pem=signed, actor=OP)
+        assert err.value.kind is ProblemKind.MALFORMED
+        assert (await engine.get_ca("imp")).status is CAStatus.PENDING
+        return
+    await engine.activate_import("imp", pem=signed, actor=OP)
+    csr, _ = make_csr(["dns:svc.internal"])
+    issued = await engine.issue(csr, principal=OP, profile="tls-server", ca="imp")
+    result = openssl_verify(issued.certificate, issued.chain)
+    assert result.returncode == 0, result.stderr
+
+
 async def test_import_refuses_wrong_key_and_non_ca(engine: api.CAEngine, tmp_path: Path) -> None:
     key, root = _external_root(tmp_path)
     await engine.create_import_request("imp", actor=OP)
@@ -194,8 +216,6 @@ async def test_import_refuses_wrong_key_and_non_ca(engine: api.CAEngine, tmp_pat
     with pytest.raises(EngineError, match="not for this CA's key"):
         await engine.activate_import("imp", pem=wrong_key + root.read_bytes(), actor=OP)
     ca = await engine.get_ca("imp")
-    from cryptography.hazmat.primitives import serialization
-
     csr_pem = x509.load_der_x509_csr(ca.csr_der or b"").public_bytes(serialization.Encoding.PEM)
     not_ca = _openssl_sign(tmp_path, csr_pem, key, root, "basicConstraints=critical,CA:FALSE")
     with pytest.raises(EngineError, match="is not a CA"):

@@ -156,6 +156,37 @@ async def test_explicit_window_and_empty_window(engine: api.CAEngine) -> None:
         )
 
 
+async def test_backdating_is_capped_at_one_hour(engine: api.CAEngine) -> None:
+    # Issue 12 repro: finalize honoured a notBefore ~397 days back.
+    await _hierarchy(engine)
+    csr, _ = make_csr()
+    now = datetime.now(UTC).replace(microsecond=0)
+    with pytest.raises(EngineError, match="at most 1:00:00 in the past") as info:
+        await engine.issue(
+            csr, principal=OP, profile="tls-server", not_before=now - timedelta(days=397)
+        )
+    assert info.value.kind is ProblemKind.MALFORMED
+    with pytest.raises(EngineError, match="in the past"):
+        await engine.issue(
+            csr, principal=OP, profile="tls-server", not_before=now - timedelta(minutes=61)
+        )
+    issuing = (await engine.chain_of(await engine.get_ca("issuing")))[0]
+    for back in (timedelta(minutes=59), timedelta(minutes=1)):
+        skewed = now - back
+        issued = await engine.issue(csr, principal=OP, profile="tls-server", not_before=skewed)
+        expected = max(skewed, issuing.not_valid_before_utc)
+        assert issued.certificate.not_valid_before_utc == expected
+
+
+async def test_leaf_never_starts_before_its_issuer(engine: api.CAEngine) -> None:
+    await _hierarchy(engine)
+    issuing = (await engine.chain_of(await engine.get_ca("issuing")))[0]
+    csr, _ = make_csr()
+    start = issuing.not_valid_before_utc - timedelta(seconds=30)
+    issued = await engine.issue(csr, principal=OP, profile="tls-server", not_before=start)
+    assert issued.certificate.not_valid_before_utc == issuing.not_valid_before_utc
+
+
 async def test_short_lived_profile_and_ca_mode(engine: api.CAEngine) -> None:
     await engine.create_root("root", actor=OP)
     await engine.create_subordinate("issuing", parent="root", actor=OP, mode=CAMode.SHORT_LIVED)
