@@ -9,6 +9,7 @@ import pytest
 from server.ca import api
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.est import api as est_api
+from server.ca.est import users
 from server.ca.types import AuditEvent, CAId, Principal, Serial
 from server.config import EstSettings
 from server.store.database import Database
@@ -130,7 +131,7 @@ async def test_users_and_password_cache(
         calls.append(password)
         return real(password, stored)
 
-    monkeypatch.setattr(est_api, "verify_password_hash", counting)
+    monkeypatch.setattr(users, "verify_password_hash", counting)
     ident = await service.authenticate_password(label, "dev1", "password-one")
     assert ident is not None
     assert str(ident.principal) == "est-user:default/dev1"
