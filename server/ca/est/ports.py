@@ -1,7 +1,8 @@
 """EST engine types and the storage port the EST facade depends on.
 
 Frozen value types (labels, enrollment accounts, pending approvals) and the
-``EstRepository`` Protocol that ``server/store/est_repository.py`` implements.
+``EstRepository`` Protocol that ``server/store/est_repository.py`` implements on
+SQL and ``server/store/est_memory.py`` in memory (for engine tests).
 Imports only engine types; must not import aiohttp, josepy or sqlalchemy.
 """
 

@@ -1,0 +1,332 @@
+"""EST enrollment (RFC 7030 §4.2): simpleenroll, simplereenroll, serverkeygen, manual approval.
+
+Owns CSR parsing, the identity rules (a re-enrollment keeps the renewed
+certificate's subject and SAN, RFC 7030 §4.2.2; a device logged in with its
+privca certificate asks for that identity only), holding requests for an
+operator (RFC 7030 §4.2.3) and resuming them on the client's retry. Issuance
+itself goes through ``CAEngine``. Must not import aiohttp, josepy or sqlalchemy.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from server.ca import issuance, keys, policy
+from server.ca.api import CAEngine
+from server.ca.errors import EngineError, ProblemKind
+from server.ca.est.identity import ClientIdentity
+from server.ca.est.ports import (
+    EstLabel,
+    EstOperation,
+    EstRepository,
+    PendingEnrollment,
+    PendingId,
+    PendingStatus,
+)
+from server.ca.ports import Clock
+from server.ca.types import AuditEvent, CAStatus, CertStatus, Principal, Serial
+
+__all__ = ["Enrolled", "EnrollmentPending", "Enrollments", "parse_csr"]
+
+_ISSUING_RETRY: Final = 5
+_STALE_ISSUING: Final = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolled:
+    """A certificate ready to return (with the generated key for serverkeygen)."""
+
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    private_key_der: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentPending:
+    """The enrollment waits for an operator (HTTP 202 + Retry-After)."""
+
+    id: PendingId
+    retry_after: int
+
+
+def parse_csr(der: bytes) -> x509.CertificateSigningRequest:
+    """Parse a DER PKCS#10 request and verify its signature.
+
+    Raises:
+        EngineError: BAD_CSR, BAD_PUBLIC_KEY.
+    """
+    if not der or der[0] != 0x30:
+        raise EngineError(ProblemKind.BAD_CSR, "the body is not a DER PKCS#10 request")
+    return issuance.load_csr(der)
+
+
+def _key_fingerprint(csr: x509.CertificateSigningRequest) -> str:
+    spki = csr.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(spki).hexdigest()
+
+
+def _san_set(names: Sequence[x509.GeneralName]) -> frozenset[str]:
+    return frozenset(policy.san_value(n) for n in names)
+
+
+def _cert_sans(cert: x509.Certificate) -> list[x509.GeneralName]:
+    try:
+        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        return []
+
+
+def _pem_body_to_der(pem: bytes) -> bytes:
+    lines = [ln for ln in pem.strip().splitlines() if not ln.startswith(b"-----")]
+    return base64.b64decode(b"".join(lines))
+
+
+def _check_same_identity(
+    csr: x509.CertificateSigningRequest, client: ClientIdentity, what: str
+) -> None:
+    current = client.certificate
+    if current is None:
+        raise EngineError(ProblemKind.UNAUTHORIZED, "no client certificate to compare with")
+    if csr.subject != current.subject:
+        raise EngineError(ProblemKind.UNAUTHORIZED, f"the CSR subject differs from {what}")
+    if _san_set(issuance.requested_names(csr)) != _san_set(_cert_sans(current)):
+        raise EngineError(ProblemKind.UNAUTHORIZED, f"the CSR subjectAltName differs from {what}")
+
+
+def _check_reenroll(
+    label: EstLabel, csr: x509.CertificateSigningRequest, client: ClientIdentity
+) -> None:
+    """RFC 7030 §4.2.2: subject and SAN must equal the certificate being renewed."""
+    if client.certificate is None or client.issuer_ca is None:
+        raise EngineError(
+            ProblemKind.UNAUTHORIZED,
+            "simplereenroll needs a valid client certificate issued by privca",
+        )
+    if label.allow_subject_change:
+        return
+    _check_same_identity(csr, client, "the certificate being renewed (RFC 7030 4.2.2)")
+
+
+class Enrollments:
+    """Issue for EST clients, holding requests for an operator where the label says so."""
+
+    def __init__(
+        self, engine: CAEngine, repo: EstRepository, *, clock: Clock, retry_after: int
+    ) -> None:
+        self._engine = engine
+        self._repo = repo
+        self._clock = clock
+        self._retry_after = retry_after
+
+    async def _precheck(self, label: EstLabel, csr: x509.CertificateSigningRequest) -> None:
+        """Run the engine's request checks without issuing (before holding for approval)."""
+        prof = self._engine.profile(label.profile)
+        alg = keys.algorithm_of(csr.public_key())
+        if alg not in prof.allowed_key_algorithms:
+            raise EngineError(
+                ProblemKind.BAD_PUBLIC_KEY, f"profile {prof.name} does not allow {alg} keys"
+            )
+        ca = await self._engine.get_ca(label.ca)
+        if ca.status is not CAStatus.ACTIVE:
+            raise EngineError(ProblemKind.POLICY, f"CA {ca.name} is not active")
+        names = issuance.requested_names(csr)
+        policy.check_names(
+            names,
+            profile=prof,
+            dns_suffixes=ca.allowed_dns_suffixes,
+            ip_networks=ca.allowed_ip_networks,
+        )
+        if len(issuance.leaf_subject(prof, csr.subject, names)) == 0 and not names:
+            raise EngineError(ProblemKind.BAD_CSR, "the request names no subject and no SAN")
+
+    async def enroll(
+        self,
+        label: EstLabel,
+        csr: x509.CertificateSigningRequest,
+        *,
+        client: ClientIdentity,
+        operation: EstOperation,
+    ) -> Enrolled | EnrollmentPending:
+        """Issue for a verified CSR (simpleenroll, simplereenroll, serverkeygen).
+
+        With manual approval the request is held (``EnrollmentPending``) until an
+        operator approves it; the client's retry with the same key then gets the
+        certificate.
+
+        Raises:
+            EngineError: BAD_CSR, BAD_PUBLIC_KEY, REJECTED_IDENTIFIER, UNAUTHORIZED
+                (re-enrollment identity, rejected by the operator), INVALID_PROFILE,
+                NOT_FOUND, POLICY.
+        """
+        if operation is EstOperation.REENROLL:
+            _check_reenroll(label, csr, client)
+        elif client.issuer_ca is not None and not label.allow_subject_change:
+            # A device authenticated by its privca certificate asks for that identity
+            # only: one device must not obtain certificates naming another.
+            _check_same_identity(csr, client, "the authenticating certificate")
+        if not label.approval_required:
+            return await self._issue(label, csr, client=client, operation=operation)
+        await self._precheck(label, csr)
+        fingerprint = _key_fingerprint(csr)
+        requester = str(client.principal)[:255]
+        existing = await self._repo.find_pending(label.name, requester, fingerprint)
+        if existing is not None and existing.operation is operation:
+            outcome = await self._resume(label, csr, client, existing)
+            if outcome is not None:
+                return outcome
+        pending = PendingEnrollment(
+            id=PendingId(secrets.token_hex(8)),
+            label=label.name,
+            operation=operation,
+            requester=requester,
+            key_fingerprint=fingerprint,
+            subject=csr.subject.rfc4514_string()[:1000],
+            csr_der=csr.public_bytes(serialization.Encoding.DER),
+            status=PendingStatus.PENDING,
+            created_at=self._clock.now(),
+        )
+        await self._repo.add_pending(pending)
+        return EnrollmentPending(id=pending.id, retry_after=self._retry_after)
+
+    async def _resume(
+        self,
+        label: EstLabel,
+        csr: x509.CertificateSigningRequest,
+        client: ClientIdentity,
+        existing: PendingEnrollment,
+    ) -> Enrolled | EnrollmentPending | None:
+        status = existing.status
+        if status is PendingStatus.PENDING:
+            return EnrollmentPending(id=existing.id, retry_after=self._retry_after)
+        if status is PendingStatus.ISSUING:
+            since = existing.decided_at or existing.created_at
+            if self._clock.now() - since < _STALE_ISSUING:
+                return EnrollmentPending(id=existing.id, retry_after=_ISSUING_RETRY)
+            # A process died while issuing: hand the approval back so this retry issues.
+            await self._repo.transition_pending(
+                existing.id,
+                from_status=PendingStatus.ISSUING,
+                to_status=PendingStatus.APPROVED,
+                at=self._clock.now(),
+            )
+            status = PendingStatus.APPROVED
+        if status is PendingStatus.REJECTED:
+            raise EngineError(
+                ProblemKind.UNAUTHORIZED, "an operator rejected this enrollment request"
+            )
+        if status is PendingStatus.ISSUED:
+            if existing.operation is EstOperation.SERVERKEYGEN or existing.serial is None:
+                return None  # the generated key cannot be handed out twice: a new request
+            # The device retried after a lost response: hand back the same certificate,
+            # unless it has since expired or been revoked (then this is a new request).
+            record = await self._engine.get_certificate(existing.ca_id, existing.serial)
+            if record.status is CertStatus.REVOKED or record.not_after <= self._clock.now():
+                return None
+            ca = await self._engine.get_ca(record.ca_id)
+            return Enrolled(
+                certificate=x509.load_der_x509_certificate(record.der),
+                chain=await self._engine.chain_of(ca),
+            )
+        now = self._clock.now()
+        if not await self._repo.transition_pending(
+            existing.id,
+            from_status=PendingStatus.APPROVED,
+            to_status=PendingStatus.ISSUING,
+            at=now,
+        ):
+            return EnrollmentPending(id=existing.id, retry_after=_ISSUING_RETRY)
+        try:
+            result = await self._issue(label, csr, client=client, operation=existing.operation)
+        except BaseException:
+            await self._repo.transition_pending(
+                existing.id,
+                from_status=PendingStatus.ISSUING,
+                to_status=PendingStatus.APPROVED,
+                at=now,
+            )
+            raise
+        await self._repo.transition_pending(
+            existing.id,
+            from_status=PendingStatus.ISSUING,
+            to_status=PendingStatus.ISSUED,
+            at=now,
+            ca_id=(await self._engine.get_ca(label.ca)).id,
+            serial=Serial(result.certificate.serial_number),
+        )
+        return result
+
+    async def _issue(
+        self,
+        label: EstLabel,
+        csr: x509.CertificateSigningRequest,
+        *,
+        client: ClientIdentity,
+        operation: EstOperation,
+    ) -> Enrolled:
+        if operation is EstOperation.SERVERKEYGEN:
+            # The generated key follows the CSR's key type and size (EC P-256 -> EC P-256).
+            alg = keys.algorithm_of(csr.public_key())
+            generated = await self._engine.issue_with_generated_key(
+                principal=client.principal,
+                profile=label.profile,
+                key_algorithm=alg,
+                subject=csr.subject,
+                names=issuance.requested_names(csr),
+                ca=label.ca,
+            )
+            return Enrolled(
+                certificate=generated.certificate,
+                chain=generated.chain,
+                private_key_der=_pem_body_to_der(generated.private_key_pem or b""),
+            )
+        issued = await self._engine.issue(
+            csr, principal=client.principal, profile=label.profile, ca=label.ca
+        )
+        return Enrolled(certificate=issued.certificate, chain=issued.chain)
+
+    async def list_pending(
+        self, status: PendingStatus | None = PendingStatus.PENDING
+    ) -> Sequence[PendingEnrollment]:
+        """Return held enrollments (default: those waiting for a decision)."""
+        return await self._repo.list_pending(status)
+
+    async def decide(self, pending_id: str, *, approve: bool, actor: Principal) -> None:
+        """Approve or reject a held enrollment.
+
+        Raises:
+            EngineError: NOT_FOUND, CONFLICT (already decided).
+        """
+        found = await self._repo.get_pending(PendingId(pending_id))
+        if found is None:
+            raise EngineError(ProblemKind.NOT_FOUND, f"no pending EST enrollment {pending_id!r}")
+        target = PendingStatus.APPROVED if approve else PendingStatus.REJECTED
+        now = self._clock.now()
+        audit = AuditEvent(
+            at=now,
+            actor=str(actor),
+            action="est.approve" if approve else "est.reject",
+            target=found.id,
+            detail={"label": found.label, "subject": found.subject},
+        )
+        if not await self._repo.transition_pending(
+            found.id,
+            from_status=PendingStatus.PENDING,
+            to_status=target,
+            at=now,
+            by=str(actor),
+            audit=audit,
+        ):
+            raise EngineError(
+                ProblemKind.CONFLICT, f"enrollment {pending_id} is {found.status}, not pending"
+            )

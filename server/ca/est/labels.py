@@ -1,0 +1,172 @@
+"""EST labels (RFC 7030 §3.2.2): which CA and profile a path serves and how clients log in.
+
+Owns label names, the built-in default label, labels from the config file over
+stored ones (cached briefly), their validation and their client-certificate
+trust anchors. Must not import aiohttp, josepy or sqlalchemy.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Final
+
+from cryptography import x509
+
+from server.ca.api import CAEngine
+from server.ca.errors import EngineError, ProblemKind
+from server.ca.est.ports import EstLabel, EstRepository
+from server.ca.ports import Clock
+from server.ca.types import AuditEvent, Principal
+
+__all__ = ["DEFAULT_LABEL", "Labels", "is_valid_label_name", "parse_trust_anchors"]
+
+DEFAULT_LABEL: Final = "default"
+# Path segments of the operations themselves can never be label names (RFC 7030 §3.2.2).
+_RESERVED: Final = frozenset(
+    {"cacerts", "simpleenroll", "simplereenroll", "csrattrs", "serverkeygen", "fullcmc"}
+)
+_LABEL_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_LABEL_TTL: Final = 5.0
+_CACHE_MAX: Final = 1000
+
+
+def is_valid_label_name(name: str) -> bool:
+    """Return True for a usable label name (not an operation name)."""
+    return bool(_LABEL_RE.match(name)) and name not in _RESERVED
+
+
+def parse_trust_anchors(pem: bytes) -> tuple[x509.Certificate, ...]:
+    """Parse PEM trust anchors.
+
+    Raises:
+        EngineError: MALFORMED when the PEM holds no certificate or does not parse.
+    """
+    if not pem.strip():
+        return ()
+    try:
+        certs = x509.load_pem_x509_certificates(pem)
+    except ValueError as exc:
+        raise EngineError(ProblemKind.MALFORMED, "trust anchors are not PEM certificates") from exc
+    return tuple(certs)
+
+
+def _default_label() -> EstLabel:
+    return EstLabel(name=DEFAULT_LABEL, source="built-in")
+
+
+class Labels:
+    """Labels from the config file, then storage, then the built-in default."""
+
+    def __init__(
+        self,
+        engine: CAEngine,
+        repo: EstRepository,
+        *,
+        config_labels: Mapping[str, EstLabel],
+        clock: Clock,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._engine = engine
+        self._repo = repo
+        self._config = dict(config_labels)
+        self._clock = clock
+        self._monotonic = monotonic
+        self._cache: dict[str, tuple[float, EstLabel | None]] = {}
+        self._anchors: dict[bytes, tuple[x509.Certificate, ...]] = {}
+
+    async def get(self, name: str | None) -> EstLabel:
+        """Return the label for a path segment (None: the default label).
+
+        Raises:
+            EngineError: NOT_FOUND for an unknown label.
+        """
+        key = name or DEFAULT_LABEL
+        configured = self._config.get(key)
+        if configured is not None:
+            return configured
+        now = self._monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > now:
+            found = cached[1]
+        else:
+            found = await self._repo.get_label(key) if is_valid_label_name(key) else None
+            if len(self._cache) > _CACHE_MAX:
+                self._cache.clear()
+            self._cache[key] = (now + _LABEL_TTL, found)
+        if found is None and key == DEFAULT_LABEL:
+            found = _default_label()
+        if found is None:
+            raise EngineError(ProblemKind.NOT_FOUND, f"unknown EST label {key!r}")
+        return found
+
+    async def list_all(self) -> list[EstLabel]:
+        """Return every label: configured, stored and the built-in default."""
+        out = dict(self._config)
+        for label in await self._repo.list_labels():
+            out.setdefault(label.name, label)
+        out.setdefault(DEFAULT_LABEL, _default_label())
+        return [out[k] for k in sorted(out)]
+
+    async def check(self, label: EstLabel) -> None:
+        """Validate a label's references (CA, profile, anchors, name).
+
+        Raises:
+            EngineError: MALFORMED, INVALID_PROFILE, NOT_FOUND (CA).
+        """
+        if not is_valid_label_name(label.name):
+            raise EngineError(
+                ProblemKind.MALFORMED,
+                f"label names are 1-64 letters, digits, '.', '_' or '-' and not an "
+                f"operation name: {label.name!r}",
+            )
+        self._engine.profile(label.profile)
+        if label.ca is not None:
+            await self._engine.get_ca(label.ca)
+        if not label.auth_modes:
+            raise EngineError(ProblemKind.MALFORMED, "a label needs at least one auth mode")
+        parse_trust_anchors(label.trust_anchors_pem)
+
+    async def add(self, label: EstLabel, *, actor: Principal) -> None:
+        """Store a new label.
+
+        Raises:
+            EngineError: CONFLICT (exists, or defined in the config file), MALFORMED,
+                INVALID_PROFILE, NOT_FOUND (CA).
+        """
+        await self.check(label)
+        if label.name in self._config:
+            raise EngineError(
+                ProblemKind.CONFLICT, f"label {label.name!r} is defined in the config file"
+            )
+        audit = AuditEvent(
+            at=self._clock.now(),
+            actor=str(actor),
+            action="est.label-add",
+            target=label.name,
+            detail={"ca": label.ca or "", "profile": label.profile},
+        )
+        await self._repo.add_label(label, audit=audit)
+        self._cache.pop(label.name, None)
+
+    async def remove(self, name: str, *, actor: Principal) -> None:
+        """Delete a stored label and its accounts.
+
+        Raises:
+            EngineError: NOT_FOUND.
+        """
+        audit = AuditEvent(
+            at=self._clock.now(), actor=str(actor), action="est.label-remove", target=name
+        )
+        if not await self._repo.remove_label(name, audit=audit):
+            raise EngineError(ProblemKind.NOT_FOUND, f"no stored EST label {name!r}")
+        self._cache.pop(name, None)
+
+    def anchors(self, label: EstLabel) -> tuple[x509.Certificate, ...]:
+        """Return the label's client-certificate trust anchors (parsed once per PEM)."""
+        cached = self._anchors.get(label.trust_anchors_pem)
+        if cached is None:
+            cached = parse_trust_anchors(label.trust_anchors_pem)
+            self._anchors[label.trust_anchors_pem] = cached
+        return cached

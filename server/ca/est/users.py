@@ -1,0 +1,164 @@
+"""EST enrollment accounts (RFC 7030 §3.2.3): HTTP Basic users of a label and their passwords.
+
+Owns salted PBKDF2 hashing, constant-time verification (unknown users pay the
+same PBKDF2 cost), and a short cache of successful checks keyed by an HMAC
+under a per-process secret. Must not import aiohttp, josepy or sqlalchemy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from server.ca.errors import EngineError, ProblemKind
+from server.ca.est.identity import ClientIdentity
+from server.ca.est.labels import Labels
+from server.ca.est.ports import AuthMode, EstLabel, EstRepository, EstUser
+from server.ca.ports import Clock
+from server.ca.types import AuditEvent, Principal
+
+__all__ = ["Users", "hash_password", "verify_password_hash"]
+
+_USER_RE: Final = re.compile(r"^[^\x00-\x1f:]{1,128}$")
+_PBKDF2_ITERATIONS: Final = 210_000
+_MIN_PASSWORD: Final = 8
+_AUTH_CACHE_TTL: Final = 60.0
+_AUTH_CACHE_MAX: Final = 10_000
+
+
+def hash_password(password: str, *, iterations: int = _PBKDF2_ITERATIONS) -> str:
+    """Return a salted PBKDF2-HMAC-SHA256 hash as ``pbkdf2_sha256$iter$salt$hash``."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    return "$".join(
+        (
+            "pbkdf2_sha256",
+            str(iterations),
+            base64.b64encode(salt).decode(),
+            base64.b64encode(digest).decode(),
+        )
+    )
+
+
+def verify_password_hash(password: str, stored: str) -> bool:
+    """Check a password against ``hash_password`` output in constant time."""
+    try:
+        scheme, iterations, salt_b64, digest_b64 = stored.split("$")
+        if scheme != "pbkdf2_sha256":
+            return False
+        salt = base64.b64decode(salt_b64)
+        expected = base64.b64decode(digest_b64)
+        rounds = int(iterations)
+    except ValueError:
+        return False
+    actual = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, rounds)
+    return hmac.compare_digest(actual, expected)
+
+
+# Verified in place of a missing user's hash, so "no such user" costs what a wrong password does.
+_DUMMY_HASH: Final = hash_password("dummy-password-for-timing", iterations=_PBKDF2_ITERATIONS)
+
+
+class Users:
+    """Enrollment accounts of the labels, and HTTP Basic login against them."""
+
+    def __init__(
+        self,
+        labels: Labels,
+        repo: EstRepository,
+        *,
+        clock: Clock,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._labels = labels
+        self._repo = repo
+        self._clock = clock
+        self._monotonic = monotonic
+        # Keyed by HMAC(process secret, label/user/password): never the password itself.
+        self._auth_key = secrets.token_bytes(32)
+        self._auth_ok: dict[bytes, float] = {}
+
+    async def add(self, label: str, username: str, password: str, *, actor: Principal) -> EstUser:
+        """Create (or reset the password of) an enrollment account.
+
+        Raises:
+            EngineError: NOT_FOUND (label), MALFORMED (username or short password).
+        """
+        await self._labels.get(label)
+        if not _USER_RE.match(username):
+            raise EngineError(ProblemKind.MALFORMED, "usernames are 1-128 chars without ':'")
+        if len(password) < _MIN_PASSWORD:
+            raise EngineError(
+                ProblemKind.MALFORMED, f"passwords need at least {_MIN_PASSWORD} characters"
+            )
+        hashed = await asyncio.to_thread(hash_password, password)
+        now = self._clock.now()
+        user = EstUser(label=label, username=username, password_hash=hashed, created_at=now)
+        audit = AuditEvent(
+            at=now, actor=str(actor), action="est.user-add", target=f"{label}/{username}"
+        )
+        await self._repo.put_user(user, audit=audit)
+        return user
+
+    async def remove(self, label: str, username: str, *, actor: Principal) -> None:
+        """Delete an enrollment account.
+
+        Raises:
+            EngineError: NOT_FOUND.
+        """
+        audit = AuditEvent(
+            at=self._clock.now(),
+            actor=str(actor),
+            action="est.user-remove",
+            target=f"{label}/{username}",
+        )
+        if not await self._repo.remove_user(label, username, audit=audit):
+            raise EngineError(ProblemKind.NOT_FOUND, f"no EST user {username!r} on {label!r}")
+
+    async def list_all(self, label: str | None = None) -> Sequence[EstUser]:
+        """Return enrollment accounts (hashes included; never printed by the CLI)."""
+        return await self._repo.list_users(label)
+
+    async def authenticate(
+        self, label: EstLabel, username: str, password: str
+    ) -> ClientIdentity | None:
+        """Check HTTP Basic credentials for a label; None when they are wrong.
+
+        A successful check is remembered for a minute (keyed by an HMAC under a
+        per-process secret) so PBKDF2 does not dominate enrollment throughput.
+
+        Raises:
+            EngineError: UNAUTHORIZED when the label does not allow Basic auth.
+        """
+        if AuthMode.BASIC not in label.auth_modes:
+            raise EngineError(
+                ProblemKind.UNAUTHORIZED, f"label {label.name} does not accept passwords"
+            )
+        principal = Principal("est-user", f"{label.name}/{username}")
+        token = hmac.new(
+            self._auth_key,
+            b"\x00".join((label.name.encode(), username.encode(), password.encode())),
+            hashlib.sha256,
+        ).digest()
+        now = self._monotonic()
+        expiry = self._auth_ok.get(token)
+        if expiry is not None and expiry > now:
+            return ClientIdentity(principal=principal)
+        user = await self._repo.get_user(label.name, username)
+        stored = user.password_hash if user is not None else _DUMMY_HASH
+        ok = await asyncio.to_thread(verify_password_hash, password, stored)
+        if not ok or user is None:
+            return None
+        if len(self._auth_ok) >= _AUTH_CACHE_MAX:
+            self._auth_ok = {k: v for k, v in self._auth_ok.items() if v > now}
+            if len(self._auth_ok) >= _AUTH_CACHE_MAX:
+                self._auth_ok.clear()
+        self._auth_ok[token] = now + _AUTH_CACHE_TTL
+        return ClientIdentity(principal=principal)
