@@ -66,7 +66,7 @@ def _b64u(data: bytes) -> str:
 
 
 async def _eab_create(s: Services, a: argparse.Namespace) -> int:
-    key = await build_registration(s).create_eab_key()
+    key = await build_registration(s).accounts.create_eab_key()
     if a.json:
         print(json.dumps({"kid": key.kid, "hmac": _b64u(key.hmac_key)}))  # noqa: T201
     else:
@@ -75,7 +75,7 @@ async def _eab_create(s: Services, a: argparse.Namespace) -> int:
 
 
 async def _eab_list(s: Services, a: argparse.Namespace) -> int:
-    keys = await build_registration(s).list_eab_keys()
+    keys = await build_registration(s).accounts.list_eab_keys()
     rows = [
         {
             "kid": k.kid,
@@ -95,7 +95,7 @@ async def _eab_list(s: Services, a: argparse.Namespace) -> int:
 
 
 async def _eab_revoke(s: Services, a: argparse.Namespace) -> int:
-    await build_registration(s).revoke_eab_key(a.kid)
+    await build_registration(s).accounts.revoke_eab_key(a.kid)
     print(f"revoked EAB key {a.kid}")  # noqa: T201
     return 0
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 
 from protocols.acme import jws, links, messages
-from protocols.acme.middleware import MAX_BODY, REGISTRATION, AcmeProblemError, links_for
+from protocols.acme.middleware import MAX_BODY, SERVICE, AcmeProblemError, links_for
 from protocols.common import problem
 from server.ca.acme import api as acme_api
 from server.ca.errors import EngineError, ProblemKind
@@ -70,7 +70,7 @@ async def _auth(
     return await jws.authenticate(
         body,
         url=_url(request),
-        registration=request.app[REGISTRATION],
+        registration=request.app[SERVICE],
         account_id_of=lk.account_id,
         use_jwk=use_jwk,
         allow_both=allow_both,
@@ -104,18 +104,18 @@ def _json(
 
 async def directory(request: web.Request) -> web.Response:
     """GET directory (RFC 8555 §7.1.1)."""
-    reg = request.app[REGISTRATION]
+    acme = request.app[SERVICE]
     lk = links_for(request)
     meta: dict[str, object] = {
-        "externalAccountRequired": reg.settings.eab_required,
-        "profiles": reg.profiles(),
+        "externalAccountRequired": acme.settings.eab_required,
+        "profiles": acme.orders.profiles(),
     }
-    if reg.settings.terms_of_service:
-        meta["termsOfService"] = reg.settings.terms_of_service
-    if reg.settings.website:
-        meta["website"] = reg.settings.website
-    if reg.settings.caa_identities:
-        meta["caaIdentities"] = list(reg.settings.caa_identities)
+    if acme.settings.terms_of_service:
+        meta["termsOfService"] = acme.settings.terms_of_service
+    if acme.settings.website:
+        meta["website"] = acme.settings.website
+    if acme.settings.caa_identities:
+        meta["caaIdentities"] = list(acme.settings.caa_identities)
     return _json(
         {
             "newNonce": lk.endpoint(links.NEW_NONCE),
@@ -149,8 +149,8 @@ async def new_account(request: web.Request) -> web.Response:
         binding = jws.verify_eab(
             payload.eab, outer_jwk=v.jws.protected["jwk"], url=lk.endpoint(links.NEW_ACCOUNT)
         )
-    reg = request.app[REGISTRATION]
-    acct, created = await reg.new_account(
+    acme = request.app[SERVICE]
+    acct, created = await acme.accounts.new_account(
         v.account_key,
         contact=payload.contact,
         tos_agreed=payload.tos_agreed,
@@ -179,7 +179,7 @@ async def account(request: web.Request) -> web.Response:
     lk = links_for(request)
     if not v.is_post_as_get:
         update = messages.AccountUpdate.from_wire(v.payload_json())
-        acct = await request.app[REGISTRATION].update_account(
+        acct = await request.app[SERVICE].accounts.update_account(
             acct, contact=update.contact, deactivate=update.deactivate
         )
     return _json(messages.account_to_wire(acct, lk), headers={"Location": lk.account(acct.id)})
@@ -191,7 +191,7 @@ async def orders(request: web.Request) -> web.Response:
     acct = _own_account(request, v)
     _require_post_as_get(v)
     lk = links_for(request)
-    ids = await request.app[REGISTRATION].list_orders(acct)
+    ids = await request.app[SERVICE].orders.list_orders(acct)
     return _json({"orders": [lk.order(i) for i in ids]})
 
 
@@ -223,8 +223,8 @@ async def key_change(request: web.Request) -> web.Response:
         raise EngineError(ProblemKind.MALFORMED, "oldKey is not the account's current key")
     if new_account_key.thumbprint == acct.key.thumbprint:
         raise EngineError(ProblemKind.MALFORMED, "the new key is the current key")
-    reg = request.app[REGISTRATION]
-    holder = await reg.find_account(new_account_key.thumbprint)
+    acme = request.app[SERVICE]
+    holder = await acme.accounts.find_account(new_account_key.thumbprint)
     if holder is not None:
         raise AcmeProblemError(
             problem.Problem(
@@ -234,7 +234,7 @@ async def key_change(request: web.Request) -> web.Response:
                 headers={"Location": lk.account(holder.id)},
             )
         )
-    updated = await reg.change_key(acct, new_account_key)
+    updated = await acme.accounts.change_key(acct, new_account_key)
     return _json(messages.account_to_wire(updated, lk), headers={"Location": lk.account(acct.id)})
 
 
@@ -244,13 +244,15 @@ async def key_change(request: web.Request) -> web.Response:
 def _order_response(
     request: web.Request, order_obj: acme_api.Order, *, status: int = 200
 ) -> web.Response:
-    reg = request.app[REGISTRATION]
+    acme = request.app[SERVICE]
     lk = links_for(request)
     headers = {"Location": lk.order(order_obj.id)}
-    retry = reg.retry_after(order_obj)
+    retry = acme.orders.retry_after(order_obj)
     if retry is not None:
         headers["Retry-After"] = str(retry)
-    body = messages.order_to_wire(order_obj, lk, profile=reg.acme_profile(order_obj.profile))
+    body = messages.order_to_wire(
+        order_obj, lk, profile=acme.orders.acme_profile(order_obj.profile)
+    )
     return _json(body, status=status, headers=headers)
 
 
@@ -258,7 +260,7 @@ async def new_order(request: web.Request) -> web.Response:
     """POST newOrder (RFC 8555 §7.4; RFC 8738 ip; RFC 9773 replaces; profiles)."""
     v = await _auth(request)
     payload = messages.NewOrder.from_wire(v.payload_json())
-    created = await request.app[REGISTRATION].new_order(
+    created = await request.app[SERVICE].orders.new_order(
         _account(v),
         payload.identifiers,
         not_before=payload.not_before,
@@ -273,7 +275,7 @@ async def order(request: web.Request) -> web.Response:
     """POST-as-GET an order (RFC 8555 §7.1.3)."""
     v = await _auth(request)
     _require_post_as_get(v)
-    found = await request.app[REGISTRATION].get_order(_account(v), request.match_info["order_id"])
+    found = await request.app[SERVICE].orders.get_order(_account(v), request.match_info["order_id"])
     return _order_response(request, found)
 
 
@@ -281,7 +283,7 @@ async def finalize(request: web.Request) -> web.Response:
     """POST finalize: CSR in, certificate issued (RFC 8555 §7.4)."""
     v = await _auth(request)
     csr = messages.finalize_csr(v.payload_json(), jws.b64u_decode)
-    done = await request.app[REGISTRATION].finalize(
+    done = await request.app[SERVICE].finalizer.finalize(
         _account(v), request.match_info["order_id"], csr
     )
     return _order_response(request, done)
@@ -294,7 +296,7 @@ async def new_authz(request: web.Request) -> web.Response:
     """POST newAuthz: pre-authorization (RFC 8555 §7.4.1)."""
     v = await _auth(request)
     kind, value = messages.new_authz_identifier(v.payload_json())
-    created = await request.app[REGISTRATION].new_authz(_account(v), kind, value)
+    created = await request.app[SERVICE].orders.new_authz(_account(v), kind, value)
     lk = links_for(request)
     return _json(
         messages.authz_to_wire(created, lk), status=201, headers={"Location": lk.authz(created.id)}
@@ -304,35 +306,35 @@ async def new_authz(request: web.Request) -> web.Response:
 async def authz(request: web.Request) -> web.Response:
     """POST authorization: POST-as-GET or deactivate (RFC 8555 §7.5, §7.5.2)."""
     v = await _auth(request)
-    reg = request.app[REGISTRATION]
+    acme = request.app[SERVICE]
     authz_id = request.match_info["authz_id"]
     if v.is_post_as_get:
-        found = await reg.get_authz(_account(v), authz_id)
+        found = await acme.orders.get_authz(_account(v), authz_id)
     else:
         payload = v.payload_json()
         if payload != {"status": "deactivated"}:
             raise EngineError(
                 ProblemKind.MALFORMED, 'an authorization update must be {"status": "deactivated"}'
             )
-        found = await reg.deactivate_authz(_account(v), authz_id)
+        found = await acme.orders.deactivate_authz(_account(v), authz_id)
     return _json(messages.authz_to_wire(found, links_for(request)))
 
 
 async def challenge(request: web.Request) -> web.Response:
     """POST challenge: start validation, or POST-as-GET its state (RFC 8555 §7.5.1)."""
     v = await _auth(request)
-    reg = request.app[REGISTRATION]
+    acme = request.app[SERVICE]
     authz_id, kind = request.match_info["authz_id"], request.match_info["type"]
     lk = links_for(request)
     if v.is_post_as_get:
-        found = await reg.get_authz(_account(v), authz_id)
+        found = await acme.orders.get_authz(_account(v), authz_id)
         chall = found.challenge(acme_api.ChallengeType(kind)) if kind in _TYPES else None
         if chall is None:
             raise EngineError(ProblemKind.NOT_FOUND, "no such challenge")
     else:
         if v.payload_json():
             raise EngineError(ProblemKind.MALFORMED, "a challenge response payload must be {}")
-        found, chall = await reg.respond_challenge(_account(v), authz_id, kind)
+        found, chall = await acme.orders.respond_challenge(_account(v), authz_id, kind)
     headers = {"Link": f'<{lk.authz(found.id)}>;rel="up"'}
     return _json(messages.challenge_to_wire(found.id, chall, lk), headers=headers)
 
@@ -351,7 +353,7 @@ async def certificate(request: web.Request) -> web.Response:
     alternate = request.match_info.get("alt")
     if alternate not in (None, "1"):
         raise EngineError(ProblemKind.NOT_FOUND, "no such certificate chain")
-    leaf, chain = await request.app[REGISTRATION].certificate_chain(_account(v), ref)
+    leaf, chain = await request.app[SERVICE].finalizer.certificate_chain(_account(v), ref)
     # Default: leaf + intermediates. Alternate 1: the same path including the root,
     # for clients whose trust store lacks the private root.
     certs = (leaf, *chain) if alternate else (leaf, *chain[:-1])
@@ -367,7 +369,7 @@ async def revoke_cert(request: web.Request) -> web.Response:
     """POST revokeCert by the account or by the certificate's key (RFC 8555 §7.6)."""
     v = await _auth(request, allow_both=True)
     payload = messages.Revocation.from_wire(v.payload_json(), jws.b64u_decode)
-    await request.app[REGISTRATION].revoke(
+    await request.app[SERVICE].revocation.revoke(
         payload.certificate,
         reason_code=payload.reason,
         account=v.account,
@@ -378,7 +380,7 @@ async def revoke_cert(request: web.Request) -> web.Response:
 
 async def renewal_info(request: web.Request) -> web.Response:
     """GET renewalInfo (RFC 9773 §4.2): the suggested renewal window."""
-    window = await request.app[REGISTRATION].renewal_info(request.match_info["cert_id"])
+    window = await request.app[SERVICE].renewal.renewal_info(request.match_info["cert_id"])
     return _json(
         {
             "suggestedWindow": {

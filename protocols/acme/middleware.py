@@ -20,11 +20,11 @@ from protocols.common import problem
 from server.ca.acme import api as acme_api
 from server.ca.errors import EngineError, ProblemKind
 
-__all__ = ["MAX_BODY", "PREFIX", "REGISTRATION", "AcmeProblemError", "acme_middleware", "links_for"]
+__all__ = ["MAX_BODY", "PREFIX", "SERVICE", "AcmeProblemError", "acme_middleware", "links_for"]
 
 log = logging.getLogger(__name__)
 
-REGISTRATION: Final = web.AppKey("acme_registration", acme_api.AcmeService)
+SERVICE: Final = web.AppKey("acme_service", acme_api.AcmeService)
 PREFIX: Final = web.AppKey("acme_prefix", str)
 MAX_BODY: Final = web.AppKey("acme_max_body", int)
 PROBLEM_JSON: Final = "application/problem+json"
@@ -83,9 +83,9 @@ async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamR
             "ACME request %s %s failed (request %s)", request.method, request.path, request_id
         )
         response = render(problem.internal_error(request_id))
-    registration = request.app[REGISTRATION]
+    service = request.app[SERVICE]
     try:
-        response.headers["Replay-Nonce"] = await registration.new_nonce()
+        response.headers["Replay-Nonce"] = await service.new_nonce()
     except Exception:
         log.exception("could not issue a replay nonce")
     response.headers.setdefault("Cache-Control", "no-store")

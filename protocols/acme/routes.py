@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from aiohttp import web
 
 from protocols.acme import handlers, links
-from protocols.acme.middleware import MAX_BODY, PREFIX, REGISTRATION, acme_middleware
+from protocols.acme.middleware import MAX_BODY, PREFIX, SERVICE, acme_middleware
 from server.ca.acme import api as acme_api
 
 __all__ = ["build_app"]
 
 
 def build_app(
-    registration: acme_api.AcmeService,
+    service: acme_api.AcmeService,
     *,
     prefix: str = "/acme",
     client_max_size: int = 64 * 1024,
@@ -26,13 +26,13 @@ def build_app(
     (e.g. closing the http-01 fetcher's connection pool).
     """
     app = web.Application(middlewares=[acme_middleware], client_max_size=client_max_size)
-    app[REGISTRATION] = registration
+    app[SERVICE] = service
     app[PREFIX] = prefix
     app[MAX_BODY] = client_max_size
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         yield
-        await registration.close()
+        await service.close()
         for close in closers:
             await close()
 

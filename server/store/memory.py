@@ -1,4 +1,8 @@
-"""In-memory ``Repository`` for engine tests: same contract, no database."""
+"""In-memory repositories for engine tests: same contracts as the SQL ones, no database.
+
+``MemoryRepository`` implements ``server.ca.ports.Repository``;
+``MemoryAcmeRepository`` implements ``server.ca.acme.ports.AcmeRepository``.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,11 @@ from dataclasses import replace
 from datetime import datetime
 
 from server.ca import types
+from server.ca.acme import types as at
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import SerialConflictError
 
-__all__ = ["MemoryRepository"]
+__all__ = ["MemoryAcmeRepository", "MemoryRepository"]
 
 
 class MemoryRepository:
@@ -138,3 +143,182 @@ class MemoryRepository:
 
     async def list_audit(self, *, limit: int = 100) -> Sequence[types.AuditEvent]:
         return list(reversed(self.audit))[:limit]
+
+
+class MemoryAcmeRepository:
+    """Dict-backed ACME repository; one asyncio lock stands in for transactions."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[at.AccountId, at.Account] = {}
+        self.orders: dict[at.OrderId, at.Order] = {}
+        self.authzs: dict[at.AuthzId, at.Authorization] = {}
+        self.validating: set[at.AuthzId] = set()
+        self.used_nonces: dict[str, datetime] = {}
+        self.rate_limits: dict[str, tuple[datetime, int]] = {}
+        self.eab_keys: dict[str, at.EabKey] = {}
+        self._nonce_secret: bytes | None = None
+        self._lock = asyncio.Lock()
+
+    # accounts
+    async def add_account(self, account: at.Account) -> at.Account:
+        async with self._lock:
+            existing = await self.get_account_by_thumbprint(account.key.thumbprint)
+            if existing is not None:
+                return existing
+            self.accounts[account.id] = account
+            return account
+
+    async def get_account(self, account_id: at.AccountId) -> at.Account | None:
+        return self.accounts.get(account_id)
+
+    async def get_account_by_thumbprint(self, thumbprint: str) -> at.Account | None:
+        return next((a for a in self.accounts.values() if a.key.thumbprint == thumbprint), None)
+
+    async def update_account(self, account: at.Account) -> bool:
+        async with self._lock:
+            holder = await self.get_account_by_thumbprint(account.key.thumbprint)
+            if holder is not None and holder.id != account.id:
+                return False
+            stored = self.accounts.get(account.id)
+            if stored is not None:
+                self.accounts[account.id] = replace(account, created_at=stored.created_at)
+            return True
+
+    # orders and authorizations
+    async def add_order(self, order: at.Order, new_authzs: Sequence[at.Authorization]) -> None:
+        async with self._lock:
+            for authz in new_authzs:
+                self.authzs[authz.id] = authz
+            self.orders[order.id] = replace(order, authorizations=())
+
+    async def get_order(self, order_id: at.OrderId) -> at.Order | None:
+        order = self.orders.get(order_id)
+        if order is None:
+            return None
+        authzs = tuple(self.authzs[i] for i in order.authz_ids if i in self.authzs)
+        return replace(order, authorizations=authzs)
+
+    async def list_order_ids(self, account_id: at.AccountId, *, limit: int) -> Sequence[at.OrderId]:
+        mine = [o for o in self.orders.values() if o.account_id == account_id]
+        mine.sort(key=lambda o: o.created_at, reverse=True)
+        return [o.id for o in mine[:limit]]
+
+    async def claim_order(self, order_id: at.OrderId, *, frm: at.OrderStatus) -> bool:
+        async with self._lock:
+            order = self.orders.get(order_id)
+            if order is None or order.status is not frm:
+                return False
+            self.orders[order_id] = replace(order, status=at.OrderStatus.PROCESSING)
+            return True
+
+    async def finish_order(
+        self,
+        order_id: at.OrderId,
+        *,
+        status: at.OrderStatus,
+        cert_ref: str | None,
+        error: at.StoredProblem | None,
+    ) -> None:
+        async with self._lock:
+            order = self.orders.get(order_id)
+            if order is not None:
+                self.orders[order_id] = replace(
+                    order, status=status, cert_ref=cert_ref, error=error
+                )
+
+    async def find_valid_authz(
+        self, account_id: at.AccountId, identifier: at.Identifier, *, now: datetime, wildcard: bool
+    ) -> at.Authorization | None:
+        found = [
+            a
+            for a in self.authzs.values()
+            if a.account_id == account_id
+            and a.identifier == identifier
+            and a.status is at.AuthzStatus.VALID
+            and a.wildcard == wildcard
+            and a.expires > now
+        ]
+        return max(found, key=lambda a: a.expires, default=None)
+
+    async def add_authz(self, authz: at.Authorization) -> None:
+        async with self._lock:
+            self.authzs[authz.id] = authz
+
+    async def get_authz(self, authz_id: at.AuthzId) -> at.Authorization | None:
+        return self.authzs.get(authz_id)
+
+    async def claim_challenge(self, authz_id: at.AuthzId, updated: at.Authorization) -> bool:
+        async with self._lock:
+            authz = self.authzs.get(authz_id)
+            if (
+                authz is None
+                or authz.status is not at.AuthzStatus.PENDING
+                or authz_id in self.validating
+            ):
+                return False
+            self.authzs[authz_id] = updated
+            self.validating.add(authz_id)
+            return True
+
+    async def save_authz(self, authz: at.Authorization, *, validating_done: bool) -> None:
+        async with self._lock:
+            if authz.id not in self.authzs:
+                return
+            self.authzs[authz.id] = authz
+            if validating_done:
+                self.validating.discard(authz.id)
+            else:
+                self.validating.add(authz.id)
+
+    # replay nonces
+    async def consume_nonces(self, nonces: Sequence[tuple[str, datetime]]) -> set[str]:
+        async with self._lock:
+            fresh = {n for n, _ in nonces if n not in self.used_nonces}
+            self.used_nonces.update({n: e for n, e in nonces if n in fresh})
+            return fresh
+
+    async def purge_nonces(self, *, before: datetime) -> int:
+        async with self._lock:
+            old = [n for n, expires in self.used_nonces.items() if expires < before]
+            for n in old:
+                del self.used_nonces[n]
+            return len(old)
+
+    async def nonce_secret(self, candidate: bytes) -> bytes:
+        if self._nonce_secret is None:
+            self._nonce_secret = candidate
+        return self._nonce_secret
+
+    # rate limits
+    async def hit_rate_limit(self, key: str, *, window_start: datetime, limit: int) -> bool:
+        async with self._lock:
+            start, count = self.rate_limits.get(key, (window_start, 0))
+            if start != window_start:
+                start, count = window_start, 0
+            elif count >= limit:
+                return False
+            self.rate_limits[key] = (start, count + 1)
+            return True
+
+    # external account binding
+    async def add_eab_key(self, key: at.EabKey) -> None:
+        async with self._lock:
+            self.eab_keys[key.kid] = replace(key, revoked=False, account_id=None)
+
+    async def get_eab_key(self, kid: str) -> at.EabKey | None:
+        return self.eab_keys.get(kid)
+
+    async def list_eab_keys(self) -> Sequence[at.EabKey]:
+        bound = {a.eab_kid: a.id for a in self.accounts.values() if a.eab_kid is not None}
+        return [
+            replace(k, account_id=bound.get(k.kid))
+            for k in sorted(self.eab_keys.values(), key=lambda k: k.created_at)
+        ]
+
+    async def revoke_eab_key(self, kid: str) -> bool:
+        async with self._lock:
+            key = self.eab_keys.get(kid)
+            if key is None:
+                return False
+            self.eab_keys[kid] = replace(key, revoked=True)
+            return True

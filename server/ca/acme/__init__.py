@@ -1,4 +1,7 @@
 """ACME (RFC 8555) engine: accounts, orders, challenges, finalize, revocation, ARI.
 
-Front ends import ``server.ca.acme.api`` only.
+One module per concept: ``accounts`` (accounts, EAB), ``orders`` (orders,
+authorizations, challenges), ``finalize`` (finalize, download), ``revocation``,
+``renewal`` (ARI), ``nonces``, ``validation``, ``ratelimit``; ``service`` composes
+them into ``AcmeService``. Front ends import ``server.ca.acme.api`` only.
 """

@@ -1,8 +1,9 @@
 """The ACME engine facade: the one module ``protocols/acme`` imports for ACME logic.
 
-Re-exports the ACME engine types, settings, ports and the ``AcmeService``
-state machine, plus the pure helpers the front end needs (key authorizations,
-ARI certificate ids). Must not import aiohttp, josepy or sqlalchemy.
+Re-exports the ACME engine types, settings, ports and ``AcmeService`` (which
+composes ``accounts``, ``orders``, ``finalize``, ``revocation`` and ``renewal``),
+plus the pure helpers the front end needs (key authorizations, ARI certificate
+ids). Must not import aiohttp, josepy or sqlalchemy.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from server.ca.acme.ports import (
     TlsAlpnProber,
     TxtResolver,
 )
-from server.ca.acme.service import AcmeService, AcmeSettings, RenewalWindow, cert_id_of
+from server.ca.acme.renewal import RenewalWindow, cert_id_of
+from server.ca.acme.service import AcmeService
+from server.ca.acme.settings import AcmeSettings
 from server.ca.acme.types import (
     Account,
     AccountId,

@@ -1,11 +1,13 @@
 """ACME engine value types: accounts, orders, authorizations, challenges, EAB keys.
 
-Frozen dataclasses, StrEnums and NewTypes only; no I/O. Must not import aiohttp,
-josepy or sqlalchemy. Front ends reach these through ``server.ca.acme.api``.
+Frozen dataclasses, StrEnums and NewTypes, plus ``new_id()`` for their ids; no
+I/O. Must not import aiohttp, josepy or sqlalchemy. Front ends reach these
+through ``server.ca.acme.api``.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -32,11 +34,17 @@ __all__ = [
     "OrderId",
     "OrderStatus",
     "StoredProblem",
+    "new_id",
 ]
 
 AccountId = NewType("AccountId", str)
 OrderId = NewType("OrderId", str)
 AuthzId = NewType("AuthzId", str)
+
+
+def new_id() -> str:
+    """Return a fresh unguessable object id (96 random bits, URL-safe)."""
+    return secrets.token_urlsafe(12)
 
 
 class AccountStatus(StrEnum):

@@ -77,7 +77,7 @@ async def acme_env(
     root.add_subapp("/acme", routes.build_app(registration))
     http = await aiohttp_client(root)
     yield AcmeEnv(http, registration, repo, engine, network, database)
-    await registration.wait_idle()
+    await registration.orders.wait_idle()
 
 
 @pytest.fixture

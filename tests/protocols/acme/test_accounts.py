@@ -202,7 +202,7 @@ async def test_key_rollover_nested_checks(
     assert reply.status == 400
     assert reply.problem_type == "malformed"
     assert acme.kid is not None
-    account = await acme_env.registration.account(acme.kid.rsplit("/", 1)[1])
+    account = await acme_env.registration.accounts.account(acme.kid.rsplit("/", 1)[1])
     assert account.key.jwk.count("P-256") == 1  # key unchanged
 
 
@@ -232,13 +232,13 @@ class TestEab:
         assert reply.problem_type == "externalAccountRequired"
 
     async def test_account_with_eab(self, acme_env: AcmeEnv) -> None:
-        key = await acme_env.registration.create_eab_key()
+        key = await acme_env.registration.accounts.create_eab_key()
         client = acme_env.client()
         await client.directory()
         binding = eab_binding(key.kid, key.hmac_key, jwk_of(client.key), client.dir["newAccount"])
         reply = await client.new_account(externalAccountBinding=binding)
         assert reply.status == 201, reply.body
-        listed = await acme_env.registration.list_eab_keys()
+        listed = await acme_env.registration.accounts.list_eab_keys()
         assert listed[0].account_id is not None
 
     @pytest.mark.parametrize(
@@ -246,7 +246,7 @@ class TestEab:
         ["fail/wrong-mac", "fail/revoked", "fail/unknown-kid", "fail/other-jwk", "fail/wrong-url"],
     )
     async def test_bad_eab_is_refused(self, acme_env: AcmeEnv, variant: str) -> None:
-        key = await acme_env.registration.create_eab_key()
+        key = await acme_env.registration.accounts.create_eab_key()
         client = acme_env.client()
         await client.directory()
         hmac_key, kid, jwk = key.hmac_key, key.kid, jwk_of(client.key)
@@ -254,7 +254,7 @@ class TestEab:
         if variant == "fail/wrong-mac":
             hmac_key = b"x" * 32
         elif variant == "fail/revoked":
-            await acme_env.registration.revoke_eab_key(kid)
+            await acme_env.registration.accounts.revoke_eab_key(kid)
         elif variant == "fail/unknown-kid":
             kid = "nope"
         elif variant == "fail/other-jwk":

@@ -42,7 +42,7 @@ async def authorize(
         assert reply.status == 200, reply.body
         assert reply.json()["status"] in ("processing", "valid")
         assert any('rel="up"' in link for link in reply.links)
-    await env.registration.wait_idle()
+    await env.registration.orders.wait_idle()
 
 
 def alpn_cert(
@@ -203,7 +203,7 @@ async def test_failed_http01_marks_authz_and_order_invalid(
     elif answer is not None:
         acme_env.network.http_answers[chall["token"]] = answer
     await acme.post(chall["url"], {})
-    await acme_env.registration.wait_idle()
+    await acme_env.registration.orders.wait_idle()
     authz = (await acme.get(reply.json()["authorizations"][0])).json()
     assert authz["status"] == "invalid"
     failed = next(c for c in authz["challenges"] if c["type"] == "http-01")
@@ -234,7 +234,7 @@ async def test_bad_tls_alpn_certificate_is_refused(
         "alpn.internal", acme.key_authorization(chall["token"]), critical=critical, digest=digest
     )
     await acme.post(chall["url"], {})
-    await acme_env.registration.wait_idle()
+    await acme_env.registration.orders.wait_idle()
     challenges = (await acme.get(authz_url)).json()["challenges"]
     failed = next(c for c in challenges if c["type"] == "tls-alpn-01")
     assert failed["status"] == "invalid"

@@ -204,11 +204,11 @@ class TestRateLimits:
             settings=acme_api.AcmeSettings(orders_per_account_per_hour=2),
         )
         assert acme.kid is not None
-        account = await other.account(acme.kid.rsplit("/", 1)[1])
-        await other.new_order(account, [("dns", "n1.internal")])
+        account = await other.accounts.account(acme.kid.rsplit("/", 1)[1])
+        await other.orders.new_order(account, [("dns", "n1.internal")])
         assert (await acme.new_order("n2.internal")).status == 201
         limited = await acme.new_order("n3.internal")
         assert limited.problem_type == "rateLimited"
         with pytest.raises(EngineError) as err:
-            await other.new_order(account, [("dns", "n4.internal")])
+            await other.orders.new_order(account, [("dns", "n4.internal")])
         assert err.value.kind is ProblemKind.RATE_LIMITED

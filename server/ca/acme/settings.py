@@ -1,0 +1,42 @@
+"""ACME policy settings: lifetimes, limits, profiles and directory meta.
+
+Parsed and validated by ``server.config`` (``AcmeConfig.to_engine``); every part of
+the ACME engine reads the same frozen value. Must not import aiohttp, josepy or
+sqlalchemy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from server.ca.acme import validation
+
+__all__ = ["AcmeSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class AcmeSettings:
+    """ACME policy, validated by ``server.config`` before it gets here."""
+
+    eab_required: bool = False
+    authz_reuse: bool = True
+    orders_per_account_per_hour: int = 0
+    accounts_per_ip_per_hour: int = 0
+    order_lifetime: timedelta = timedelta(days=7)
+    pending_authz_lifetime: timedelta = timedelta(days=7)
+    valid_authz_lifetime: timedelta = timedelta(days=30)
+    nonce_lifetime: timedelta = timedelta(hours=1)
+    account_cache_seconds: float = 5.0
+    max_identifiers: int = 100
+    validation_concurrency: int = 32
+    # ACME profile name (draft-aaron-acme-profiles) -> engine profile name.
+    profiles: Mapping[str, str] = field(
+        default_factory=lambda: {"tls-server": "tls-server", "shortlived": "short-lived"}
+    )
+    default_profile: str = "tls-server"
+    terms_of_service: str | None = None
+    website: str | None = None
+    caa_identities: tuple[str, ...] = ()
+    validation: validation.ValidationSettings = field(default_factory=validation.ValidationSettings)

@@ -1,0 +1,100 @@
+"""Challenge validation (RFC 8555 §8): http-01, dns-01, tls-alpn-01 without a network."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from server.ca.acme import api as acme_api
+from server.ca.acme import validation
+from server.ca.acme.types import Identifier, IdentifierType
+from server.ca.errors import ProblemKind
+
+
+def ident(value: str) -> Identifier:
+    return Identifier(IdentifierType.DNS, value)
+
+
+def test_dns01_names_and_values() -> None:
+    assert validation.dns01_name(ident("*.a.internal")) == "_acme-challenge.a.internal"
+    # RFC 8555 §8.4 example shape: 43 base64url characters of SHA-256.
+    value = validation.dns01_value("token.thumb")
+    assert len(value) == 43
+    assert "=" not in value
+
+
+class Net:
+    def __init__(self, body: bytes = b"", status: int = 200, fail: int = 0) -> None:
+        self.body, self.status, self.fail, self.calls = body, status, fail, 0
+
+    async def fetch(self, *, address: str, port: int, host: str, path: str) -> acme_api.FetchResult:
+        self.calls += 1
+        if self.calls <= self.fail:
+            raise acme_api.NetworkError("connection", "refused")
+        return acme_api.FetchResult(self.status, self.body)
+
+    async def txt(self, name: str) -> Sequence[str]:
+        raise acme_api.NetworkError("dns", "SERVFAIL")
+
+    async def probe(self, *, address: str, port: int, server_name: str) -> bytes:
+        await asyncio.sleep(10)
+        return b""
+
+
+def ports(net: Net) -> acme_api.ValidationPorts:
+    return acme_api.ValidationPorts(http=net, dns=net, tls=net)
+
+
+async def test_http01_retries_then_succeeds() -> None:
+    net = Net(body=b"tok.thumb\n", fail=2)
+    settings = validation.ValidationSettings(attempts=3, retry_delay=0)
+    problem = await validation.validate(
+        acme_api.ChallengeType.HTTP_01,
+        ident("a.internal"),
+        token="tok",
+        thumbprint="thumb",
+        ports=ports(net),
+        settings=settings,
+    )
+    assert problem is None
+    assert net.calls == 3
+
+
+async def test_attempts_are_bounded_and_errors_typed() -> None:
+    net = Net(fail=99)
+    settings = validation.ValidationSettings(attempts=2, retry_delay=0, timeout=0.05)
+    problem = await validation.validate(
+        acme_api.ChallengeType.HTTP_01,
+        ident("a.internal"),
+        token="t",
+        thumbprint="x",
+        ports=ports(net),
+        settings=settings,
+    )
+    assert problem is not None
+    assert problem.kind is ProblemKind.CONNECTION
+    assert net.calls == 2
+    dns = await validation.validate(
+        acme_api.ChallengeType.DNS_01,
+        ident("a.internal"),
+        token="t",
+        thumbprint="x",
+        ports=ports(net),
+        settings=settings,
+    )
+    assert dns is not None
+    assert dns.kind is ProblemKind.DNS
+    slow = await validation.validate(
+        acme_api.ChallengeType.TLS_ALPN_01,
+        ident("a.internal"),
+        token="t",
+        thumbprint="x",
+        ports=ports(net),
+        settings=settings,
+    )
+    assert slow is not None
+    assert "no answer" in slow.detail
+
+
+def test_alpn_certificate_without_san_is_refused() -> None:
+    assert validation.check_alpn_certificate(b"junk", ident("a.internal"), "k") is not None

@@ -1,0 +1,156 @@
+"""The in-memory ACME repository keeps the SQL repository's contract.
+
+Every check runs on ``MemoryAcmeRepository`` and on ``SqlAcmeRepository`` (SQLite,
+and PostgreSQL when configured), so engine tests on the fake mean what they say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from server.ca.acme import types as at
+from server.ca.acme.ports import AcmeRepository
+from server.store.acme_repository import SqlAcmeRepository
+from server.store.database import Database
+from server.store.memory import MemoryAcmeRepository
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+Check = Callable[[AcmeRepository], Awaitable[None]]
+
+
+def _account(name: str, thumbprint: str | None = None) -> at.Account:
+    return at.Account(
+        id=at.AccountId(f"acct-{name}"),
+        status=at.AccountStatus.VALID,
+        key=at.AccountKey(jwk="{}", thumbprint=thumbprint or f"t-{name}", spki=b"k"),
+        contact=("mailto:a@corp.internal",),
+        tos_agreed=True,
+        created_at=NOW,
+    )
+
+
+def _authz(name: str, account: at.Account, *, status: at.AuthzStatus) -> at.Authorization:
+    return at.Authorization(
+        id=at.AuthzId(f"authz-{name}"),
+        account_id=account.id,
+        identifier=at.Identifier(at.IdentifierType.DNS, "a.corp.internal"),
+        status=status,
+        expires=NOW + timedelta(days=1),
+        challenges=(at.Challenge(at.ChallengeType.HTTP_01, f"tok-{name}"),),
+    )
+
+
+async def _accounts(repo: AcmeRepository) -> None:
+    alice = await repo.add_account(_account("alice"))
+    assert await repo.add_account(_account("again", thumbprint="t-alice")) == alice
+    bob = await repo.add_account(_account("bob"))
+    assert await repo.get_account_by_thumbprint("t-bob") == bob
+    assert not await repo.update_account(_account("alice", thumbprint="t-bob")), (
+        "a key held by another account"
+    )
+    moved = _account("alice", thumbprint="t-alice-2")
+    assert await repo.update_account(moved)
+    assert await repo.get_account(alice.id) == moved
+    assert await repo.get_account_by_thumbprint("t-alice") is None
+
+
+async def _orders_and_authzs(repo: AcmeRepository) -> None:
+    acct = await repo.add_account(_account("alice"))
+    pending = _authz("p", acct, status=at.AuthzStatus.PENDING)
+    valid = _authz("v", acct, status=at.AuthzStatus.VALID)
+    order = at.Order(
+        id=at.OrderId("order-1"),
+        account_id=acct.id,
+        status=at.OrderStatus.PENDING,
+        identifiers=(pending.identifier,),
+        authz_ids=(pending.id, valid.id),
+        expires=NOW + timedelta(days=1),
+        created_at=NOW,
+        profile="tls-server",
+    )
+    await repo.add_order(order, [pending, valid])
+    stored = await repo.get_order(order.id)
+    assert stored is not None
+    assert {a.id for a in stored.authorizations} == {pending.id, valid.id}
+    assert await repo.list_order_ids(acct.id, limit=10) == [order.id]
+    assert await repo.claim_order(order.id, frm=at.OrderStatus.PENDING)
+    assert not await repo.claim_order(order.id, frm=at.OrderStatus.PENDING)
+    await repo.finish_order(order.id, status=at.OrderStatus.VALID, cert_ref="ca-01", error=None)
+    done = await repo.get_order(order.id)
+    assert done is not None
+    assert (done.status, done.cert_ref) == (at.OrderStatus.VALID, "ca-01")
+    ident = pending.identifier
+    assert await repo.find_valid_authz(acct.id, ident, now=NOW, wildcard=False) == valid
+    assert await repo.find_valid_authz(acct.id, ident, now=NOW, wildcard=True) is None
+    later = NOW + timedelta(days=2)
+    assert await repo.find_valid_authz(acct.id, ident, now=later, wildcard=False) is None
+    assert await repo.claim_challenge(pending.id, pending)
+    assert not await repo.claim_challenge(pending.id, pending), "already validating"
+    assert not await repo.claim_challenge(valid.id, valid), "not pending"
+    await repo.save_authz(pending, validating_done=True)
+    assert await repo.claim_challenge(pending.id, pending)
+
+
+async def _nonces_and_limits(repo: AcmeRepository) -> None:
+    soon, later = NOW + timedelta(minutes=1), NOW + timedelta(hours=1)
+    assert await repo.consume_nonces([("a", soon), ("b", later)]) == {"a", "b"}
+    assert await repo.consume_nonces([("a", soon), ("c", later)]) == {"c"}
+    assert await repo.purge_nonces(before=NOW + timedelta(minutes=2)) == 1
+    assert await repo.consume_nonces([("a", soon)]) == {"a"}
+    assert await repo.nonce_secret(b"first") == b"first"
+    assert await repo.nonce_secret(b"second") == b"first"
+    hour, next_hour = NOW, NOW + timedelta(hours=1)
+    assert [await repo.hit_rate_limit("k", window_start=hour, limit=2) for _ in range(3)] == [
+        True,
+        True,
+        False,
+    ]
+    assert await repo.hit_rate_limit("other", window_start=hour, limit=2)
+    assert await repo.hit_rate_limit("k", window_start=next_hour, limit=2)
+
+
+async def _eab_keys(repo: AcmeRepository) -> None:
+    first = at.EabKey(kid="kid-1", hmac_key=b"1" * 32, created_at=NOW)
+    second = at.EabKey(kid="kid-2", hmac_key=b"2" * 32, created_at=NOW + timedelta(seconds=1))
+    await repo.add_eab_key(second)
+    await repo.add_eab_key(first)
+    bound = await repo.add_account(
+        at.Account(
+            id=at.AccountId("acct-eab"),
+            status=at.AccountStatus.VALID,
+            key=at.AccountKey(jwk="{}", thumbprint="t-eab", spki=b""),
+            contact=(),
+            tos_agreed=False,
+            created_at=NOW,
+            eab_kid="kid-1",
+        )
+    )
+    assert await repo.get_eab_key("kid-1") == first
+    assert await repo.revoke_eab_key("kid-2")
+    assert not await repo.revoke_eab_key("kid-3")
+    listed = await repo.list_eab_keys()
+    assert [(k.kid, k.revoked, k.account_id) for k in listed] == [
+        ("kid-1", False, bound.id),
+        ("kid-2", True, None),
+    ]
+
+
+CHECKS = [
+    pytest.param(_accounts, id="accounts"),
+    pytest.param(_orders_and_authzs, id="orders"),
+    pytest.param(_nonces_and_limits, id="nonces-limits"),
+    pytest.param(_eab_keys, id="eab"),
+]
+
+
+@pytest.mark.parametrize("check", CHECKS)
+async def test_memory_fake(check: Check) -> None:
+    await check(MemoryAcmeRepository())
+
+
+@pytest.mark.parametrize("check", CHECKS)
+async def test_sql_reference(check: Check, database: Database) -> None:
+    await check(SqlAcmeRepository(database))
