@@ -63,7 +63,7 @@ class StatusListener(Protocol):
 
 _SERIAL_ATTEMPTS: Final = 5
 _CA_BACKDATE: Final = timedelta(minutes=5)
-# Matter leaf profiles: issued by server/ca/matter/api.py on CAs of kind MATTER_PAI
+# Matter leaf profiles: issued by server/ca/matter/service.py on CAs of kind MATTER_PAI
 # (DAC) and MATTER_ICAC/MATTER_RCAC (NOC); the Matter profiles fix everything else.
 _MATTER_PROFILES: Final = {
     p.name: p

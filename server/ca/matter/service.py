@@ -1,4 +1,4 @@
-"""Matter PKI facade: PAA/PAI/RCAC/ICAC CAs and DAC/NOC issuance over the CA engine.
+"""Matter PKI service: PAA/PAI/RCAC/ICAC CAs and DAC/NOC issuance over the CA engine.
 
 Owns the Matter CA kinds' life cycle (created with ``server.ca.matter.profiles``, stored
 through ``CAEngine`` like every CA, with their VID/PID and fabric ids derived from the
