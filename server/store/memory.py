@@ -1,17 +1,19 @@
-"""In-memory ``Repository`` for engine tests: same contract, no database."""
+"""In-memory ``Repository`` and ``StatusRepository`` for engine tests: no database."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 
 from server.ca import types
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import SerialConflictError
+from server.ca.status import ports as status_ports
 
-__all__ = ["MemoryRepository"]
+__all__ = ["MemoryRepository", "MemoryStatusRepository"]
 
 
 class MemoryRepository:
@@ -138,3 +140,96 @@ class MemoryRepository:
 
     async def list_audit(self, *, limit: int = 100) -> Sequence[types.AuditEvent]:
         return list(reversed(self.audit))[:limit]
+
+
+class MemoryStatusRepository:
+    """Dict-backed ``StatusRepository`` for engine tests (revocations come from ``source``)."""
+
+    def __init__(self, source: object | None = None) -> None:
+        self.responses: dict[tuple[types.CAId, int], status_ports.StoredResponse] = {}
+        self.signers: list[status_ports.SignerRecord] = []
+        self.dirty: dict[types.CAId, datetime] = {}
+        self._source = source
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def put_response(self, response: status_ports.StoredResponse) -> None:
+        self.responses[(response.ca_id, response.serial)] = response
+
+    async def get_response(
+        self, ca_id: types.CAId, serial: types.Serial
+    ) -> status_ports.StoredResponse | None:
+        return self.responses.get((ca_id, serial))
+
+    async def changed_since(
+        self, since: datetime, *, limit: int
+    ) -> Sequence[tuple[types.CAId, types.Serial, datetime]]:
+        out = [
+            (r.ca_id, r.serial, r.updated_at)
+            for r in self.responses.values()
+            if r.updated_at > since
+        ]
+        return sorted(out, key=lambda t: t[2])[:limit]
+
+    async def stale_responses(
+        self, produced_before: datetime, *, valid_after: datetime, limit: int
+    ) -> Sequence[tuple[types.CAId, types.Serial]]:
+        del valid_after  # the memory store keeps no certificate validity
+        return [
+            (r.ca_id, r.serial) for r in self.responses.values() if r.this_update < produced_before
+        ][:limit]
+
+    async def count_responses(self) -> int:
+        return len(self.responses)
+
+    async def add_signer(self, signer: status_ports.SignerRecord) -> None:
+        self.signers.append(signer)
+
+    async def current_signer(self, ca_id: types.CAId) -> status_ports.SignerRecord | None:
+        mine = [s for s in self.signers if s.ca_id == ca_id]
+        return max(mine, key=lambda s: s.created_at) if mine else None
+
+    async def mark_crl_dirty(self, ca_id: types.CAId, at: datetime) -> None:
+        self.dirty[ca_id] = max(at, self.dirty.get(ca_id, at))
+
+    async def dirty_crls(self) -> Sequence[tuple[types.CAId, datetime]]:
+        return list(self.dirty.items())
+
+    async def clear_crl_dirty(self, ca_id: types.CAId, *, up_to: datetime) -> None:
+        marked = self.dirty.get(ca_id)
+        if marked is not None and marked <= up_to:
+            del self.dirty[ca_id]
+
+    async def list_revocations(
+        self, ca_id: types.CAId, *, since: datetime | None = None
+    ) -> Sequence[status_ports.RevokedEntry]:
+        certs: dict[tuple[types.CAId, int], types.CertificateRecord] = getattr(
+            self._source, "certs", {}
+        )
+        return [
+            status_ports.RevokedEntry(
+                serial=r.serial,
+                revoked_at=int(r.revoked_at.timestamp()) if r.revoked_at else None,
+                reason=r.revocation_reason,
+            )
+            for r in certs.values()
+            if r.ca_id == ca_id
+            and r.status is types.CertStatus.REVOKED
+            and (since is None or r.revoked_at is None or r.revoked_at >= since)
+        ]
+
+    async def latest_crl_info(self, ca_id: types.CAId) -> tuple[int, datetime] | None:
+        crls: list[types.CrlRecord] = getattr(self._source, "crls", [])
+        mine = [c for c in crls if c.ca_id == ca_id]
+        if not mine:
+            return None
+        newest = max(mine, key=lambda c: c.number)
+        return newest.number, newest.this_update
+
+    @contextlib.asynccontextmanager
+    async def leader(self, name: str) -> AsyncIterator[bool]:
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        if lock.locked():
+            yield False
+            return
+        async with lock:
+            yield True
