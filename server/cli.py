@@ -298,7 +298,9 @@ async def _cert_revoke(s: Services, a: argparse.Namespace) -> int:
 
 
 async def _crl_generate(s: Services, a: argparse.Namespace) -> int:
-    crl = await s.engine.generate_crl(a.ca, actor=OPERATOR)
+    if s.status is None:
+        raise EngineError(ProblemKind.UNAVAILABLE, "the revocation services are not running")
+    crl = await s.status.generate_crl(a.ca, actor=str(OPERATOR))
     if a.out:
         Path(a.out).write_bytes(crl.der)
         print(f"CRL number {crl.number} written to {a.out}")

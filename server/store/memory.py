@@ -115,13 +115,6 @@ class MemoryRepository:
             self._log(audit)
             return updated
 
-    async def list_revoked(self, ca_id: types.CAId) -> Sequence[types.CertificateRecord]:
-        return [
-            r
-            for r in self.certs.values()
-            if r.ca_id == ca_id and r.status is types.CertStatus.REVOKED
-        ]
-
     async def add_crl(self, crl: types.CrlRecord) -> None:
         self.crls.append(crl)
 
