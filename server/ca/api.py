@@ -1,7 +1,9 @@
 """CAEngine: the one surface protocol front ends and the CLI call.
 
-Orchestrates hierarchy, policy, issuance and revocation over the storage port;
-owns the decrypted-key cache. Must not import aiohttp, josepy or sqlalchemy.
+Issuance, revocation, inventory and audit over the storage port; stores the CAs
+that ``hierarchy.py`` (roots, subordinates, imports) and the Matter service build;
+owns the decrypted-key cache. OCSP and CRLs are the status service's
+(``server/ca/status/``). Must not import aiohttp, josepy or sqlalchemy.
 """
 
 from __future__ import annotations
@@ -96,8 +98,6 @@ class EngineSettings:
     http_base_url: str = "http://127.0.0.1:8080"
     organization: str | None = "privca"
     default_ca: str | None = None
-    crl_validity: timedelta = timedelta(days=1)
-    ocsp_validity: timedelta = timedelta(days=4)
     root_lifetime: timedelta = timedelta(days=3650)
     sub_lifetime: timedelta = timedelta(days=1825)
     profiles: dict[str, profiles.Profile] = field(
