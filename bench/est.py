@@ -48,9 +48,9 @@ sys.path.insert(0, str(ROOT))
 
 from pgdb import fresh_database  # noqa: E402 - bench/pgdb.py, beside this script
 
-from server.bootstrap import open_services  # noqa: E402
 from server.ca.types import Principal  # noqa: E402
 from server.config import load_settings  # noqa: E402
+from server.wiring import open_services  # noqa: E402
 
 PG_ADMIN: Final = "postgresql://postgres@127.0.0.1:5432/postgres"
 PASSWORD: Final = "bench-password-0123456789"  # noqa: S105 - throwaway bench account

@@ -28,10 +28,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from issue import make_csrs  # bench/issue.py: the same CSRs as the engine baseline
 
-from server import cli_matter
 from server.ca import api, keys
 from server.ca.matter import api as matter_api
 from server.ca.types import Principal
+from server.cli import matter as cli_matter
 from server.store.database import Database, sqlite_url
 from server.store.repository import SqlRepository
 

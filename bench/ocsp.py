@@ -51,11 +51,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp as x509_ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from server.bootstrap import ensure_first_start, open_services
 from server.ca.status import ocsp_codec
 from server.ca.status import ports as status_ports
 from server.ca.types import RevocationReason
 from server.config import load_settings
+from server.wiring import ensure_first_start, open_services
 
 ROOT = Path(__file__).resolve().parent.parent
 PRIVCA = ROOT / ".venv" / "bin" / "privca"

@@ -2,7 +2,8 @@
 
 Builds the HTTPS app (ACME, EST) and the plain-HTTP app (OCSP, CRL, caIssuers:
 RFC 5280 says these are fetched without TLS), owns startup and cleanup.
-Protocol packages are mounted here; nothing here builds certificates.
+Protocol packages are mounted here over the services ``server.wiring`` builds;
+nothing here opens storage or builds certificates.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from protocols.acme import network
+from protocols.acme import routes as acme_routes
 from protocols.ca_issuers import links as ca_issuers_links
 from protocols.ca_issuers import routes as ca_issuers_routes
 from protocols.crl import links as crl_links
@@ -31,13 +34,12 @@ from protocols.est import routes as est_routes
 from protocols.ocsp import lean as ocsp_lean
 from protocols.ocsp import links as ocsp_links
 from protocols.ocsp import routes as ocsp_routes
-from server.acme_app import build_acme_app
-from server.bootstrap import Services, TlsFiles, ensure_first_start, open_services
+from server import wiring
+from server.ca.acme import api as acme_api
 from server.ca.api import CAEngine
 from server.ca.est import api as est_api
 from server.ca.status import api as status_api
 from server.config import Settings
-from server.store.est_repository import SqlEstRepository
 from server.tls_anchors import ClientAnchors
 
 __all__ = ["ENGINE", "SETTINGS", "create_http_app", "create_https_app", "run", "run_server"]
@@ -49,7 +51,7 @@ _X509_V_FLAG_NO_CHECK_TIME: Final = 0x200000
 SETTINGS: Final = web.AppKey("settings", Settings)
 
 
-def _base(services: Services) -> web.Application:
+def _base(services: wiring.Services) -> web.Application:
     app = web.Application(client_max_size=services.settings.max_body_bytes)
     app[ENGINE] = services.engine
     app[SETTINGS] = services.settings
@@ -74,28 +76,33 @@ async def _index(request: web.Request) -> web.Response:
     )
 
 
-def build_est_service(services: Services) -> est_api.EstService:
-    """Return the EST facade over the engine and the EST tables (config labels included)."""
-    return est_api.EstService(
-        services.engine,
-        SqlEstRepository(services.db),
-        config_labels=services.settings.est.to_labels(),
-        retry_after=services.settings.est.retry_after_seconds,
+def _acme_app(services: wiring.Services) -> web.Application:
+    """Return the ACME sub-app (mount at /acme) with the real network validation ports."""
+    fetcher = network.AiohttpFetcher()
+    ports = acme_api.ValidationPorts(
+        http=fetcher,
+        dns=network.DnsResolver(services.settings.acme.dns_resolver),
+        tls=network.AlpnProber(),
+    )
+    return acme_routes.build_app(
+        wiring.build_acme_service(services, ports=ports),
+        client_max_size=services.settings.max_body_bytes,
+        closers=[fetcher.close],
     )
 
 
 def create_https_app(
-    services: Services, *, est_service: est_api.EstService | None = None
+    services: wiring.Services, *, est_service: est_api.EstService | None = None
 ) -> web.Application:
     """Return the HTTPS application with every TLS protocol front end mounted."""
     app = _base(services)
     app.router.add_get("/", _index)
-    app.add_subapp("/acme", build_acme_app(services))
+    app.add_subapp("/acme", _acme_app(services))
     est = services.settings.est
     app.add_subapp(
         est_links.PREFIX,
         est_routes.build_app(
-            est_service or build_est_service(services),
+            est_service or wiring.build_est_service(services),
             client_cert_header=est.client_cert_header,
             trusted_proxies=est.trusted_proxies,
             max_body_bytes=services.settings.max_body_bytes,
@@ -125,7 +132,7 @@ def _status_context(
     return ctx
 
 
-def create_http_app(services: Services, *, maintenance: bool = True) -> web.Application:
+def create_http_app(services: wiring.Services, *, maintenance: bool = True) -> web.Application:
     """Return the plain-HTTP application (revocation and caIssuers).
 
     ``maintenance`` runs CRL regeneration and OCSP refresh here (off in extra workers).
@@ -147,7 +154,7 @@ def create_http_app(services: Services, *, maintenance: bool = True) -> web.Appl
 
 
 def server_ssl_context(
-    tls: TlsFiles, client_cas: Sequence[x509.Certificate] = ()
+    tls: wiring.TlsFiles, client_cas: Sequence[x509.Certificate] = ()
 ) -> ssl.SSLContext:
     """Return the TLS context of the HTTPS listener (TLS 1.2+).
 
@@ -177,8 +184,8 @@ def server_ssl_context(
 
 @contextlib.asynccontextmanager
 async def _listeners(
-    services: Services,
-    tls: TlsFiles,
+    services: wiring.Services,
+    tls: wiring.TlsFiles,
     est_service: est_api.EstService,
     *,
     maintenance: bool,
@@ -221,9 +228,9 @@ async def _listeners(
 
 async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     """Run privca until SIGINT/SIGTERM (or cancellation), then shut down cleanly."""
-    async with open_services(settings, create=True, serving=True) as services:
-        tls = await ensure_first_start(services)
-        est_service = build_est_service(services)
+    async with wiring.open_services(settings, create=True, serving=True) as services:
+        tls = await wiring.ensure_first_start(services)
+        est_service = wiring.build_est_service(services)
         for est_label in await est_service.list_labels():
             await est_service.check_label(est_label)
         extra_workers = settings.revocation.workers - 1
@@ -262,7 +269,7 @@ async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) 
 
 
 async def _start_http_site(
-    runner: web.AppRunner, services: Services, *, reuse_port: bool | None
+    runner: web.AppRunner, services: wiring.Services, *, reuse_port: bool | None
 ) -> Callable[[], Awaitable[None]]:
     """Listen on the HTTP port (OCSP answered by the lean protocol); return the stopper."""
     settings = services.settings
@@ -304,7 +311,7 @@ def _http_runner_options(settings: Settings) -> dict[str, Any]:
     return {} if settings.revocation.http_access_log else {"access_log": None}
 
 
-def _start_workers(settings: Settings, tls: TlsFiles, count: int) -> list[BaseProcess]:
+def _start_workers(settings: Settings, tls: wiring.TlsFiles, count: int) -> list[BaseProcess]:
     ctx = multiprocessing.get_context("spawn")
     procs: list[BaseProcess] = []
     for n in range(count):
@@ -336,7 +343,7 @@ def run(main: Coroutine[Any, Any, None]) -> None:
         runner.run(main)
 
 
-def _worker_main(settings: Settings, tls: TlsFiles) -> None:
+def _worker_main(settings: Settings, tls: wiring.TlsFiles) -> None:
     """Run one worker process (both listeners) until SIGTERM/SIGINT."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s"
@@ -346,9 +353,9 @@ def _worker_main(settings: Settings, tls: TlsFiles) -> None:
         run(_worker(settings, tls))
 
 
-async def _worker(settings: Settings, tls: TlsFiles) -> None:
-    async with open_services(settings) as services:
-        est_service = build_est_service(services)
+async def _worker(settings: Settings, tls: wiring.TlsFiles) -> None:
+    async with wiring.open_services(settings) as services:
+        est_service = wiring.build_est_service(services)
         stop = _stop_on_signals()
         async with _listeners(services, tls, est_service, maintenance=False, reuse_port=True):
             _freeze_startup_objects()

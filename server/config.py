@@ -259,8 +259,6 @@ class Settings(_Model):
             http_base_url=self.http_base_url,
             organization=self.ca.organization,
             default_ca=self.ca.issuing_name,
-            crl_validity=timedelta(hours=self.ca.crl_validity_hours),
-            ocsp_validity=timedelta(hours=self.ca.ocsp_validity_hours),
         )
 
 

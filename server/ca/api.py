@@ -1,27 +1,26 @@
 """CAEngine: the one surface protocol front ends and the CLI call.
 
-Orchestrates hierarchy, policy, issuance and revocation over the storage port;
-owns the decrypted-key cache. Must not import aiohttp, josepy or sqlalchemy.
+Issuance, revocation, inventory and audit over the storage port; stores the CAs
+that ``hierarchy.py`` (roots, subordinates, imports) and the Matter service build;
+owns the decrypted-key cache. OCSP and CRLs are the status service's
+(``server/ca/status/``). Must not import aiohttp, josepy or sqlalchemy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final, Protocol
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509 import ocsp
+from cryptography.hazmat.primitives import serialization
 
-from server.ca import hierarchy, issuance, keys, policy, profiles, revocation
+from server.ca import hierarchy, issuance, keys, policy, profiles
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import Clock, Repository, SerialConflictError, SystemClock, random_serial
-from server.ca.status import crl_codec
 from server.ca.types import (
     CA,
     AuditEvent,
@@ -32,7 +31,6 @@ from server.ca.types import (
     CertificateRecord,
     CertQuery,
     CertStatus,
-    CrlRecord,
     IssuedCertificate,
     KeyAlgorithm,
     KeyHandle,
@@ -62,8 +60,7 @@ class StatusListener(Protocol):
 
 
 _SERIAL_ATTEMPTS: Final = 5
-_CA_BACKDATE: Final = timedelta(minutes=5)
-# Matter leaf profiles: issued by server/ca/matter/api.py on CAs of kind MATTER_PAI
+# Matter leaf profiles: issued by server/ca/matter/service.py on CAs of kind MATTER_PAI
 # (DAC) and MATTER_ICAC/MATTER_RCAC (NOC); the Matter profiles fix everything else.
 _MATTER_PROFILES: Final = {
     p.name: p
@@ -101,8 +98,6 @@ class EngineSettings:
     http_base_url: str = "http://127.0.0.1:8080"
     organization: str | None = "privca"
     default_ca: str | None = None
-    crl_validity: timedelta = timedelta(days=1)
-    ocsp_validity: timedelta = timedelta(days=4)
     root_lifetime: timedelta = timedelta(days=3650)
     sub_lifetime: timedelta = timedelta(days=1825)
     profiles: dict[str, profiles.Profile] = field(
@@ -187,9 +182,6 @@ class CAEngine:
         self._cas.pop(ca.id, None)
         self._cas.pop(ca.name, None)
 
-    def _new_id(self) -> CAId:
-        return CAId(secrets.token_hex(6))
-
     # ------------------------------------------------------------------ CAs
 
     async def get_ca(self, ref: str | None = None) -> CA:
@@ -254,58 +246,22 @@ class CAEngine:
         mode: CAMode = CAMode.GENERAL,
         name_constraints: x509.NameConstraints | None = None,
     ) -> CA:
-        """Create a self-signed root CA (tier 1).
+        """Create a self-signed root CA (tier 1); see ``hierarchy.create_root``.
 
         Raises:
             EngineError: CONFLICT (name taken), MALFORMED (bad name), POLICY (path length).
         """
-        await self._check_new_name(name)
-        plen = hierarchy.child_path_length(
-            child_tier=1, parent_path_length=None, requested=path_length
-        )
-        handle, public_key = await asyncio.to_thread(self._keys.create, key_algorithm, label=name)
-        private_key = await asyncio.to_thread(self._keys.load, handle)
-        now = self._now().replace(microsecond=0)
-        serial = self._serials()
-        cert = issuance.build_ca_certificate(
-            subject=subject or hierarchy.ca_subject(name, self.settings.organization),
-            public_key=public_key,
-            issuer=None,
-            self_key=private_key,
-            not_before=now - _CA_BACKDATE,
-            not_after=now + (lifetime or self.settings.root_lifetime),
-            serial=serial,
-            path_length=plen,
+        return await hierarchy.create_root(
+            self,
+            name,
+            actor=actor,
+            key_algorithm=key_algorithm,
+            subject=subject,
+            lifetime=lifetime,
+            path_length=path_length,
+            mode=mode,
             name_constraints=name_constraints,
         )
-        ca = CA(
-            id=self._new_id(),
-            name=name,
-            parent_id=None,
-            tier=1,
-            key_algorithm=key_algorithm,
-            key=handle,
-            status=CAStatus.ACTIVE,
-            mode=mode,
-            kind=CAKind.GENERAL,
-            created_at=now,
-            cert_der=cert.public_bytes(serialization.Encoding.DER),
-        )
-        await self._repo.add_ca(ca, audit=self._audit(actor, "ca.create-root", name))
-        await self._store_ca_record(ca, ca, cert, actor)
-        return ca
-
-    async def _store_ca_record(
-        self, issuer: CA, ca: CA, cert: x509.Certificate, actor: Principal
-    ) -> None:
-        record = self._record(issuer, cert, profile="ca", names=(), actor=actor, is_ca=True)
-        await self._repo.add_certificate(
-            record,
-            audit=self._audit(
-                actor, "cert.issue", f"{issuer.name}/{cert.serial_number:X}", ca=ca.name
-            ),
-        )
-        await self._notify("issued", record)
 
     async def create_subordinate(
         self,
@@ -323,61 +279,27 @@ class CAEngine:
         ip_networks: Sequence[str] = (),
         publish_revocation: bool | None = None,
     ) -> CA:
-        """Create a CA signed by ``parent`` (tiers 2..5).
+        """Create a CA signed by ``parent`` (tiers 2..5); see ``hierarchy.create_subordinate``.
 
         Raises:
             EngineError: NOT_FOUND (parent), CONFLICT (name), POLICY (sixth tier,
                 parent path length, parent not active).
         """
-        parent_ca = await self.get_ca(parent)
-        if parent_ca.status is not CAStatus.ACTIVE:
-            raise EngineError(ProblemKind.POLICY, f"parent CA {parent_ca.name} is not active")
-        await self._check_new_name(name)
-        parent_issuer = await self._issuer(parent_ca)
-        plen = hierarchy.child_path_length(
-            child_tier=parent_ca.tier + 1,
-            parent_path_length=hierarchy.path_length_of(parent_issuer.certificate),
-            requested=path_length,
-        )
-        _check_ip_networks(ip_networks)
-        handle, public_key = await asyncio.to_thread(self._keys.create, key_algorithm, label=name)
-        now = self._now().replace(microsecond=0)
-        not_after = min(now + (lifetime or self.settings.sub_lifetime), parent_issuer.not_after)
-        cert = issuance.build_ca_certificate(
-            subject=subject or hierarchy.ca_subject(name, self.settings.organization),
-            public_key=public_key,
-            issuer=parent_issuer,
-            self_key=None,
-            not_before=now - _CA_BACKDATE,
-            not_after=not_after,
-            serial=self._serials(),
-            path_length=plen,
-            name_constraints=name_constraints,
-        )
-        ca = CA(
-            id=self._new_id(),
-            name=name,
-            parent_id=parent_ca.id,
-            tier=parent_ca.tier + 1,
+        return await hierarchy.create_subordinate(
+            self,
+            name,
+            parent=parent,
+            actor=actor,
             key_algorithm=key_algorithm,
-            key=handle,
-            status=CAStatus.ACTIVE,
+            subject=subject,
+            lifetime=lifetime,
+            path_length=path_length,
             mode=mode,
-            kind=CAKind.GENERAL,
-            created_at=now,
-            cert_der=cert.public_bytes(serialization.Encoding.DER),
-            chain_der=(parent_ca.cert_der or b"", *parent_ca.chain_der),
-            allowed_dns_suffixes=tuple(dns_suffixes),
-            allowed_ip_networks=tuple(ip_networks),
-            publish_revocation=(
-                publish_revocation if publish_revocation is not None else mode is CAMode.GENERAL
-            ),
+            name_constraints=name_constraints,
+            dns_suffixes=dns_suffixes,
+            ip_networks=ip_networks,
+            publish_revocation=publish_revocation,
         )
-        await self._repo.add_ca(
-            ca, audit=self._audit(actor, "ca.create-sub", name, parent=parent_ca.name)
-        )
-        await self._store_ca_record(parent_ca, ca, cert, actor)
-        return ca
 
     async def create_import_request(
         self,
@@ -388,72 +310,75 @@ class CAEngine:
         subject: x509.Name | None = None,
         mode: CAMode = CAMode.GENERAL,
     ) -> CA:
-        """Create a CA key and CSR for signing by an external CA; the CA stays PENDING.
+        """Create a PENDING CA with a key and CSR for an external signer.
 
         Raises:
             EngineError: CONFLICT (name taken), MALFORMED (bad name).
         """
-        await self._check_new_name(name)
-        handle, _ = await asyncio.to_thread(self._keys.create, key_algorithm, label=name)
-        key = await asyncio.to_thread(self._keys.load, handle)
-        csr = (
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(subject or hierarchy.ca_subject(name, self.settings.organization))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, keys.signature_hash(key))
+        return await hierarchy.create_import_request(
+            self, name, actor=actor, key_algorithm=key_algorithm, subject=subject, mode=mode
         )
-        ca = CA(
-            id=self._new_id(),
-            name=name,
-            parent_id=None,
-            tier=0,
-            key_algorithm=key_algorithm,
-            key=handle,
-            status=CAStatus.PENDING,
-            mode=mode,
-            kind=CAKind.GENERAL,
-            created_at=self._now(),
-            csr_der=csr.public_bytes(serialization.Encoding.DER),
-            external=True,
-        )
-        await self._repo.add_ca(ca, audit=self._audit(actor, "ca.import-csr", name))
-        return ca
 
     async def activate_import(self, name: str, *, pem: bytes, actor: Principal) -> CA:
         """Activate a PENDING CA with its externally signed certificate and chain.
 
-        ``pem`` holds the CA certificate first, then its issuers up to the root.
-
         Raises:
             EngineError: NOT_FOUND, CONFLICT (not pending), MALFORMED (failed checks).
         """
-        ca = await self.get_ca(name)
-        if ca.status is not CAStatus.PENDING or ca.csr_der is None:
-            raise EngineError(ProblemKind.CONFLICT, f"CA {name} is not waiting for a certificate")
-        cert, *chain = hierarchy.load_pem_chain(pem)
-        csr = x509.load_der_x509_csr(ca.csr_der)
-        hierarchy.verify_import(cert, chain, public_key=csr.public_key(), now=self._now())
-        tier = len(chain) + 1
-        if tier > hierarchy.MAX_TIERS:
-            raise EngineError(
-                ProblemKind.POLICY,
-                f"the imported CA would be tier {tier}; at most {hierarchy.MAX_TIERS}",
-            )
-        active = replace(
-            ca,
-            status=CAStatus.ACTIVE,
-            tier=tier,
-            cert_der=cert.public_bytes(serialization.Encoding.DER),
-            chain_der=tuple(c.public_bytes(serialization.Encoding.DER) for c in chain),
-        )
-        await self._repo.update_ca(
-            active,
+        return await hierarchy.activate_import(self, name, pem=pem, actor=actor)
+
+    # ------------------------------------------------------------------ CA storage
+    # Used by ``hierarchy`` and the Matter service: they build a CA certificate, the
+    # engine stores and audits it.
+
+    def new_serial(self) -> Serial:
+        """Return a fresh certificate serial from the engine's serial source."""
+        return self._serials()
+
+    async def store_ca(
+        self,
+        ca: CA,
+        *,
+        cert: x509.Certificate | None,
+        issuer: CA | None,
+        actor: Principal,
+        action: str,
+        **detail: str,
+    ) -> None:
+        """Store a new CA with one audit event; record its certificate under ``issuer``.
+
+        ``issuer`` None with a certificate means self-signed. Raises what the repository
+        raises for a taken name.
+        """
+        await self._repo.add_ca(ca, audit=self._audit(actor, action, ca.name, **detail))
+        if cert is not None:
+            await self._store_ca_record(issuer or ca, ca, cert, actor)
+
+    async def replace_ca(
+        self,
+        previous: CA,
+        updated: CA,
+        *,
+        actor: Principal,
+        action: str,
+        target: str,
+        **detail: str,
+    ) -> None:
+        """Store a changed CA (an activated import) and drop what was cached for it."""
+        await self._repo.update_ca(updated, audit=self._audit(actor, action, target, **detail))
+        self._forget(previous)
+
+    async def _store_ca_record(
+        self, issuer: CA, ca: CA, cert: x509.Certificate, actor: Principal
+    ) -> None:
+        record = self._record(issuer, cert, profile="ca", names=(), actor=actor, is_ca=True)
+        await self._repo.add_certificate(
+            record,
             audit=self._audit(
-                actor, "ca.import-activate", name, issuer=cert.issuer.rfc4514_string()
+                actor, "cert.issue", f"{issuer.name}/{cert.serial_number:X}", ca=ca.name
             ),
         )
-        self._forget(ca)
-        return active
+        await self._notify("issued", record)
 
     # ------------------------------------------------------------------ issuance
 
@@ -740,80 +665,6 @@ class CAEngine:
         await self._notify("revoked", updated)
         return updated
 
-    async def generate_crl(self, ca: str | None, *, actor: Principal) -> CrlRecord:
-        """Build, sign and keep a fresh complete CRL for a CA.
-
-        Raises:
-            EngineError: NOT_FOUND, POLICY (CA not active).
-        """
-        ca_obj = await self.get_ca(ca)
-        issuer = await self._issuer(ca_obj)
-        revoked = await self._repo.list_revoked(ca_obj.id)
-        number = await self._repo.next_crl_number(ca_obj.id)
-        now = self._now().replace(microsecond=0)
-        next_update = now + self.settings.crl_validity
-        der = await asyncio.to_thread(
-            crl_codec.build,
-            issuer,
-            revoked,
-            number=number,
-            this_update=now,
-            next_update=next_update,
-            distribution_point=self.crl_scope(ca_obj),
-        )
-        record = CrlRecord(
-            ca_id=ca_obj.id,
-            number=number,
-            this_update=now,
-            next_update=next_update,
-            der=der,
-        )
-        await self._repo.add_crl(record)
-        await self._repo.add_audit(
-            self._audit(
-                actor, "crl.generate", ca_obj.name, number=str(number), entries=str(len(revoked))
-            )
-        )
-        return record
-
-    async def ocsp_response(
-        self, ca: str | None, serial: int, *, nonce: bytes | None = None
-    ) -> bytes:
-        """Sign an OCSP response (DER) for one serial of a CA: good, revoked or unknown.
-
-        Raises:
-            EngineError: NOT_FOUND (CA), POLICY (CA not active).
-        """
-        ca_obj = await self.get_ca(ca)
-        issuer = await self._issuer(ca_obj)
-        rec = await self._repo.get_certificate(ca_obj.id, Serial(serial))
-        if rec is None:
-            status = revocation.OcspStatus(serial=serial, status=ocsp.OCSPCertStatus.UNKNOWN)
-        elif rec.status is CertStatus.REVOKED:
-            status = revocation.OcspStatus(
-                serial=serial,
-                status=ocsp.OCSPCertStatus.REVOKED,
-                revoked_at=rec.revoked_at,
-                reason=rec.revocation_reason,
-            )
-        else:
-            status = revocation.OcspStatus(serial=serial, status=ocsp.OCSPCertStatus.GOOD)
-        cert = issuer.certificate
-        name_hash = hashes.Hash(hashes.SHA1())  # noqa: S303 - RFC 5019 mandates SHA-1 CertIDs
-        name_hash.update(cert.subject.public_bytes())
-        key_hash = x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
-        now = self._now().replace(microsecond=0)
-        return revocation.build_ocsp_response(
-            issuer,
-            issuer_name_hash=name_hash.finalize(),
-            issuer_key_hash=key_hash,
-            hash_algorithm=hashes.SHA1(),  # noqa: S303 - RFC 5019 mandates SHA-1 CertIDs
-            status=status,
-            this_update=now,
-            next_update=now + self.settings.ocsp_validity,
-            nonce=nonce,
-        )
-
     # ------------------------------------------------------------------ status hooks
 
     def add_status_listener(self, listener: StatusListener) -> None:
@@ -877,7 +728,7 @@ class CAEngine:
             EngineError: CONFLICT (name taken).
         """
         ca = CA(
-            id=self._new_id(),
+            id=hierarchy.new_ca_id(),
             name=name,
             parent_id=parent.id if parent else None,
             tier=parent.tier + 1 if parent else 1,
@@ -892,9 +743,9 @@ class CAEngine:
             publish_revocation=False,
         )
         action = "ca.create-root" if parent is None else "ca.create-sub"
-        audit = self._audit(actor, action, name, kind=str(kind), **detail)
-        await self._repo.add_ca(ca, audit=audit)
-        await self._store_ca_record(parent or ca, ca, cert, actor)
+        await self.store_ca(
+            ca, cert=cert, issuer=parent, actor=actor, action=action, kind=str(kind), **detail
+        )
         return ca
 
     async def store_leaves(
@@ -947,13 +798,3 @@ class CAEngine:
     async def audit_log(self, *, limit: int = 100) -> Sequence[AuditEvent]:
         """Return the newest audit events first."""
         return await self._repo.list_audit(limit=limit)
-
-
-def _check_ip_networks(networks: Sequence[str]) -> None:
-    import ipaddress
-
-    for net in networks:
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError as exc:
-            raise EngineError(ProblemKind.MALFORMED, f"{net!r} is not an IP network") from exc

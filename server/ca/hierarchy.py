@@ -1,14 +1,20 @@
-"""CA hierarchy rules: tiers, path lengths, subjects and import verification.
+"""CA hierarchy: creating roots and subordinates, importing externally signed CAs.
 
-Pure checks over certificates; ``api.py`` calls them before anything is stored.
+Builds the CA key and certificate, checks the hierarchy rules (tiers, path lengths,
+subjects, import verification), and hands the result to ``CAEngine`` to store and
+audit. ``CAEngine.create_root`` and friends are thin calls into this module.
 Must not import aiohttp, josepy or sqlalchemy.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import secrets
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Final
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -16,18 +22,34 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 
+from server.ca import issuance, keys
 from server.ca.errors import EngineError, ProblemKind
+from server.ca.types import CA, CAId, CAKind, CAMode, CAStatus, KeyAlgorithm, Principal
+
+if TYPE_CHECKING:
+    from server.ca.api import CAEngine
 
 __all__ = [
     "MAX_TIERS",
+    "activate_import",
     "ca_subject",
     "child_path_length",
+    "create_import_request",
+    "create_root",
+    "create_subordinate",
     "load_pem_chain",
+    "new_ca_id",
     "path_length_of",
     "verify_import",
 ]
 
 MAX_TIERS: Final = 5
+_CA_BACKDATE: Final = timedelta(minutes=5)
+
+
+def new_ca_id() -> CAId:
+    """Return a fresh random CA id (12 hex digits)."""
+    return CAId(secrets.token_hex(6))
 
 
 def ca_subject(name: str, organization: str | None) -> x509.Name:
@@ -164,3 +186,220 @@ def verify_import(
     if root.issuer != root.subject:
         raise EngineError(ProblemKind.MALFORMED, "the chain does not end in a self-signed root")
     _check_signed_by(root, root)
+
+
+def _check_ip_networks(networks: Sequence[str]) -> None:
+    for net in networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError as exc:
+            raise EngineError(ProblemKind.MALFORMED, f"{net!r} is not an IP network") from exc
+
+
+async def create_root(
+    engine: CAEngine,
+    name: str,
+    *,
+    actor: Principal,
+    key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256,
+    subject: x509.Name | None = None,
+    lifetime: timedelta | None = None,
+    path_length: int | None = None,
+    mode: CAMode = CAMode.GENERAL,
+    name_constraints: x509.NameConstraints | None = None,
+) -> CA:
+    """Create a self-signed root CA (tier 1).
+
+    Raises:
+        EngineError: CONFLICT (name taken), MALFORMED (bad name), POLICY (path length).
+    """
+    await engine.check_ca_name(name)
+    plen = child_path_length(child_tier=1, parent_path_length=None, requested=path_length)
+    backend = engine.key_backend
+    handle, public_key = await asyncio.to_thread(backend.create, key_algorithm, label=name)
+    private_key = await asyncio.to_thread(backend.load, handle)
+    now = engine.now().replace(microsecond=0)
+    cert = issuance.build_ca_certificate(
+        subject=subject or ca_subject(name, engine.settings.organization),
+        public_key=public_key,
+        issuer=None,
+        self_key=private_key,
+        not_before=now - _CA_BACKDATE,
+        not_after=now + (lifetime or engine.settings.root_lifetime),
+        serial=engine.new_serial(),
+        path_length=plen,
+        name_constraints=name_constraints,
+    )
+    ca = CA(
+        id=new_ca_id(),
+        name=name,
+        parent_id=None,
+        tier=1,
+        key_algorithm=key_algorithm,
+        key=handle,
+        status=CAStatus.ACTIVE,
+        mode=mode,
+        kind=CAKind.GENERAL,
+        created_at=now,
+        cert_der=cert.public_bytes(serialization.Encoding.DER),
+    )
+    await engine.store_ca(ca, cert=cert, issuer=None, actor=actor, action="ca.create-root")
+    return ca
+
+
+async def create_subordinate(
+    engine: CAEngine,
+    name: str,
+    *,
+    parent: str,
+    actor: Principal,
+    key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256,
+    subject: x509.Name | None = None,
+    lifetime: timedelta | None = None,
+    path_length: int | None = None,
+    mode: CAMode = CAMode.GENERAL,
+    name_constraints: x509.NameConstraints | None = None,
+    dns_suffixes: Sequence[str] = (),
+    ip_networks: Sequence[str] = (),
+    publish_revocation: bool | None = None,
+) -> CA:
+    """Create a CA signed by ``parent`` (tiers 2..5).
+
+    Raises:
+        EngineError: NOT_FOUND (parent), CONFLICT (name), POLICY (sixth tier,
+            parent path length, parent not active).
+    """
+    parent_ca = await engine.get_ca(parent)
+    if parent_ca.status is not CAStatus.ACTIVE:
+        raise EngineError(ProblemKind.POLICY, f"parent CA {parent_ca.name} is not active")
+    await engine.check_ca_name(name)
+    parent_issuer = await engine.signing_issuer(parent_ca)
+    plen = child_path_length(
+        child_tier=parent_ca.tier + 1,
+        parent_path_length=path_length_of(parent_issuer.certificate),
+        requested=path_length,
+    )
+    _check_ip_networks(ip_networks)
+    handle, public_key = await asyncio.to_thread(
+        engine.key_backend.create, key_algorithm, label=name
+    )
+    now = engine.now().replace(microsecond=0)
+    not_after = min(now + (lifetime or engine.settings.sub_lifetime), parent_issuer.not_after)
+    cert = issuance.build_ca_certificate(
+        subject=subject or ca_subject(name, engine.settings.organization),
+        public_key=public_key,
+        issuer=parent_issuer,
+        self_key=None,
+        not_before=now - _CA_BACKDATE,
+        not_after=not_after,
+        serial=engine.new_serial(),
+        path_length=plen,
+        name_constraints=name_constraints,
+    )
+    ca = CA(
+        id=new_ca_id(),
+        name=name,
+        parent_id=parent_ca.id,
+        tier=parent_ca.tier + 1,
+        key_algorithm=key_algorithm,
+        key=handle,
+        status=CAStatus.ACTIVE,
+        mode=mode,
+        kind=CAKind.GENERAL,
+        created_at=now,
+        cert_der=cert.public_bytes(serialization.Encoding.DER),
+        chain_der=(parent_ca.cert_der or b"", *parent_ca.chain_der),
+        allowed_dns_suffixes=tuple(dns_suffixes),
+        allowed_ip_networks=tuple(ip_networks),
+        publish_revocation=(
+            publish_revocation if publish_revocation is not None else mode is CAMode.GENERAL
+        ),
+    )
+    await engine.store_ca(
+        ca,
+        cert=cert,
+        issuer=parent_ca,
+        actor=actor,
+        action="ca.create-sub",
+        parent=parent_ca.name,
+    )
+    return ca
+
+
+async def create_import_request(
+    engine: CAEngine,
+    name: str,
+    *,
+    actor: Principal,
+    key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256,
+    subject: x509.Name | None = None,
+    mode: CAMode = CAMode.GENERAL,
+) -> CA:
+    """Create a CA key and CSR for signing by an external CA; the CA stays PENDING.
+
+    Raises:
+        EngineError: CONFLICT (name taken), MALFORMED (bad name).
+    """
+    await engine.check_ca_name(name)
+    backend = engine.key_backend
+    handle, _ = await asyncio.to_thread(backend.create, key_algorithm, label=name)
+    key = await asyncio.to_thread(backend.load, handle)
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(subject or ca_subject(name, engine.settings.organization))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, keys.signature_hash(key))
+    )
+    ca = CA(
+        id=new_ca_id(),
+        name=name,
+        parent_id=None,
+        tier=0,
+        key_algorithm=key_algorithm,
+        key=handle,
+        status=CAStatus.PENDING,
+        mode=mode,
+        kind=CAKind.GENERAL,
+        created_at=engine.now(),
+        csr_der=csr.public_bytes(serialization.Encoding.DER),
+        external=True,
+    )
+    await engine.store_ca(ca, cert=None, issuer=None, actor=actor, action="ca.import-csr")
+    return ca
+
+
+async def activate_import(engine: CAEngine, name: str, *, pem: bytes, actor: Principal) -> CA:
+    """Activate a PENDING CA with its externally signed certificate and chain.
+
+    ``pem`` holds the CA certificate first, then its issuers up to the root.
+
+    Raises:
+        EngineError: NOT_FOUND, CONFLICT (not pending), MALFORMED (failed checks).
+    """
+    ca = await engine.get_ca(name)
+    if ca.status is not CAStatus.PENDING or ca.csr_der is None:
+        raise EngineError(ProblemKind.CONFLICT, f"CA {name} is not waiting for a certificate")
+    cert, *chain = load_pem_chain(pem)
+    csr = x509.load_der_x509_csr(ca.csr_der)
+    verify_import(cert, chain, public_key=csr.public_key(), now=engine.now())
+    tier = len(chain) + 1
+    if tier > MAX_TIERS:
+        raise EngineError(
+            ProblemKind.POLICY, f"the imported CA would be tier {tier}; at most {MAX_TIERS}"
+        )
+    active = replace(
+        ca,
+        status=CAStatus.ACTIVE,
+        tier=tier,
+        cert_der=cert.public_bytes(serialization.Encoding.DER),
+        chain_der=tuple(c.public_bytes(serialization.Encoding.DER) for c in chain),
+    )
+    await engine.replace_ca(
+        ca,
+        active,
+        actor=actor,
+        action="ca.import-activate",
+        target=name,
+        issuer=cert.issuer.rfc4514_string(),
+    )
+    return active

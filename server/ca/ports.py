@@ -99,10 +99,6 @@ class Repository(Protocol):
         """Mark a valid certificate revoked; None if it was not VALID (or is absent)."""
         ...
 
-    async def list_revoked(self, ca_id: types.CAId) -> Sequence[types.CertificateRecord]:
-        """Return the revoked certificates of one issuer."""
-        ...
-
     async def add_crl(self, crl: types.CrlRecord) -> None:
         """Keep a generated CRL."""
         ...

@@ -1,29 +1,22 @@
-"""Revocation artefacts: CRLs (RFC 5280 §5) and OCSP responses (RFC 6960).
+"""CRL signing (RFC 5280 §5) and reason codes, shared by the CRL codec.
 
-Pure builders over already-loaded records and an ``Issuer``; the engine
-decides when to build and storage keeps the results. Must not import aiohttp,
-josepy or sqlalchemy.
+Pure builders over already-built entries and an ``Issuer``; the CRL publisher
+(``server/ca/status/crls.py``) decides when to build and storage keeps the
+results. OCSP responses are signed by ``server/ca/status/responder.py``.
+Must not import aiohttp, josepy or sqlalchemy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509 import ocsp
 
 from server.ca.issuance import Issuer
 from server.ca.types import RevocationReason
 
-__all__ = [
-    "OcspStatus",
-    "build_ocsp_response",
-    "reason_flag",
-    "sign_crl",
-]
+__all__ = ["reason_flag", "sign_crl"]
 
 _FLAGS = {
     RevocationReason.KEY_COMPROMISE: x509.ReasonFlags.key_compromise,
@@ -82,49 +75,3 @@ def sign_crl(
         extensions=extensions,
         revoked_certificates=list(revoked),
     ).sign(issuer.key, issuer.hash)
-
-
-@dataclass(frozen=True, slots=True)
-class OcspStatus:
-    """The status of one serial as the responder reports it."""
-
-    serial: int
-    status: ocsp.OCSPCertStatus
-    revoked_at: datetime | None = None
-    reason: RevocationReason | None = None
-
-
-def build_ocsp_response(
-    signer: Issuer,
-    *,
-    issuer_name_hash: bytes,
-    issuer_key_hash: bytes,
-    hash_algorithm: hashes.HashAlgorithm,
-    status: OcspStatus,
-    this_update: datetime,
-    next_update: datetime,
-    nonce: bytes | None = None,
-    responder_chain: Sequence[x509.Certificate] = (),
-) -> bytes:
-    """Sign a successful OCSP response for one CertID (RFC 6960 §4.2)."""
-    builder = (
-        ocsp.OCSPResponseBuilder()
-        .add_response_by_hash(
-            issuer_name_hash=issuer_name_hash,
-            issuer_key_hash=issuer_key_hash,
-            serial_number=status.serial,
-            algorithm=hash_algorithm,
-            cert_status=status.status,
-            this_update=this_update,
-            next_update=next_update,
-            revocation_time=status.revoked_at,
-            revocation_reason=reason_flag(status.reason) if status.revoked_at else None,
-        )
-        .responder_id(ocsp.OCSPResponderEncoding.HASH, signer.certificate)
-    )
-    if responder_chain:
-        builder = builder.certificates(list(responder_chain))
-    if nonce is not None:
-        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-    response = builder.sign(signer.key, signer.hash)
-    return response.public_bytes(serialization.Encoding.DER)

@@ -1,13 +1,15 @@
 """In-memory repositories for engine tests: same contracts as the SQL ones, no database.
 
 ``MemoryRepository`` implements ``server.ca.ports.Repository``;
-``MemoryAcmeRepository`` implements ``server.ca.acme.ports.AcmeRepository``.
+``MemoryAcmeRepository`` implements ``server.ca.acme.ports.AcmeRepository``;
+``MemoryStatusRepository`` implements ``server.ca.status.ports.StatusRepository``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -15,8 +17,9 @@ from server.ca import types
 from server.ca.acme import types as at
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import SerialConflictError
+from server.ca.status import ports as status_ports
 
-__all__ = ["MemoryAcmeRepository", "MemoryRepository"]
+__all__ = ["MemoryAcmeRepository", "MemoryRepository", "MemoryStatusRepository"]
 
 
 class MemoryRepository:
@@ -117,13 +120,6 @@ class MemoryRepository:
             self.certs[(ca_id, serial)] = updated
             self._log(audit)
             return updated
-
-    async def list_revoked(self, ca_id: types.CAId) -> Sequence[types.CertificateRecord]:
-        return [
-            r
-            for r in self.certs.values()
-            if r.ca_id == ca_id and r.status is types.CertStatus.REVOKED
-        ]
 
     async def add_crl(self, crl: types.CrlRecord) -> None:
         self.crls.append(crl)
@@ -322,3 +318,96 @@ class MemoryAcmeRepository:
                 return False
             self.eab_keys[kid] = replace(key, revoked=True)
             return True
+
+
+class MemoryStatusRepository:
+    """Dict-backed ``StatusRepository`` for engine tests (revocations come from ``source``)."""
+
+    def __init__(self, source: object | None = None) -> None:
+        self.responses: dict[tuple[types.CAId, int], status_ports.StoredResponse] = {}
+        self.signers: list[status_ports.SignerRecord] = []
+        self.dirty: dict[types.CAId, datetime] = {}
+        self._source = source
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def put_response(self, response: status_ports.StoredResponse) -> None:
+        self.responses[(response.ca_id, response.serial)] = response
+
+    async def get_response(
+        self, ca_id: types.CAId, serial: types.Serial
+    ) -> status_ports.StoredResponse | None:
+        return self.responses.get((ca_id, serial))
+
+    async def changed_since(
+        self, since: datetime, *, limit: int
+    ) -> Sequence[tuple[types.CAId, types.Serial, datetime]]:
+        out = [
+            (r.ca_id, r.serial, r.updated_at)
+            for r in self.responses.values()
+            if r.updated_at > since
+        ]
+        return sorted(out, key=lambda t: t[2])[:limit]
+
+    async def stale_responses(
+        self, produced_before: datetime, *, valid_after: datetime, limit: int
+    ) -> Sequence[tuple[types.CAId, types.Serial]]:
+        del valid_after  # the memory store keeps no certificate validity
+        return [
+            (r.ca_id, r.serial) for r in self.responses.values() if r.this_update < produced_before
+        ][:limit]
+
+    async def count_responses(self) -> int:
+        return len(self.responses)
+
+    async def add_signer(self, signer: status_ports.SignerRecord) -> None:
+        self.signers.append(signer)
+
+    async def current_signer(self, ca_id: types.CAId) -> status_ports.SignerRecord | None:
+        mine = [s for s in self.signers if s.ca_id == ca_id]
+        return max(mine, key=lambda s: s.created_at) if mine else None
+
+    async def mark_crl_dirty(self, ca_id: types.CAId, at: datetime) -> None:
+        self.dirty[ca_id] = max(at, self.dirty.get(ca_id, at))
+
+    async def dirty_crls(self) -> Sequence[tuple[types.CAId, datetime]]:
+        return list(self.dirty.items())
+
+    async def clear_crl_dirty(self, ca_id: types.CAId, *, up_to: datetime) -> None:
+        marked = self.dirty.get(ca_id)
+        if marked is not None and marked <= up_to:
+            del self.dirty[ca_id]
+
+    async def list_revocations(
+        self, ca_id: types.CAId, *, since: datetime | None = None
+    ) -> Sequence[status_ports.RevokedEntry]:
+        certs: dict[tuple[types.CAId, int], types.CertificateRecord] = getattr(
+            self._source, "certs", {}
+        )
+        return [
+            status_ports.RevokedEntry(
+                serial=r.serial,
+                revoked_at=int(r.revoked_at.timestamp()) if r.revoked_at else None,
+                reason=r.revocation_reason,
+            )
+            for r in certs.values()
+            if r.ca_id == ca_id
+            and r.status is types.CertStatus.REVOKED
+            and (since is None or r.revoked_at is None or r.revoked_at >= since)
+        ]
+
+    async def latest_crl_info(self, ca_id: types.CAId) -> tuple[int, datetime] | None:
+        crls: list[types.CrlRecord] = getattr(self._source, "crls", [])
+        mine = [c for c in crls if c.ca_id == ca_id]
+        if not mine:
+            return None
+        newest = max(mine, key=lambda c: c.number)
+        return newest.number, newest.this_update
+
+    @contextlib.asynccontextmanager
+    async def leader(self, name: str) -> AsyncIterator[bool]:
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        if lock.locked():
+            yield False
+            return
+        async with lock:
+            yield True

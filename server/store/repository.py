@@ -309,13 +309,6 @@ class SqlRepository:
             ).one()
         return _cert_to_domain(row)
 
-    async def list_revoked(self, ca_id: types.CAId) -> Sequence[types.CertificateRecord]:
-        stmt = select(_CERT).where(
-            _CERT.c.ca_id == ca_id, _CERT.c.status == str(types.CertStatus.REVOKED)
-        )
-        rows = await self._db.fetch_all(stmt)
-        return [_cert_to_domain(r) for r in rows]
-
     async def add_crl(self, crl: types.CrlRecord) -> None:
         async with self._db.write() as conn:
             await conn.execute(

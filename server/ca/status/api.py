@@ -97,6 +97,22 @@ class StatusService:
         """
         return await self.crls.latest(ca_id)
 
+    async def generate_crl(self, ca: str | None, *, actor: str) -> CrlRecord:
+        """Publish a fresh CRL of a CA (by name or id; None: the default CA) now.
+
+        Raises:
+            EngineError: NOT_FOUND, POLICY (CA not active), UNAVAILABLE (another
+                node is generating this CA's CRL).
+        """
+        record = await self.crls.regenerate(await self._engine.get_ca(ca), actor=actor)
+        if record is None:
+            raise EngineError(
+                ProblemKind.UNAVAILABLE,
+                "another node is generating this CA's CRL; try again",
+                retry_after=2,
+            )
+        return record
+
     async def ca_certificate(self, ca_id: str) -> bytes:
         """Return the DER certificate of a CA (by id), as named in caIssuers.
 

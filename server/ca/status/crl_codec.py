@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives import serialization
 
 from server.ca import der, revocation
 from server.ca.issuance import Issuer
-from server.ca.types import CertificateRecord, RevocationReason
+from server.ca.types import RevocationReason
 
-__all__ = ["build", "encode_entries", "sign"]
+__all__ = ["encode_entries", "sign"]
 
 _REASON_CODE_OID: Final = der.oid("2.5.29.21")
 
@@ -132,30 +132,3 @@ def sign(
     algorithm = full[tbs_e:alg_e]
     signature = der.wrap(0x03, b"\x00" + der.sign(issuer.key, new_tbs))
     return der.seq(new_tbs, algorithm, signature)
-
-
-def build(
-    issuer: Issuer,
-    revoked: Sequence[CertificateRecord],
-    *,
-    number: int,
-    this_update: datetime,
-    next_update: datetime,
-    distribution_point: str | None,
-) -> bytes:
-    """Return the DER of a complete CRL for one issuer from stored records."""
-    entries = encode_entries(
-        (
-            (r.serial, int(r.revoked_at.timestamp()) if r.revoked_at else None, r.revocation_reason)
-            for r in revoked
-        ),
-        default_time=this_update,
-    )
-    return sign(
-        issuer,
-        entries,
-        number=number,
-        this_update=this_update,
-        next_update=next_update,
-        distribution_point=distribution_point,
-    )

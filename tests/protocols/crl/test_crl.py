@@ -9,8 +9,8 @@ from aiohttp.test_utils import TestClient
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from server.bootstrap import Services
 from server.ca.types import RevocationReason
+from server.wiring import Services
 from tests.protocols.ocsp.conftest import OP, issue
 from tests.support import openssl_verify
 

@@ -15,10 +15,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from server.app import server_ssl_context
-from server.bootstrap import TlsFiles
 from server.ca.est import api as est_api
 from server.ca.types import KeyAlgorithm
 from server.tls_anchors import ClientAnchors
+from server.wiring import TlsFiles
 from tests.protocols.est.conftest import (
     OP,
     PKCS10,

@@ -11,10 +11,10 @@ from aiohttp.test_utils import TestClient
 from cryptography import x509
 
 from server.app import create_http_app
-from server.bootstrap import Services, ensure_first_start, open_services
 from server.ca.types import Principal
 from server.config import load_settings
 from server.store.database import Database
+from server.wiring import Services, ensure_first_start, open_services
 from tests.support import make_csr
 
 OP: Principal = Principal("operator", "test")

@@ -14,7 +14,7 @@ from cryptography.x509 import ocsp
 
 from protocols.ocsp import lean
 from server.app import create_http_app
-from server.bootstrap import Services
+from server.wiring import Services
 from tests.protocols.ocsp.conftest import OCSP_TYPE, issue, issuing_cert
 from tests.server.ca.status.test_responder import ocsp_request
 

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
-from server.bootstrap import Services
 from server.ca.types import RevocationReason
+from server.wiring import Services
 from tests.protocols.ocsp.conftest import OCSP_TYPE, OP, issue, issuing_cert
 from tests.server.ca.status.test_responder import ocsp_request
 from tests.support import openssl, pem

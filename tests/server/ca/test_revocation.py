@@ -1,4 +1,5 @@
-"""Engine revocation: reasons, CRLs and OCSP responses read back by openssl and cryptography."""
+"""Revocation: engine reasons, then CRLs (the publisher) and OCSP responses (the responder)
+read back by openssl and cryptography."""
 
 from __future__ import annotations
 
@@ -12,10 +13,43 @@ from cryptography.x509 import ocsp
 
 from server.ca import api
 from server.ca.errors import EngineError, ProblemKind
-from server.ca.types import CertStatus, KeyAlgorithm, Principal, RevocationReason
+from server.ca.status import api as status_api
+from server.ca.status import responder
+from server.ca.types import CertStatus, CrlRecord, KeyAlgorithm, Principal, RevocationReason
+from server.store.memory import MemoryRepository, MemoryStatusRepository
 from tests.support import make_csr, openssl, openssl_verify
 
 OP = Principal("operator", "test")
+
+
+@pytest.fixture
+def status(engine: api.CAEngine, memory_repo: MemoryRepository) -> status_api.StatusService:
+    """The status service over the engine's memory repository, echoing OCSP nonces."""
+    settings = status_api.StatusSettings(ocsp=responder.ResponderSettings(nonce_echo=True))
+    return status_api.StatusService(
+        engine, memory_repo, MemoryStatusRepository(memory_repo), settings=settings
+    ).attach()
+
+
+async def _crl(engine: api.CAEngine, status: status_api.StatusService, ca: str) -> CrlRecord:
+    """Publish a fresh CRL of ``ca`` as ``privca crl generate`` does."""
+    record = await status.crls.regenerate(await engine.get_ca(ca), actor=str(OP))
+    assert record is not None
+    return record
+
+
+def _ocsp_request(issuer: x509.Certificate, serial: int, *, nonce: bytes | None = None) -> bytes:
+    name_hash = hashes.Hash(hashes.SHA1())  # noqa: S303 - RFC 5019 mandates SHA-1 CertIDs
+    name_hash.update(issuer.subject.public_bytes())
+    builder = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
+        name_hash.finalize(),
+        x509.SubjectKeyIdentifier.from_public_key(issuer.public_key()).digest,
+        serial,
+        hashes.SHA1(),  # noqa: S303 - RFC 5019 mandates SHA-1 CertIDs
+    )
+    if nonce is not None:
+        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+    return builder.build().public_bytes(serialization.Encoding.DER)
 
 
 async def _setup(engine: api.CAEngine, alg: KeyAlgorithm = KeyAlgorithm.EC_P256) -> None:
@@ -51,7 +85,7 @@ async def test_revoke_reasons_and_errors(engine: api.CAEngine) -> None:
 
 @pytest.mark.parametrize("alg", [KeyAlgorithm.EC_P256, KeyAlgorithm.RSA_2048, KeyAlgorithm.ED25519])
 async def test_crl_parsed_by_openssl_and_used_by_verify(
-    engine: api.CAEngine, alg: KeyAlgorithm, tmp_path: Path
+    engine: api.CAEngine, status: status_api.StatusService, alg: KeyAlgorithm, tmp_path: Path
 ) -> None:
     await _setup(engine, alg)
     good_csr, _ = make_csr(["dns:good.internal"])
@@ -61,8 +95,8 @@ async def test_crl_parsed_by_openssl_and_used_by_verify(
     await engine.revoke(
         bad.certificate.serial_number, principal=OP, reason=RevocationReason.CESSATION_OF_OPERATION
     )
-    first = await engine.generate_crl("issuing", actor=OP)
-    crl_rec = await engine.generate_crl("issuing", actor=OP)
+    first = await _crl(engine, status, "issuing")
+    crl_rec = await _crl(engine, status, "issuing")
     assert crl_rec.number == first.number + 1
     crl = x509.load_der_x509_crl(crl_rec.der)
     assert crl.is_signature_valid(good.chain[0].public_key())  # type: ignore[arg-type]
@@ -82,7 +116,7 @@ async def test_crl_parsed_by_openssl_and_used_by_verify(
     assert text.returncode == 0, text.stderr
     assert b"Cessation Of Operation" in text.stdout
     # openssl verify -crl_check: the good leaf passes, the revoked one fails.
-    root_crl = await engine.generate_crl("root", actor=OP)
+    root_crl = await _crl(engine, status, "root")
     ok = openssl_verify(
         good.certificate, good.chain, extra=["-crl_check_all"], crls=[crl_rec.der, root_crl.der]
     )
@@ -92,7 +126,9 @@ async def test_crl_parsed_by_openssl_and_used_by_verify(
     assert b"certificate revoked" in revoked.stderr + revoked.stdout
 
 
-async def test_revoked_intermediate_on_parent_crl(engine: api.CAEngine) -> None:
+async def test_revoked_intermediate_on_parent_crl(
+    engine: api.CAEngine, status: status_api.StatusService
+) -> None:
     await _setup(engine)
     csr, _ = make_csr()
     leaf = await engine.issue(csr, principal=OP, profile="tls-server")
@@ -100,8 +136,8 @@ async def test_revoked_intermediate_on_parent_crl(engine: api.CAEngine) -> None:
     await engine.revoke(
         issuing.serial_number, principal=OP, reason=RevocationReason.CA_COMPROMISE, ca="root"
     )
-    root_crl = await engine.generate_crl("root", actor=OP)
-    leaf_crl = await engine.generate_crl("issuing", actor=OP)
+    root_crl = await _crl(engine, status, "root")
+    leaf_crl = await _crl(engine, status, "issuing")
     result = openssl_verify(
         leaf.certificate, leaf.chain, extra=["-crl_check_all"], crls=[root_crl.der, leaf_crl.der]
     )
@@ -109,8 +145,11 @@ async def test_revoked_intermediate_on_parent_crl(engine: api.CAEngine) -> None:
     assert b"certificate revoked" in result.stderr + result.stdout
 
 
-async def test_ocsp_responses_good_revoked_unknown(engine: api.CAEngine, tmp_path: Path) -> None:
+async def test_ocsp_responses_good_revoked_unknown(
+    engine: api.CAEngine, status: status_api.StatusService, tmp_path: Path
+) -> None:
     await _setup(engine)
+    await status.start()
     csr, _ = make_csr()
     leaf = await engine.issue(csr, principal=OP, profile="tls-server")
     serial = leaf.certificate.serial_number
@@ -124,10 +163,13 @@ async def test_ocsp_responses_good_revoked_unknown(engine: api.CAEngine, tmp_pat
         key.verify(resp.signature, resp.tbs_response_bytes, ec.ECDSA(hashes.SHA256()))
         return resp.certificate_status
 
-    assert status_of(await engine.ocsp_response("issuing", serial)) is ocsp.OCSPCertStatus.GOOD
-    assert status_of(await engine.ocsp_response("issuing", 12345)) is ocsp.OCSPCertStatus.UNKNOWN
+    async def answer(serial: int, *, nonce: bytes | None = None) -> bytes:
+        return (await status.ocsp(_ocsp_request(issuer, serial, nonce=nonce))).der
+
+    assert status_of(await answer(serial)) is ocsp.OCSPCertStatus.GOOD
+    assert status_of(await answer(12345)) is ocsp.OCSPCertStatus.UNKNOWN
     await engine.revoke(serial, principal=OP, reason=RevocationReason.SUPERSEDED)
-    der = await engine.ocsp_response("issuing", serial, nonce=b"0123456789abcdef")
+    der = await answer(serial, nonce=b"0123456789abcdef")
     assert status_of(der) is ocsp.OCSPCertStatus.REVOKED
     resp = ocsp.load_der_ocsp_response(der)
     assert resp.revocation_reason is x509.ReasonFlags.superseded

@@ -10,6 +10,7 @@ import pytest
 
 from server.ca import api, keys
 from server.ca.ports import SerialConflictError
+from server.ca.status import crls
 from server.ca.types import (
     AuditEvent,
     CertificateRecord,
@@ -20,7 +21,9 @@ from server.ca.types import (
     RevocationReason,
     Serial,
 )
+from server.store.database import Database
 from server.store.repository import SqlRepository
+from server.store.status_repository import SqlStatusRepository
 from tests.support import make_csr, openssl_verify
 
 OP = Principal("operator", "test")
@@ -156,7 +159,7 @@ async def test_200_concurrent_issuances_get_unique_serials(
 
 
 async def test_revocation_crl_numbers_and_audit(
-    sql_engine: api.CAEngine, sql_repo: SqlRepository
+    sql_engine: api.CAEngine, sql_repo: SqlRepository, database: Database
 ) -> None:
     await _hierarchy(sql_engine)
     csr, _ = make_csr()
@@ -181,7 +184,9 @@ async def test_revocation_crl_numbers_and_audit(
     assert again is None
     numbers = await asyncio.gather(*(sql_repo.next_crl_number(issuing.id) for _ in range(20)))
     assert sorted(numbers) == list(range(1, 21))
-    crl = await sql_engine.generate_crl("issuing", actor=OP)
+    publisher = crls.CrlPublisher(sql_engine, sql_repo, SqlStatusRepository(database))
+    crl = await publisher.regenerate(issuing, actor=str(OP))
+    assert crl is not None
     assert crl.number == 21
     latest = await sql_repo.latest_crl(issuing.id)
     assert latest is not None

@@ -21,7 +21,7 @@ from server.ca.status import api as status_api
 from server.ca.status import ocsp_codec, responder
 from server.ca.status import ports as status_ports
 from server.ca.types import CAId, CAMode, Principal, RevocationReason, Serial
-from server.store.memory import MemoryRepository
+from server.store.memory import MemoryRepository, MemoryStatusRepository
 from tests.support import FakeClock, make_csr, openssl, pem
 
 OP = Principal("operator", "test")
@@ -72,7 +72,7 @@ class Env:
     ) -> None:
         self.clock = FakeClock(datetime.now(UTC) if real_clock else None)
         self.repo = MemoryRepository()
-        self.store = status_ports.MemoryStatusRepository(self.repo)
+        self.store = MemoryStatusRepository(self.repo)
         self.engine = api.CAEngine(
             self.repo,
             key_backend,

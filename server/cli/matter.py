@@ -2,7 +2,7 @@
 
 A thin front end over ``server.ca.matter.api``: parses options, calls the facade,
 writes files (per-device DAC bundles with a manifest, NOC PEM/TLV). Registered by
-``server/cli.py``; must not import it (cli.py imports this module).
+``server/cli/__init__.py``; must not import it (it imports this module).
 """
 
 from __future__ import annotations
@@ -25,15 +25,14 @@ from cryptography.hazmat.primitives import serialization
 from tqdm import tqdm
 
 from server import bundle_files
-from server.bootstrap import Services
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.matter import api as matter_api
 from server.ca.matter import tlv
-from server.ca.types import Principal
+from server.cli.options import OPERATOR, STORAGE, Subparsers
+from server.wiring import Services
 
-__all__ = ["BundleWriter", "add_matter_parser"]
+__all__ = ["BundleWriter", "register"]
 
-OPERATOR: Final = Principal("operator", "cli")
 _CSR_SUFFIXES: Final = (".pem", ".csr", ".der", ".req")
 _MANIFEST_FIELDS: Final = (
     "device",
@@ -352,7 +351,7 @@ async def _noc_issue(s: Services, a: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------- parser
 
 
-def add_matter_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(sub: Subparsers) -> None:
     """Add ``privca matter ...`` to the top-level subparsers."""
     vid = _hex_type(4, "a Vendor ID")
     pid = _hex_type(4, "a Product ID")
@@ -367,8 +366,9 @@ def add_matter_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None
         if group not in actions:
             parent = groups.add_parser(group, help=f"Matter {group.upper()}s")
             actions[group] = parent.add_subparsers(dest="sub_action", required=True)
-        p: argparse.ArgumentParser = actions[group].add_parser(name, help=help_text)
-        common(p)
+        p: argparse.ArgumentParser = actions[group].add_parser(
+            name, help=help_text, parents=[STORAGE]
+        )
         return p
 
     p = action("paa", "create", "create a PAA (self-signed attestation root)")
@@ -421,7 +421,8 @@ def add_matter_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None
     p.add_argument("--days", type=int, help="lifetime in days (default 365, within the issuer)")
     p.set_defaults(handler=_noc_issue)
 
-    p = groups.add_parser("show", help="show a Matter CA and its VID/PID or fabric ids")
-    common(p)
+    p = groups.add_parser(
+        "show", help="show a Matter CA and its VID/PID or fabric ids", parents=[STORAGE]
+    )
     p.add_argument("name")
     p.set_defaults(handler=_show)

@@ -1,7 +1,10 @@
-"""Wiring: open storage, build the engine, and do first-start setup.
+"""Wiring: open storage, build the engine and the protocol services, first-start setup.
 
+The one place that puts storage, ``CAEngine`` and the services over it together:
+``serve`` (``server/app.py``), the CLI (``server/cli/``) and the benches call it.
 First start on an empty data dir creates the root and issuing CA, a TLS
 certificate for the HTTPS listener and ``ca-bundle.pem``; later starts reuse them.
+Builds no aiohttp app (that is ``server/app.py``).
 """
 
 from __future__ import annotations
@@ -21,15 +24,28 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from protocols.acme import network
 from server.ca import api, keys
+from server.ca.acme import api as acme_api
+from server.ca.est import api as est_api
 from server.ca.status import api as status_api
 from server.ca.types import KeyAlgorithm, Principal
 from server.config import ConfigError, Settings, status_settings
+from server.store.acme_repository import SqlAcmeRepository
 from server.store.database import Database
+from server.store.est_repository import SqlEstRepository
 from server.store.repository import SqlRepository
 from server.store.status_repository import SqlStatusRepository
 
-__all__ = ["Services", "TlsFiles", "ensure_first_start", "load_passphrase", "open_services"]
+__all__ = [
+    "Services",
+    "TlsFiles",
+    "build_acme_service",
+    "build_est_service",
+    "ensure_first_start",
+    "load_passphrase",
+    "open_services",
+]
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +129,32 @@ async def open_services(
         yield Services(settings=settings, db=db, repo=repo, engine=engine, status=status)
     finally:
         await db.close()
+
+
+def build_acme_service(
+    services: Services,
+    *,
+    ports: acme_api.ValidationPorts | None = None,
+    repo: SqlAcmeRepository | None = None,
+) -> acme_api.AcmeService:
+    """Return the ACME state machine over this process's engine and database."""
+    acme = services.settings.acme
+    return acme_api.AcmeService(
+        services.engine,
+        repo or SqlAcmeRepository(services.db),
+        ports=ports or network.default_ports(acme.dns_resolver),
+        settings=acme.to_engine(),
+    )
+
+
+def build_est_service(services: Services) -> est_api.EstService:
+    """Return the EST facade over the engine and the EST tables (config labels included)."""
+    return est_api.EstService(
+        services.engine,
+        SqlEstRepository(services.db),
+        config_labels=services.settings.est.to_labels(),
+        retry_after=services.settings.est.retry_after_seconds,
+    )
 
 
 async def _shared_http_url(repo: SqlRepository, settings: Settings, *, serving: bool) -> Settings:

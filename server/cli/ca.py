@@ -1,0 +1,191 @@
+"""``privca ca ...``: create, import, list, show and export certificate authorities."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from server.ca.types import CA, CAMode
+from server.cli.options import (
+    CA_OPTIONS,
+    KEY_TYPE,
+    OPERATOR,
+    STORAGE,
+    Subparsers,
+    lifetime,
+    name_constraints,
+    parse_subject,
+    pem,
+    write,
+)
+from server.wiring import Services
+
+__all__ = ["register"]
+
+
+async def _create_root(s: Services, a: argparse.Namespace) -> int:
+    ca = await s.engine.create_root(
+        a.name,
+        actor=OPERATOR,
+        key_algorithm=a.key_type,
+        lifetime=lifetime(a),
+        path_length=a.path_len,
+        mode=a.mode,
+        name_constraints=name_constraints(a),
+        subject=a.subject,
+    )
+    print(f"created root CA {ca.name} (id {ca.id}, {ca.key_algorithm})")
+    return 0
+
+
+async def _create_sub(s: Services, a: argparse.Namespace) -> int:
+    ca = await s.engine.create_subordinate(
+        a.name,
+        parent=a.parent,
+        actor=OPERATOR,
+        key_algorithm=a.key_type,
+        lifetime=lifetime(a),
+        path_length=a.path_len,
+        mode=a.mode,
+        name_constraints=name_constraints(a),
+        subject=a.subject,
+        dns_suffixes=a.allow_dns_suffix or (),
+        ip_networks=a.allow_ip or (),
+        publish_revocation=True if a.publish_revocation else None,
+    )
+    print(f"created CA {ca.name} (id {ca.id}, tier {ca.tier}, parent {a.parent})")
+    return 0
+
+
+async def _import_csr(s: Services, a: argparse.Namespace) -> int:
+    ca = await s.engine.create_import_request(
+        a.name, actor=OPERATOR, key_algorithm=a.key_type, subject=a.subject, mode=a.mode
+    )
+    csr = x509.load_der_x509_csr(ca.csr_der or b"")
+    write(a.out, csr.public_bytes(serialization.Encoding.PEM).decode())
+    if a.out:
+        print(f"CA {ca.name} is pending; have {a.out} signed, then run `privca ca import-activate`")
+    return 0
+
+
+async def _import_activate(s: Services, a: argparse.Namespace) -> int:
+    ca = await s.engine.activate_import(a.name, pem=Path(a.cert).read_bytes(), actor=OPERATOR)
+    print(f"activated CA {ca.name} (tier {ca.tier})")
+    return 0
+
+
+async def _list(s: Services, a: argparse.Namespace) -> int:
+    cas = await s.engine.list_cas()
+    if a.json:
+        print(json.dumps([_ca_json(c) for c in cas], indent=2))
+        return 0
+    print(f"{'NAME':<20} {'ID':<14} {'TIER':>4} {'STATUS':<8} {'MODE':<12} {'KEY':<10} PARENT")
+    by_id = {c.id: c.name for c in cas}
+    for c in cas:
+        parent = by_id.get(c.parent_id, "-") if c.parent_id else ("external" if c.external else "-")
+        print(
+            f"{c.name:<20} {c.id:<14} {c.tier:>4} {c.status:<8} {c.mode:<12} "
+            f"{c.key_algorithm:<10} {parent}"
+        )
+    return 0
+
+
+def _ca_json(c: CA) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": c.name,
+        "id": c.id,
+        "tier": c.tier,
+        "status": str(c.status),
+        "mode": str(c.mode),
+        "kind": str(c.kind),
+        "key_algorithm": str(c.key_algorithm),
+        "parent_id": c.parent_id,
+        "external": c.external,
+    }
+    if c.cert_der:
+        cert = c.certificate
+        out |= {
+            "subject": cert.subject.rfc4514_string(),
+            "serial": format(cert.serial_number, "X"),
+            "not_before": cert.not_valid_before_utc.isoformat(),
+            "not_after": cert.not_valid_after_utc.isoformat(),
+        }
+    return out
+
+
+async def _show(s: Services, a: argparse.Namespace) -> int:
+    ca = await s.engine.get_ca(a.name)
+    print(json.dumps(_ca_json(ca), indent=2))
+    return 0
+
+
+async def _export(s: Services, a: argparse.Namespace) -> int:
+    ca = await s.engine.get_ca(a.name)
+    if ca.cert_der is None:
+        csr = x509.load_der_x509_csr(ca.csr_der or b"")
+        write(a.out, csr.public_bytes(serialization.Encoding.PEM).decode())
+        return 0
+    chain = await s.engine.chain_of(ca)
+    write(a.out, pem(chain if a.chain else chain[:1]))
+    return 0
+
+
+def register(sub: Subparsers) -> None:
+    """Add ``privca ca ...`` to the top-level subparsers."""
+    ca = sub.add_parser("ca", help="certificate authorities").add_subparsers(
+        dest="sub", required=True
+    )
+    p = ca.add_parser(
+        "create-root", help="create a self-signed root CA", parents=[STORAGE, CA_OPTIONS]
+    )
+    p.add_argument("name")
+    p.set_defaults(handler=_create_root, create=True)
+    p = ca.add_parser(
+        "create-sub", help="create a subordinate CA (tiers 2-5)", parents=[STORAGE, CA_OPTIONS]
+    )
+    p.add_argument("name")
+    p.add_argument("--parent", required=True, help="name of the signing CA")
+    p.add_argument("--allow-dns-suffix", action="append", help="identifier policy: DNS suffix")
+    p.add_argument("--allow-ip", action="append", help="identifier policy: IP network")
+    p.add_argument(
+        "--publish-revocation",
+        action="store_true",
+        help="short-lived mode: still put CDP/OCSP URLs in leaves",
+    )
+    p.set_defaults(handler=_create_sub)
+    p = ca.add_parser(
+        "import-csr",
+        help="create a CA key and CSR for an external signer",
+        parents=[STORAGE, KEY_TYPE],
+    )
+    p.add_argument("name")
+    p.add_argument("--subject", type=parse_subject)
+    p.add_argument("--mode", type=CAMode, default=CAMode.GENERAL, choices=list(CAMode))
+    p.add_argument("--out", help="write the CSR here (default stdout)")
+    p.set_defaults(handler=_import_csr, create=True)
+    p = ca.add_parser(
+        "import-activate",
+        help="activate an imported CA with its signed certificate",
+        parents=[STORAGE],
+    )
+    p.add_argument("name")
+    p.add_argument(
+        "--cert", required=True, help="PEM: the CA certificate, then its chain to the root"
+    )
+    p.set_defaults(handler=_import_activate)
+    p = ca.add_parser("list", help="list CAs", parents=[STORAGE])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_list)
+    p = ca.add_parser("show", help="show one CA", parents=[STORAGE])
+    p.add_argument("name")
+    p.set_defaults(handler=_show)
+    p = ca.add_parser("export", help="print a CA certificate (PEM)", parents=[STORAGE])
+    p.add_argument("name")
+    p.add_argument("--chain", action="store_true", help="include the issuers up to the root")
+    p.add_argument("--out")
+    p.set_defaults(handler=_export)
