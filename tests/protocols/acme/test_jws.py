@@ -59,9 +59,7 @@ def _bad_jwks() -> list[Any]:
         pytest.param(
             {"kty": "oct", "k": "AAAA"}, BAD_KEY, "the jwk must be a public key", id="fail/oct"
         ),
-        pytest.param(
-            {"kty": "XYZ"}, BAD_KEY, "unsupported key type 'XYZ'", id="fail/unknown-kty"
-        ),
+        pytest.param({"kty": "XYZ"}, BAD_KEY, "unsupported key type 'XYZ'", id="fail/unknown-kty"),
         pytest.param({}, BAD_KEY, "unsupported key type None", id="fail/no-kty"),
         pytest.param(
             {"kty": "RSA", "e": "AQAB"},
@@ -196,7 +194,12 @@ def test_good_signatures_verify() -> None:
             "ec", "RS256", None, BAD_ALG, "algorithm 'RS256' does not fit the key", id="fail/rs-ec"
         ),
         pytest.param(
-            "rsa", "ES256", None, BAD_ALG, "algorithm 'ES256' does not fit the key", id="fail/es-rsa"
+            "rsa",
+            "ES256",
+            None,
+            BAD_ALG,
+            "algorithm 'ES256' does not fit the key",
+            id="fail/es-rsa",
         ),
         pytest.param(
             "ed", "ES256", None, BAD_ALG, "algorithm 'ES256' does not fit the key", id="fail/es-ed"
