@@ -26,8 +26,12 @@ def rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
 
 @functools.cache
 def ec_key(curve: str = "P-256") -> ec.EllipticCurvePrivateKey:
-    cls = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}[curve]
-    return ec.generate_private_key(cls())
+    curves: dict[str, ec.EllipticCurve] = {
+        "P-256": ec.SECP256R1(),
+        "P-384": ec.SECP384R1(),
+        "P-521": ec.SECP521R1(),
+    }
+    return ec.generate_private_key(curves[curve])
 
 
 @functools.cache
@@ -176,13 +180,14 @@ def _sig(key: AnyKey, data: bytes) -> bytes:
 
 
 def test_good_signatures_verify() -> None:
-    for key, alg in [
+    pairs: list[tuple[AnyKey, str]] = [
         (rsa_key(), "RS256"),
         (ec_key("P-256"), "ES256"),
         (ec_key("P-384"), "ES384"),
         (ec_key("P-521"), "ES512"),
         (ed_key(), "EdDSA"),
-    ]:
+    ]
+    for key, alg in pairs:
         public, _ = jws.load_jwk(jwk_of(key))
         jws.verify_signature(alg, public, b"a.b", _sig(key, b"a.b"))
 
@@ -247,7 +252,8 @@ def test_good_signatures_verify() -> None:
 def test_bad_signature_is_refused_with_its_detail(
     key: str, alg: str, signature: bytes | None, kind: ProblemKind, detail: str
 ) -> None:
-    private: AnyKey = {"ec": ec_key(), "rsa": rsa_key(), "ed": ed_key()}[key]
+    keys: dict[str, AnyKey] = {"ec": ec_key(), "rsa": rsa_key(), "ed": ed_key()}
+    private = keys[key]
     public, _ = jws.load_jwk(jwk_of(private))
     with pytest.raises(EngineError) as caught:
         jws.verify_signature(alg, public, b"a.b", signature or _sig(private, b"a.b"))
