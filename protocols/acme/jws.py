@@ -29,7 +29,7 @@ from typing import Any, Final, cast
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from josepy import errors as jose_errors
 from josepy import json_util, jwa
 from josepy import jwk as jose_jwk
@@ -40,6 +40,8 @@ from server.ca.errors import EngineError, ProblemKind
 __all__ = [
     "ALGORITHMS",
     "Flattened",
+    "PublicJwk",
+    "PublicKey",
     "Verified",
     "authenticate",
     "b64u_decode",
@@ -49,6 +51,9 @@ __all__ = [
     "verify_eab",
     "verify_signature",
 ]
+
+
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 
 @jose_jwk.JWK.register
@@ -90,6 +95,16 @@ class _EdDSA(jwa.JWASignature):
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class PublicJwk:
+    """A parsed public JWK: josepy's wire object and the bare ``cryptography`` key."""
+
+    jwk: jose_jwk.JWK
+    # josepy wraps RSA and EC keys in ComparableKey, whose attribute delegation costs
+    # 1.5 us per access; verification uses this unwrapped key instead (see verify_signature).
+    key: PublicKey
+
+
 _JWA: Final[dict[str, jwa.JWASignature]] = {
     "RS256": jwa.RS256,
     "ES256": jwa.ES256,
@@ -109,7 +124,7 @@ _B64URL: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 _MIN_RSA_BITS: Final = 2048
 _MAX_RSA_BITS: Final = 8192
 _KEY_CACHE_MAX: Final = 10_000
-_key_cache: dict[str, tuple[jose_jwk.JWK, acme_api.AccountKey]] = {}
+_key_cache: dict[str, tuple[PublicJwk, acme_api.AccountKey]] = {}
 
 
 def _malformed(detail: str) -> EngineError:
@@ -231,7 +246,7 @@ def _check_members(jwk: Mapping[str, Any]) -> None:
         raise EngineError(ProblemKind.BAD_PUBLIC_KEY, f"unsupported key type {kty!r}")
 
 
-def load_jwk(jwk: object) -> tuple[jose_jwk.JWK, acme_api.AccountKey]:
+def load_jwk(jwk: object) -> tuple[PublicJwk, acme_api.AccountKey]:
     """Return a public JWK, its canonical form and thumbprint (RFC 7638).
 
     Raises:
@@ -261,41 +276,49 @@ def load_jwk(jwk: object) -> tuple[jose_jwk.JWK, acme_api.AccountKey]:
     spki = key.key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    # One of the three JWK types registered with josepy, so one of PublicKey's members.
+    public = cast(PublicKey, serialization.load_der_public_key(spki))
     account_key = acme_api.AccountKey(
         jwk=canonical, thumbprint=b64u_encode(key.thumbprint()), spki=spki
     )
     if len(_key_cache) >= _KEY_CACHE_MAX:
         _key_cache.clear()
-    _key_cache[cache_key] = (key, account_key)
-    return key, account_key
+    result = (PublicJwk(jwk=key, key=public), account_key)
+    _key_cache[cache_key] = result
+    return result
 
 
-def key_from_account(account_key: acme_api.AccountKey) -> jose_jwk.JWK:
+def key_from_account(account_key: acme_api.AccountKey) -> PublicJwk:
     """Return the public key of a stored account key (cached)."""
     key, _ = load_jwk(json.loads(account_key.jwk))
     return key
 
 
-def verify_signature(alg: str, key: jose_jwk.JWK, signing_input: bytes, signature: bytes) -> None:
+def verify_signature(alg: str, key: PublicJwk, signing_input: bytes, signature: bytes) -> None:
     """Verify a JWS signature with josepy's algorithm for ``alg``.
+
+    josepy's JWA does the verification, but over the bare ``cryptography`` key rather
+    than josepy's ComparableKey wrapper: through the wrapper, ES256/RS256 verification
+    measured 5-10% slower than the hand-rolled code it replaced (2-6 us a request).
 
     Raises:
         EngineError: BAD_SIGNATURE_ALGORITHM (alg unknown or not for this key),
             MALFORMED (the signature does not verify).
     """
-    jwa = _JWA.get(alg)
-    if jwa is None or not isinstance(key, jwa.kty):
+    jwa_alg = _JWA.get(alg)
+    if jwa_alg is None or type(key.jwk) is not jwa_alg.kty:
         raise EngineError(
             ProblemKind.BAD_SIGNATURE_ALGORITHM, f"algorithm {alg!r} does not fit the key"
         )
-    if alg in _ES_CURVES:
-        if not isinstance(key.key.curve, _ES_CURVES[alg]):
+    public = key.key
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        if not isinstance(public.curve, _ES_CURVES[alg]):
             raise EngineError(
                 ProblemKind.BAD_SIGNATURE_ALGORITHM, f"{alg} does not match the key's curve"
             )
-        if len(signature) != 2 * jose_jwk.JWKEC.expected_length_for_curve(key.key.curve):
+        if len(signature) != 2 * jose_jwk.JWKEC.expected_length_for_curve(public.curve):
             raise _malformed("the JWS signature has the wrong length")
-    if not jwa.verify(key.key, signing_input, signature):
+    if not jwa_alg.verify(public, signing_input, signature):
         raise _malformed("the JWS signature does not verify")
 
 
@@ -314,7 +337,7 @@ class Verified:
     """A request whose signature, URL and nonce have been checked."""
 
     jws: Flattened
-    key: jose_jwk.JWK
+    key: PublicJwk
     account_key: acme_api.AccountKey
     account: acme_api.Account | None
 
