@@ -2,8 +2,8 @@
 
 ``acme.client.ClientV2`` speaks ``requests`` synchronously, so each call runs in a
 thread (``asyncio.to_thread``) against the aiohttp test server on a real port,
-while the event loop serves it. Validation answers go through the tests' fake
-network. certbot's ``acme`` has no keyChange call; that flow stays in
+while the event loop serves it. Validation answers go through the tests'
+FakeNetwork. certbot's ``acme`` has no keyChange call; that flow stays in
 test_accounts.py with the hand-rolled signer, as do the hostile requests.
 """
 
@@ -109,13 +109,17 @@ async def test_certbot_client_orders_validates_finalizes_and_downloads(
     assert asked == {"http" if kind is challenges.HTTP01 else "dns"}
 
 
-async def test_certbot_client_revokes_and_a_second_revocation_is_refused(
+async def test_certbot_client_reads_renewal_info_revokes_and_a_second_revocation_is_refused(
     acme_env: AcmeEnv,
 ) -> None:
     client = await certbot_client(acme_env)
     await register(client)
     order, _ = await issue(acme_env, client, ["gone.internal"], challenges.HTTP01)
     leaf = x509.load_pem_x509_certificates(order.fullchain_pem.encode())[0]
+    # ARI (RFC 9773) as certbot reads it: a renewal time inside the certificate's life.
+    renew_at, _ = await off_loop(client.renewal_time, order.fullchain_pem.encode())
+    assert renew_at is not None
+    assert leaf.not_valid_before_utc <= renew_at <= leaf.not_valid_after_utc
 
     await off_loop(client.revoke, leaf, 1)
 
