@@ -1,12 +1,20 @@
 """JWS for ACME (RFC 8555 §6.2, RFC 7515/7517/7638): parse, check and verify requests.
 
-Flattened JSON serialization only; RS256, ES256/384/512 and EdDSA (Ed25519);
-``jwk`` or ``kid`` (never both); no unprotected header, no ``crit``, no
-``b64: false``. The URL, nonce and account checks live in ``authenticate``.
+josepy owns the wire objects: JWKs are parsed into ``jose_jwk.JWK`` (RFC 7638
+thumbprints come from it), and signatures are checked by josepy's JWA
+algorithms. josepy 2 has no OKP keys or EdDSA, so Ed25519 (RFC 8037) is added
+here as a registered ``JWK`` type and ``JWASignature``.
 
-Divergence: signatures and JWKs are handled with ``cryptography`` directly
-rather than josepy, which accepts more than RFC 8555 allows (general
-serialization, unprotected headers) and costs more per request.
+This module keeps only ACME's own rules: flattened JSON serialization only,
+strict base64url (RFC 8555 §6.1), exactly one of ``jwk``/``kid``, no
+unprotected header, no ``crit``, no ``b64: false``, the ``alg`` allow-list,
+the account-key policy, and the ``url``/``nonce`` checks in ``authenticate``.
+
+Divergence: the envelope is parsed here rather than by ``josepy.JWS.from_json``,
+which accepts the general serialization and unprotected headers, decodes every
+registered header eagerly (an unknown ``alg`` is a bare KeyError) and
+re-encodes protected header and payload before verifying, so the signing input
+would not be the bytes the client signed.
 """
 
 from __future__ import annotations
@@ -17,12 +25,14 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from josepy import errors as jose_errors
+from josepy import json_util, jwa
+from josepy import jwk as jose_jwk
 
 from server.ca.acme import api as acme_api
 from server.ca.errors import EngineError, ProblemKind
@@ -30,6 +40,7 @@ from server.ca.errors import EngineError, ProblemKind
 __all__ = [
     "ALGORITHMS",
     "Flattened",
+    "PublicJwk",
     "PublicKey",
     "Verified",
     "authenticate",
@@ -41,19 +52,79 @@ __all__ = [
     "verify_signature",
 ]
 
+
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
-ALGORITHMS: Final = ("RS256", "ES256", "ES384", "ES512", "EdDSA")
-_EC: Final[dict[str, tuple[type[ec.EllipticCurve], str, int, hashes.HashAlgorithm]]] = {
-    "ES256": (ec.SECP256R1, "P-256", 32, hashes.SHA256()),
-    "ES384": (ec.SECP384R1, "P-384", 48, hashes.SHA384()),
-    "ES512": (ec.SECP521R1, "P-521", 66, hashes.SHA512()),
+
+
+@jose_jwk.JWK.register
+class _JWKOKP(jose_jwk.JWK):
+    """An Ed25519 public JWK (RFC 8037 §2), which josepy 2 lacks."""
+
+    typ = "OKP"
+    __slots__ = ("key",)
+    cryptography_key_types = (ed25519.Ed25519PublicKey,)
+    required = ("crv", jose_jwk.JWK.type_field_name, "x")
+    key: ed25519.Ed25519PublicKey
+
+    def fields_to_partial_json(self) -> dict[str, str]:
+        raw = self.key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return {"crv": "Ed25519", "x": json_util.encode_b64jose(raw)}
+
+    @classmethod
+    def fields_from_json(cls, jobj: Mapping[str, Any]) -> _JWKOKP:
+        raw = json_util.decode_b64jose(jobj["x"])
+        return cls(key=ed25519.Ed25519PublicKey.from_public_bytes(raw))
+
+    def public_key(self) -> _JWKOKP:
+        return self
+
+
+class _EdDSA(jwa.JWASignature):
+    """EdDSA over Ed25519 (RFC 8037 §3.1), which josepy 2 lacks; verification only."""
+
+    kty = _JWKOKP
+
+    def sign(self, key: Any, msg: bytes) -> bytes:
+        raise NotImplementedError("the server never signs with account keys")
+
+    def verify(self, key: ed25519.Ed25519PublicKey, msg: bytes, sig: bytes) -> bool:
+        try:
+            key.verify(sig, msg)
+        except InvalidSignature:
+            return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class PublicJwk:
+    """A parsed public JWK: josepy's wire object and the bare ``cryptography`` key."""
+
+    jwk: jose_jwk.JWK
+    # josepy wraps RSA and EC keys in ComparableKey, whose attribute delegation costs
+    # 1.5 us per access; verification uses this unwrapped key instead (see verify_signature).
+    key: PublicKey
+
+
+_JWA: Final[dict[str, jwa.JWASignature]] = {
+    "RS256": jwa.RS256,
+    "ES256": jwa.ES256,
+    "ES384": jwa.ES384,
+    "ES512": jwa.ES512,
+    "EdDSA": jwa.JWASignature.register(_EdDSA("EdDSA")),
 }
-_CURVES: Final = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
+ALGORITHMS: Final = tuple(_JWA)
+# RFC 7518 §3.4: each ES alg names one curve; josepy would verify ES384 over a P-256 key.
+_ES_CURVES: Final[dict[str, type[ec.EllipticCurve]]] = {
+    "ES256": ec.SECP256R1,
+    "ES384": ec.SECP384R1,
+    "ES512": ec.SECP521R1,
+}
+_CURVES: Final = frozenset({"P-256", "P-384", "P-521"})
 _B64URL: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _MIN_RSA_BITS: Final = 2048
 _MAX_RSA_BITS: Final = 8192
 _KEY_CACHE_MAX: Final = 10_000
-_key_cache: dict[str, tuple[PublicKey, acme_api.AccountKey]] = {}
+_key_cache: dict[str, tuple[PublicJwk, acme_api.AccountKey]] = {}
 
 
 def _malformed(detail: str) -> EngineError:
@@ -150,12 +221,33 @@ def _int(value: object, what: str) -> int:
     return int.from_bytes(b64u_decode(value, what), "big")
 
 
-def _canonical(members: Mapping[str, str]) -> str:
-    return json.dumps(dict(sorted(members.items())), separators=(",", ":"))
+def _check_members(jwk: Mapping[str, Any]) -> None:
+    """Apply ACME's key policy and strict base64url to a JWK before josepy parses it."""
+    kty = jwk.get("kty")
+    if kty == "RSA":
+        n, e = _int(jwk.get("n"), "jwk n"), _int(jwk.get("e"), "jwk e")
+        if not _MIN_RSA_BITS <= n.bit_length() <= _MAX_RSA_BITS or e < 3 or e % 2 == 0:
+            raise EngineError(
+                ProblemKind.BAD_PUBLIC_KEY,
+                f"RSA account keys must be {_MIN_RSA_BITS}-{_MAX_RSA_BITS} bits"
+                " with an odd exponent",
+            )
+    elif kty == "EC":
+        crv = jwk.get("crv")
+        if not isinstance(crv, str) or crv not in _CURVES:
+            raise EngineError(ProblemKind.BAD_PUBLIC_KEY, f"unsupported EC curve {crv!r}")
+        b64u_decode(jwk.get("x"), "jwk x")
+        b64u_decode(jwk.get("y"), "jwk y")
+    elif kty == "OKP":
+        if jwk.get("crv") != "Ed25519":
+            raise EngineError(ProblemKind.BAD_PUBLIC_KEY, "OKP keys must be Ed25519")
+        b64u_decode(jwk.get("x"), "jwk x")
+    else:
+        raise EngineError(ProblemKind.BAD_PUBLIC_KEY, f"unsupported key type {kty!r}")
 
 
-def load_jwk(jwk: object) -> tuple[PublicKey, acme_api.AccountKey]:
-    """Return the public key of a JWK and its canonical form and thumbprint (RFC 7638).
+def load_jwk(jwk: object) -> tuple[PublicJwk, acme_api.AccountKey]:
+    """Return a public JWK, its canonical form and thumbprint (RFC 7638).
 
     Raises:
         EngineError: MALFORMED (not a usable public JWK), BAD_PUBLIC_KEY (weak or
@@ -169,87 +261,65 @@ def load_jwk(jwk: object) -> tuple[PublicKey, acme_api.AccountKey]:
         return cached
     if "d" in jwk or "p" in jwk or "k" in jwk:
         raise EngineError(ProblemKind.BAD_PUBLIC_KEY, "the jwk must be a public key")
-    kty = jwk.get("kty")
-    key: PublicKey
+    _check_members(jwk)
     try:
-        if kty == "RSA":
-            members = {"e": jwk.get("e"), "kty": "RSA", "n": jwk.get("n")}
-            n, e = _int(jwk.get("n"), "jwk n"), _int(jwk.get("e"), "jwk e")
-            if not _MIN_RSA_BITS <= n.bit_length() <= _MAX_RSA_BITS or e < 3 or e % 2 == 0:
-                raise EngineError(
-                    ProblemKind.BAD_PUBLIC_KEY,
-                    f"RSA account keys must be {_MIN_RSA_BITS}-{_MAX_RSA_BITS} bits"
-                    " with an odd exponent",
-                )
-            key = rsa.RSAPublicNumbers(e, n).public_key()
-        elif kty == "EC":
-            crv = jwk.get("crv")
-            if not isinstance(crv, str) or crv not in _CURVES:
-                raise EngineError(ProblemKind.BAD_PUBLIC_KEY, f"unsupported EC curve {crv!r}")
-            members = {"crv": crv, "kty": "EC", "x": jwk.get("x"), "y": jwk.get("y")}
-            size = (_CURVES[crv].key_size + 7) // 8
-            xb, yb = b64u_decode(jwk.get("x"), "jwk x"), b64u_decode(jwk.get("y"), "jwk y")
-            if len(xb) != size or len(yb) != size:
-                raise _malformed("jwk x and y must be full-length coordinates")
-            key = ec.EllipticCurvePublicNumbers(
-                int.from_bytes(xb, "big"), int.from_bytes(yb, "big"), _CURVES[crv]
-            ).public_key()
-        elif kty == "OKP":
-            if jwk.get("crv") != "Ed25519":
-                raise EngineError(ProblemKind.BAD_PUBLIC_KEY, "OKP keys must be Ed25519")
-            members = {"crv": "Ed25519", "kty": "OKP", "x": jwk.get("x")}
-            key = ed25519.Ed25519PublicKey.from_public_bytes(b64u_decode(jwk.get("x"), "jwk x"))
-        else:
-            raise EngineError(ProblemKind.BAD_PUBLIC_KEY, f"unsupported key type {kty!r}")
+        # JWK.from_json is typed as its base class; it returns the registered JWK subclass.
+        key = cast(jose_jwk.JWK, jose_jwk.JWK.from_json(jwk))
+    except jose_errors.DeserializationError:
+        # Members are strict base64url by now: josepy refuses only EC coordinates
+        # that are not full length (RFC 7518 §6.2.1.2).
+        raise _malformed("jwk x and y must be full-length coordinates") from None
     except (ValueError, UnsupportedAlgorithm):
         raise EngineError(ProblemKind.BAD_PUBLIC_KEY, "the jwk is not a valid public key") from None
-    canonical = _canonical({k: str(v) for k, v in members.items()})
-    thumbprint = b64u_encode(hashlib.sha256(canonical.encode()).digest())
-    spki = key.public_bytes(
+    members = {k: v for k, v in key.to_json().items() if k in key.required}
+    canonical = json.dumps(members, sort_keys=True, separators=(",", ":"))
+    spki = key.key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    result = (key, acme_api.AccountKey(jwk=canonical, thumbprint=thumbprint, spki=spki))
+    # One of the three JWK types registered with josepy, so one of PublicKey's members.
+    public = cast(PublicKey, serialization.load_der_public_key(spki))
+    account_key = acme_api.AccountKey(
+        jwk=canonical, thumbprint=b64u_encode(key.thumbprint()), spki=spki
+    )
     if len(_key_cache) >= _KEY_CACHE_MAX:
         _key_cache.clear()
+    result = (PublicJwk(jwk=key, key=public), account_key)
     _key_cache[cache_key] = result
     return result
 
 
-def key_from_account(account_key: acme_api.AccountKey) -> PublicKey:
+def key_from_account(account_key: acme_api.AccountKey) -> PublicJwk:
     """Return the public key of a stored account key (cached)."""
     key, _ = load_jwk(json.loads(account_key.jwk))
     return key
 
 
-def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: bytes) -> None:
-    """Verify a JWS signature.
+def verify_signature(alg: str, key: PublicJwk, signing_input: bytes, signature: bytes) -> None:
+    """Verify a JWS signature with josepy's algorithm for ``alg``.
+
+    josepy's JWA does the verification, but over the bare ``cryptography`` key rather
+    than josepy's ComparableKey wrapper: through the wrapper, ES256/RS256 verification
+    measured 5-10% slower than the hand-rolled code it replaced (2-6 us a request).
 
     Raises:
         EngineError: BAD_SIGNATURE_ALGORITHM (alg unknown or not for this key),
             MALFORMED (the signature does not verify).
     """
-    try:
-        if alg == "RS256" and isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
-        elif alg in _EC and isinstance(key, ec.EllipticCurvePublicKey):
-            curve, _, size, digest = _EC[alg]
-            if not isinstance(key.curve, curve):
-                raise EngineError(
-                    ProblemKind.BAD_SIGNATURE_ALGORITHM, f"{alg} does not match the key's curve"
-                )
-            if len(signature) != 2 * size:
-                raise _malformed("the JWS signature has the wrong length")
-            r = int.from_bytes(signature[:size], "big")
-            s = int.from_bytes(signature[size:], "big")
-            key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(digest))
-        elif alg == "EdDSA" and isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(signature, signing_input)
-        else:
+    jwa_alg = _JWA.get(alg)
+    if jwa_alg is None or type(key.jwk) is not jwa_alg.kty:
+        raise EngineError(
+            ProblemKind.BAD_SIGNATURE_ALGORITHM, f"algorithm {alg!r} does not fit the key"
+        )
+    public = key.key
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        if not isinstance(public.curve, _ES_CURVES[alg]):
             raise EngineError(
-                ProblemKind.BAD_SIGNATURE_ALGORITHM, f"algorithm {alg!r} does not fit the key"
+                ProblemKind.BAD_SIGNATURE_ALGORITHM, f"{alg} does not match the key's curve"
             )
-    except InvalidSignature:
-        raise _malformed("the JWS signature does not verify") from None
+        if len(signature) != 2 * jose_jwk.JWKEC.expected_length_for_curve(public.curve):
+            raise _malformed("the JWS signature has the wrong length")
+    if not jwa_alg.verify(public, signing_input, signature):
+        raise _malformed("the JWS signature does not verify")
 
 
 def _check_alg(header: Mapping[str, Any]) -> str:
@@ -267,7 +337,7 @@ class Verified:
     """A request whose signature, URL and nonce have been checked."""
 
     jws: Flattened
-    key: PublicKey
+    key: PublicJwk
     account_key: acme_api.AccountKey
     account: acme_api.Account | None
 
