@@ -1,40 +1,98 @@
-"""Minimal DER reading and writing, and raw signing, for the structures privca encodes itself.
+"""The one strict DER toolkit: reading and writing the structures privca handles itself.
 
 OCSP responses (``ocsp_codec``) and CRLs (``crl_codec``) are assembled here
 rather than through cryptography's builders where those cannot express the
 structure (several SingleResponses) or cost too much at scale (a million CRL
-entries). Strict reading: definite, minimal lengths and exact nesting, so
-garbage is refused, never half-parsed. Pure and synchronous; must not import
-aiohttp, josepy or sqlalchemy.
+entries); the Matter validator reads certificates through ``Node`` because it
+must see exactly how they are encoded (explicit DEFAULTs, string and time types,
+non-minimal integers). Strict reading: low tag numbers, definite minimal
+lengths, exact nesting, minimal INTEGERs, DER BOOLEANs and BIT STRINGs, and no
+trailing data, so garbage is refused, never half-parsed. Every refusal is a
+``MalformedError`` (``MalformedTimeError`` for times). Pure, synchronous and
+stdlib only (``keys.sign`` produces the signatures).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final
 
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-
-from server.ca import keys
-
 __all__ = [
+    "BIT_STRING",
+    "BOOLEAN",
+    "CTX0",
+    "CTX0_CONS",
+    "CTX1",
+    "CTX2",
+    "CTX3_CONS",
+    "GENERALIZED_TIME",
+    "IA5_STRING",
+    "INTEGER",
+    "NULL",
+    "OBJECT_ID",
+    "OCTET_STRING",
+    "PRINTABLE_STRING",
+    "SEQUENCE",
+    "SET",
+    "UTC_TIME",
+    "UTF8_STRING",
     "MalformedError",
+    "MalformedTimeError",
+    "Node",
+    "children",
     "expect",
     "gtime",
     "integer",
+    "is_minimal_integer",
     "length",
+    "named_bits",
     "oid",
+    "oid_text",
+    "parse",
+    "read",
+    "read_boolean",
+    "read_named_bits",
+    "read_time",
     "read_tlv",
+    "read_unsigned",
+    "require",
     "seq",
-    "sign",
-    "signature_algorithm",
+    "validity_time",
     "wrap",
 ]
+
+# Universal and context tags (identifier octets).
+BOOLEAN: Final = 0x01
+INTEGER: Final = 0x02
+BIT_STRING: Final = 0x03
+OCTET_STRING: Final = 0x04
+NULL: Final = 0x05
+OBJECT_ID: Final = 0x06
+UTF8_STRING: Final = 0x0C
+PRINTABLE_STRING: Final = 0x13
+IA5_STRING: Final = 0x16
+UTC_TIME: Final = 0x17
+GENERALIZED_TIME: Final = 0x18
+SEQUENCE: Final = 0x30
+SET: Final = 0x31
+CTX0: Final = 0x80
+CTX0_CONS: Final = 0xA0
+CTX1: Final = 0x81
+CTX2: Final = 0x82
+CTX3_CONS: Final = 0xA3
+
+_UTC_RE: Final = re.compile(rb"\d{12}Z")
+_GEN_RE: Final = re.compile(rb"\d{14}Z")
 
 
 class MalformedError(ValueError):
     """The bytes are not the DER structure expected."""
+
+
+class MalformedTimeError(MalformedError):
+    """A UTCTime/GeneralizedTime is not in RFC 5280 4.1.2.5 form or not a valid date."""
 
 
 # ---------------------------------------------------------------------- reading
@@ -78,19 +136,159 @@ def expect(data: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
     return start, stop
 
 
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One DER element: ``buf[start:end]`` is the encoding, ``buf[body:end]`` the contents."""
+
+    tag: int
+    buf: bytes
+    start: int
+    body: int
+    end: int
+
+    @property
+    def content(self) -> bytes:
+        """Return the contents octets."""
+        return self.buf[self.body : self.end]
+
+    @property
+    def encoded(self) -> bytes:
+        """Return the whole encoding (identifier, length, contents)."""
+        return self.buf[self.start : self.end]
+
+
+def read(buf: bytes, pos: int, end: int) -> Node:
+    """Read the element at ``pos`` (the checks of ``read_tlv``)."""
+    tag, body, stop = read_tlv(buf, pos, end)
+    return Node(tag, buf, pos, body, stop)
+
+
+def parse(data: bytes) -> Node:
+    """Parse one element that must span all of ``data``."""
+    node = read(data, 0, len(data))
+    if node.end != len(data):
+        raise MalformedError("trailing data after the DER element")
+    return node
+
+
+def children(node: Node) -> list[Node]:
+    """Return the elements inside a constructed element."""
+    if not node.tag & 0x20:
+        raise MalformedError(f"tag 0x{node.tag:02x} is not constructed")
+    out = []
+    pos = node.body
+    while pos < node.end:
+        child = read(node.buf, pos, node.end)
+        out.append(child)
+        pos = child.end
+    return out
+
+
+def require(node: Node, tag: int, what: str) -> Node:
+    """Return ``node`` if it has ``tag``; raise otherwise."""
+    if node.tag != tag:
+        raise MalformedError(f"{what}: expected tag 0x{tag:02x}, found 0x{node.tag:02x}")
+    return node
+
+
+def is_minimal_integer(content: bytes) -> bool:
+    """Return whether INTEGER contents are non-empty and minimally encoded (X.690 8.3.2)."""
+    if not content:
+        return False
+    if len(content) == 1:
+        return True
+    return not (
+        (content[0] == 0 and content[1] < 0x80) or (content[0] == 0xFF and content[1] >= 0x80)
+    )
+
+
+def read_unsigned(node: Node, what: str) -> int:
+    """Return a non-negative, minimally encoded INTEGER."""
+    content = require(node, INTEGER, what).content
+    if not is_minimal_integer(content) or content[0] & 0x80:
+        raise MalformedError(f"{what} is not a minimal non-negative INTEGER")
+    return int.from_bytes(content, "big")
+
+
+def read_boolean(node: Node, what: str) -> bool:
+    """Return a BOOLEAN; DER requires 0x00 or 0xFF (X.690 11.1)."""
+    content = require(node, BOOLEAN, what).content
+    if content not in (b"\x00", b"\xff"):
+        raise MalformedError(f"{what} is not a DER BOOLEAN")
+    return content == b"\xff"
+
+
+def oid_text(content: bytes) -> str:
+    """Return the dotted form of OBJECT IDENTIFIER contents (for messages)."""
+    arcs: list[int] = []
+    value = 0
+    for byte in content:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    if not arcs:
+        return "<empty>"
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(arc) for arc in [first, arcs[0] - 40 * first, *arcs[1:]])
+
+
+def read_named_bits(node: Node, what: str) -> int:
+    """Return a named-bit BIT STRING as flags (bit 0 = first named bit); DER only."""
+    content = require(node, BIT_STRING, what).content
+    if not content or content[0] > 7 or (len(content) == 1 and content[0]):
+        raise MalformedError(f"{what} is not a valid BIT STRING")
+    flags = 0
+    for index, octet in enumerate(content[1:]):
+        for bit in range(8):
+            if octet & (0x80 >> bit):
+                flags |= 1 << (index * 8 + bit)
+    if named_bits(flags) != node.encoded:
+        raise MalformedError(f"{what} is not DER (trailing zero bits must be dropped)")
+    return flags
+
+
+def read_time(node: Node, what: str) -> datetime:
+    """Return a UTCTime/GeneralizedTime in RFC 5280 4.1.2.5 form (seconds, ``Z``)."""
+    raw = node.content
+    if node.tag == UTC_TIME and _UTC_RE.fullmatch(raw):
+        year = int(raw[0:2])
+        year += 1900 if year >= 50 else 2000
+        rest = raw[2:]
+    elif node.tag == GENERALIZED_TIME and _GEN_RE.fullmatch(raw):
+        year = int(raw[0:4])
+        rest = raw[4:]
+    else:
+        raise MalformedTimeError(
+            f"{what} is not a YYMMDDHHMMSSZ UTCTime or YYYYMMDDHHMMSSZ GeneralizedTime"
+        )
+    try:
+        return datetime(
+            year,
+            int(rest[0:2]),
+            int(rest[2:4]),
+            int(rest[4:6]),
+            int(rest[6:8]),
+            int(rest[8:10]),
+            tzinfo=UTC,
+        )
+    except ValueError as exc:
+        raise MalformedTimeError(f"{what} is not a valid date") from exc
+
+
 # ---------------------------------------------------------------------- writing
 
 
 def oid(dotted: str) -> bytes:
-    """Return the content octets of an OBJECT IDENTIFIER."""
-    parts = [int(p) for p in dotted.split(".")]
-    out = bytearray([40 * parts[0] + parts[1]])
-    for p in parts[2:]:
-        chunk = [p & 0x7F]
-        p >>= 7
-        while p:
-            chunk.append(0x80 | (p & 0x7F))
-            p >>= 7
+    """Return the content octets of an OBJECT IDENTIFIER (base-128 arcs, X.690 8.19)."""
+    arcs = [int(arc) for arc in dotted.split(".")]
+    out = bytearray()
+    for value in (40 * arcs[0] + arcs[1], *arcs[2:]):
+        chunk = [value & 0x7F]
+        value >>= 7
+        while value:
+            chunk.append(0x80 | (value & 0x7F))
+            value >>= 7
         out += bytes(reversed(chunk))
     return bytes(out)
 
@@ -114,61 +312,29 @@ def seq(*parts: bytes) -> bytes:
 
 
 def integer(n: int) -> bytes:
-    """Return a non-negative INTEGER, minimally encoded."""
-    return wrap(0x02, n.to_bytes(n.bit_length() // 8 + 1, "big"))
+    """Return a non-negative INTEGER, minimally encoded (leading 0x00 when the top bit is set)."""
+    return wrap(INTEGER, n.to_bytes(n.bit_length() // 8 + 1, "big"))
 
 
 def gtime(dt: datetime) -> bytes:
     """Return a GeneralizedTime (UTC, whole seconds)."""
-    return wrap(0x18, dt.strftime("%Y%m%d%H%M%SZ").encode())
+    return wrap(GENERALIZED_TIME, dt.strftime("%Y%m%d%H%M%SZ").encode())
 
 
-# ---------------------------------------------------------------------- signing
-
-_SIG_OIDS: Final = {
-    ("ec", "sha256"): "1.2.840.10045.4.3.2",
-    ("ec", "sha384"): "1.2.840.10045.4.3.3",
-    ("ec", "sha512"): "1.2.840.10045.4.3.4",
-    ("rsa", "sha256"): "1.2.840.113549.1.1.11",
-    ("rsa", "sha384"): "1.2.840.113549.1.1.12",
-    ("rsa", "sha512"): "1.2.840.113549.1.1.13",
-}
-_PURE_OIDS: Final = {
-    ed25519.Ed25519PrivateKey: "1.3.101.112",
-    ed448.Ed448PrivateKey: "1.3.101.113",
-    mldsa.MLDSA44PrivateKey: "2.16.840.1.101.3.4.3.17",
-    mldsa.MLDSA65PrivateKey: "2.16.840.1.101.3.4.3.18",
-    mldsa.MLDSA87PrivateKey: "2.16.840.1.101.3.4.3.19",
-}
+def validity_time(dt: datetime) -> bytes:
+    """Return a validity time: UTCTime before 2050, GeneralizedTime after (RFC 5280 4.1.2.5)."""
+    if dt.year >= 2050:
+        return gtime(dt)
+    return wrap(UTC_TIME, dt.strftime("%y%m%d%H%M%SZ").encode())
 
 
-def signature_algorithm(key: CertificateIssuerPrivateKeyTypes) -> bytes:
-    """Return the DER AlgorithmIdentifier ``sign`` produces for this key."""
-    for kind, dotted in _PURE_OIDS.items():
-        if isinstance(key, kind):
-            return seq(wrap(0x06, oid(dotted)))
-    digest = keys.signature_hash(key)
-    if digest is None:
-        raise TypeError(f"cannot sign with {type(key).__name__}")
-    if isinstance(key, rsa.RSAPrivateKey):
-        return seq(wrap(0x06, oid(_SIG_OIDS[("rsa", digest.name)])), b"\x05\x00")
-    return seq(wrap(0x06, oid(_SIG_OIDS[("ec", digest.name)])))
-
-
-def sign(key: CertificateIssuerPrivateKeyTypes, data: bytes) -> bytes:
-    """Sign ``data`` as cryptography's X.509 builders do (PKCS#1 v1.5, ECDSA, pure EdDSA/ML-DSA)."""
-    digest = keys.signature_hash(key)
-    if isinstance(key, rsa.RSAPrivateKey) and digest is not None:
-        return key.sign(data, padding.PKCS1v15(), digest)
-    if isinstance(key, ec.EllipticCurvePrivateKey) and digest is not None:
-        return key.sign(data, ec.ECDSA(digest))
-    if isinstance(
-        key,
-        ed25519.Ed25519PrivateKey
-        | ed448.Ed448PrivateKey
-        | mldsa.MLDSA44PrivateKey
-        | mldsa.MLDSA65PrivateKey
-        | mldsa.MLDSA87PrivateKey,
-    ):
-        return key.sign(data)
-    raise TypeError(f"cannot sign with {type(key).__name__}")
+def named_bits(flags: int) -> bytes:
+    """Return a named-bit BIT STRING (bit 0 = first named bit) per X.690 11.2.2."""
+    if flags == 0:
+        return wrap(BIT_STRING, b"\x00")
+    nbits = flags.bit_length()
+    octets = bytearray((nbits + 7) // 8)
+    for bit in range(nbits):
+        if flags >> bit & 1:
+            octets[bit // 8] |= 0x80 >> (bit % 8)
+    return wrap(BIT_STRING, bytes((len(octets) * 8 - nbits,)) + bytes(octets))

@@ -11,12 +11,13 @@ import secrets
 from typing import Final, Protocol
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificatePublicKeyTypes,
 )
 
+from server.ca import der
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import KeyAlgorithm, KeyHandle
 
@@ -26,6 +27,8 @@ __all__ = [
     "SignatureHash",
     "algorithm_of",
     "generate_private_key",
+    "sign",
+    "signature_algorithm",
     "signature_hash",
 ]
 
@@ -184,3 +187,54 @@ def _is_issuer_key(key: object) -> bool:
             mldsa.MLDSA87PrivateKey,
         ),
     )
+
+
+_SIG_OIDS: Final = {
+    ("ec", "sha256"): "1.2.840.10045.4.3.2",
+    ("ec", "sha384"): "1.2.840.10045.4.3.3",
+    ("ec", "sha512"): "1.2.840.10045.4.3.4",
+    ("rsa", "sha256"): "1.2.840.113549.1.1.11",
+    ("rsa", "sha384"): "1.2.840.113549.1.1.12",
+    ("rsa", "sha512"): "1.2.840.113549.1.1.13",
+}
+_PURE_OIDS: Final = {
+    ed25519.Ed25519PrivateKey: "1.3.101.112",
+    ed448.Ed448PrivateKey: "1.3.101.113",
+    mldsa.MLDSA44PrivateKey: "2.16.840.1.101.3.4.3.17",
+    mldsa.MLDSA65PrivateKey: "2.16.840.1.101.3.4.3.18",
+    mldsa.MLDSA87PrivateKey: "2.16.840.1.101.3.4.3.19",
+}
+
+
+def signature_algorithm(key: CertificateIssuerPrivateKeyTypes) -> bytes:
+    """Return the DER AlgorithmIdentifier ``sign`` produces for this key."""
+    for kind, dotted in _PURE_OIDS.items():
+        if isinstance(key, kind):
+            return der.seq(der.wrap(der.OBJECT_ID, der.oid(dotted)))
+    digest = signature_hash(key)
+    if digest is None:
+        raise TypeError(f"cannot sign with {type(key).__name__}")
+    if isinstance(key, rsa.RSAPrivateKey):
+        return der.seq(
+            der.wrap(der.OBJECT_ID, der.oid(_SIG_OIDS[("rsa", digest.name)])), b"\x05\x00"
+        )
+    return der.seq(der.wrap(der.OBJECT_ID, der.oid(_SIG_OIDS[("ec", digest.name)])))
+
+
+def sign(key: CertificateIssuerPrivateKeyTypes, data: bytes) -> bytes:
+    """Sign ``data`` as cryptography's X.509 builders do (PKCS#1 v1.5, ECDSA, pure EdDSA/ML-DSA)."""
+    digest = signature_hash(key)
+    if isinstance(key, rsa.RSAPrivateKey) and digest is not None:
+        return key.sign(data, padding.PKCS1v15(), digest)
+    if isinstance(key, ec.EllipticCurvePrivateKey) and digest is not None:
+        return key.sign(data, ec.ECDSA(digest))
+    if isinstance(
+        key,
+        ed25519.Ed25519PrivateKey
+        | ed448.Ed448PrivateKey
+        | mldsa.MLDSA44PrivateKey
+        | mldsa.MLDSA65PrivateKey
+        | mldsa.MLDSA87PrivateKey,
+    ):
+        return key.sign(data)
+    raise TypeError(f"cannot sign with {type(key).__name__}")

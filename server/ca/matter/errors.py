@@ -1,15 +1,24 @@
 """Matter rule slugs and the one exception the Matter package raises.
 
-Imports nothing from the engine, so the engine can map ``MatterError`` to its own
+Imports nothing from the engine but the stdlib-only ``server.ca.der`` (``from_der``
+turns its ``MalformedError`` into ``MatterError``), so the engine can map ``MatterError`` to its own
 ``EngineError`` kinds (a refused request is ``badCSR``/``policy``; a broken issuer is
 ``serverInternal``) without this package depending on it.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from enum import StrEnum
+from typing import ParamSpec, TypeVar
 
-__all__ = ["MatterError", "Rule"]
+from server.ca import der
+
+__all__ = ["MatterError", "Rule", "from_der"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class Rule(StrEnum):
@@ -116,3 +125,18 @@ class MatterError(ValueError):
         super().__init__(f"{rule}: {detail}")
         self.rule = rule
         self.detail = detail
+
+
+def from_der(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Report ``der.MalformedError`` from ``func`` as ``Rule.DER`` (times: ``Rule.VALIDITY``)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return func(*args, **kwargs)
+        except der.MalformedTimeError as exc:
+            raise MatterError(Rule.VALIDITY, str(exc)) from exc
+        except der.MalformedError as exc:
+            raise MatterError(Rule.DER, str(exc)) from exc
+
+    return wrapper

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from server.ca.matter import _der, oids, rules, tlv
+from server.ca.matter import certificate, oids, rules, tlv
 from server.ca.matter.errors import MatterError, Rule
 from server.ca.matter.rules import MatterKind
 
@@ -42,7 +42,7 @@ __all__ = [
     "build_rcac",
 ]
 
-NO_EXPIRY: Final = _der.NO_EXPIRY
+NO_EXPIRY: Final = certificate.NO_EXPIRY
 """notAfter 99991231235959Z, "no well-defined expiration date"; pass ``not_after=None``."""
 
 _SHA256: Final = hashes.SHA256()
@@ -205,9 +205,9 @@ def _load_issuer(
             f"a {child.upper()} must be issued by a {expected}, and the issuer looks like a "
             f"{kind.upper()} (Matter chains are PAA -> PAI -> DAC and RCAC -> [ICAC] -> NOC)",
         )
-    der = cert.public_bytes(Encoding.DER)
+    encoded = cert.public_bytes(Encoding.DER)
     try:
-        checked = rules.check_der(der, kind)
+        checked = rules.check_der(encoded, kind)
     except MatterError as exc:
         raise MatterError(exc.rule, f"issuer ({kind}): {exc.detail}") from exc
     signer = _p256_private(key, "issuer key")

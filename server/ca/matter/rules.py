@@ -26,8 +26,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from server.ca.matter import _der, tlv
-from server.ca.matter.errors import MatterError, Rule
+from server.ca import der
+from server.ca.matter import certificate, oids, tlv
+from server.ca.matter.errors import MatterError, Rule, from_der
 
 __all__ = [
     "Checked",
@@ -74,15 +75,15 @@ _CHAIN_SHAPES: Final[dict[MatterKind, tuple[tuple[MatterKind, ...], ...]]] = {
 }
 
 
-def _oid(dotted: str) -> bytes:
-    return _der.encode_oid(dotted)[2:]
+def _oid(oid: x509.ObjectIdentifier) -> bytes:
+    return der.oid(oid.dotted_string)
 
 
-_VID: Final = _oid("1.3.6.1.4.1.37244.2.1")
-_PID: Final = _oid("1.3.6.1.4.1.37244.2.2")
-_COMMON_NAME: Final = _oid("2.5.4.3")
-_SERVER_AUTH: Final = _oid("1.3.6.1.5.5.7.3.1")
-_CLIENT_AUTH: Final = _oid("1.3.6.1.5.5.7.3.2")
+_VID: Final = _oid(oids.VENDOR_ID)
+_PID: Final = _oid(oids.PRODUCT_ID)
+_COMMON_NAME: Final = _oid(x509.NameOID.COMMON_NAME)
+_SERVER_AUTH: Final = _oid(x509.oid.ExtendedKeyUsageOID.SERVER_AUTH)
+_CLIENT_AUTH: Final = _oid(x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH)
 _CRITICAL_OK: Final = frozenset(
     {tlv.EXT_BASIC_CONSTRAINTS, tlv.EXT_KEY_USAGE, tlv.EXT_EXTENDED_KEY_USAGE}
 )
@@ -166,7 +167,7 @@ class Checked:
     """A certificate that passed ``check_der`` for ``kind``, with what pair checks need."""
 
     kind: MatterKind
-    cert: _der.Certificate
+    cert: certificate.Certificate
     public_key: ec.EllipticCurvePublicKey
     ski: bytes
     aki: bytes | None
@@ -184,11 +185,11 @@ def load_certificate(data: bytes) -> x509.Certificate:
 
     cryptography itself refuses X.509 v1/v2, so this reports ``matter-version`` first.
     """
-    der = _pem_to_der(data) if data.lstrip().startswith(b"-----BEGIN") else data
-    if _der.parse_certificate(der).version != 2:
+    encoded = _pem_to_der(data) if data.lstrip().startswith(b"-----BEGIN") else data
+    if certificate.parse_certificate(encoded).version != 2:
         raise MatterError(Rule.VERSION, "Matter certificates must be X.509 v3")
     try:
-        return x509.load_der_x509_certificate(der)
+        return x509.load_der_x509_certificate(encoded)
     except ValueError as exc:
         raise MatterError(Rule.DER, f"not a parseable X.509 certificate: {exc}") from exc
 
@@ -216,8 +217,8 @@ def _is_upper_hex(value: bytes) -> bool:
     return all(48 <= c <= 57 or 65 <= c <= 70 for c in value)
 
 
-def _vid_pid_attribute(attr: _der.Attribute, rule: Rule, what: str) -> int:
-    if attr.string_tag != _der.UTF8_STRING or len(attr.value) != 4 or not _is_upper_hex(attr.value):
+def _vid_pid_attribute(attr: certificate.Attribute, rule: Rule, what: str) -> int:
+    if attr.string_tag != der.UTF8_STRING or len(attr.value) != 4 or not _is_upper_hex(attr.value):
         raise MatterError(
             rule, f"{what} must be a UTF8String of 4 uppercase hex digits, not {attr.value!r}"
         )
@@ -242,7 +243,7 @@ def _find_fallback(text: bytes, prefix: bytes) -> int | None:
     return None
 
 
-def _vid_pid(name: _der.Name) -> VidPid:
+def _vid_pid(name: certificate.Name) -> VidPid:
     vid = pid = None
     by_oid = False
     for attr in name.attributes():
@@ -277,13 +278,13 @@ def extract_vid_pid(cert: x509.Certificate) -> VidPid:
         MatterError: ``matter-vid-format``/``matter-pid-format`` for a malformed OID
             value, ``matter-vidpid-fallback`` for a malformed CN encoding.
     """
-    return _vid_pid(_der.parse_certificate(_der_of(cert)).subject)
+    return _vid_pid(certificate.parse_certificate(_der_of(cert)).subject)
 
 
 # ---------------------------------------------------------------- operational DNs
 
 
-def _dn_ids(name: _der.Name, what: str) -> _DnIds:
+def _dn_ids(name: certificate.Name, what: str) -> _DnIds:
     values: dict[int, list[int]] = {}
     count = 0
     for rdn in name.rdns:
@@ -293,18 +294,16 @@ def _dn_ids(name: _der.Name, what: str) -> _DnIds:
         count += 1
         enum = tlv.ATTRIBUTE_ENUMS.get(attr.oid)
         if enum is None:
-            raise MatterError(
-                Rule.DN, f"{what}: attribute {_der.oid_text(attr.oid)} is not allowed"
-            )
+            raise MatterError(Rule.DN, f"{what}: attribute {der.oid_text(attr.oid)} is not allowed")
         if enum in tlv.MATTER_64BIT_ATTRIBUTES or enum in tlv.MATTER_32BIT_ATTRIBUTES:
             values.setdefault(enum, []).append(tlv.matter_attribute_value(attr, enum))
         elif enum == tlv.DOMAIN_COMPONENT:
-            if attr.string_tag != _der.IA5_STRING:
+            if attr.string_tag != der.IA5_STRING:
                 raise MatterError(Rule.DN, f"{what}: domainComponent must be an IA5String")
-        elif attr.string_tag not in (_der.UTF8_STRING, _der.PRINTABLE_STRING):
+        elif attr.string_tag not in (der.UTF8_STRING, der.PRINTABLE_STRING):
             raise MatterError(
                 Rule.DN,
-                f"{what}: attribute {_der.oid_text(attr.oid)} must be a UTF8String or "
+                f"{what}: attribute {der.oid_text(attr.oid)} must be a UTF8String or "
                 "PrintableString",
             )
     return _DnIds(values, count)
@@ -312,7 +311,7 @@ def _dn_ids(name: _der.Name, what: str) -> _DnIds:
 
 def extract_operational_ids(cert: x509.Certificate) -> OperationalIds:
     """Return the Matter identifiers (node, fabric, RCAC, ICAC ids, CATs) of the subject."""
-    return _dn_ids(_der.parse_certificate(_der_of(cert)).subject, "subject").ids()
+    return _dn_ids(certificate.parse_certificate(_der_of(cert)).subject, "subject").ids()
 
 
 def _check_fabric(ids: _DnIds, what: str) -> None:
@@ -322,7 +321,7 @@ def _check_fabric(ids: _DnIds, what: str) -> None:
         raise MatterError(Rule.FABRIC_ID, f"{what} has fabric id 0, which is reserved")
 
 
-def _check_operational_dn(cert: _der.Certificate, kind: MatterKind) -> _DnIds:
+def _check_operational_dn(cert: certificate.Certificate, kind: MatterKind) -> _DnIds:
     subject = _dn_ids(cert.subject, "subject")
     issuer = _dn_ids(cert.issuer, "issuer")
     _check_fabric(subject, "subject")
@@ -398,17 +397,17 @@ def check_cats(cats: Sequence[int]) -> None:
 # ---------------------------------------------------------------- one certificate
 
 
-def _check_public_key(cert: _der.Certificate) -> ec.EllipticCurvePublicKey:
+def _check_public_key(cert: certificate.Certificate) -> ec.EllipticCurvePublicKey:
     if cert.spki_alg != tlv.EC_PUBLIC_KEY:
         raise MatterError(
             Rule.CURVE,
-            f"public key algorithm {_der.oid_text(cert.spki_alg)} refused; "
+            f"public key algorithm {der.oid_text(cert.spki_alg)} refused; "
             "Matter needs id-ecPublicKey",
         )
     if cert.spki_params != tlv.PRIME256V1:
         curve = (
-            _der.oid_text(cert.spki_params[2:])
-            if cert.spki_params[:1] == bytes((_der.OBJECT_ID,))
+            der.oid_text(cert.spki_params[2:])
+            if cert.spki_params[:1] == bytes((der.OBJECT_ID,))
             else "explicit parameters"
         )
         raise MatterError(Rule.CURVE, f"curve {curve} refused; Matter needs prime256v1")
@@ -430,9 +429,9 @@ def _check_serial(serial: bytes) -> None:
         raise MatterError(Rule.SERIAL, f"serialNumber is {len(serial)} octets, at most 20")
 
 
-def _check_validity(cert: _der.Certificate) -> None:
+def _check_validity(cert: certificate.Certificate) -> None:
     for time, what in ((cert.not_before, "notBefore"), (cert.not_after, "notAfter")):
-        expected = _der.GENERALIZED_TIME if time.when.year >= 2050 else _der.UTC_TIME
+        expected = der.GENERALIZED_TIME if time.when.year >= 2050 else der.UTC_TIME
         if time.tag != expected:
             raise MatterError(
                 Rule.VALIDITY,
@@ -490,7 +489,7 @@ def _check_usage(kind: MatterKind, is_ca: bool, path_len: int | None, key_usage:
         raise MatterError(path_rule, f"a {kind.upper()} must not have a pathLenConstraint")
 
 
-def _check_eku(kind: MatterKind, ext: _der.Extension | None) -> None:
+def _check_eku(kind: MatterKind, ext: certificate.Extension | None) -> None:
     if kind is MatterKind.NOC:
         purposes = tlv.parse_extended_key_usage(ext) if ext is not None else []
         if (
@@ -510,26 +509,26 @@ def _check_eku(kind: MatterKind, ext: _der.Extension | None) -> None:
         tlv.parse_extended_key_usage(ext)
 
 
-def _extensions(cert: _der.Certificate) -> dict[bytes, _der.Extension]:
-    found: dict[bytes, _der.Extension] = {}
+def _extensions(cert: certificate.Certificate) -> dict[bytes, certificate.Extension]:
+    found: dict[bytes, certificate.Extension] = {}
     for ext in cert.extensions:
         if ext.oid in found:
             raise MatterError(
-                Rule.EXT_DUPLICATE, f"extension {_der.oid_text(ext.oid)} appears twice"
+                Rule.EXT_DUPLICATE, f"extension {der.oid_text(ext.oid)} appears twice"
             )
         if ext.explicit_false:
             raise MatterError(
-                Rule.DER, f"extension {_der.oid_text(ext.oid)}: critical FALSE must be omitted"
+                Rule.DER, f"extension {der.oid_text(ext.oid)}: critical FALSE must be omitted"
             )
         if ext.critical and ext.oid not in _CRITICAL_OK:
             raise MatterError(
-                Rule.EXT_CRITICAL, f"extension {_der.oid_text(ext.oid)} must not be critical"
+                Rule.EXT_CRITICAL, f"extension {der.oid_text(ext.oid)} must not be critical"
             )
         found[ext.oid] = ext
     return found
 
 
-def _verify(key: ec.EllipticCurvePublicKey, cert: _der.Certificate) -> bool:
+def _verify(key: ec.EllipticCurvePublicKey, cert: certificate.Certificate) -> bool:
     try:
         key.verify(cert.signature[1:], cert.tbs, _ECDSA_SHA256)
     except InvalidSignature:
@@ -537,7 +536,8 @@ def _verify(key: ec.EllipticCurvePublicKey, cert: _der.Certificate) -> bool:
     return True
 
 
-def check_der(der: bytes, kind: MatterKind) -> Checked:
+@from_der
+def check_der(encoded: bytes, kind: MatterKind) -> Checked:
     """Check one DER certificate against the rules of ``kind`` (no issuer needed).
 
     Roots (PAA, RCAC) also get their self-signature verified; operational kinds get
@@ -547,7 +547,7 @@ def check_der(der: bytes, kind: MatterKind) -> Checked:
     Raises:
         MatterError: the first rule broken.
     """
-    cert = _der.parse_certificate(der)
+    cert = certificate.parse_certificate(encoded)
     if cert.version != 2:
         raise MatterError(Rule.VERSION, f"X.509 version {cert.version + 1}, Matter needs v3")
     _check_serial(cert.serial)
@@ -569,7 +569,7 @@ def check_der(der: bytes, kind: MatterKind) -> Checked:
     ku = exts.get(tlv.EXT_KEY_USAGE)
     if ku is None or not ku.critical:
         raise MatterError(Rule.KEY_USAGE, "keyUsage must be present and critical")
-    key_usage = _der.read_named_bits(ku.value, "keyUsage")
+    key_usage = der.read_named_bits(ku.value, "keyUsage")
     ski_ext = exts.get(tlv.EXT_SUBJECT_KEY_ID)
     ski = tlv.parse_key_id(ski_ext) if ski_ext is not None else b""
     if len(ski) != tlv.KEY_ID_LENGTH:
@@ -593,16 +593,16 @@ def check_der(der: bytes, kind: MatterKind) -> Checked:
         ids = _check_operational_dn(cert, kind).ids()
     else:
         vid_pid = _check_attestation_dn(cert, kind)
-    if len(der) > tlv.MAX_DER_LENGTH:
-        raise MatterError(Rule.DER_SIZE, f"certificate is {len(der)} bytes of DER, at most 600")
+    if len(encoded) > tlv.MAX_DER_LENGTH:
+        raise MatterError(Rule.DER_SIZE, f"certificate is {len(encoded)} bytes of DER, at most 600")
     if kind in (MatterKind.PAA, MatterKind.RCAC):
         _check_root(cert, kind, public_key, ski, aki)
     if kind.is_operational:
-        tlv.check_round_trip(der)
+        tlv.check_round_trip(encoded)
     return Checked(kind, cert, public_key, ski, aki, is_ca, path_len, vid_pid, ids)
 
 
-def _check_attestation_dn(cert: _der.Certificate, kind: MatterKind) -> VidPid:
+def _check_attestation_dn(cert: certificate.Certificate, kind: MatterKind) -> VidPid:
     vid_pid = _vid_pid(cert.subject)
     if kind is MatterKind.PAA and vid_pid.product_id is not None:
         raise MatterError(Rule.PAA_PID_PRESENT, "a PAA subject must not carry a Product ID")
@@ -617,7 +617,7 @@ def _check_attestation_dn(cert: _der.Certificate, kind: MatterKind) -> VidPid:
 
 
 def _check_root(
-    cert: _der.Certificate,
+    cert: certificate.Certificate,
     kind: MatterKind,
     public_key: ec.EllipticCurvePublicKey,
     ski: bytes,
@@ -694,16 +694,16 @@ def _check_vid_pid_scope(child: VidPid, issuer: VidPid) -> None:
         )
 
 
-def _check_in_context(der: bytes, kind: MatterKind, context: str) -> Checked:
+def _check_in_context(encoded: bytes, kind: MatterKind, context: str) -> Checked:
     try:
-        return check_der(der, kind)
+        return check_der(encoded, kind)
     except MatterError as exc:
         raise MatterError(exc.rule, f"{context} ({kind}): {exc.detail}") from exc
 
 
 def infer_kind(cert: x509.Certificate) -> MatterKind:
     """Guess a certificate's kind from its subject and basicConstraints (not a validation)."""
-    parsed = _der.parse_certificate(_der_of(cert))
+    parsed = certificate.parse_certificate(_der_of(cert))
     subject = _dn_ids(parsed.subject, "subject") if _has_matter_ids(parsed.subject) else None
     if subject is not None:
         if subject.rcac:
@@ -718,7 +718,7 @@ def infer_kind(cert: x509.Certificate) -> MatterKind:
     return MatterKind.PAI if is_ca else MatterKind.DAC
 
 
-def _has_matter_ids(name: _der.Name) -> bool:
+def _has_matter_ids(name: certificate.Name) -> bool:
     operational = tlv.MATTER_64BIT_ATTRIBUTES | tlv.MATTER_32BIT_ATTRIBUTES
     return any(tlv.ATTRIBUTE_ENUMS.get(attr.oid) in operational for attr in name.attributes())
 
@@ -735,13 +735,13 @@ def validate_certificate(
     Raises:
         MatterError: the first rule broken, e.g. ``dac-vid-required: ...``.
     """
-    der = _der_of(cert)
-    checked = check_der(der, kind)
+    encoded = _der_of(cert)
+    checked = check_der(encoded, kind)
     if issuer is None:
         return
     issuer_der = _der_of(issuer)
     if kind in (MatterKind.PAA, MatterKind.RCAC):
-        if issuer_der != der:
+        if issuer_der != encoded:
             raise MatterError(Rule.CHAIN_DEPTH, f"a {kind.upper()} is self-signed: no issuer")
         return
     issuer_kind = _CHAIN_SHAPES[kind][0][0]

@@ -7,7 +7,7 @@ and RCAC in TLV form and check signatures over the X.509 TBS rebuilt from TLV, s
 certificate is only usable if ``tlv_to_x509(x509_to_tlv(der)) == der``: run
 ``check_round_trip`` on every operational certificate before handing it out.
 
-Only cryptography-free stdlib code lives here; imports nothing from the engine.
+Imports only the standard library, ``server.ca.der`` and this package (no engine module).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from server.ca.matter import _der
-from server.ca.matter.errors import MatterError, Rule
+from server.ca import der
+from server.ca.matter import certificate, oids
+from server.ca.matter.errors import MatterError, Rule, from_der
 
 __all__ = [
     "MAX_DER_LENGTH",
@@ -31,34 +32,30 @@ MAX_TLV_LENGTH: Final = 400  # kMaxCHIPCertLength (src/credentials/CHIPCert.h)
 MAX_DER_LENGTH: Final = 600  # kMaxDERCertLength
 
 
-def _oid(dotted: str) -> bytes:
-    return _der.encode_oid(dotted)[2:]
-
-
 # OID enum values from src/lib/asn1/ASN1OID.h (the low byte doubles as the TLV tag number).
 ATTRIBUTE_ENUMS: Final[dict[bytes, int]] = {
-    _oid("2.5.4.3"): 1,  # commonName
-    _oid("2.5.4.4"): 2,  # surname
-    _oid("2.5.4.5"): 3,  # serialNumber
-    _oid("2.5.4.6"): 4,  # countryName
-    _oid("2.5.4.7"): 5,  # localityName
-    _oid("2.5.4.8"): 6,  # stateOrProvinceName
-    _oid("2.5.4.10"): 7,  # organizationName
-    _oid("2.5.4.11"): 8,  # organizationalUnitName
-    _oid("2.5.4.12"): 9,  # title
-    _oid("2.5.4.41"): 10,  # name
-    _oid("2.5.4.42"): 11,  # givenName
-    _oid("2.5.4.43"): 12,  # initials
-    _oid("2.5.4.44"): 13,  # generationQualifier
-    _oid("2.5.4.46"): 14,  # dnQualifier
-    _oid("2.5.4.65"): 15,  # pseudonym
-    _oid("0.9.2342.19200300.100.1.25"): 16,  # domainComponent
-    _oid("1.3.6.1.4.1.37244.1.1"): 17,  # matter-node-id
-    _oid("1.3.6.1.4.1.37244.1.2"): 18,  # matter-firmware-signing-id
-    _oid("1.3.6.1.4.1.37244.1.3"): 19,  # matter-icac-id
-    _oid("1.3.6.1.4.1.37244.1.4"): 20,  # matter-rcac-id
-    _oid("1.3.6.1.4.1.37244.1.5"): 21,  # matter-fabric-id
-    _oid("1.3.6.1.4.1.37244.1.6"): 22,  # matter-noc-cat
+    der.oid("2.5.4.3"): 1,  # commonName
+    der.oid("2.5.4.4"): 2,  # surname
+    der.oid("2.5.4.5"): 3,  # serialNumber
+    der.oid("2.5.4.6"): 4,  # countryName
+    der.oid("2.5.4.7"): 5,  # localityName
+    der.oid("2.5.4.8"): 6,  # stateOrProvinceName
+    der.oid("2.5.4.10"): 7,  # organizationName
+    der.oid("2.5.4.11"): 8,  # organizationalUnitName
+    der.oid("2.5.4.12"): 9,  # title
+    der.oid("2.5.4.41"): 10,  # name
+    der.oid("2.5.4.42"): 11,  # givenName
+    der.oid("2.5.4.43"): 12,  # initials
+    der.oid("2.5.4.44"): 13,  # generationQualifier
+    der.oid("2.5.4.46"): 14,  # dnQualifier
+    der.oid("2.5.4.65"): 15,  # pseudonym
+    der.oid("0.9.2342.19200300.100.1.25"): 16,  # domainComponent
+    der.oid(oids.NODE_ID.dotted_string): 17,  # matter-node-id
+    der.oid(oids.FIRMWARE_SIGNING_ID.dotted_string): 18,  # matter-firmware-signing-id
+    der.oid(oids.ICAC_ID.dotted_string): 19,  # matter-icac-id
+    der.oid(oids.RCAC_ID.dotted_string): 20,  # matter-rcac-id
+    der.oid(oids.FABRIC_ID.dotted_string): 21,  # matter-fabric-id
+    der.oid(oids.CASE_AUTH_TAG.dotted_string): 22,  # matter-noc-cat
 }
 _ATTRIBUTE_OIDS: Final = {enum: oid for oid, enum in ATTRIBUTE_ENUMS.items()}
 DOMAIN_COMPONENT: Final = 16
@@ -71,35 +68,35 @@ MAX_RDN_ATTRIBUTES: Final = 5  # CHIP_CONFIG_CERT_MAX_RDN_ATTRIBUTES
 MAX_OPERATIONAL_NODE_ID: Final = 0xFFFF_FFEF_FFFF_FFFF  # kMaxOperationalNodeId
 
 _PURPOSE_ENUMS: Final[dict[bytes, int]] = {
-    _oid("1.3.6.1.5.5.7.3.1"): 1,  # serverAuth
-    _oid("1.3.6.1.5.5.7.3.2"): 2,  # clientAuth
-    _oid("1.3.6.1.5.5.7.3.3"): 3,  # codeSigning
-    _oid("1.3.6.1.5.5.7.3.4"): 4,  # emailProtection
-    _oid("1.3.6.1.5.5.7.3.8"): 5,  # timeStamping
-    _oid("1.3.6.1.5.5.7.3.9"): 6,  # OCSPSigning
+    der.oid("1.3.6.1.5.5.7.3.1"): 1,  # serverAuth
+    der.oid("1.3.6.1.5.5.7.3.2"): 2,  # clientAuth
+    der.oid("1.3.6.1.5.5.7.3.3"): 3,  # codeSigning
+    der.oid("1.3.6.1.5.5.7.3.4"): 4,  # emailProtection
+    der.oid("1.3.6.1.5.5.7.3.8"): 5,  # timeStamping
+    der.oid("1.3.6.1.5.5.7.3.9"): 6,  # OCSPSigning
 }
 _PURPOSE_OIDS: Final = {enum: oid for oid, enum in _PURPOSE_ENUMS.items()}
 
-EXT_BASIC_CONSTRAINTS: Final = _oid("2.5.29.19")
-EXT_KEY_USAGE: Final = _oid("2.5.29.15")
-EXT_EXTENDED_KEY_USAGE: Final = _oid("2.5.29.37")
-EXT_SUBJECT_KEY_ID: Final = _oid("2.5.29.14")
-EXT_AUTHORITY_KEY_ID: Final = _oid("2.5.29.35")
+EXT_BASIC_CONSTRAINTS: Final = der.oid("2.5.29.19")
+EXT_KEY_USAGE: Final = der.oid("2.5.29.15")
+EXT_EXTENDED_KEY_USAGE: Final = der.oid("2.5.29.37")
+EXT_SUBJECT_KEY_ID: Final = der.oid("2.5.29.14")
+EXT_AUTHORITY_KEY_ID: Final = der.oid("2.5.29.35")
 # Known to the SDK's OID table but not a convertible extension: its TLV decoder refuses
 # it as a "future extension", so it cannot round-trip.
-_EXT_CSR_REQUEST: Final = _oid("1.2.840.113549.1.9.14")
+_EXT_CSR_REQUEST: Final = der.oid("1.2.840.113549.1.9.14")
 
-ECDSA_WITH_SHA256: Final = _der.encode(_der.SEQUENCE, _der.encode_oid("1.2.840.10045.4.3.2"))
-EC_PUBLIC_KEY: Final = _oid("1.2.840.10045.2.1")
-PRIME256V1: Final = _der.encode_oid("1.2.840.10045.3.1.7")
+ECDSA_WITH_SHA256: Final = der.wrap(
+    der.SEQUENCE, der.wrap(der.OBJECT_ID, der.oid("1.2.840.10045.4.3.2"))
+)
+EC_PUBLIC_KEY: Final = der.oid("1.2.840.10045.2.1")
+PRIME256V1: Final = der.wrap(der.OBJECT_ID, der.oid("1.2.840.10045.3.1.7"))
 KEY_USAGE_MASK: Final = 0x01FF  # digitalSignature .. decipherOnly
 KEY_ID_LENGTH: Final = 20
 _CHIP_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
-_SPKI_ALGORITHM: Final = _der.encode(
-    _der.SEQUENCE, _der.encode(_der.OBJECT_ID, EC_PUBLIC_KEY) + PRIME256V1
-)
-_VERSION_3: Final = _der.encode(_der.CTX0_CONS, _der.encode_unsigned(2))
-_TRUE: Final = _der.encode(_der.BOOLEAN, b"\xff")
+_SPKI_ALGORITHM: Final = der.wrap(der.SEQUENCE, der.wrap(der.OBJECT_ID, EC_PUBLIC_KEY) + PRIME256V1)
+_VERSION_3: Final = der.wrap(der.CTX0_CONS, der.integer(2))
+_TRUE: Final = der.wrap(der.BOOLEAN, b"\xff")
 
 # Matter TLV element types (src/lib/core/TLVTypes.h) and tag control.
 _CONTEXT_TAG: Final = 0x20
@@ -252,23 +249,23 @@ def _is_upper_hex(value: bytes) -> bool:
     return all(48 <= c <= 57 or 65 <= c <= 70 for c in value)
 
 
-def matter_attribute_value(attr: _der.Attribute, enum: int) -> int:
+def matter_attribute_value(attr: certificate.Attribute, enum: int) -> int:
     """Return a Matter DN attribute's number; its string must be UTF8String uppercase hex."""
     digits = 16 if enum in MATTER_64BIT_ATTRIBUTES else 8
     if (
-        attr.string_tag != _der.UTF8_STRING
+        attr.string_tag != der.UTF8_STRING
         or len(attr.value) != digits
         or not _is_upper_hex(attr.value)
     ):
         raise MatterError(
             Rule.DN_VALUE,
-            f"attribute {_der.oid_text(attr.oid)} must be a UTF8String of {digits} uppercase "
+            f"attribute {der.oid_text(attr.oid)} must be a UTF8String of {digits} uppercase "
             f"hex digits, not {attr.value!r}",
         )
     return int(attr.value, 16)
 
 
-def _dn_to_tlv(name: _der.Name, tag: int, what: str) -> bytes:
+def _dn_to_tlv(name: certificate.Name, tag: int, what: str) -> bytes:
     out = bytearray(_control(tag, _LIST))
     count = 0
     for rdn in name.rdns:
@@ -280,7 +277,7 @@ def _dn_to_tlv(name: _der.Name, tag: int, what: str) -> bytes:
         if enum is None:
             raise MatterError(
                 Rule.DN,
-                f"{what}: attribute {_der.oid_text(attr.oid)} has no Matter TLV form",
+                f"{what}: attribute {der.oid_text(attr.oid)} has no Matter TLV form",
             )
         if enum in MATTER_64BIT_ATTRIBUTES or enum in MATTER_32BIT_ATTRIBUTES:
             value = matter_attribute_value(attr, enum)
@@ -288,14 +285,14 @@ def _dn_to_tlv(name: _der.Name, tag: int, what: str) -> bytes:
             out += _put_uint(enum, value)
             continue
         if enum == DOMAIN_COMPONENT:
-            if attr.string_tag != _der.IA5_STRING:
+            if attr.string_tag != der.IA5_STRING:
                 raise MatterError(Rule.DN, f"{what}: domainComponent must be an IA5String")
-        elif attr.string_tag == _der.PRINTABLE_STRING:
+        elif attr.string_tag == der.PRINTABLE_STRING:
             enum |= 0x80
-        elif attr.string_tag != _der.UTF8_STRING:
+        elif attr.string_tag != der.UTF8_STRING:
             raise MatterError(
                 Rule.DN,
-                f"{what}: attribute {_der.oid_text(attr.oid)} must be a UTF8String or "
+                f"{what}: attribute {der.oid_text(attr.oid)} must be a UTF8String or "
                 "PrintableString",
             )
         out += _put_octets(enum, attr.value, _UTF8_1)
@@ -318,17 +315,17 @@ def check_operational_value(enum: int, value: int, what: str) -> None:
         raise MatterError(Rule.NOC_CAT_VERSION, f"{what}: CAT 0x{value:08X} has version 0")
 
 
-def time_to_epoch(time: _der.Time, what: str) -> int:
+def time_to_epoch(time: certificate.Time, what: str) -> int:
     """Return Matter epoch seconds (99991231235959Z is 0, "no well-defined expiry")."""
     when = time.when
-    expected = _der.GENERALIZED_TIME if when.year >= 2050 else _der.UTC_TIME
+    expected = der.GENERALIZED_TIME if when.year >= 2050 else der.UTC_TIME
     if time.tag != expected:
         raise MatterError(
             Rule.VALIDITY,
             f"{what} must be a UTCTime before 2050 and a GeneralizedTime from 2050 "
             "(RFC 5280 4.1.2.5)",
         )
-    if when == _der.NO_EXPIRY:
+    if when == certificate.NO_EXPIRY:
         return 0
     seconds = int((when - _CHIP_EPOCH).total_seconds())
     if seconds <= 0:
@@ -343,59 +340,63 @@ def time_to_epoch(time: _der.Time, what: str) -> int:
 
 def _time_from_epoch(seconds: int) -> bytes:
     if seconds == 0:
-        return _der.encode_time(_der.NO_EXPIRY)
-    return _der.encode_time(_CHIP_EPOCH + timedelta(seconds=seconds))
+        return der.validity_time(certificate.NO_EXPIRY)
+    return der.validity_time(_CHIP_EPOCH + timedelta(seconds=seconds))
 
 
-def _basic_constraints(ext: _der.Extension) -> tuple[bool, int | None]:
-    parts = _der.children(_der.expect(ext.value, _der.SEQUENCE, "basicConstraints"))
+def _basic_constraints(ext: certificate.Extension) -> tuple[bool, int | None]:
+    parts = der.children(der.require(ext.value, der.SEQUENCE, "basicConstraints"))
     is_ca = False
     path_len = None
     index = 0
-    if parts and parts[0].tag == _der.BOOLEAN:
-        is_ca = _der.read_boolean(parts[0], "basicConstraints cA")
+    if parts and parts[0].tag == der.BOOLEAN:
+        is_ca = der.read_boolean(parts[0], "basicConstraints cA")
         if not is_ca:
             raise MatterError(Rule.DER, "basicConstraints cA FALSE must be omitted (DER DEFAULT)")
         index = 1
     if index < len(parts):
-        path_len = _der.read_unsigned(parts[index], "basicConstraints pathLenConstraint")
+        path_len = der.read_unsigned(parts[index], "basicConstraints pathLenConstraint")
         index += 1
     if index != len(parts):
         raise MatterError(Rule.DER, "basicConstraints has unexpected elements")
     return is_ca, path_len
 
 
-def parse_basic_constraints(ext: _der.Extension) -> tuple[bool, int | None]:
+@from_der
+def parse_basic_constraints(ext: certificate.Extension) -> tuple[bool, int | None]:
     """Return (cA, pathLenConstraint) of a basicConstraints extension."""
     return _basic_constraints(ext)
 
 
-def parse_key_id(ext: _der.Extension) -> bytes:
+@from_der
+def parse_key_id(ext: certificate.Extension) -> bytes:
     """Return the SKI value (an OCTET STRING)."""
-    return _der.expect(ext.value, _der.OCTET_STRING, "subjectKeyIdentifier").content
+    return der.require(ext.value, der.OCTET_STRING, "subjectKeyIdentifier").content
 
 
-def parse_authority_key_id(ext: _der.Extension) -> tuple[bytes | None, bool]:
+@from_der
+def parse_authority_key_id(ext: certificate.Extension) -> tuple[bytes | None, bool]:
     """Return (keyIdentifier, has authorityCertIssuer/SerialNumber) of an AKI."""
     key_id = None
     other = False
-    for part in _der.children(_der.expect(ext.value, _der.SEQUENCE, "authorityKeyIdentifier")):
-        if part.tag == _der.CTX0 and key_id is None:
+    for part in der.children(der.require(ext.value, der.SEQUENCE, "authorityKeyIdentifier")):
+        if part.tag == der.CTX0 and key_id is None:
             key_id = part.content
         else:
             other = True
     return key_id, other
 
 
-def parse_extended_key_usage(ext: _der.Extension) -> list[bytes]:
+@from_der
+def parse_extended_key_usage(ext: certificate.Extension) -> list[bytes]:
     """Return the KeyPurposeId OID contents of an extendedKeyUsage extension."""
-    purposes = _der.children(_der.expect(ext.value, _der.SEQUENCE, "extendedKeyUsage"))
+    purposes = der.children(der.require(ext.value, der.SEQUENCE, "extendedKeyUsage"))
     if not purposes:
         raise MatterError(Rule.DER, "extendedKeyUsage must not be empty")
-    return [_der.expect(p, _der.OBJECT_ID, "KeyPurposeId").content for p in purposes]
+    return [der.require(p, der.OBJECT_ID, "KeyPurposeId").content for p in purposes]
 
 
-def _extension_to_tlv(ext: _der.Extension) -> bytes:
+def _extension_to_tlv(ext: certificate.Extension) -> bytes:
     if ext.explicit_false:
         raise MatterError(Rule.DER, "extension critical FALSE must be omitted (DER DEFAULT)")
     oid = ext.oid
@@ -412,7 +413,7 @@ def _extension_to_tlv(ext: _der.Extension) -> bytes:
     if oid == EXT_KEY_USAGE:
         if not ext.critical:
             raise MatterError(Rule.KEY_USAGE, "keyUsage must be critical")
-        flags = _der.read_named_bits(ext.value, "keyUsage")
+        flags = der.read_named_bits(ext.value, "keyUsage")
         if flags & ~KEY_USAGE_MASK:
             raise MatterError(Rule.KEY_USAGE, "keyUsage has bits beyond decipherOnly")
         return _put_uint(2, flags)
@@ -424,7 +425,7 @@ def _extension_to_tlv(ext: _der.Extension) -> bytes:
             enum = _PURPOSE_ENUMS.get(purpose)
             if enum is None:
                 raise MatterError(
-                    Rule.EKU, f"key purpose {_der.oid_text(purpose)} has no Matter TLV form"
+                    Rule.EKU, f"key purpose {der.oid_text(purpose)} has no Matter TLV form"
                 )
             out += _put_uint(None, enum)
         return bytes(out + _END)
@@ -446,22 +447,23 @@ def _extension_to_tlv(ext: _der.Extension) -> bytes:
     if ext.critical:
         raise MatterError(
             Rule.EXT_CRITICAL,
-            f"critical extension {_der.oid_text(oid)} cannot be carried as a Matter "
+            f"critical extension {der.oid_text(oid)} cannot be carried as a Matter "
             "future-extension (devices refuse it)",
         )
     return _put_octets(6, ext.encoded, _BYTES_1)
 
 
+@from_der
 def signature_to_raw(signature: bytes) -> bytes:
     """Return r||s (64 bytes) from a signatureValue BIT STRING's contents."""
     if not signature or signature[0] != 0:
         raise MatterError(Rule.DER, "signatureValue must have no unused bits")
-    parts = _der.children(_der.expect(_der.parse(signature[1:]), _der.SEQUENCE, "ECDSA-Sig-Value"))
+    parts = der.children(der.require(der.parse(signature[1:]), der.SEQUENCE, "ECDSA-Sig-Value"))
     if len(parts) != 2:
         raise MatterError(Rule.DER, "ECDSA-Sig-Value must hold r and s")
     raw = b""
     for part in parts:
-        value = _der.read_unsigned(part, "ECDSA-Sig-Value integer")
+        value = der.read_unsigned(part, "ECDSA-Sig-Value integer")
         if value.bit_length() > 256:
             raise MatterError(Rule.SIG_ALG, "signature is not a P-256 ECDSA signature")
         raw += value.to_bytes(32, "big")
@@ -471,11 +473,12 @@ def signature_to_raw(signature: bytes) -> bytes:
 def _signature_from_raw(raw: bytes) -> bytes:
     r = int.from_bytes(raw[:32], "big")
     s = int.from_bytes(raw[32:], "big")
-    sig = _der.encode(_der.SEQUENCE, _der.encode_unsigned(r) + _der.encode_unsigned(s))
-    return _der.encode(_der.BIT_STRING, b"\x00" + sig)
+    sig = der.wrap(der.SEQUENCE, der.integer(r) + der.integer(s))
+    return der.wrap(der.BIT_STRING, b"\x00" + sig)
 
 
-def x509_to_tlv(der: bytes) -> bytes:
+@from_der
+def x509_to_tlv(encoded: bytes) -> bytes:
     """Convert an X.509 DER certificate to its Matter TLV form.
 
     Raises:
@@ -483,14 +486,14 @@ def x509_to_tlv(der: bytes) -> bytes:
             (DN attribute or string type without a TLV tag, critical unknown extension,
             explicit DEFAULT values, more than 400 B of TLV or 600 B of DER, ...).
     """
-    if len(der) > MAX_DER_LENGTH:
+    if len(encoded) > MAX_DER_LENGTH:
         raise MatterError(
-            Rule.DER_SIZE, f"certificate is {len(der)} bytes of DER, at most 600 allowed"
+            Rule.DER_SIZE, f"certificate is {len(encoded)} bytes of DER, at most 600 allowed"
         )
-    return _certificate_to_tlv(_der.parse_certificate(der))
+    return _certificate_to_tlv(certificate.parse_certificate(encoded))
 
 
-def _certificate_to_tlv(cert: _der.Certificate) -> bytes:
+def _certificate_to_tlv(cert: certificate.Certificate) -> bytes:
     if cert.version != 2:
         raise MatterError(Rule.VERSION, f"X.509 version {cert.version + 1}, Matter needs v3")
     if not cert.serial or cert.serial[0] & 0x80 or len(cert.serial) > 20:
@@ -549,27 +552,27 @@ def _dn_from_tlv(element: _Element, what: str) -> bytes:
                 raise _tlv_error(f"{what}: Matter attribute {enum} is too large")
             check_operational_value(enum, item.number, what)
             value = f"{item.number:0{digits}X}".encode()
-            string_tag = _der.UTF8_STRING
+            string_tag = der.UTF8_STRING
         else:
             if item.kind != _K_UTF8:
                 raise _tlv_error(f"{what}: attribute {enum} must be a UTF-8 string")
             value = item.data
             if enum == DOMAIN_COMPONENT:
-                string_tag = _der.IA5_STRING
+                string_tag = der.IA5_STRING
             elif item.tag & 0x80:
-                string_tag = _der.PRINTABLE_STRING
+                string_tag = der.PRINTABLE_STRING
             else:
-                string_tag = _der.UTF8_STRING
-        atv = _der.encode(_der.OBJECT_ID, oid) + _der.encode(string_tag, value)
-        out += _der.encode(_der.SET, _der.encode(_der.SEQUENCE, atv))
+                string_tag = der.UTF8_STRING
+        atv = der.wrap(der.OBJECT_ID, oid) + der.wrap(string_tag, value)
+        out += der.wrap(der.SET, der.wrap(der.SEQUENCE, atv))
     if len(element.items) > MAX_RDN_ATTRIBUTES:
         raise MatterError(Rule.DN, f"{what}: more than {MAX_RDN_ATTRIBUTES} attributes")
-    return _der.encode(_der.SEQUENCE, bytes(out))
+    return der.wrap(der.SEQUENCE, bytes(out))
 
 
 def _extension(oid: bytes, value: bytes, *, critical: bool) -> bytes:
-    body = _der.encode(_der.OBJECT_ID, oid) + (_TRUE if critical else b"")
-    return _der.encode(_der.SEQUENCE, body + _der.encode(_der.OCTET_STRING, value))
+    body = der.wrap(der.OBJECT_ID, oid) + (_TRUE if critical else b"")
+    return der.wrap(der.SEQUENCE, body + der.wrap(der.OCTET_STRING, value))
 
 
 def _extension_from_tlv(item: _Element) -> bytes:
@@ -584,40 +587,38 @@ def _extension_from_tlv(item: _Element) -> bytes:
                     Rule.BASIC_CONSTRAINTS, "pathLenConstraint needs cA TRUE and must be 0-255"
                 )
         fields.finish()
-        body = (_TRUE if is_ca else b"") + (
-            b"" if path_len is None else _der.encode_unsigned(path_len)
-        )
-        value = _der.encode(_der.SEQUENCE, body)
+        body = (_TRUE if is_ca else b"") + (b"" if path_len is None else der.integer(path_len))
+        value = der.wrap(der.SEQUENCE, body)
         return _extension(EXT_BASIC_CONSTRAINTS, value, critical=True)
     if item.tag == 2 and item.kind == _K_INT:
         if not 0 <= item.number <= KEY_USAGE_MASK:
             raise MatterError(Rule.KEY_USAGE, "keyUsage has unsupported bits")
-        return _extension(EXT_KEY_USAGE, _der.encode_named_bits(item.number), critical=True)
+        return _extension(EXT_KEY_USAGE, der.named_bits(item.number), critical=True)
     if item.tag == 3 and item.kind == _ARRAY:
         purposes = bytearray()
         for purpose in item.items:
             oid = _PURPOSE_OIDS.get(purpose.number) if purpose.kind == _K_INT else None
             if purpose.tag is not None or oid is None:
                 raise MatterError(Rule.EKU, "extendedKeyUsage holds an unknown key purpose")
-            purposes += _der.encode(_der.OBJECT_ID, oid)
+            purposes += der.wrap(der.OBJECT_ID, oid)
         if not purposes:
             raise MatterError(Rule.EKU, "extendedKeyUsage must not be empty")
-        value = _der.encode(_der.SEQUENCE, bytes(purposes))
+        value = der.wrap(der.SEQUENCE, bytes(purposes))
         return _extension(EXT_EXTENDED_KEY_USAGE, value, critical=True)
     if item.tag == 4 and item.kind == _K_BYTES:
         if len(item.data) != KEY_ID_LENGTH:
             raise MatterError(Rule.SKI, "subjectKeyIdentifier must be 20 bytes")
-        value = _der.encode(_der.OCTET_STRING, item.data)
+        value = der.wrap(der.OCTET_STRING, item.data)
         return _extension(EXT_SUBJECT_KEY_ID, value, critical=False)
     if item.tag == 5 and item.kind == _K_BYTES:
         if len(item.data) != KEY_ID_LENGTH:
             raise MatterError(Rule.AKI, "authorityKeyIdentifier must be 20 bytes")
-        value = _der.encode(_der.SEQUENCE, _der.encode(_der.CTX0, item.data))
+        value = der.wrap(der.SEQUENCE, der.wrap(der.CTX0, item.data))
         return _extension(EXT_AUTHORITY_KEY_ID, value, critical=False)
     if item.tag == 6 and item.kind == _K_BYTES:
-        node = _der.parse(item.data)
-        parts = _der.children(_der.expect(node, _der.SEQUENCE, "future extension"))
-        oid = _der.expect(parts[0], _der.OBJECT_ID, "future extension id").content
+        node = der.parse(item.data)
+        parts = der.children(der.require(node, der.SEQUENCE, "future extension"))
+        oid = der.require(parts[0], der.OBJECT_ID, "future extension id").content
         known = (EXT_BASIC_CONSTRAINTS, EXT_KEY_USAGE, EXT_EXTENDED_KEY_USAGE)
         if oid in (*known, EXT_SUBJECT_KEY_ID, EXT_AUTHORITY_KEY_ID, _EXT_CSR_REQUEST):
             raise _tlv_error("a future extension must not carry a natively encoded extension")
@@ -625,6 +626,7 @@ def _extension_from_tlv(item: _Element) -> bytes:
     raise _tlv_error(f"unknown TLV certificate extension (context tag {item.tag})")
 
 
+@from_der
 def tlv_to_x509(tlv: bytes) -> bytes:
     """Rebuild the exact X.509 DER of a Matter TLV certificate.
 
@@ -664,37 +666,37 @@ def tlv_to_x509(tlv: bytes) -> bytes:
     if len(signature) != 64:
         raise MatterError(Rule.SIG_ALG, "signature must be 64 bytes of r||s")
     fields.finish()
-    spki = _SPKI_ALGORITHM + _der.encode(_der.BIT_STRING, b"\x00" + point)
-    tbs = _der.encode(
-        _der.SEQUENCE,
+    spki = _SPKI_ALGORITHM + der.wrap(der.BIT_STRING, b"\x00" + point)
+    tbs = der.wrap(
+        der.SEQUENCE,
         _VERSION_3
-        + _der.encode(_der.INTEGER, serial)
+        + der.wrap(der.INTEGER, serial)
         + ECDSA_WITH_SHA256
         + issuer
-        + _der.encode(_der.SEQUENCE, _time_from_epoch(not_before) + _time_from_epoch(not_after))
+        + der.wrap(der.SEQUENCE, _time_from_epoch(not_before) + _time_from_epoch(not_after))
         + subject
-        + _der.encode(_der.SEQUENCE, spki)
-        + _der.encode(_der.CTX3_CONS, _der.encode(_der.SEQUENCE, extensions)),
+        + der.wrap(der.SEQUENCE, spki)
+        + der.wrap(der.CTX3_CONS, der.wrap(der.SEQUENCE, extensions)),
     )
-    der = _der.encode(_der.SEQUENCE, tbs + ECDSA_WITH_SHA256 + _signature_from_raw(signature))
-    if len(der) > MAX_DER_LENGTH:
-        raise MatterError(Rule.DER_SIZE, f"rebuilt DER is {len(der)} bytes, at most 600")
-    return der
+    encoded = der.wrap(der.SEQUENCE, tbs + ECDSA_WITH_SHA256 + _signature_from_raw(signature))
+    if len(encoded) > MAX_DER_LENGTH:
+        raise MatterError(Rule.DER_SIZE, f"rebuilt DER is {len(encoded)} bytes, at most 600")
+    return encoded
 
 
-def check_round_trip(der: bytes) -> bytes:
+def check_round_trip(encoded: bytes) -> bytes:
     """Convert to TLV and back, require identical DER, and return the TLV form.
 
     Raises:
         MatterError: the conversion's rule, or ``matter-tlv-round-trip`` when the rebuilt
             DER differs (devices would then fail the signature check).
     """
-    tlv = x509_to_tlv(der)
+    tlv = x509_to_tlv(encoded)
     rebuilt = tlv_to_x509(tlv)
-    if rebuilt != der:
+    if rebuilt != encoded:
         offset = next(
-            (i for i, (a, b) in enumerate(zip(rebuilt, der, strict=False)) if a != b),
-            min(len(rebuilt), len(der)),
+            (i for i, (a, b) in enumerate(zip(rebuilt, encoded, strict=False)) if a != b),
+            min(len(rebuilt), len(encoded)),
         )
         raise MatterError(
             Rule.TLV_ROUND_TRIP,

@@ -25,9 +25,9 @@ from server.ca.der import integer as _int
 from server.ca.der import oid as _oid_bytes
 from server.ca.der import read_tlv as _tlv
 from server.ca.der import seq as _seq
-from server.ca.der import sign as _sign
-from server.ca.der import signature_algorithm as _signature_algorithm
 from server.ca.der import wrap as _w
+from server.ca.keys import sign as _sign
+from server.ca.keys import signature_algorithm as _signature_algorithm
 
 __all__ = [
     "HASH_OIDS",

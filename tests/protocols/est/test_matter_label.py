@@ -60,13 +60,15 @@ async def test_pai_bound_label_enrolls_valid_dacs(est_env: EstEnv) -> None:
 
     # Negative controls: a P-384 key and a PID outside the PAI's scope are refused
     # with the Matter rule named, and nothing is stored.
-    for body, rule in (
-        (_nocsr(ec.SECP384R1()), "matter-curve"),
-        (_nocsr(ec.SECP256R1(), pid="8001"), "pid"),
+    # A wrong curve is a bad CSR (400); a PID outside the PAI's scope is refused by
+    # policy (403).
+    for body, rule, status in (
+        (_nocsr(ec.SECP384R1()), "matter-curve", 400),
+        (_nocsr(ec.SECP256R1(), pid="8001"), "chain-pid-mismatch", 403),
     ):
         resp = await est_env.client.post(
             f"{PREFIX}/factory/simpleenroll", data=b64(body), headers={**PKCS10, **basic()}
         )
-        assert resp.status in {400, 403}
+        assert resp.status == status
         assert rule in (await resp.text()).lower()
     assert await est_env.cert_count() == before + 1

@@ -156,21 +156,23 @@ async def test_http10_closes_and_bad_framing_goes_to_aiohttp(
     assert await asyncio.wait_for(reader.read(), 10) == b""  # closed after the answer
     writer.close()
 
-    for raw, expected in (
-        (b"NONSENSE\r\n\r\n", 400),  # no method/target/version
-        (b"GET /ocsp/x HTTP/1.1\r\n" + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
+    for raw in (
+        b"NONSENSE\r\n\r\n",  # no method/target/version
+        # aiohttp answers an over-long header line (LineTooLong) with 400, not RFC 6585's 431.
+        b"GET /ocsp/x HTTP/1.1\r\n" + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n",
     ):
         reader, writer = await _connect(base_url)
         writer.write(raw)
         status, _, _ = await _read_response(reader)
-        assert status in (expected, 400)
+        assert status == 400
         writer.close()
 
     # Over the size limit: the application refuses it as malformedRequest.
     reader, writer = await _connect(base_url)
     writer.write(_post(b"\x30" * 9000))
     status, _, answer = await _read_response(reader)
-    assert (status, answer) in ((200, b"\x30\x03\x0a\x01\x01"), (413, b"\x30\x03\x0a\x01\x01"))
+    # An unsuccessful OCSP response travels with 200, like every OCSP answer here.
+    assert (status, answer) == (200, b"\x30\x03\x0a\x01\x01")
     writer.close()
 
     # Bad base64 in a GET is answered here, as the application would.

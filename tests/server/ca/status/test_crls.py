@@ -49,8 +49,11 @@ async def test_first_request_generates_then_debounced_regeneration(env: Env) -> 
     assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 2
     idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint)
     assert idp.critical
-    assert crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier) is not None
-    assert len(env.repo.crls) >= 2  # previous CRLs are kept
+    # RFC 5280 §5.2.1: the CRL's AKI names the issuer's key.
+    aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    issuer_ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    assert (aki.critical, aki.value.key_identifier) == (False, issuer_ski.value.digest)
+    assert [c.number for c in env.repo.crls if c.ca_id == ca.id] == [1, 2]  # previous ones kept
 
 
 async def test_scheduled_regeneration_before_next_update(env: Env) -> None:

@@ -258,7 +258,9 @@ async def test_delegated_signer_chain_and_rotation(key_backend: keys.Pkcs8KeyBac
     assert signer.issuer == issuing.subject
     eku = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.OCSP_SIGNING]
-    assert signer.extensions.get_extension_for_class(x509.OCSPNoCheck) is not None
+    # RFC 6960 §4.2.2.2.1: id-pkix-ocsp-nocheck with a NULL value (non-critical here).
+    nocheck = signer.extensions.get_extension_for_class(x509.OCSPNoCheck)
+    assert (nocheck.critical, nocheck.value) == (False, x509.OCSPNoCheck())
     assert (
         resp.responder_key_hash
         == x509.SubjectKeyIdentifier.from_public_key(signer.public_key()).digest
