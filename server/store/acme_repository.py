@@ -230,14 +230,13 @@ class SqlAcmeRepository:
         # Single statements run in autocommit: no BEGIN/COMMIT (or ROLLBACK after a read)
         # round trips. Each is atomic on its own; multi-statement writes use Database.write().
         self._auto = db.engine.execution_options(isolation_level="AUTOCOMMIT")
-        # PostgreSQL: nine queries keep a raw asyncpg copy. On the bench below a raw call
-        # costs 80-300 us of CPU and its Core twin 290-890 us. No one copy is worth 5% of a
-        # flow (each is 1.8-4.5% of ~14 ms server CPU a flow), but folding all twelve cost
-        # 26% of throughput (bench/acme.py --start-privca --pg-url ... --flows 500
-        # --concurrency 16: 32.3 -> 23.9 flows/s, server CPU 14 -> 24 ms/flow). The three
-        # cheapest (get_account: never on a flow, the account is cached;
-        # get_account_by_thumbprint and find_valid_authz: once a flow, ~1.8% each) are
-        # Core only.
+        # PostgreSQL: nine queries keep a raw asyncpg copy. bench/acme.py against one
+        # `privca serve` on PostgreSQL (1000 flows after 300 warm-up, concurrency 16, 2-core
+        # VM): all twelve in Core cost 22.8 ms server CPU a flow against 12.4 (36 -> 22
+        # flows/s). Per call Core costs 190-590 us more CPU; each remaining copy runs once or
+        # more a flow. Core only: get_account (no calls on a flow, accounts are cached),
+        # get_account_by_thumbprint and find_valid_authz (once a flow): 13.9 ms a flow, no
+        # measurable change in flows/s.
         self._raw_pg = not db.is_sqlite
 
     @contextlib.asynccontextmanager
