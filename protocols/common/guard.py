@@ -239,26 +239,33 @@ class Guard(asyncio.Protocol):
 
     def _track_head(self, data: bytes, pos: int) -> int:
         line = self._line
+        if not line:
+            # The usual case: a whole head in one read, searched in place (no copy).
+            stop = _head_end(data, pos)
+            if stop > 0:
+                return self._head_done(data[pos:stop], stop)
         scan = max(0, len(line) - 2)
         line += data[pos:]
-        # The head ends at an empty line; bare LF line ends count too (RFC 9112 §2.2).
-        lf2 = line.find(b"\n\n", scan)
-        crlf = line.find(b"\n\r\n", scan)
-        if lf2 < 0 and crlf < 0:
+        stop = _head_end(line, scan)
+        if stop < 0:
             if len(line) > _MAX_LINE:
                 line.clear()  # untracked: the deadline runs on, the real parser refuses it
             return len(data)
-        stop = lf2 + 2 if crlf < 0 or 0 <= lf2 < crlf else crlf + 3
         consumed = len(data) - (len(line) - stop)
-        length, chunked = _framing(bytes(line[:stop]))
+        head = bytes(line[:stop])
         line.clear()
-        self._since = self._loop.time()
+        return self._head_done(head, consumed)
+
+    def _head_done(self, head: bytes, consumed: int) -> int:
+        length, chunked = _framing(head)
         if chunked:
             self._phase, self._left, self._trailers = _CHUNKED, 0, False
         elif length:
             self._phase, self._left = _BODY, length
         else:
             self._phase = _IDLE
+            return consumed
+        self._since = self._loop.time()
         return consumed
 
     def _track_chunks(self, data: bytes, pos: int) -> int:
@@ -296,6 +303,18 @@ class Guard(asyncio.Protocol):
             else:
                 self._trailers = True
         return pos
+
+
+def _head_end(data: bytes | bytearray, start: int) -> int:
+    """Return where the head in ``data`` ends (after its empty line), -1 if not yet.
+
+    Bare LF line ends count too (RFC 9112 §2.2), as the real parser may accept them.
+    """
+    crlf = data.find(b"\n\r\n", start)
+    lf2 = data.find(b"\n\n", start, crlf if crlf >= 0 else len(data))
+    if lf2 >= 0:
+        return lf2 + 2
+    return crlf + 3 if crlf >= 0 else -1
 
 
 def _framing(head: bytes) -> tuple[int, bool]:
