@@ -27,6 +27,7 @@ from protocols.acme import network
 from protocols.acme import routes as acme_routes
 from protocols.ca_issuers import links as ca_issuers_links
 from protocols.ca_issuers import routes as ca_issuers_routes
+from protocols.common import guard
 from protocols.crl import links as crl_links
 from protocols.crl import routes as crl_routes
 from protocols.est import links as est_links
@@ -208,18 +209,20 @@ async def _listeners(
     await https.setup()
     await http.setup()
     stop_http: Callable[[], Awaitable[None]] | None = None
+    https_listener = guard.Listener(_listener_limits(settings))
     try:
-        await web.TCPSite(
-            https,
+        await https_listener.start(
+            _connections_of(https),
             settings.host,
             settings.https_port,
             ssl_context=ssl_context,
             reuse_port=reuse_port,
-        ).start()
+        )
         stop_http = await _start_http_site(http, services, reuse_port=reuse_port)
         yield
     finally:
         trust_refresh.cancel()
+        https_listener.close()
         if stop_http is not None:
             await stop_http()
         await https.cleanup()
@@ -274,13 +277,20 @@ async def _start_http_site(
     """Listen on the HTTP port (OCSP answered by the lean protocol); return the stopper."""
     settings = services.settings
     if services.status is None:
-        site = web.TCPSite(runner, settings.host, settings.http_port, reuse_port=reuse_port)
-        await site.start()
-        return site.stop
+        listener = guard.Listener(_listener_limits(settings))
+        await listener.start(
+            _connections_of(runner), settings.host, settings.http_port, reuse_port=reuse_port
+        )
+
+        async def stop() -> None:
+            listener.close()
+
+        return stop
     lean = ocsp_lean.LeanSite(
         runner,
         services.status,
         max_request_bytes=settings.revocation.ocsp_max_request_bytes,
+        limits=_listener_limits(settings),
     )
     await lean.start(settings.host, settings.http_port, reuse_port=reuse_port)
     return lean.stop
@@ -304,6 +314,21 @@ def _freeze_startup_objects() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def _listener_limits(settings: Settings) -> guard.Limits:
+    # aiohttp has no head/body read deadline and no connection cap: the guard adds them.
+    return guard.Limits(
+        header_timeout=settings.header_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+        max_connections=settings.max_connections,
+    )
+
+
+def _connections_of(runner: web.AppRunner) -> Callable[[], asyncio.Protocol]:
+    if runner.server is None:
+        raise RuntimeError("set the runner up before listening")
+    return runner.server
 
 
 def _http_runner_options(settings: Settings) -> dict[str, Any]:

@@ -136,6 +136,11 @@ class RevocationSettings(_Model):
     ocsp_delegated_signer: bool = False
     ocsp_signer_lifetime_days: int = Field(default=30, ge=2, le=365)
     ocsp_cache_entries: int = Field(default=200_000, ge=0, le=10_000_000)
+    # Answers kept in memory per process, keyed by CertID: at most this many bytes.
+    ocsp_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0, le=16 * 1024**3)
+    # Answers signed live per second (unknown serials, several CertIDs, SHA-2 CertIDs,
+    # echoed nonces); beyond it `tryLater`. 0: unlimited. Pre-signed answers never count.
+    ocsp_live_signatures_per_second: float = Field(default=50.0, ge=0, le=100_000)
     ocsp_max_request_bytes: int = Field(default=8192, ge=256, le=65536)
     crl_debounce_seconds: float = Field(default=2.0, ge=0, le=3600)
     poll_seconds: float = Field(default=1.0, gt=0, le=60)
@@ -221,6 +226,13 @@ class Settings(_Model):
     key_passphrase_env: str = "PRIVCA_KEY_PASSPHRASE"  # noqa: S105 - an env var name
     key_passphrase_file: Path | None = None
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Slow clients, per listener (HTTPS and HTTP) and process: a request's head must be
+    # complete this long after its first byte (or after the connection or TLS handshake
+    # began), its body this long after the head; arriving bytes do not extend either.
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # Beyond this many open connections a listener answers 503 and closes.
+    max_connections: int = Field(default=4096, ge=1, le=1_000_000)
     ca: CASettings = CASettings()
     revocation: RevocationSettings = RevocationSettings()
     est: EstSettings = EstSettings()
@@ -290,6 +302,8 @@ def status_settings(settings: Settings) -> status_api.StatusSettings:
             delegated_signer=rev.ocsp_delegated_signer,
             signer_lifetime=lifetime,
             cache_entries=rev.ocsp_cache_entries,
+            cache_bytes=rev.ocsp_cache_bytes,
+            live_signatures_per_second=rev.ocsp_live_signatures_per_second,
         ),
         crl=crls.CrlSettings(
             validity=timedelta(hours=settings.ca.crl_validity_hours),

@@ -26,6 +26,7 @@ from typing import Final, cast
 
 from aiohttp import web
 
+from protocols.common import guard
 from protocols.ocsp import links, messages
 from server.ca.errors import EngineError
 from server.ca.status import api as status_api
@@ -165,13 +166,20 @@ class LeanHttp(asyncio.Protocol):
         while buf and not self._busy and not self._closing and not self._write_paused:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
-                if len(buf) > _MAX_HEAD:
+                # A head ended by bare LFs (RFC 9112 §2.2 lets a recipient accept them) has
+                # no CRLFCRLF to wait for: aiohttp decides, rather than the idle timeout.
+                if len(buf) > _MAX_HEAD or b"\n\n" in buf or b"\n\r\n" in buf:
                     self._handoff()
                 return
             if end > _MAX_HEAD:
                 self._handoff()
                 return
-            lines = bytes(buf[:end]).split(b"\r\n")
+            head = bytes(buf[:end])
+            crlfs = head.count(b"\r\n")
+            if head.count(b"\n") != crlfs or head.count(b"\r") != crlfs:
+                self._handoff()  # a bare LF or CR inside the head: not framing we parse
+                return
+            lines = head.split(b"\r\n")
             parts = lines[0].split(b" ")
             if len(parts) != 3 or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
                 self._handoff()
@@ -326,7 +334,7 @@ class LeanHttp(asyncio.Protocol):
         rest = bytes(self._buf)
         self._buf.clear()
         proto = self._ctx.fallback()
-        transport.set_protocol(proto)
+        guard.hand_over(transport, self, proto)
         proto.connection_made(transport)
         if self._read_paused:
             transport.resume_reading()
@@ -368,6 +376,7 @@ class LeanSite:
         *,
         max_request_bytes: int,
         keepalive_timeout: float = 75.0,
+        limits: guard.Limits | None = None,
     ) -> None:
         server = runner.server
         if server is None:
@@ -378,26 +387,20 @@ class LeanSite:
             max_request_bytes=max_request_bytes,
             keepalive_timeout=keepalive_timeout,
         )
-        self._server: asyncio.Server | None = None
+        # Slow-client deadlines and the connection cap stay across a handoff to aiohttp.
+        self.listener = guard.Listener(limits or guard.Limits())
 
     async def start(self, host: str, port: int, *, reuse_port: bool | None = None) -> None:
         """Listen on host:port."""
         ctx = self._ctx
-        self._server = await asyncio.get_running_loop().create_server(
-            lambda: LeanHttp(ctx), host, port, reuse_port=reuse_port, backlog=1024
-        )
+        await self.listener.start(lambda: LeanHttp(ctx), host, port, reuse_port=reuse_port)
 
     @property
     def port(self) -> int:
         """Return the bound port (useful after listening on port 0)."""
-        if self._server is None:
-            raise RuntimeError("the lean OCSP site is not listening")
-        return int(self._server.sockets[0].getsockname()[1])
+        return self.listener.port
 
     async def stop(self) -> None:
         """Stop listening and close the lean connections (handed-off ones close with aiohttp)."""
-        if self._server is not None:
-            self._server.close()
-            self._ctx.close_all()
-            await self._server.wait_closed()
-            self._server = None
+        self.listener.close()
+        self._ctx.close_all()

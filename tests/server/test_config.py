@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from server.config import ConfigError, load_settings
+from server.config import ConfigError, load_settings, status_settings
 
 
 def test_defaults_and_overrides(tmp_path: Path) -> None:
@@ -54,3 +54,19 @@ def test_bad_configuration_names_the_field(tmp_path: Path, text: str, field: str
 def test_example_configs_are_valid() -> None:
     for path in sorted((Path(__file__).resolve().parents[2] / "config").glob("*.toml")):
         load_settings(path)
+
+
+def test_slow_client_and_ocsp_cache_limits(tmp_path: Path) -> None:
+    defaults = load_settings(None, data_dir=tmp_path)
+    assert (defaults.header_timeout_seconds, defaults.body_timeout_seconds) == (10.0, 30.0)
+    assert defaults.max_connections == 4096
+    cfg = tmp_path / "privca.toml"
+    cfg.write_text(
+        "header_timeout_seconds = 5\nbody_timeout_seconds = 20\nmax_connections = 100\n"
+        "[revocation]\nocsp_cache_bytes = 1048576\nocsp_live_signatures_per_second = 7\n"
+    )
+    settings = load_settings(cfg)
+    assert (settings.header_timeout_seconds, settings.body_timeout_seconds) == (5.0, 20.0)
+    assert settings.max_connections == 100
+    ocsp = status_settings(settings).ocsp
+    assert (ocsp.cache_bytes, ocsp.live_signatures_per_second) == (1048576, 7.0)

@@ -29,7 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import Clock, Repository, SystemClock, random_serial
-from server.ca.status import ocsp_codec
+from server.ca.status import answer_cache, ocsp_codec
 from server.ca.status import ports as status_ports
 from server.ca.types import (
     CA,
@@ -67,6 +67,9 @@ class ResponderSettings:
     delegated_signer: bool = False
     signer_lifetime: timedelta = timedelta(days=30)
     cache_entries: int = 200_000
+    cache_bytes: int = 64 * 1024 * 1024
+    # Answers signed on the request path per second (0: unlimited); see ``_take_live``.
+    live_signatures_per_second: float = 50.0
     max_items: int = 32
 
 
@@ -110,13 +113,6 @@ class _Signer:
     not_after: datetime
 
 
-@dataclass(slots=True)
-class _Cached:
-    answer: OcspAnswer
-    fresh_until: float
-    certs: tuple[tuple[CAId, int], ...]
-
-
 def _reason_code(reason: RevocationReason | None) -> int | None:
     # RFC 5280 §5.3.1: omit the reason rather than say "unspecified".
     if reason is None or reason is RevocationReason.UNSPECIFIED:
@@ -145,8 +141,13 @@ class Responder:
         self._cas: dict[CAId, _CaInfo] = {}
         self._loaded_at = -1e9
         self._signers: dict[CAId, _Signer] = {}
-        self._cache: dict[bytes, _Cached] = {}
-        self._cache_keys: dict[tuple[CAId, int], list[bytes]] = {}
+        self.cache: answer_cache.AnswerCache[OcspAnswer] = answer_cache.AnswerCache(
+            max_bytes=self.settings.cache_bytes, max_entries=self.settings.cache_entries
+        )
+        rate = self.settings.live_signatures_per_second
+        self._live_tokens = 2 * rate
+        self._live_at = 0.0
+        self.live_signatures = 0
         self._seen: datetime | None = None
         self._handled: dict[tuple[CAId, int], datetime] = {}
         self._inflight: dict[bytes, asyncio.Future[OcspAnswer]] = {}
@@ -399,54 +400,76 @@ class Responder:
 
     # ------------------------------------------------------------------ answering
 
-    def cached(self, key: bytes) -> OcspAnswer | None:
-        """Return the cached answer for an exact request body (the hot path), if fresh."""
-        entry = self._cache.get(key)
-        if entry is not None and entry.fresh_until > self._clock.now().timestamp():
-            return entry.answer
-        return None
+    def cached(self, body: bytes) -> OcspAnswer | None:
+        """Return the cached answer for a request body seen before (the hot path), if fresh.
+
+        Only short bodies are remembered (``answer_cache``); anything else is parsed
+        by ``answer`` and found by its CertIDs.
+        """
+        key = self.cache.key_of(body)
+        return self.cache.get(key, self._clock.now().timestamp()) if key is not None else None
 
     def _remember(
-        self, key: bytes, answer: OcspAnswer, certs: tuple[tuple[CAId, int], ...]
+        self,
+        key: bytes,
+        answer: OcspAnswer,
+        certs: tuple[tuple[CAId, int], ...],
+        *,
+        body: bytes | None,
     ) -> None:
-        if self.settings.cache_entries <= 0:
-            return
-        if len(self._cache) >= self.settings.cache_entries:
-            # FIFO eviction: dicts keep insertion order.
-            old_key = next(iter(self._cache))
-            old = self._cache.pop(old_key)
-            for cert in old.certs:
-                keys = self._cache_keys.get(cert)
-                if keys is not None:
-                    keys[:] = [k for k in keys if k != old_key]
-                    if not keys:
-                        del self._cache_keys[cert]
-        self._cache[key] = _Cached(
-            answer=answer, fresh_until=answer.next_update_ts - _EXPIRY_MARGIN, certs=certs
+        self.cache.put(
+            key,
+            answer,
+            der_size=len(answer.der),
+            fresh_until=answer.next_update_ts - _EXPIRY_MARGIN,
+            certs=certs,
+            body=body,
         )
-        for cert in certs:
-            self._cache_keys.setdefault(cert, []).append(key)
 
     def invalidate(self, certs: Iterable[tuple[CAId, int]]) -> int:
         """Drop cached answers of these certificates (their stored response changed).
 
         Returns how many of the certificates had cached answers.
         """
-        dropped = 0
-        for cert in certs:
-            keys = self._cache_keys.pop(cert, None)
-            if keys:
-                dropped += 1
-                for key in keys:
-                    self._cache.pop(key, None)
-        return dropped
+        return self.cache.invalidate(certs)
+
+    def _take_live(self) -> None:
+        """Take one live signature from the per-process budget.
+
+        Divergence: an answer for a serial privca never issued (RFC 6960 §2.2
+        "unknown") cannot be pre-signed, because the SingleResponse carries the
+        requested CertID, serial included, under the signature, and serials are
+        20 random octets. So live signatures (unknown serials, several CertIDs,
+        SHA-2 CertIDs, echoed nonces) are rate-limited instead: each distinct
+        answer is signed once and cached by CertID, and beyond the budget the
+        answer is ``tryLater`` (RFC 6960 §4.2.1), so random serials cannot keep
+        an RSA-4096 key signing. Pre-signed answers (issued certificates) never
+        wait on it.
+
+        Raises:
+            EngineError: RATE_LIMITED (no signature left this second).
+        """
+        rate = self.settings.live_signatures_per_second
+        if rate > 0:
+            now = self._clock.now().timestamp()
+            burst = 2 * rate
+            tokens = min(burst, self._live_tokens + (now - self._live_at) * rate)
+            self._live_at = now
+            if tokens < 1:
+                self._live_tokens = tokens
+                raise EngineError(
+                    ProblemKind.RATE_LIMITED, "too many OCSP answers to sign live; try later"
+                )
+            self._live_tokens = tokens - 1
+        self.live_signatures += 1
 
     async def answer(self, body: bytes) -> OcspAnswer:
         """Answer one DER OCSPRequest.
 
         Raises:
             EngineError: MALFORMED (not a request), UNAUTHORIZED (an issuer privca
-                does not hold, or CertIDs of several issuers).
+                does not hold, or CertIDs of several issuers), RATE_LIMITED (an
+                answer to sign live beyond ``live_signatures_per_second``).
         """
         hit = self.cached(body)
         if hit is not None:
@@ -461,12 +484,18 @@ class Responder:
             raise EngineError(ProblemKind.UNAUTHORIZED, "this responder does not serve that issuer")
         nonce = request.nonce if self.settings.nonce_echo else None
         certs = tuple((first.ca.id, item.serial) for item in request.items)
+        # The CertIDs determine the answer (each raw CertID is one DER SEQUENCE, so
+        # their concatenation is unambiguous); the rest of the body does not.
+        key = b"".join(item.raw for item in request.items)
+        alias = body if request.nonce is None else None
+        if nonce is None:
+            hit = self.cache.get(key, self._clock.now().timestamp())
+            if hit is not None:
+                if alias is not None:
+                    self.cache.add_alias(alias, key)
+                return hit
         if len(request.items) == 1 and nonce is None:
             item = request.items[0]
-            key = body if request.nonce is None else b"id:" + item.raw
-            hit = self.cached(key)
-            if hit is not None:
-                return hit
             # Single flight: concurrent misses for one request share one lookup.
             pending = self._inflight.get(key)
             if pending is not None:
@@ -487,7 +516,7 @@ class Responder:
                 raise
             finally:
                 self._inflight.pop(key, None)
-            self._remember(key, hit, certs)
+            self._remember(key, hit, certs, body=alias)
             future.set_result(hit)
             return hit
         singles = [
@@ -496,12 +525,13 @@ class Responder:
             )
             for item in request.items
         ]
+        self._take_live()
         der, this_update, next_update = await self._sign(first, singles, nonce=nonce)
         answer = OcspAnswer.signed(
             der, this_update=this_update, next_update=next_update, cacheable=nonce is None
         )
         if nonce is None:
-            self._remember(body, answer, certs)
+            self._remember(key, answer, certs, body=alias)
         return answer
 
     async def _single_answer(self, info: _CaInfo, item: ocsp_codec.CertId) -> OcspAnswer:
@@ -529,6 +559,7 @@ class Responder:
         single = self._single(
             await self._repo.get_certificate(info.ca.id, Serial(item.serial)), item.raw
         )
+        self._take_live()
         der, this_update, next_update = await self._sign(info, [single], nonce=None)
         return OcspAnswer.signed(
             der, this_update=this_update, next_update=next_update, cacheable=True
@@ -550,7 +581,7 @@ class Responder:
         next poll's overlap still covers changes committed late.
         """
         now = self._clock.now()
-        if not self._cache:
+        if not len(self.cache):
             self._seen = now
             self._handled.clear()
             return 0

@@ -190,3 +190,24 @@ async def test_idle_connections_are_closed(base_url: str) -> None:
         assert await asyncio.wait_for(reader.read(), 5) == b""
     finally:
         writer.close()
+
+
+async def test_bare_lf_heads_are_answered(services: Services, base_url: str) -> None:
+    issuing = await issuing_cert(services)
+    body = ocsp_request(issuing, [(await issue(services)).serial_number])
+    for raw in (
+        _post(body).replace(b"\r\n", b"\n"),  # every line ends in a bare LF
+        _post(body).replace(b"\r\n\r\n", b"\n\n"),  # only the empty line
+        b"GET / HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n",  # a bare LF inside a CRLF head
+    ):
+        reader, writer = await _connect(base_url)
+        try:
+            writer.write(raw)
+            # Answered (aiohttp accepts or refuses bare LFs), not left to the idle timeout.
+            status, _, answer = await asyncio.wait_for(_read_response(reader), 5)
+        finally:
+            writer.close()
+        assert status in (200, 400)
+        if status == 200 and raw.startswith(b"POST"):
+            parsed = ocsp.load_der_ocsp_response(answer)
+            assert parsed.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL

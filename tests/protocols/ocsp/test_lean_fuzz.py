@@ -30,6 +30,9 @@ class FakeTransport(asyncio.Transport):
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self.protocol = protocol
 
+    def get_protocol(self) -> Any:
+        return self.protocol
+
     def pause_reading(self) -> None:
         pass
 

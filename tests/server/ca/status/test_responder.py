@@ -442,3 +442,77 @@ async def test_cache_can_be_turned_off(key_backend: keys.Pkcs8KeyBackend) -> Non
     body = ocsp_request(issuing, [leaf.serial_number])
     assert _load((await env.status.ocsp(body)).der).certificate_status is ocsp.OCSPCertStatus.GOOD
     assert env.status.cached_ocsp(body) is None
+
+
+def _padded(issuer: x509.Certificate, serial: int, pad: bytes) -> bytes:
+    """Return a request for one serial with ``pad`` as its requestorName (a URI)."""
+    plain = ocsp_request(issuer, [serial])
+    request_list = ocsp_codec.parse_request(plain).items[0].raw
+    return _seq(_seq(_w(0xA1, _w(0x86, pad)), _seq(_seq(request_list))))
+
+
+async def test_padded_requests_share_one_bounded_entry(env: Env) -> None:
+    issuing = await env.hierarchy()
+    leaf = await env.leaf()
+    cache = env.status.responder.cache
+    first = await env.status.ocsp(ocsp_request(issuing, [leaf.serial_number]))
+    size = cache.size_bytes
+    # 3,000 requests of ~8 KiB for the same certificate, each padded differently.
+    for i in range(3000):
+        body = _padded(issuing, leaf.serial_number, b"%05d" % i + b"a" * 8000)
+        assert len(body) > 8000
+        answer = await env.status.ocsp(body)
+        assert answer.der == first.der
+    assert len(cache) == 1
+    assert cache.size_bytes == size < 4096  # one answer and one short alias: no body kept
+
+
+async def test_cache_is_bounded_in_bytes(key_backend: keys.Pkcs8KeyBackend) -> None:
+    env = Env(key_backend, cache_bytes=64 * 1024, live_signatures_per_second=0)
+    issuing = await env.hierarchy()
+    for serial in range(1, 2001):  # unknown serials: each a distinct answer
+        body = _padded(issuing, serial, b"p" * 8000)
+        resp = _load((await env.status.ocsp(body)).der)
+        assert resp.certificate_status is ocsp.OCSPCertStatus.UNKNOWN
+        assert resp.serial_number == serial
+        assert env.status.responder.cache.size_bytes <= 64 * 1024
+    assert 10 < len(env.status.responder.cache) < 2000
+
+
+async def test_unknown_serial_flood_does_not_sign_per_request(
+    key_backend: keys.Pkcs8KeyBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = Env(key_backend, live_signatures_per_second=5)
+    issuing = await env.hierarchy()
+    leaf = await env.leaf()
+    signed: list[int] = []
+    encode = ocsp_codec.encode_response
+
+    def spy(*args: Any, **kwargs: Any) -> bytes:
+        signed.append(1)
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(ocsp_codec, "encode_response", spy)
+    refused = 0
+    for serial in range(10_000, 10_200):  # 200 distinct unknown serials, no time passes
+        if len(signed) < 10:
+            resp = _load((await env.status.ocsp(ocsp_request(issuing, [serial]))).der)
+            assert resp.certificate_status is ocsp.OCSPCertStatus.UNKNOWN
+            continue
+        with pytest.raises(EngineError) as err:
+            await env.status.ocsp(ocsp_request(issuing, [serial]))
+        assert err.value.kind is ProblemKind.RATE_LIMITED  # tryLater on the wire
+        refused += 1
+    assert len(signed) == 10  # the burst (2 s of 5 a second), then tryLater
+    assert refused == 190
+    # Answers already signed are cached by CertID: asking again signs nothing.
+    for serial in range(10_000, 10_010):
+        await env.status.ocsp(ocsp_request(issuing, [serial], nonce=b"n%d" % serial))
+    assert len(signed) == 10
+    # Issued certificates are pre-signed: the flood never delays them.
+    good = _load((await env.status.ocsp(ocsp_request(issuing, [leaf.serial_number]))).der)
+    assert good.certificate_status is ocsp.OCSPCertStatus.GOOD
+    assert len(signed) == 10
+    env.clock.advance(timedelta(seconds=1))
+    await env.status.ocsp(ocsp_request(issuing, [20_000]))
+    assert len(signed) == 11  # the budget refills with time

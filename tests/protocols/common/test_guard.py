@@ -1,0 +1,201 @@
+"""Slow-client deadlines and the connection cap, with raw sockets against a guarded aiohttp app."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from protocols.common import guard
+
+LIMITS = guard.Limits(header_timeout=0.6, body_timeout=0.6, max_connections=3)
+
+
+async def _echo(request: web.Request) -> web.Response:
+    return web.Response(body=await request.read())
+
+
+@pytest.fixture
+async def listener() -> AsyncIterator[guard.Listener]:
+    app = web.Application()
+    app.router.add_post("/echo", _echo)
+    app.router.add_get("/", _echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    assert runner.server is not None
+    site = guard.Listener(LIMITS)
+    await site.start(runner.server, "127.0.0.1", 0)
+    try:
+        yield site
+    finally:
+        site.close()
+        await runner.cleanup()
+
+
+async def _open(site: guard.Listener) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", site.port)
+
+
+async def _dribble(writer: asyncio.StreamWriter, data: bytes) -> float:
+    """Send one byte every 0.1 s until the server closes; return how long that took."""
+    started = time.monotonic()
+    try:
+        for byte in data:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.1)
+    except ConnectionError:
+        pass
+    return time.monotonic() - started
+
+
+async def _closed(reader: asyncio.StreamReader) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(), 3) == b""
+    except ConnectionError:
+        return True
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        pytest.param(b"", id="cut/slow-head"),
+        pytest.param(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", id="cut/slow-body"
+        ),
+        pytest.param(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n",
+            id="cut/slow-chunked-body",
+        ),
+    ],
+)
+async def test_dribbling_client_is_cut_off(listener: guard.Listener, prefix: bytes) -> None:
+    reader, writer = await _open(listener)
+    writer.write(prefix)
+    slow = (b"" if prefix else b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ") + b"a" * 100
+    # Each byte arrives well within any idle timeout; the phase's total deadline still ends it.
+    took = await _dribble(writer, slow)
+    assert await _closed(reader)
+    writer.close()
+    assert took < 3.0  # 100 bytes would take 10 s
+    assert listener.timed_out == 1
+
+
+async def test_silent_connection_is_cut_off(listener: guard.Listener) -> None:
+    reader, writer = await _open(listener)
+    started = time.monotonic()
+    assert await _closed(reader)
+    assert time.monotonic() - started < 2.5
+    writer.close()
+
+
+async def test_normal_clients_and_keep_alive_survive(listener: guard.Listener) -> None:
+    async with aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{listener.port}"
+        async with http.post(url + "/echo", data=b"x" * 50_000) as resp:
+            assert resp.status == 200
+            assert await resp.read() == b"x" * 50_000
+    # Idle between requests longer than the head deadline: keep-alive is not a slow head.
+    reader, writer = await _open(listener)
+    for _ in range(2):
+        writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+        assert head.startswith(b"HTTP/1.1 200")
+        assert await reader.readexactly(2) == b"ok"
+        await asyncio.sleep(1.0)
+    # A chunked upload at a normal pace, then another request on the same connection.
+    writer.write(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3;ext=1\r\nabc\r\n0\r\nX-Trailer: y\r\n\r\n"
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+    assert head.startswith(b"HTTP/1.1 200")
+    assert await reader.readexactly(3) == b"abc"
+    await asyncio.sleep(1.0)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+    assert head.startswith(b"HTTP/1.1 200")
+    writer.close()
+    assert listener.timed_out == 0
+
+
+async def test_connection_cap(listener: guard.Listener) -> None:
+    held = [await _open(listener) for _ in range(3)]
+    await asyncio.sleep(0.1)
+    assert len(listener.connections) == 3
+    reader, writer = await _open(listener)
+    answer = await asyncio.wait_for(reader.read(), 3)
+    assert answer.startswith(b"HTTP/1.1 503 ")  # refused at once, then closed
+    writer.close()
+    assert listener.refused == 1
+    for _, w in held:
+        w.close()
+    await asyncio.sleep(0.2)
+    assert not listener.connections
+    # Below the cap again: a normal client works.
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{listener.port}/") as resp,
+    ):
+        assert resp.status == 200
+
+
+async def test_tls_listener_cuts_slow_heads_and_serves_clients(tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "k.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    client_ctx = ssl.create_default_context(cafile=str(tmp_path / "c.pem"))
+    app = web.Application()
+    app.router.add_get("/", _echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    assert runner.server is not None
+    site = guard.Listener(LIMITS)
+    await site.start(runner.server, "127.0.0.1", 0, ssl_context=server_ctx)
+    try:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", site.port, ssl=client_ctx, server_hostname="localhost"
+        )
+        took = await _dribble(writer, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100)
+        assert await _closed(reader)
+        assert took < 3.0
+        writer.close()
+        async with aiohttp.ClientSession() as http:
+            url = f"https://localhost:{site.port}/"
+            async with http.get(url, ssl=client_ctx) as resp:
+                assert resp.status == 200
+    finally:
+        site.close()
+        await runner.cleanup()
