@@ -188,3 +188,44 @@ async def test_idle_connections_are_closed(base_url: str) -> None:
         assert await asyncio.wait_for(reader.read(), 5) == b""
     finally:
         writer.close()
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /ocsp/MEMwQTA%2FMD0wOzAJBgUrDgMCGgUABBQ HTTP/1.1\nHost: x\n\n",
+        b"POST /ocsp HTTP/1.1\nHost: x\nContent-Type: application/ocsp-request\n"
+        b"Content-Length: 5\n\n0\x03\n\x01\x01",
+        b"GET /ocsp/MEMwQTA HTTP/1.1\r\nHost: x\n\r\n",
+    ],
+    ids=["bare-lf/get", "bare-lf/post", "bare-lf/mixed"],
+)
+async def test_bare_lf_requests_are_answered_not_left_waiting(
+    base_url: str, request_bytes: bytes
+) -> None:
+    """Issue 13 (fuzz finding): lines ending in a bare LF waited for the idle timeout."""
+    reader, writer = await _connect(base_url)
+    try:
+        writer.write(request_bytes)
+        line = await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert line.startswith(b"HTTP/1."), line
+    assert int(line.split(b" ")[1]) < 500, line
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_post_whose_body_is_not_its_content_encoding_is_malformed(
+    base_url: str, encoding: str
+) -> None:
+    """Issue 13 (fuzz finding): a lying Content-Encoding answered internalError."""
+    async with aiohttp.ClientSession() as session:
+        resp = await session.post(
+            f"{base_url}/ocsp",
+            data=b"not compressed at all",
+            headers={"Content-Type": OCSP_TYPE, "Content-Encoding": encoding},
+        )
+        body = await resp.read()
+    assert resp.status == 400
+    assert body == bytes([0x30, 0x03, 0x0A, 0x01, 0x01])  # malformedRequest
