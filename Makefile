@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint unit conformance bench migration clean
+.PHONY: run test lint unit conformance fuzz bench migration clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ conformance: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" bash conformance/run_all.sh
 
 test: lint unit conformance
+
+# The long fuzzing profile (tests/fuzz): over 1,000,000 cases across every edge parser.
+fuzz: $(STAMP)
+	PRIVCA_FUZZ=long $(BIN)/python -m pytest tests/fuzz -o timeout=0 -p no:cacheprovider
 
 # Regenerate a migration after changing server/store models: make migration MSG="what changed" REV=0005
 migration: $(STAMP)

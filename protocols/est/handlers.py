@@ -9,6 +9,7 @@ from typing import Final
 
 from aiohttp import web
 
+from protocols.common import body as body_reader
 from protocols.est import auth, messages
 from server.ca.est import api as est_api
 
@@ -70,7 +71,7 @@ async def _enroll(request: web.Request, operation: est_api.EstOperation) -> web.
     )
     if not messages.is_pkcs10(request.headers.get("Content-Type", "")):
         raise messages.EstError(415, "the request body must be application/pkcs10 (RFC 7030 4.2.1)")
-    body = await request.read()
+    body = await body_reader.read(request)
     csr = service.parse_csr(messages.csr_der_from_body(body))
     outcome = await service.enroll(label, csr, client=client, operation=operation)
     if isinstance(outcome, est_api.EnrollmentPending):

@@ -6,6 +6,7 @@ from typing import Final
 
 from aiohttp import web
 
+from protocols.common import body as body_reader
 from protocols.ocsp import links, messages
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.status import api as status_api
@@ -21,7 +22,7 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise EngineError(ProblemKind.MALFORMED, "the request is too large")
     # read() is bounded by the app's client_max_size (413 otherwise).
-    body = await request.read()
+    body = await body_reader.read(request)
     if len(body) > limit:
         raise EngineError(ProblemKind.MALFORMED, "the request is too large")
     return body

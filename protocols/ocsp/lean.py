@@ -10,8 +10,9 @@
 # call to the status service, engine errors as the OCSP middleware renders
 # them (``messages.unsuccessful``). At the first request it does not fully
 # understand (another path or method, a query, chunked bodies, Expect,
-# Upgrade, a body over the limit, odd framing) it hands the connection, with
-# every byte not yet answered, to aiohttp's own protocol for good; CRLs,
+# Content-Encoding, Upgrade, a body over the limit, odd framing such as
+# bare-LF line ends) it hands the connection, with every byte not yet
+# answered, to aiohttp's own protocol for good; CRLs,
 # caIssuers and every HTTP-level error keep coming from the application.
 """
 
@@ -43,7 +44,7 @@ _MAX_DECODED_TAIL: Final = 256
 _POST_PATHS: Final = frozenset({links.PREFIX.encode(), links.PREFIX.encode() + b"/"})
 _GET_PREFIX: Final = links.PREFIX.encode() + b"/"
 _REQUEST_TYPE: Final = messages.REQUEST_TYPE.encode()
-_HANDED_OFF: Final = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
+_HANDED_OFF: Final = frozenset({b"transfer-encoding", b"content-encoding", b"expect", b"upgrade"})
 
 
 class LeanContext:
@@ -171,13 +172,10 @@ class LeanHttp(asyncio.Protocol):
                 if len(buf) > _MAX_HEAD or b"\n\n" in buf or b"\n\r\n" in buf:
                     self._handoff()
                 return
-            if end > _MAX_HEAD:
-                self._handoff()
-                return
             head = bytes(buf[:end])
             crlfs = head.count(b"\r\n")
-            if head.count(b"\n") != crlfs or head.count(b"\r") != crlfs:
-                self._handoff()  # a bare LF or CR inside the head: not framing we parse
+            if end > _MAX_HEAD or head.count(b"\n") != crlfs or head.count(b"\r") != crlfs:
+                self._handoff()  # too long, or a bare LF or CR inside the head
                 return
             lines = head.split(b"\r\n")
             parts = lines[0].split(b" ")
