@@ -10,6 +10,7 @@ import json
 from typing import Final
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from cryptography.hazmat.primitives import serialization
 
 from protocols.acme import jws, links, messages
@@ -60,11 +61,18 @@ async def _auth(
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     chunks: list[bytes] = []
     total = 0
-    while chunk := await request.content.read(65536):
-        total += len(chunk)
-        if total > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=total)
-        chunks.append(chunk)
+    try:
+        while chunk := await request.content.read(65536):
+            total += len(chunk)
+            if total > limit:
+                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=total)
+            chunks.append(chunk)
+    except (web.RequestPayloadError, HttpProcessingError) as exc:
+        # aiohttp decodes Content-Encoding while we read: a body that does not
+        # decode is the client's malformed request, not a server error.
+        raise EngineError(
+            ProblemKind.MALFORMED, "the request body does not match its Content-Encoding"
+        ) from exc
     body = b"".join(chunks)
     lk = links_for(request)
     return await jws.authenticate(

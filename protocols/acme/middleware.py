@@ -83,6 +83,16 @@ async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamR
             "ACME request %s %s failed (request %s)", request.method, request.path, request_id
         )
         response = render(problem.internal_error(request_id))
+    if response.status >= 400:
+        # One line per refused request; the detail is user-safe (EngineError's contract).
+        body = response.body if isinstance(response, web.Response) else b""
+        log.info(
+            "ACME %s %s -> %d %s",
+            request.method,
+            request.path,
+            response.status,
+            body.decode(errors="replace") if isinstance(body, bytes) else "",
+        )
     service = request.app[SERVICE]
     try:
         response.headers["Replay-Nonce"] = await service.new_nonce()
