@@ -234,98 +234,11 @@ class CAEngine:
         if await self._repo.get_ca_by_name(name) is not None:
             raise EngineError(ProblemKind.CONFLICT, f"a CA named {name!r} already exists")
 
-    async def create_root(
-        self,
-        name: str,
-        *,
-        actor: Principal,
-        key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256,
-        subject: x509.Name | None = None,
-        lifetime: timedelta | None = None,
-        path_length: int | None = None,
-        mode: CAMode = CAMode.GENERAL,
-        name_constraints: x509.NameConstraints | None = None,
-    ) -> CA:
-        """Create a self-signed root CA (tier 1); see ``hierarchy.create_root``.
-
-        Raises:
-            EngineError: CONFLICT (name taken), MALFORMED (bad name), POLICY (path length).
-        """
-        return await hierarchy.create_root(
-            self,
-            name,
-            actor=actor,
-            key_algorithm=key_algorithm,
-            subject=subject,
-            lifetime=lifetime,
-            path_length=path_length,
-            mode=mode,
-            name_constraints=name_constraints,
-        )
-
-    async def create_subordinate(
-        self,
-        name: str,
-        *,
-        parent: str,
-        actor: Principal,
-        key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256,
-        subject: x509.Name | None = None,
-        lifetime: timedelta | None = None,
-        path_length: int | None = None,
-        mode: CAMode = CAMode.GENERAL,
-        name_constraints: x509.NameConstraints | None = None,
-        dns_suffixes: Sequence[str] = (),
-        ip_networks: Sequence[str] = (),
-        publish_revocation: bool | None = None,
-    ) -> CA:
-        """Create a CA signed by ``parent`` (tiers 2..5); see ``hierarchy.create_subordinate``.
-
-        Raises:
-            EngineError: NOT_FOUND (parent), CONFLICT (name), POLICY (sixth tier,
-                parent path length, parent not active).
-        """
-        return await hierarchy.create_subordinate(
-            self,
-            name,
-            parent=parent,
-            actor=actor,
-            key_algorithm=key_algorithm,
-            subject=subject,
-            lifetime=lifetime,
-            path_length=path_length,
-            mode=mode,
-            name_constraints=name_constraints,
-            dns_suffixes=dns_suffixes,
-            ip_networks=ip_networks,
-            publish_revocation=publish_revocation,
-        )
-
-    async def create_import_request(
-        self,
-        name: str,
-        *,
-        actor: Principal,
-        key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256,
-        subject: x509.Name | None = None,
-        mode: CAMode = CAMode.GENERAL,
-    ) -> CA:
-        """Create a PENDING CA with a key and CSR for an external signer.
-
-        Raises:
-            EngineError: CONFLICT (name taken), MALFORMED (bad name).
-        """
-        return await hierarchy.create_import_request(
-            self, name, actor=actor, key_algorithm=key_algorithm, subject=subject, mode=mode
-        )
-
-    async def activate_import(self, name: str, *, pem: bytes, actor: Principal) -> CA:
-        """Activate a PENDING CA with its externally signed certificate and chain.
-
-        Raises:
-            EngineError: NOT_FOUND, CONFLICT (not pending), MALFORMED (failed checks).
-        """
-        return await hierarchy.activate_import(self, name, pem=pem, actor=actor)
+    # CA hierarchy: built in ``hierarchy``, bound here so callers hold one engine.
+    create_root = hierarchy.create_root
+    create_subordinate = hierarchy.create_subordinate
+    create_import_request = hierarchy.create_import_request
+    activate_import = hierarchy.activate_import
 
     # ------------------------------------------------------------------ CA storage
     # Used by ``hierarchy`` and the Matter service: they build a CA certificate, the
