@@ -42,6 +42,7 @@ _STATUS: Final[dict[ProblemKind, int]] = {
     ProblemKind.INVALID_PROFILE: 400,
     ProblemKind.NOT_FOUND: 404,
     ProblemKind.CONFLICT: 409,
+    ProblemKind.ALREADY_REPLACED: 409,
     ProblemKind.UNAVAILABLE: 503,
     ProblemKind.POLICY: 403,
     ProblemKind.SERVER_INTERNAL: 500,

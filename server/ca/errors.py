@@ -20,6 +20,7 @@ class ProblemKind(StrEnum):
     BAD_SIGNATURE_ALGORITHM = "badSignatureAlgorithm"
     BAD_REVOCATION_REASON = "badRevocationReason"
     ALREADY_REVOKED = "alreadyRevoked"
+    ALREADY_REPLACED = "alreadyReplaced"
     REJECTED_IDENTIFIER = "rejectedIdentifier"
     UNSUPPORTED_IDENTIFIER = "unsupportedIdentifier"
     UNAUTHORIZED = "unauthorized"

@@ -355,6 +355,16 @@ class SqlAcmeRepository:
             ).all()
         return _order_to_domain(row._mapping, [_authz_to_domain(r._mapping) for r in rows])
 
+    async def orders_replacing(self, cert_id: str) -> Sequence[at.Order]:
+        # Once per newOrder that names ``replaces`` (renewals only): Core, not raw.
+        async with self._db.read() as conn:
+            ids = (
+                await conn.execute(select(_ORD.c.id).where(_ORD.c.replaces == cert_id))
+            ).scalars()
+            found = [at.OrderId(i) for i in ids]
+        orders = [await self.get_order(i) for i in found]
+        return [o for o in orders if o is not None]
+
     async def list_order_ids(self, account_id: at.AccountId, *, limit: int) -> Sequence[at.OrderId]:
         stmt = (
             select(_ORD.c.id)

@@ -194,6 +194,10 @@ class MemoryAcmeRepository:
         authzs = tuple(self.authzs[i] for i in order.authz_ids if i in self.authzs)
         return replace(order, authorizations=authzs)
 
+    async def orders_replacing(self, cert_id: str) -> Sequence[at.Order]:
+        found = [o for o in self.orders.values() if o.replaces == cert_id]
+        return [o for o in [await self.get_order(o.id) for o in found] if o is not None]
+
     async def list_order_ids(self, account_id: at.AccountId, *, limit: int) -> Sequence[at.OrderId]:
         mine = [o for o in self.orders.values() if o.account_id == account_id]
         mine.sort(key=lambda o: o.created_at, reverse=True)

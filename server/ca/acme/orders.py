@@ -332,6 +332,14 @@ class Orders:
             raise EngineError(
                 ProblemKind.UNAUTHORIZED, "replaces names a certificate of another account"
             )
+        now = self._clock.now()
+        for order in await self._repo.orders_replacing(cert_id):
+            if derive_order(order, now).status is not at.OrderStatus.INVALID:
+                # RFC 9773 §5: one live replacement per certificate.
+                raise EngineError(
+                    ProblemKind.ALREADY_REPLACED,
+                    f"order {order.id} already replaces this certificate",
+                )
 
     async def get_order(self, account: at.Account, order_id: str) -> at.Order:
         """Return an order of this account with its current status.

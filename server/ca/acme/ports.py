@@ -94,6 +94,10 @@ class AcmeRepository(Protocol):
         """Return an order with its authorizations filled in."""
         ...
 
+    async def orders_replacing(self, cert_id: str) -> Sequence[at.Order]:
+        """Return the orders whose ``replaces`` names ``cert_id`` (RFC 9773 §5)."""
+        ...
+
     async def list_order_ids(self, account_id: at.AccountId, *, limit: int) -> Sequence[at.OrderId]:
         """Return the newest order ids of an account."""
         ...

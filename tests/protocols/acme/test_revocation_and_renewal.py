@@ -109,6 +109,10 @@ async def test_renewal_info_and_replaces(acme_env: AcmeEnv, acme: AcmeClient) ->
     reply = await acme.new_order("ari.internal", replaces=cert_id)
     assert reply.status == 201
     assert reply.json()["replaces"] == cert_id
+    # RFC 9773 §5: a second live replacement of the same certificate is refused.
+    again = await acme.new_order("ari.internal", replaces=cert_id)
+    assert again.status == 409, again.body
+    assert again.json()["type"] == "urn:ietf:params:acme:error:alreadyReplaced"
     # Revoked: the window moves to now.
     await acme.post(acme.dir["revokeCert"], {"certificate": der(leaf)})
     window = (await (await acme_env.http.get(f"/acme/renewal-info/{cert_id}")).json())[

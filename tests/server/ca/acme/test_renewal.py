@@ -84,3 +84,19 @@ async def test_replaces_names_an_own_certificate(service: AcmeService, net: Fake
     assert malformed.value.kind is ProblemKind.MALFORMED
     renewal = await service.orders.new_order(alice, [("dns", "a.corp.internal")], replaces=cert_id)
     assert renewal.replaces == cert_id
+
+
+async def test_a_certificate_is_replaced_once(service: AcmeService, net: FakePorts) -> None:
+    # RFC 9773 §5: a second live order naming the same certificate is alreadyReplaced.
+    alice = await new_account(service, "alice")
+    cert_id = cert_id_of(await _issue(service, net, alice))
+    first = await service.orders.new_order(alice, [("dns", "a.corp.internal")], replaces=cert_id)
+    with pytest.raises(EngineError) as again:
+        await service.orders.new_order(alice, [("dns", "a.corp.internal")], replaces=cert_id)
+    assert again.value.kind is ProblemKind.ALREADY_REPLACED
+    assert first.id in again.value.detail
+    # Once the first replacement is invalid, the certificate may be replaced again.
+    for authz in first.authorizations:
+        await service.orders.deactivate_authz(alice, authz.id)
+    second = await service.orders.new_order(alice, [("dns", "a.corp.internal")], replaces=cert_id)
+    assert second.replaces == cert_id
