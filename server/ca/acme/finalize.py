@@ -11,7 +11,9 @@ from dataclasses import replace
 from typing import Final
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
+from server.ca import issuance
 from server.ca.acme import orders
 from server.ca.acme import types as at
 from server.ca.acme.ports import AcmeRepository
@@ -59,11 +61,18 @@ class Finalizer:
             raise EngineError(
                 ProblemKind.ORDER_NOT_READY, f"the order is {order.status}, not ready"
             )
+        request = issuance.load_csr(csr)
+        spki = request.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if spki == account.key.spki:
+            # RFC 8555 §11.1: an account key must not also be a certificate key.
+            raise EngineError(ProblemKind.BAD_CSR, "the CSR's key is the account key")
         if not await self._repo.claim_order(order.id, frm=at.OrderStatus.PENDING):
             raise EngineError(ProblemKind.ORDER_NOT_READY, "the order is already being finalized")
         try:
             issued = await self._engine.issue(
-                csr,
+                request,
                 principal=Principal("acme", account.id),
                 profile=order.profile,
                 names=[orders.general_name(i) for i in order.identifiers],

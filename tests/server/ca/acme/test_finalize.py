@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from server.ca import api
 from server.ca.acme import types as at
@@ -85,3 +87,23 @@ async def test_download_is_for_the_owner_only_cached_or_not(
         with pytest.raises(EngineError) as missing:
             await node2.finalizer.certificate_chain(alice, ref)
         assert missing.value.kind is ProblemKind.NOT_FOUND
+
+
+async def test_account_key_is_never_a_certificate_key(service: AcmeService, net: FakePorts) -> None:
+    # RFC 8555 §11.1 (Boulder refuses too): a CSR over the account's own key is badCSR.
+    key = ec.generate_private_key(ec.SECP256R1())
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    mine = at.AccountKey(jwk='{"kid":"real"}', thumbprint="thumb-real", spki=spki)
+    account, _ = await service.accounts.new_account(mine)
+    order = await ready_order(service, net, account, "a.corp.internal")
+    same, _ = csr_der("a.corp.internal", key=key)
+    with pytest.raises(EngineError) as err:
+        await service.finalizer.finalize(account, order.id, same)
+    assert err.value.kind is ProblemKind.BAD_CSR
+    assert "account key" in err.value.detail
+    assert (await service.orders.get_order(account, order.id)).status is at.OrderStatus.READY
+    other, _ = csr_der("a.corp.internal")
+    done = await service.finalizer.finalize(account, order.id, other)
+    assert done.status is at.OrderStatus.VALID
