@@ -13,8 +13,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from server.ca.acme import types as at
+from server.ca.acme.ports import AcmeRepository
 from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind
+from server.ca.ports import Clock
 from server.ca.types import CertQuery, CertStatus, Principal, RevocationReason, Serial
 
 __all__ = ["Revocation"]
@@ -35,8 +37,35 @@ _REFUSED_REASONS: Final = frozenset(
 class Revocation:
     """Apply ACME's revocation rules, then revoke through the engine."""
 
-    def __init__(self, engine: CAEngine) -> None:
+    def __init__(self, engine: CAEngine, repo: AcmeRepository, clock: Clock) -> None:
         self._engine = engine
+        self._repo = repo
+        self._clock = clock
+
+    async def _holds_every_name(self, account: at.Account, cert: x509.Certificate) -> bool:
+        """True when the account holds a valid authorization for every SAN (RFC 8555 §7.6)."""
+        try:
+            names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            return False
+        idents: list[at.Identifier] = []
+        for name in names:
+            if isinstance(name, x509.DNSName):
+                idents.append(at.Identifier(at.IdentifierType.DNS, name.value.lower()))
+            elif isinstance(name, x509.IPAddress):
+                idents.append(at.Identifier(at.IdentifierType.IP, str(name.value)))
+            else:
+                return False  # a name ACME cannot authorize
+        now = self._clock.now()
+        for ident in idents:
+            bare = at.Identifier(ident.type, ident.value.removeprefix("*."))
+            wildcard = ident.value.startswith("*.")
+            if (
+                await self._repo.find_valid_authz(account.id, bare, now=now, wildcard=wildcard)
+                is None
+            ):
+                return False
+        return bool(idents)
 
     async def revoke(
         self,
@@ -46,7 +75,8 @@ class Revocation:
         account: at.Account | None = None,
         key_spki: bytes | None = None,
     ) -> None:
-        """Revoke by the issuing account or by the certificate's own key (RFC 8555 §7.6).
+        """Revoke by the issuing account, an account authorized for every name in the
+        certificate, or the certificate's own key (RFC 8555 §7.6).
 
         Raises:
             EngineError: MALFORMED (not a certificate), NOT_FOUND, UNAUTHORIZED,
@@ -74,9 +104,13 @@ class Revocation:
         if rec is None:
             raise EngineError(ProblemKind.NOT_FOUND, "this server did not issue that certificate")
         if account is not None:
-            if rec.requester != f"acme:{account.id}":
+            if rec.requester != f"acme:{account.id}" and not await self._holds_every_name(
+                account, cert
+            ):
                 raise EngineError(
-                    ProblemKind.UNAUTHORIZED, "this account did not request that certificate"
+                    ProblemKind.UNAUTHORIZED,
+                    "this account neither requested that certificate nor holds valid "
+                    "authorizations for all of its names",
                 )
         else:
             spki = cert.public_key().public_bytes(

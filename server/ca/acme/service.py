@@ -48,7 +48,7 @@ class AcmeService:
             engine, repo, ports=ports, settings=self.settings, clock=clock, renewal=self.renewal
         )
         self.finalizer = Finalizer(engine, repo, self.orders)
-        self.revocation = Revocation(engine)
+        self.revocation = Revocation(engine, repo, clock)
 
     async def close(self) -> None:
         """Cancel validation still running (called on shutdown)."""

@@ -54,6 +54,22 @@ async def test_the_issuing_account_revokes(
     assert twice.value.kind is ProblemKind.ALREADY_REVOKED
 
 
+async def test_an_account_authorized_for_every_name_revokes(
+    service: AcmeService, net: FakePorts, ca: api.CAEngine
+) -> None:
+    # RFC 8555 §7.6: an account holding valid authorizations for all names MUST be allowed.
+    alice = await new_account(service, "alice")
+    bob = await new_account(service, "bob")
+    der, _ = await _issue(service, net, alice)
+    await ready_order(service, net, bob, "b.corp.internal")  # another name does not count
+    with pytest.raises(EngineError) as partial:
+        await service.revocation.revoke(der, reason_code=1, account=bob)
+    assert partial.value.kind is ProblemKind.UNAUTHORIZED
+    await ready_order(service, net, bob, "a.corp.internal")
+    await service.revocation.revoke(der, reason_code=1, account=bob)
+    assert await _status(ca, der) is CertStatus.REVOKED
+
+
 async def test_the_certificate_key_revokes(
     service: AcmeService, net: FakePorts, ca: api.CAEngine
 ) -> None:
