@@ -6,6 +6,7 @@ passphrase) are never stored here, only where to find them.
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -163,6 +164,9 @@ class AcmeConfig(_Model):
     validation_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     validation_attempts: int = Field(default=3, ge=1, le=10)
     validation_concurrency: int = Field(default=32, ge=1, le=1024)
+    # CIDRs validation may reach although they are denied by default (loopback,
+    # link-local, unspecified, multicast); private ranges are always allowed.
+    validation_allow: list[str] = Field(default_factory=list)
     eab_required: bool = False
     authz_reuse: bool = True
     # 0 disables a limit.
@@ -177,9 +181,14 @@ class AcmeConfig(_Model):
     @classmethod
     def _ip(cls, value: str | None) -> str | None:
         if value is not None:
-            import ipaddress
-
             ipaddress.ip_address(value)
+        return value
+
+    @field_validator("validation_allow")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)
         return value
 
     @field_validator("dns_resolver")
@@ -207,6 +216,9 @@ class AcmeConfig(_Model):
                 http01_port=self.http01_port,
                 tlsalpn01_port=self.tlsalpn01_port,
                 resolve_all_to=self.resolve_all_to,
+                allow_targets=tuple(
+                    ipaddress.ip_network(c, strict=False) for c in self.validation_allow
+                ),
                 timeout=self.validation_timeout_seconds,
                 attempts=self.validation_attempts,
             ),

@@ -139,11 +139,16 @@ def build_acme_service(
 ) -> acme_api.AcmeService:
     """Return the ACME state machine over this process's engine and database."""
     acme = services.settings.acme
+    settings = acme.to_engine()
+
+    def permit(address: str) -> bool:
+        return acme_api.target_permitted(address, settings.validation)
+
     return acme_api.AcmeService(
         services.engine,
         repo or SqlAcmeRepository(services.db),
-        ports=ports or network.default_ports(acme.dns_resolver),
-        settings=acme.to_engine(),
+        ports=ports or network.default_ports(acme.dns_resolver, permit=permit),
+        settings=settings,
     )
 
 

@@ -45,6 +45,7 @@ from server.ca.acme.validation import (
     ValidationSettings,
     dns01_value,
     key_authorization,
+    target_permitted,
 )
 
 __all__ = [
@@ -81,4 +82,5 @@ __all__ = [
     "cert_id_of",
     "dns01_value",
     "key_authorization",
+    "target_permitted",
 ]

@@ -210,6 +210,20 @@ class Orders:
             if i.type is at.IdentifierType.DNS
             and not (i.value.isascii() and policy.is_valid_dns_name(i.value))
         ]
+        checks = self._settings.validation
+        if not checks.resolve_all_to:
+            # Validation would connect to the identifier itself: no loopback,
+            # link-local, unspecified or multicast targets (SSRF).
+            bad += [
+                SubProblem(
+                    ProblemKind.REJECTED_IDENTIFIER,
+                    f"{i.value} is not a permitted validation target",
+                    f"ip:{i.value}",
+                )
+                for i in idents
+                if i.type is at.IdentifierType.IP
+                and not validation.target_permitted(i.value, checks)
+            ]
         if bad:
             detail = bad[0].detail if len(bad) == 1 else f"{len(bad)} identifiers refused"
             raise EngineError(ProblemKind.REJECTED_IDENTIFIER, detail, subproblems=tuple(bad))

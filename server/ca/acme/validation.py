@@ -41,13 +41,37 @@ _KIND: Final = {
 }
 
 
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+DENIED_TARGETS: Final[tuple[IpNetwork, ...]] = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",  # unspecified / "this network"
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local, cloud metadata services
+        "224.0.0.0/4",  # multicast
+        "255.255.255.255/32",  # broadcast
+        "::/128",  # unspecified
+        "::1/128",  # loopback
+        "fe80::/10",  # link-local
+        "ff00::/8",  # multicast
+    )
+)
+"""Where validation never connects unless allowed (private ranges stay allowed)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ValidationSettings:
-    """Where and how long to look (private networks and tests override ports/addresses)."""
+    """Where and how long to look (private networks and tests override ports/addresses).
+
+    ``allow_targets`` re-opens parts of ``DENIED_TARGETS``; the address named by
+    ``resolve_all_to`` (test set-ups) is always allowed.
+    """
 
     http01_port: int = 80
     tlsalpn01_port: int = 443
     resolve_all_to: str | None = None
+    allow_targets: tuple[IpNetwork, ...] = ()
     timeout: float = 10.0
     attempts: int = 3
     retry_delay: float = 0.5
@@ -80,6 +104,32 @@ def dns01_name(identifier: at.Identifier) -> str:
 def dns01_value(key_auth: str) -> str:
     """Return the TXT value for a dns-01 challenge."""
     return _b64u(hashlib.sha256(key_auth.encode()).digest())
+
+
+def target_permitted(address: str, settings: ValidationSettings) -> bool:
+    """Return whether validation may connect to ``address`` (an IP literal).
+
+    Anything that is not an IP address is refused: callers resolve names first.
+    """
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if settings.resolve_all_to and ip == ipaddress.ip_address(settings.resolve_all_to):
+        return True
+    if any(ip.version == n.version and ip in n for n in settings.allow_targets):
+        return True
+    return not any(ip.version == n.version and ip in n for n in DENIED_TARGETS)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _address(identifier: at.Identifier, settings: ValidationSettings) -> str:
@@ -189,6 +239,11 @@ async def _once(
     ports: ValidationPorts,
     s: ValidationSettings,
 ) -> at.StoredProblem | None:
+    target = _address(identifier, s)
+    if kind is not at.ChallengeType.DNS_01 and _is_ip(target) and not target_permitted(target, s):
+        return at.StoredProblem(
+            ProblemKind.CONNECTION, f"{kind}: the address is not a permitted validation target"
+        )
     try:
         async with asyncio.timeout(s.timeout):
             if kind is at.ChallengeType.HTTP_01:

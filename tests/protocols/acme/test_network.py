@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import ssl
 import tempfile
 from pathlib import Path
@@ -21,6 +22,15 @@ from tests.protocols.acme.test_flow import alpn_cert
 
 AiohttpServer = Any
 
+# These tests serve on loopback, which validation refuses by default: re-open it.
+LOOPBACK_ALLOWED = validation.ValidationSettings(
+    allow_targets=(ipaddress.ip_network("127.0.0.0/8"),)
+)
+
+
+def loopback_ok(address: str) -> bool:
+    return validation.target_permitted(address, LOOPBACK_ALLOWED)
+
 
 async def test_http01_fetch_sends_host_header_and_caps_body(aiohttp_server: AiohttpServer) -> None:
     seen: list[str] = []
@@ -32,7 +42,7 @@ async def test_http01_fetch_sends_host_header_and_caps_body(aiohttp_server: Aioh
     app = web.Application()
     app.router.add_get("/.well-known/acme-challenge/{token}", token)
     server = await aiohttp_server(app, host="127.0.0.1")
-    fetcher = network.AiohttpFetcher()
+    fetcher = network.AiohttpFetcher(loopback_ok)
     try:
         result = await fetcher.fetch(
             address="127.0.0.1",
@@ -48,7 +58,7 @@ async def test_http01_fetch_sends_host_header_and_caps_body(aiohttp_server: Aioh
 
 
 async def test_http01_fetch_refused_is_connection_error(unused_tcp_port: int) -> None:
-    fetcher = network.AiohttpFetcher()
+    fetcher = network.AiohttpFetcher(loopback_ok)
     try:
         with pytest.raises(acme_api.NetworkError) as err:
             await fetcher.fetch(address="127.0.0.1", port=unused_tcp_port, host="a", path="/x")
@@ -84,7 +94,7 @@ async def _alpn_server(
 async def test_tls_alpn_probe(protocols: list[str], ok: bool) -> None:
     der, key_pem = alpn_cert_with_key("alpn.internal", "tok.thumb")
     server, port = await _alpn_server(der, key_pem, protocols)
-    prober = network.AlpnProber()
+    prober = network.AlpnProber(loopback_ok)
     try:
         if ok:
             got = await prober.probe(address="127.0.0.1", port=port, server_name="alpn.internal")
@@ -115,3 +125,56 @@ async def test_dns_resolver_without_server_is_dns_error(unused_udp_port: int) ->
     with pytest.raises(acme_api.NetworkError) as err:
         await resolver.txt("_acme-challenge.a.internal")
     assert err.value.kind == "dns"
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "localhost", "169.254.169.254", "::1"])
+async def test_default_ports_never_connect_to_denied_targets(
+    aiohttp_server: AiohttpServer, address: str
+) -> None:
+    # Issue 13: http-01/tls-alpn-01 connected to whatever the identifier named.
+    hits: list[str] = []
+
+    async def token(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response(text="answer")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", token)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    ports = network.default_ports()
+    try:
+        with pytest.raises(acme_api.NetworkError) as fetched:
+            await ports.http.fetch(address=address, port=server.port, host="a", path="/x")
+        with pytest.raises(acme_api.NetworkError) as probed:
+            await ports.tls.probe(address=address, port=server.port, server_name="a")
+    finally:
+        await ports.http.close()  # type: ignore[attr-defined]
+    assert hits == []
+    assert (fetched.value.kind, probed.value.kind) == ("connection", "connection")
+    # A literal is refused before connecting; a name whose addresses are all denied
+    # fails in the resolver, which the client sees as a plain fetch failure.
+    expected = "could not fetch" if address == "localhost" else "not a permitted validation target"
+    assert expected in fetched.value.detail
+    assert "not a permitted validation target" in probed.value.detail
+
+
+def test_target_permitted() -> None:
+    plain = validation.ValidationSettings()
+    for denied in (
+        "127.0.0.1",
+        "169.254.169.254",
+        "0.0.0.0",  # noqa: S104 - a target, not a bind address
+        "::1",
+        "fe80::1",
+        "224.0.0.1",
+        "::ffff:127.0.0.1",
+        "ff02::1",
+        "not-an-ip",
+    ):
+        assert not validation.target_permitted(denied, plain), denied
+    for allowed in ("10.0.0.1", "192.168.1.1", "172.16.0.1", "8.8.8.8", "2001:db8::1"):
+        assert validation.target_permitted(allowed, plain), allowed
+    test_mode = validation.ValidationSettings(resolve_all_to="127.0.0.1")
+    assert validation.target_permitted("127.0.0.1", test_mode)
+    assert not validation.target_permitted("127.0.0.2", test_mode)
+    assert validation.target_permitted("127.0.0.2", LOOPBACK_ALLOWED)

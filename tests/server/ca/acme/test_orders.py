@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 
 import pytest
 
+from server.ca import api, keys
 from server.ca.acme import types as at
+from server.ca.acme import validation
 from server.ca.acme.service import AcmeService
 from server.ca.acme.settings import AcmeSettings
 from server.ca.errors import EngineError, ProblemKind
-from server.store.memory import MemoryAcmeRepository
+from server.ca.types import Principal
+from server.store.memory import MemoryAcmeRepository, MemoryRepository
 from tests.server.ca.acme.support import FakePorts, new_account, ready_order, validate_http01
 from tests.support import FakeClock
 
@@ -250,3 +254,50 @@ class TestOrderLimit:
         clock.advance(timedelta(hours=1))
         second = await service.orders.new_order(account, [("dns", "a.corp.internal")])
         assert second.authz_ids != first.authz_ids
+
+
+@pytest.mark.parametrize(
+    ("resolve_all_to", "allow", "refused"),
+    [
+        pytest.param(None, (), ["127.0.0.1", "169.254.169.254", "::1"], id="default-deny"),
+        pytest.param("127.0.0.1", (), [], id="test-mode-connects-elsewhere"),
+        pytest.param(None, ("127.0.0.0/8",), ["169.254.169.254", "::1"], id="allow-list"),
+    ],
+)
+async def test_ip_identifiers_that_validation_must_not_reach(
+    key_backend: keys.Pkcs8KeyBackend,
+    clock: FakeClock,
+    net: FakePorts,
+    resolve_all_to: str | None,
+    allow: tuple[str, ...],
+    refused: list[str],
+) -> None:
+    # Issue 13 (SSRF): orders for ip:127.0.0.1 and ip:169.254.169.254 were accepted and
+    # their challenges fetched from exactly those addresses.
+    engine = api.CAEngine(
+        MemoryRepository(), key_backend, settings=api.EngineSettings(default_ca="r"), clock=clock
+    )
+    await engine.create_root("r", actor=Principal("operator", "test"))
+    checks = validation.ValidationSettings(
+        resolve_all_to=resolve_all_to,
+        allow_targets=tuple(ipaddress.ip_network(a) for a in allow),
+    )
+    service = AcmeService(
+        engine,
+        MemoryAcmeRepository(),
+        ports=net.ports(),
+        settings=AcmeSettings(validation=checks),
+        clock=clock,
+    )
+    account = await new_account(service)
+    for ip in ("127.0.0.1", "169.254.169.254", "::1", "10.0.0.7"):
+        if ip in refused:
+            with pytest.raises(EngineError) as err:
+                await service.orders.new_order(account, [("ip", ip)])
+            assert err.value.kind is ProblemKind.REJECTED_IDENTIFIER
+            assert [s.identifier for s in err.value.subproblems] == [f"ip:{ip}"]
+            assert "not a permitted validation target" in err.value.detail
+        else:
+            order = await service.orders.new_order(account, [("ip", ip)])
+            assert order.identifiers[0].value == ip
+    await service.close()

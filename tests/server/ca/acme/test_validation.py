@@ -98,3 +98,21 @@ async def test_attempts_are_bounded_and_errors_typed() -> None:
 
 def test_alpn_certificate_without_san_is_refused() -> None:
     assert validation.check_alpn_certificate(b"junk", ident("a.internal"), "k") is not None
+
+
+async def test_denied_ip_targets_are_never_contacted() -> None:
+    # Defence in depth behind newOrder's refusal: validation itself refuses to connect.
+    net = Net(body=b"tok.thumb")
+    for kind in (acme_api.ChallengeType.HTTP_01, acme_api.ChallengeType.TLS_ALPN_01):
+        problem = await validation.validate(
+            kind,
+            Identifier(IdentifierType.IP, "169.254.169.254"),
+            token="tok",
+            thumbprint="thumb",
+            ports=ports(net),
+            settings=validation.ValidationSettings(attempts=1, retry_delay=0, timeout=1),
+        )
+        assert problem is not None
+        assert problem.kind is ProblemKind.CONNECTION
+        assert problem.detail == f"{kind}: the address is not a permitted validation target"
+    assert net.calls == 0
