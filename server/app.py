@@ -79,11 +79,12 @@ async def _index(request: web.Request) -> web.Response:
 
 def _acme_app(services: wiring.Services) -> web.Application:
     """Return the ACME sub-app (mount at /acme) with the real network validation ports."""
-    fetcher = network.AiohttpFetcher()
+    permit = wiring.validation_permit(services)
+    fetcher = network.AiohttpFetcher(permit)
     ports = acme_api.ValidationPorts(
         http=fetcher,
         dns=network.DnsResolver(services.settings.acme.dns_resolver),
-        tls=network.AlpnProber(),
+        tls=network.AlpnProber(permit),
     )
     return acme_routes.build_app(
         wiring.build_acme_service(services, ports=ports),

@@ -45,6 +45,7 @@ __all__ = [
     "ensure_first_start",
     "load_passphrase",
     "open_services",
+    "validation_permit",
 ]
 
 log = logging.getLogger(__name__)
@@ -139,17 +140,22 @@ def build_acme_service(
 ) -> acme_api.AcmeService:
     """Return the ACME state machine over this process's engine and database."""
     acme = services.settings.acme
-    settings = acme.to_engine()
-
-    def permit(address: str) -> bool:
-        return acme_api.target_permitted(address, settings.validation)
-
     return acme_api.AcmeService(
         services.engine,
         repo or SqlAcmeRepository(services.db),
-        ports=ports or network.default_ports(acme.dns_resolver, permit=permit),
-        settings=settings,
+        ports=ports or network.default_ports(acme.dns_resolver, permit=validation_permit(services)),
+        settings=acme.to_engine(),
     )
+
+
+def validation_permit(services: Services) -> network.Permit:
+    """Return the configured check every ACME validation connection passes (SSRF)."""
+    checks = services.settings.acme.to_engine().validation
+
+    def permit(address: str) -> bool:
+        return acme_api.target_permitted(address, checks)
+
+    return permit
 
 
 def build_est_service(services: Services) -> est_api.EstService:
