@@ -80,12 +80,16 @@ class _JWKOKP(jose_jwk.JWK):
 
 
 class _EdDSA(jwa.JWASignature):
-    """EdDSA over Ed25519 (RFC 8037 §3.1), which josepy 2 lacks; verification only."""
+    """EdDSA over Ed25519 (RFC 8037 §3.1), which josepy 2 lacks.
+
+    The registration is process-wide, so josepy users in the same process (the
+    tests' certbot client) can sign with it too.
+    """
 
     kty = _JWKOKP
 
-    def sign(self, key: Any, msg: bytes) -> bytes:
-        raise NotImplementedError("the server never signs with account keys")
+    def sign(self, key: ed25519.Ed25519PrivateKey, msg: bytes) -> bytes:
+        return key.sign(msg)
 
     def verify(self, key: ed25519.Ed25519PublicKey, msg: bytes, sig: bytes) -> bool:
         try:

@@ -39,14 +39,6 @@ def _default_permit(address: str) -> bool:
     return acme_api.target_permitted(address, acme_api.ValidationSettings())
 
 
-def _is_ip(value: str) -> bool:
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in value else socket.AF_INET, value)
-    except OSError:
-        return False
-    return True
-
-
 class _PermittedResolver(AbstractResolver):
     """Resolves like aiohttp, then drops addresses validation may not connect to."""
 
@@ -87,7 +79,7 @@ class AiohttpFetcher:
     async def fetch(self, *, address: str, port: int, host: str, path: str) -> acme_api.FetchResult:
         """GET ``path`` from ``address:port`` with ``Host: host``."""
         # aiohttp skips the resolver for IP literals: check them here.
-        if _is_ip(address) and not self._permit(address):
+        if acme_api.is_ip_literal(address) and not self._permit(address):
             raise acme_api.NetworkError(
                 "connection", f"http://{host}:{port}{path}: not a permitted validation target"
             )

@@ -44,6 +44,7 @@ from server.ca.acme.validation import (
     ValidationPorts,
     ValidationSettings,
     dns01_value,
+    is_ip_literal,
     key_authorization,
     target_permitted,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "ValidationSettings",
     "cert_id_of",
     "dns01_value",
+    "is_ip_literal",
     "key_authorization",
     "target_permitted",
 ]

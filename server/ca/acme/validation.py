@@ -124,7 +124,8 @@ def target_permitted(address: str, settings: ValidationSettings) -> bool:
     return not any(ip.version == n.version and ip in n for n in DENIED_TARGETS)
 
 
-def _is_ip(value: str) -> bool:
+def is_ip_literal(value: str) -> bool:
+    """Return whether ``value`` is an IP address (brackets allowed), not a name."""
     try:
         ipaddress.ip_address(value.strip("[]"))
     except ValueError:
@@ -240,7 +241,11 @@ async def _once(
     s: ValidationSettings,
 ) -> at.StoredProblem | None:
     target = _address(identifier, s)
-    if kind is not at.ChallengeType.DNS_01 and _is_ip(target) and not target_permitted(target, s):
+    if (
+        kind is not at.ChallengeType.DNS_01
+        and is_ip_literal(target)
+        and not target_permitted(target, s)
+    ):
         return at.StoredProblem(
             ProblemKind.CONNECTION, f"{kind}: the address is not a permitted validation target"
         )

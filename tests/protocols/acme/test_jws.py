@@ -6,6 +6,7 @@ import functools
 import json
 from typing import Any
 
+import josepy.jwa
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
@@ -265,3 +266,11 @@ def test_signature_over_other_input_does_not_verify() -> None:
     with pytest.raises(EngineError) as caught:
         jws.verify_signature("ES256", public, b"a.c", _sig(ec_key(), b"a.b"))
     assert caught.value.detail == "the JWS signature does not verify"
+
+
+def test_eddsa_registration_signs_and_verifies() -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    alg = josepy.jwa.JWASignature.from_json("EdDSA")
+    signature = alg.sign(key, b"payload")
+    assert alg.verify(key.public_key(), b"payload", signature)
+    assert not alg.verify(key.public_key(), b"other", signature)
