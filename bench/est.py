@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from pgdb import fresh_database  # noqa: E402 - bench/pgdb.py, beside this script
 
+from server.ca import grants  # noqa: E402
 from server.ca.types import Principal  # noqa: E402
 from server.config import load_settings  # noqa: E402
 from server.wiring import open_services  # noqa: E402
@@ -343,7 +344,9 @@ async def _engine_phase(
         engine = services.engine
 
         async def one(i: int) -> bool:
-            await engine.issue(csrs[i % len(csrs)], principal=principal, profile="device")
+            await engine.issue(
+                csrs[i % len(csrs)], principal=principal, grant=grants.OPERATOR, profile="device"
+            )
             return True
 
         for c in args.concurrency:

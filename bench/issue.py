@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pgdb import fresh_database  # bench/pgdb.py, beside this script
 
-from server.ca import api, keys
+from server.ca import api, grants, keys
 from server.ca.types import Principal
 from server.store.database import Database, sqlite_url
 from server.store.memory import MemoryRepository
@@ -92,7 +92,9 @@ async def engine_rate(
     """Return (issuances/s, p50 ms, p99 ms) for the engine at a concurrency."""
     await engine.create_root("root", actor=OP)
     await engine.create_subordinate("issuing", parent="root", actor=OP, path_length=0)
-    await engine.issue(csrs[0], principal=OP, profile="tls-server")  # warm the key cache
+    await engine.issue(
+        csrs[0], principal=OP, grant=grants.OPERATOR, profile="tls-server"
+    )  # warm the key cache
     queue = list(reversed(csrs[1:]))
     latencies: list[float] = []
 
@@ -100,7 +102,7 @@ async def engine_rate(
         while queue:
             csr = queue.pop()
             t0 = time.perf_counter()
-            await engine.issue(csr, principal=OP, profile="tls-server")
+            await engine.issue(csr, principal=OP, grant=grants.OPERATOR, profile="tls-server")
             latencies.append(time.perf_counter() - t0)
 
     start = time.perf_counter()

@@ -28,7 +28,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from issue import make_csrs  # bench/issue.py: the same CSRs as the engine baseline
 
-from server.ca import api, keys
+from server.ca import api, grants, keys
 from server.ca.matter import api as matter_api
 from server.ca.types import Principal
 from server.cli import matter as cli_matter
@@ -44,12 +44,16 @@ VID, PID = 0xFFF1, 0x8000
 async def engine_rate(engine: api.CAEngine, csrs: list[bytes], concurrency: int) -> float:
     await engine.create_root("root", actor=OP)
     await engine.create_subordinate("issuing", parent="root", actor=OP, path_length=0)
-    await engine.issue(csrs[0], principal=OP, profile="tls-server")  # warm the key cache
+    await engine.issue(
+        csrs[0], principal=OP, grant=grants.OPERATOR, profile="tls-server"
+    )  # warm the key cache
     queue = list(reversed(csrs[1:]))
 
     async def worker() -> None:
         while queue:
-            await engine.issue(queue.pop(), principal=OP, profile="tls-server")
+            await engine.issue(
+                queue.pop(), principal=OP, grant=grants.OPERATOR, profile="tls-server"
+            )
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -76,7 +80,9 @@ async def dac_rate(
             if out
             else None
         )
-        async for batch in service.issue_dacs(pai="pai", vid=VID, pid=PID, actor=OP, count=count):
+        async for batch in service.issue_dacs(
+            pai="pai", vid=VID, pid=PID, actor=OP, grant=grants.OPERATOR, count=count
+        ):
             if writer is not None:
                 await writer.submit(batch)
             if keep is not None:

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from protocols.acme import network
-from server.ca import api, keys
+from server.ca import api, grants, keys
 from server.ca.acme import api as acme_api
 from server.ca.est import api as est_api
 from server.ca.status import api as status_api
@@ -52,6 +52,13 @@ log = logging.getLogger(__name__)
 
 SYSTEM: Final = Principal("system", "privca")
 _TLS_NAMES: Final = ("localhost", "127.0.0.1", "::1")
+# What the server may issue itself for its HTTPS listener: nothing but its own names.
+_LISTENER_GRANT: Final = grants.Grant(
+    cas=frozenset({grants.ANY}),
+    profiles=frozenset({"tls-server"}),
+    dns_suffixes=("localhost",),
+    ip_ranges=(ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128")),
+)
 _TLS_LIFETIME: Final = timedelta(days=90)
 _HTTP_URL_KEY: Final = "public_http_url"
 
@@ -238,6 +245,7 @@ async def _issue_tls(engine: api.CAEngine, files: TlsFiles) -> None:
             names.append(x509.DNSName(n))
     issued = await engine.issue_with_generated_key(
         principal=SYSTEM,
+        grant=_LISTENER_GRANT,
         profile="tls-server",
         key_algorithm=KeyAlgorithm.EC_P256,
         subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from server.ca import hierarchy, issuance, keys, policy, profiles
+from server.ca import grants, hierarchy, issuance, keys, pipeline, policy, profiles
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import Clock, Repository, SerialConflictError, SystemClock, random_serial
 from server.ca.types import (
@@ -60,6 +61,9 @@ class StatusListener(Protocol):
 
 
 _SERIAL_ATTEMPTS: Final = 5
+# A CA's state is re-read at most this often, so every node sharing the database
+# sees a disable or revocation within the promised 5 seconds.
+STATE_TTL: Final = 2.0
 # Matter leaf profiles: issued by server/ca/matter/service.py on CAs of kind MATTER_PAI
 # (DAC) and MATTER_ICAC/MATTER_RCAC (NOC); the Matter profiles fix everything else.
 _MATTER_PROFILES: Final = {
@@ -116,15 +120,18 @@ class CAEngine:
         settings: EngineSettings | None = None,
         clock: Clock | None = None,
         serials: Callable[[], Serial] = random_serial,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._repo = repo
         self._keys = key_backend
         self.settings = settings or EngineSettings()
         self._clock = clock or SystemClock()
         self._serials = serials
-        self._issuers: dict[CAId, issuance.Issuer] = {}
+        self._monotonic = monotonic
+        self._issuers: dict[CAId, tuple[bytes, issuance.Issuer]] = {}
         self._chains: dict[CAId, tuple[CA, tuple[x509.Certificate, ...]]] = {}
-        self._cas: dict[str, CA] = {}
+        self._constraints: dict[CAId, tuple[CA, tuple[x509.NameConstraints, ...]]] = {}
+        self._cas: dict[str, tuple[float, CA]] = {}
         self._listeners: list[StatusListener] = []
 
     # ------------------------------------------------------------------ helpers
@@ -165,20 +172,22 @@ class CAEngine:
         return self._child_urls(ca).crl
 
     async def _issuer(self, ca: CA) -> issuance.Issuer:
+        """Return the CA's loaded signer (its key never leaves the engine)."""
+        if ca.cert_der is None:
+            raise EngineError(ProblemKind.POLICY, f"CA {ca.name} has no certificate yet")
         cached = self._issuers.get(ca.id)
-        if cached is not None:
-            return cached
-        if ca.cert_der is None or ca.status is not CAStatus.ACTIVE:
-            raise EngineError(ProblemKind.POLICY, f"CA {ca.name} is not active")
+        if cached is not None and cached[0] == ca.cert_der:
+            return cached[1]
         key = await asyncio.to_thread(self._keys.load, ca.key)
         chain = [x509.load_der_x509_certificate(d) for d in ca.chain_der]
         built = issuance.Issuer.create(ca.certificate, key, urls=self._child_urls(ca), chain=chain)
-        self._issuers[ca.id] = built
+        self._issuers[ca.id] = (ca.cert_der, built)
         return built
 
     def _forget(self, ca: CA) -> None:
         self._issuers.pop(ca.id, None)
         self._chains.pop(ca.id, None)
+        self._constraints.pop(ca.id, None)
         self._cas.pop(ca.id, None)
         self._cas.pop(ca.name, None)
 
@@ -194,15 +203,26 @@ class CAEngine:
             ref = self.settings.default_ca
             if ref is None:
                 raise EngineError(ProblemKind.NOT_FOUND, "no default CA is configured")
+        now = self._monotonic()
         cached = self._cas.get(ref)
-        if cached is not None:
-            return cached
+        if cached is not None and cached[0] > now:
+            return cached[1]
         ca = await self._repo.get_ca_by_name(ref) or await self._repo.get_ca(CAId(ref))
         if ca is None:
             raise EngineError(ProblemKind.NOT_FOUND, f"unknown CA {ref!r}")
-        if ca.status is CAStatus.ACTIVE:
-            self._cas[ref] = ca
+        if cached is not None and cached[1] != ca:
+            self._forget(cached[1])  # its state or certificate changed on some node
+        if len(self._cas) > 10_000:
+            self._cas.clear()
+        self._cas[ref] = (now + STATE_TTL, ca)
         return ca
+
+    async def lineage(self, ca: CA) -> tuple[CA, ...]:
+        """Return ``ca`` followed by every CA above it, up to its root."""
+        out = [ca]
+        while out[-1].parent_id is not None and len(out) <= 8:
+            out.append(await self.get_ca(out[-1].parent_id))
+        return tuple(out)
 
     async def find_ca(self, ref: str) -> CA | None:
         """Return a CA by name or id, None if absent."""
@@ -326,11 +346,76 @@ class CAEngine:
             return profiles.get_profile(name)
         return found
 
+    async def _constraints_of(self, ca: CA) -> tuple[x509.NameConstraints, ...]:
+        cached = self._constraints.get(ca.id)
+        if cached is not None and cached[0] is ca:
+            return cached[1]
+        found = tuple(issuance.chain_name_constraints(*await self.chain_of(ca)))
+        self._constraints[ca.id] = (ca, found)
+        return found
+
+    async def authorize(
+        self, principal: Principal, grant: grants.Grant, *, ca: str | None, profile: str
+    ) -> CA:
+        """Pipeline step 1: may ``principal`` (holding ``grant``) use this CA and profile now?
+
+        Checks the grant's CA scope (a CA and its subtree) and profiles, then the
+        state of the CA and of every CA above it. Returns the CA.
+
+        Raises:
+            EngineError: NOT_FOUND (CA), UNAUTHORIZED/INVALID_PROFILE (``grant.*``),
+                POLICY (``ca.*``: not active, expired, under a revoked CA).
+        """
+        issuer_ca = await self.get_ca(ca)
+        lineage = await self.lineage(issuer_ca)
+        try:
+            pipeline.authorize(grant, lineage, profile=profile, now=self._now())
+        except EngineError as exc:
+            _log.info("refused %s on CA %s: %s", principal, issuer_ca.name, exc.detail)
+            raise
+        return issuer_ca
+
+    async def check_request(
+        self,
+        principal: Principal,
+        grant: grants.Grant,
+        *,
+        ca: str | None,
+        profile: str,
+        names: Sequence[x509.GeneralName],
+        subject: x509.Name,
+        public_key: object | None = None,
+    ) -> pipeline.Approved:
+        """Pipeline steps 1-2 without signing: what ``issue`` would check, in its order.
+
+        Front ends call this to refuse before they hold or validate anything (ACME
+        newOrder with ``public_key`` None, EST before manual approval).
+
+        Raises:
+            EngineError: as ``authorize`` and ``pipeline.check_request``.
+        """
+        prof = self.profile(profile)
+        issuer_ca = await self.authorize(principal, grant, ca=ca, profile=prof.name)
+        try:
+            return pipeline.check_request(
+                grant,
+                issuer_ca,
+                profile=prof,
+                names=names,
+                subject=subject,
+                public_key=public_key,  # type: ignore[arg-type]  # algorithm_of checks it
+                constraints=await self._constraints_of(issuer_ca),
+            )
+        except EngineError as exc:
+            _log.info("refused %s on CA %s: %s", principal, issuer_ca.name, exc.detail)
+            raise
+
     async def issue(
         self,
         csr: bytes | x509.CertificateSigningRequest,
         *,
         principal: Principal,
+        grant: grants.Grant,
         profile: str,
         ca: str | None = None,
         names: Sequence[x509.GeneralName] | None = None,
@@ -340,20 +425,24 @@ class CAEngine:
         not_after: datetime | None = None,
         matter: MatterRequest | None = None,
     ) -> IssuedCertificate:
-        """Issue a leaf from a PKCS#10 request; stored before it is returned.
+        """Issue a leaf from a PKCS#10 request; stored and audited before it is returned.
 
-        ``names`` (if given) must equal the CSR's SANs as a set, which is how a
-        front end ties a CSR to what it authorised. Profiles ``matter-dac`` and
-        ``matter-noc`` go to ``matter_api.issue_matter`` (``matter`` carries their
-        VID/PID or node/fabric/CAT parameters; a refusal names the Matter rule).
+        Every leaf privca signs comes through here or ``issue_with_generated_key``:
+        ``authorize`` -> ``check_request`` -> build -> sign -> store + audit. ``grant``
+        is what the principal's EST label, ACME directory or operator role allows
+        (``grants.OPERATOR`` for the CLI). ``names`` (if given) must equal the CSR's
+        SANs as a set, which is how a front end ties a CSR to what it authorised.
+        Profiles ``matter-dac`` and ``matter-noc`` go on to ``matter_api.issue_matter``
+        after step 1 (``matter`` carries their VID/PID or node/fabric/CAT parameters;
+        a refusal names the Matter rule).
 
         Raises:
             EngineError: BAD_CSR, BAD_PUBLIC_KEY, REJECTED_IDENTIFIER, MALFORMED
-                (validity), INVALID_PROFILE, NOT_FOUND (CA), POLICY (CA inactive).
+                (validity), INVALID_PROFILE, UNAUTHORIZED, NOT_FOUND (CA), POLICY.
         """
         req = csr if isinstance(csr, x509.CertificateSigningRequest) else issuance.load_csr(csr)
         if profile in _MATTER_PROFILES:
-            # Matter DAC/NOC: dispatched on the profile and checked against the CA's kind.
+            await self.authorize(principal, grant, ca=ca, profile=profile)
             from server.ca.matter import api as matter_api  # it imports this module
 
             return await matter_api.issue_matter(
@@ -370,13 +459,19 @@ class CAEngine:
             policy.san_value(n) for n in csr_names
         }:
             raise EngineError(ProblemKind.BAD_CSR, "the CSR's names differ from the request")
-        return await self._issue_key(
-            req.public_key(),
-            principal=principal,
-            profile=profile,
+        approved = await self.check_request(
+            principal,
+            grant,
             ca=ca,
+            profile=profile,
             names=csr_names,
             subject=subject if subject is not None else req.subject,
+            public_key=req.public_key(),
+        )
+        return await self._sign_leaf(
+            approved,
+            req.public_key(),
+            principal=principal,
             lifetime=lifetime,
             not_before=not_before,
             not_after=not_after,
@@ -386,6 +481,7 @@ class CAEngine:
         self,
         *,
         principal: Principal,
+        grant: grants.Grant,
         profile: str,
         key_algorithm: KeyAlgorithm,
         subject: x509.Name,
@@ -398,8 +494,9 @@ class CAEngine:
         Raises:
             EngineError: as ``issue``.
         """
-        key = await asyncio.to_thread(keys.generate_private_key, key_algorithm)
         if profile in _MATTER_PROFILES:
+            await self.authorize(principal, grant, ca=ca, profile=profile)
+            key = await asyncio.to_thread(keys.generate_private_key, key_algorithm)
             from server.ca.matter import api as matter_api  # it imports this module
 
             issued = await matter_api.issue_matter(
@@ -412,13 +509,19 @@ class CAEngine:
                 subject=subject,
             )
         else:
-            issued = await self._issue_key(
+            approved = await self.check_request(
+                principal, grant, ca=ca, profile=profile, names=names, subject=subject
+            )
+            if key_algorithm not in approved.profile.allowed_key_algorithms:
+                raise EngineError(
+                    ProblemKind.BAD_PUBLIC_KEY,
+                    f"{pipeline.Rule.KEY}: profile {profile} does not allow {key_algorithm} keys",
+                )
+            key = await asyncio.to_thread(keys.generate_private_key, key_algorithm)
+            issued = await self._sign_leaf(
+                approved,
                 key.public_key(),
                 principal=principal,
-                profile=profile,
-                ca=ca,
-                names=names,
-                subject=subject,
                 lifetime=lifetime,
                 not_before=None,
                 not_after=None,
@@ -430,45 +533,19 @@ class CAEngine:
         )
         return replace(issued, private_key_pem=pem)
 
-    async def _issue_key(
+    async def _sign_leaf(
         self,
+        approved: pipeline.Approved,
         public_key: object,
         *,
         principal: Principal,
-        profile: str,
-        ca: str | None,
-        names: Sequence[x509.GeneralName],
-        subject: x509.Name,
         lifetime: timedelta | None,
         not_before: datetime | None,
         not_after: datetime | None,
     ) -> IssuedCertificate:
-        prof = self.profile(profile)
-        alg = keys.algorithm_of(public_key)
-        if alg not in prof.allowed_key_algorithms:
-            raise EngineError(
-                ProblemKind.BAD_PUBLIC_KEY, f"profile {prof.name} does not allow {alg} keys"
-            )
-        issuer_ca = await self.get_ca(ca)
-        if issuer_ca.kind is not CAKind.GENERAL:
-            raise EngineError(
-                ProblemKind.POLICY,
-                f"CA {issuer_ca.name} ({issuer_ca.kind}) cannot issue {prof.name}",
-            )
-        policy.check_names(
-            names,
-            profile=prof,
-            dns_suffixes=issuer_ca.allowed_dns_suffixes,
-            ip_networks=issuer_ca.allowed_ip_networks,
-        )
-        leaf_subject = issuance.leaf_subject(prof, subject, names)
-        if len(leaf_subject) == 0 and not names:
-            raise EngineError(ProblemKind.BAD_CSR, "the request names no subject and no SAN")
+        """Pipeline steps 3-5 for an approved request: build, sign, store + audit."""
+        issuer_ca, prof = approved.ca, approved.profile
         issuer = await self._issuer(issuer_ca)
-        policy.check_name_constraints(names, issuer.name_constraints)
-        max_lifetime = prof.max_lifetime
-        if issuer_ca.mode is CAMode.SHORT_LIVED:
-            max_lifetime = min(max_lifetime, profiles.SHORT_LIVED_MAX)
         now = self._now()
         start, end = issuance.clamp_validity(
             now=now,
@@ -476,22 +553,25 @@ class CAEngine:
             not_after=not_after,
             lifetime=lifetime,
             profile=prof,
-            max_lifetime=max_lifetime,
+            max_lifetime=approved.max_lifetime,
             issuer_not_before=issuer.not_before,
             issuer_not_after=issuer.not_after,
+            limit=approved.limit,
         )
         for _ in range(_SERIAL_ATTEMPTS):
             cert = issuance.build_leaf(
                 issuer,
                 public_key=public_key,  # type: ignore[arg-type]  # checked by algorithm_of
-                subject=leaf_subject,
-                names=names,
+                subject=approved.subject,
+                names=approved.names,
                 profile=prof,
                 not_before=start,
                 not_after=end,
                 serial=self._serials(),
             )
-            record = self._record(issuer_ca, cert, profile=prof.name, names=names, actor=principal)
+            record = self._record(
+                issuer_ca, cert, profile=prof.name, names=approved.names, actor=principal
+            )
             try:
                 await self._repo.add_certificate(
                     record,

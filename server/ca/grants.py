@@ -15,13 +15,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
+from typing import Final
 
 from cryptography import x509
 
 from server.ca.errors import EngineError, ProblemKind, SubProblem
 from server.ca.profiles import SanType
 
-__all__ = ["DEVICE_IDENTITY", "Grant", "Rule", "check", "narrow"]
+__all__ = [
+    "ANY",
+    "DEVICE_IDENTITY",
+    "OPERATOR",
+    "Grant",
+    "Rule",
+    "authorize",
+    "check",
+    "lifetime_cap",
+    "narrow",
+]
+
+ANY: Final = "*"
+"""In ``profiles``, ``cas``, ``dns_suffixes``, ``email_domains``: every value of that kind."""
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -29,6 +43,7 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 class Rule(StrEnum):
     """The policy rule behind a refusal; it appears in the error detail."""
 
+    CA = "grant.ca"
     PROFILE = "grant.profile"
     SAN_TYPE = "grant.san-type"
     DNS_SUFFIX = "grant.dns-suffix"
@@ -47,9 +62,12 @@ class Grant:
     ``dns_suffixes``/``ip_ranges``/``email_domains``/``uri_patterns`` grant the
     SAN type they name; ``subject_patterns`` are shell-style patterns over the
     RFC 4514 subject string (``CN=fire-sensor-*``); an empty tuple means any
-    subject. ``max_lifetime`` None means the profile's own limit.
+    subject. ``max_lifetime`` None means the profile's own limit. ``cas`` names
+    the CAs (by name) whose subtrees the grant covers. ``ANY`` in ``profiles``,
+    ``cas``, ``dns_suffixes`` or ``email_domains`` grants every value of that kind.
     """
 
+    cas: frozenset[str] = frozenset()
     profiles: frozenset[str] = frozenset()
     dns_suffixes: tuple[str, ...] = ()
     allow_wildcard: bool = False
@@ -71,11 +89,27 @@ class Grant:
         return frozenset(kind for kind, values in granted.items() if values)
 
 
-DEVICE_IDENTITY = Grant(profiles=frozenset({"device"}))
-"""The default EST label grant: device identities (a subject name, no SANs)."""
+DEVICE_IDENTITY = Grant(cas=frozenset({ANY}), profiles=frozenset({"device"}))
+"""The default EST label grant: device identities (a subject name, no SANs).
+
+The label binds the CA; ``cas`` is narrowed to it where the label is resolved.
+"""
+
+OPERATOR = Grant(
+    cas=frozenset({ANY}),
+    profiles=frozenset({ANY}),
+    dns_suffixes=(ANY,),
+    allow_wildcard=True,
+    ip_ranges=(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")),
+    email_domains=(ANY,),
+    uri_patterns=(ANY,),
+)
+"""Break-glass operator at the CLI (a shell on the database host): every CA and name."""
 
 
 def _dns_under(name: str, suffix: str) -> bool:
+    if suffix == ANY:
+        return True
     suffix = suffix.lower().strip(".")
     return name == suffix or name.endswith("." + suffix)
 
@@ -105,7 +139,7 @@ def _refusal(grant: Grant, name: x509.GeneralName) -> tuple[Rule, str] | None:
         if not grant.email_domains:
             return Rule.SAN_TYPE, "e-mail addresses are not granted"
         domain = value.rpartition("@")[2].lower()
-        if not any(domain == d.lower() for d in grant.email_domains):
+        if not any(d == ANY or domain == d.lower() for d in grant.email_domains):
             return Rule.EMAIL_DOMAIN, f"{value} is outside {', '.join(grant.email_domains)}"
         return None
     if isinstance(name, x509.UniformResourceIdentifier):
@@ -117,23 +151,42 @@ def _refusal(grant: Grant, name: x509.GeneralName) -> tuple[Rule, str] | None:
     return Rule.SAN_TYPE, f"{type(name).__name__} names are not granted"
 
 
+def authorize(grant: Grant, *, lineage: Sequence[str], profile: str) -> None:
+    """Refuse a CA or profile the grant does not cover.
+
+    ``lineage`` is the issuing CA's name followed by its ancestors' names: a grant
+    of a CA covers its subtree.
+
+    Raises:
+        EngineError: UNAUTHORIZED for a CA outside the grant, INVALID_PROFILE for an
+            ungranted profile. Each detail starts with the rule's name.
+    """
+    if ANY not in grant.cas and not any(name in grant.cas for name in lineage):
+        where = lineage[0] if lineage else "?"
+        raise EngineError(ProblemKind.UNAUTHORIZED, f"{Rule.CA}: CA {where} is not granted")
+    if ANY not in grant.profiles and profile not in grant.profiles:
+        raise EngineError(ProblemKind.INVALID_PROFILE, f"{Rule.PROFILE}: {profile} is not granted")
+
+
+def lifetime_cap(grant: Grant, limit: timedelta) -> tuple[timedelta, str | None]:
+    """Return the lifetime limit under ``grant`` and the rule's name when the grant set it."""
+    if grant.max_lifetime is not None and grant.max_lifetime < limit:
+        return grant.max_lifetime, str(Rule.LIFETIME)
+    return limit, None
+
+
 def check(
     grant: Grant,
     *,
-    profile: str,
     subject: x509.Name,
     names: Sequence[x509.GeneralName],
-    lifetime: timedelta,
 ) -> None:
-    """Refuse a request that asks for more than ``grant`` allows.
+    """Refuse names or a subject the grant does not allow.
 
     Raises:
-        EngineError: INVALID_PROFILE for an ungranted profile, REJECTED_IDENTIFIER
-            (one subproblem per name) for ungranted names or subject, POLICY for a
-            lifetime over the maximum. Each detail starts with the rule's name.
+        EngineError: REJECTED_IDENTIFIER (one subproblem per name) for ungranted
+            names or subject. Each detail starts with the rule's name.
     """
-    if profile not in grant.profiles:
-        raise EngineError(ProblemKind.INVALID_PROFILE, f"{Rule.PROFILE}: {profile} is not granted")
     problems = []
     for name in names:
         refused = _refusal(grant, name)
@@ -154,11 +207,6 @@ def check(
             ProblemKind.REJECTED_IDENTIFIER,
             f"{Rule.SUBJECT}: {rendered!r} matches none of {patterns}",
         )
-    if grant.max_lifetime is not None and lifetime > grant.max_lifetime:
-        raise EngineError(
-            ProblemKind.POLICY,
-            f"{Rule.LIFETIME}: {lifetime.days} days asked, at most {grant.max_lifetime.days}",
-        )
 
 
 def _narrow_subjects(outer: tuple[str, ...], inner: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -171,6 +219,12 @@ def _narrow_subjects(outer: tuple[str, ...], inner: tuple[str, ...] | None) -> t
         # An empty tuple grants any subject: refuse rather than widen.
         raise ValueError(f"subject patterns {inner} are not among the label's {outer}")
     return kept
+
+
+def _narrow_profiles(outer: frozenset[str], inner: frozenset[str] | None) -> frozenset[str]:
+    if inner is None:
+        return outer
+    return inner if ANY in outer else outer & inner
 
 
 def narrow(
@@ -198,7 +252,7 @@ def narrow(
         lifetime = max_lifetime if lifetime is None else min(lifetime, max_lifetime)
     return replace(
         grant,
-        profiles=grant.profiles if profiles is None else grant.profiles & profiles,
+        profiles=_narrow_profiles(grant.profiles, profiles),
         dns_suffixes=suffixes,
         subject_patterns=_narrow_subjects(grant.subject_patterns, subject_patterns),
         max_lifetime=lifetime,

@@ -121,7 +121,7 @@ class Issuer:
             hash=keys.signature_hash(key),
             aki=aki,
             child_extensions=tuple(_aia_cdp(urls)),
-            name_constraints=tuple(_name_constraints(certificate, *chain)),
+            name_constraints=tuple(chain_name_constraints(certificate, *chain)),
         )
 
     @property
@@ -157,7 +157,8 @@ def parse_name(text: str) -> x509.Name:
         raise EngineError(ProblemKind.MALFORMED, f"cannot parse the name {text!r}") from exc
 
 
-def _name_constraints(*certs: x509.Certificate) -> list[x509.NameConstraints]:
+def chain_name_constraints(*certs: x509.Certificate) -> list[x509.NameConstraints]:
+    """Return the NameConstraints along a chain (issuer first), for checking a leaf's names."""
     out = []
     for cert in certs:
         try:
@@ -331,6 +332,7 @@ def clamp_validity(
     max_lifetime: timedelta,
     issuer_not_before: datetime,
     issuer_not_after: datetime,
+    limit: str | None = None,
 ) -> tuple[datetime, datetime]:
     """Return (not_before, not_after) for a request, narrowing only.
 
@@ -357,7 +359,7 @@ def clamp_validity(
         raise EngineError(
             ProblemKind.MALFORMED,
             f"requested lifetime {end - start} exceeds the maximum {max_lifetime} "
-            f"of profile {profile.name}",
+            f"of {limit or f'profile {profile.name}'}",
         )
     if end <= now:
         raise EngineError(ProblemKind.MALFORMED, "notAfter is in the past")

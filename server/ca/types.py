@@ -58,11 +58,18 @@ class CAMode(StrEnum):
 
 
 class CAStatus(StrEnum):
-    """PENDING: an imported CA waiting for its externally signed certificate."""
+    """A CA's lifecycle state.
+
+    PENDING: an imported CA waiting for its externally signed certificate.
+    DISABLED: issues nothing, still publishes CRLs/OCSP and accepts revocations.
+    REVOKED: its certificate is revoked at its parent; it and its subtree issue
+    nothing. Expiry is not stored: it follows from the certificate.
+    """
 
     PENDING = "pending"
     ACTIVE = "active"
     DISABLED = "disabled"
+    REVOKED = "revoked"
 
 
 class CAKind(StrEnum):

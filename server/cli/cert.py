@@ -10,6 +10,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from server.ca import grants
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import CertificateRecord, CertQuery, CertStatus, RevocationReason
 from server.cli.options import (
@@ -33,6 +34,7 @@ async def _issue(s: Services, a: argparse.Namespace) -> int:
         issued = await s.engine.issue(
             Path(a.csr).read_bytes(),
             principal=OPERATOR,
+            grant=grants.OPERATOR,
             profile=a.profile,
             ca=a.ca,
             lifetime=lifetime(a),
@@ -44,6 +46,7 @@ async def _issue(s: Services, a: argparse.Namespace) -> int:
             )
         issued = await s.engine.issue_with_generated_key(
             principal=OPERATOR,
+            grant=grants.OPERATOR,
             profile=a.profile,
             key_algorithm=a.key_type,
             subject=a.subject or x509.Name([]),

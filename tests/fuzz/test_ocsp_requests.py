@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocols.ocsp import messages
+from server.ca import grants
 from server.ca.errors import EngineError
 from tests.fuzz import strategies
 from tests.fuzz.conftest import OP, Stack
@@ -44,7 +45,9 @@ def request_der(
 async def seeds(stack: Stack) -> list[bytes]:
     """Valid requests for a certificate of the stack's issuing CA."""
     csr, _ = make_csr(["dns:ocsp-fuzz.internal"])
-    issued = await stack.services.engine.issue(csr, principal=OP, profile="tls-server")
+    issued = await stack.services.engine.issue(
+        csr, grant=grants.OPERATOR, principal=OP, profile="tls-server"
+    )
     issuer = (await stack.services.engine.get_ca(None)).certificate
     return [
         request_der(issued.certificate, issuer, sha=sha, nonce=nonce)

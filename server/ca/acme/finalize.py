@@ -74,6 +74,8 @@ class Finalizer:
             issued = await self._engine.issue(
                 request,
                 principal=Principal("acme", account.id),
+                grant=self._orders.settings.grant,
+                ca=self._orders.settings.ca,
                 profile=order.profile,
                 names=[orders.general_name(i) for i in order.identifiers],
                 not_before=order.not_before,

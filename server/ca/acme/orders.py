@@ -28,6 +28,7 @@ from server.ca.acme.settings import AcmeSettings
 from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind, SubProblem
 from server.ca.ports import Clock
+from server.ca.types import Principal
 
 __all__ = ["Orders", "derive_authz", "derive_order", "general_name"]
 
@@ -122,9 +123,13 @@ class Orders:
         self._clock = clock
         self._renewal = renewal
         self._limit = RateLimiter(repo, clock, settings.orders_per_account_per_hour)
-        self._constraints: dict[str, tuple[x509.NameConstraints, ...]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._validation_slots = asyncio.Semaphore(max(1, settings.validation_concurrency))
+
+    @property
+    def settings(self) -> AcmeSettings:
+        """The directory's settings (its CA and grant are the issuance pipeline's input)."""
+        return self._settings
 
     # ------------------------------------------------------------ lifecycle
 
@@ -167,21 +172,8 @@ class Orders:
 
     # ------------------------------------------------------------ identifiers
 
-    async def _name_constraints(self) -> tuple[x509.NameConstraints, ...]:
-        ca = await self._engine.get_ca(None)
-        cached = self._constraints.get(ca.id)
-        if cached is None:
-            out = []
-            for cert in await self._engine.chain_of(ca):
-                try:
-                    out.append(cert.extensions.get_extension_for_class(x509.NameConstraints).value)
-                except x509.ExtensionNotFound:
-                    continue
-            cached = self._constraints[ca.id] = tuple(out)
-        return cached
-
     async def check_identifiers(
-        self, raw: Sequence[tuple[str, str]], *, profile: str
+        self, account: at.Account, raw: Sequence[tuple[str, str]], *, profile: str
     ) -> tuple[at.Identifier, ...]:
         """Parse identifiers and apply the CA's identifier policy (rejectedIdentifier).
 
@@ -227,16 +219,15 @@ class Orders:
         if bad:
             detail = bad[0].detail if len(bad) == 1 else f"{len(bad)} identifiers refused"
             raise EngineError(ProblemKind.REJECTED_IDENTIFIER, detail, subproblems=tuple(bad))
-        names = [general_name(i) for i in idents]
-        prof = self._engine.profile(profile)
-        ca = await self._engine.get_ca(None)
-        policy.check_names(
-            names,
-            profile=prof,
-            dns_suffixes=ca.allowed_dns_suffixes,
-            ip_networks=ca.allowed_ip_networks,
+        # The issuance pipeline's own checks, before anything is validated.
+        await self._engine.check_request(
+            Principal("acme", account.id),
+            self._settings.grant,
+            ca=self._settings.ca,
+            profile=profile,
+            names=[general_name(i) for i in idents],
+            subject=x509.Name([]),
         )
-        policy.check_name_constraints(names, await self._name_constraints())
         return tuple(idents)
 
     # ------------------------------------------------------------ orders
@@ -283,7 +274,7 @@ class Orders:
                 NOT_FOUND (replaces an unknown cert).
         """
         engine_profile = self.engine_profile(profile)
-        idents = await self.check_identifiers(identifiers, profile=engine_profile)
+        idents = await self.check_identifiers(account, identifiers, profile=engine_profile)
         now = self._clock.now()
         self._check_window(engine_profile, not_before, not_after, now)
         if replaces is not None:
@@ -418,7 +409,9 @@ class Orders:
         """
         if value.startswith("*."):
             raise EngineError(ProblemKind.MALFORMED, "wildcards cannot be pre-authorized")
-        (ident,) = await self.check_identifiers([(kind, value)], profile=self.engine_profile(None))
+        (ident,) = await self.check_identifiers(
+            account, [(kind, value)], profile=self.engine_profile(None)
+        )
         authz = self._new_authz(account, ident)
         await self._repo.add_authz(authz)
         return authz

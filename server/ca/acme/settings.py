@@ -7,19 +7,36 @@ sqlalchemy.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from server.ca import grants
 from server.ca.acme import validation
 
-__all__ = ["AcmeSettings"]
+__all__ = ["VALIDATED_NAMES", "AcmeSettings"]
+
+VALIDATED_NAMES = grants.Grant(
+    cas=frozenset({grants.ANY}),
+    profiles=frozenset({grants.ANY}),
+    dns_suffixes=(grants.ANY,),
+    allow_wildcard=True,
+    ip_ranges=(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")),
+)
+"""A directory's default grant: any DNS name or IP address its challenges prove.
+
+The directory's profiles, its CA's suffix policy and the chain's name constraints
+still apply; a directory configured with suffixes or ranges narrows this.
+"""
 
 
 @dataclass(frozen=True, slots=True)
 class AcmeSettings:
     """ACME policy, validated by ``server.config`` before it gets here."""
 
+    ca: str | None = None
+    grant: grants.Grant = VALIDATED_NAMES
     eab_required: bool = False
     authz_reuse: bool = True
     orders_per_account_per_hour: int = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Final
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from server.ca import issuance, keys, policy
+from server.ca import grants, issuance, keys, policy
 from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.est.identity import ClientIdentity
@@ -33,7 +34,7 @@ from server.ca.est.ports import (
     PendingStatus,
 )
 from server.ca.ports import Clock
-from server.ca.types import AuditEvent, CAStatus, CertStatus, Principal, Serial
+from server.ca.types import AuditEvent, CertStatus, Principal, Serial
 
 __all__ = ["Enrolled", "EnrollmentPending", "Enrollments", "parse_csr"]
 
@@ -118,6 +119,23 @@ def _check_reenroll(
     _check_same_identity(csr, client, "the certificate being renewed (RFC 7030 4.2.2)")
 
 
+def label_grant(label: EstLabel) -> grants.Grant:
+    """Return what a label lets its clients put in a certificate.
+
+    Until labels carry their own name policy this is the label's profile with the
+    names that profile allows (the pipeline still applies CA policy and constraints).
+    """
+    return grants.Grant(
+        cas=frozenset({grants.ANY}),
+        profiles=frozenset({label.profile}),
+        dns_suffixes=(grants.ANY,),
+        allow_wildcard=True,
+        ip_ranges=(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")),
+        email_domains=(grants.ANY,),
+        uri_patterns=(grants.ANY,),
+    )
+
+
 class Enrollments:
     """Issue for EST clients, holding requests for an operator where the label says so."""
 
@@ -129,26 +147,19 @@ class Enrollments:
         self._clock = clock
         self._retry_after = retry_after
 
-    async def _precheck(self, label: EstLabel, csr: x509.CertificateSigningRequest) -> None:
-        """Run the engine's request checks without issuing (before holding for approval)."""
-        prof = self._engine.profile(label.profile)
-        alg = keys.algorithm_of(csr.public_key())
-        if alg not in prof.allowed_key_algorithms:
-            raise EngineError(
-                ProblemKind.BAD_PUBLIC_KEY, f"profile {prof.name} does not allow {alg} keys"
-            )
-        ca = await self._engine.get_ca(label.ca)
-        if ca.status is not CAStatus.ACTIVE:
-            raise EngineError(ProblemKind.POLICY, f"CA {ca.name} is not active")
-        names = issuance.requested_names(csr)
-        policy.check_names(
-            names,
-            profile=prof,
-            dns_suffixes=ca.allowed_dns_suffixes,
-            ip_networks=ca.allowed_ip_networks,
+    async def _precheck(
+        self, label: EstLabel, csr: x509.CertificateSigningRequest, client: ClientIdentity
+    ) -> None:
+        """Run the issuance pipeline's checks without issuing (before holding for approval)."""
+        await self._engine.check_request(
+            client.principal,
+            label_grant(label),
+            ca=label.ca,
+            profile=label.profile,
+            names=issuance.requested_names(csr),
+            subject=csr.subject,
+            public_key=csr.public_key(),
         )
-        if len(issuance.leaf_subject(prof, csr.subject, names)) == 0 and not names:
-            raise EngineError(ProblemKind.BAD_CSR, "the request names no subject and no SAN")
 
     async def enroll(
         self,
@@ -177,7 +188,7 @@ class Enrollments:
             _check_same_identity(csr, client, "the authenticating certificate")
         if not label.approval_required:
             return await self._issue(label, csr, client=client, operation=operation)
-        await self._precheck(label, csr)
+        await self._precheck(label, csr, client)
         fingerprint = _key_fingerprint(csr)
         requester = str(client.principal)[:255]
         existing = await self._repo.find_pending(label.name, requester, fingerprint)
@@ -279,6 +290,7 @@ class Enrollments:
             alg = keys.algorithm_of(csr.public_key())
             generated = await self._engine.issue_with_generated_key(
                 principal=client.principal,
+                grant=label_grant(label),
                 profile=label.profile,
                 key_algorithm=alg,
                 subject=csr.subject,
@@ -291,7 +303,11 @@ class Enrollments:
                 private_key_der=_pem_body_to_der(generated.private_key_pem or b""),
             )
         issued = await self._engine.issue(
-            csr, principal=client.principal, profile=label.profile, ca=label.ca
+            csr,
+            principal=client.principal,
+            grant=label_grant(label),
+            profile=label.profile,
+            ca=label.ca,
         )
         return Enrolled(certificate=issued.certificate, chain=issued.chain)
 

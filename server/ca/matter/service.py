@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from cryptography.x509.oid import NameOID
 
-from server.ca import api, issuance
+from server.ca import api, grants, issuance
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.matter import oids, profiles, rules
 from server.ca.matter.errors import MatterError, Rule
@@ -569,6 +569,7 @@ class MatterService:
         *,
         ca: str,
         actor: Principal,
+        grant: grants.Grant,
         fabric_id: int | None = None,
         node_id: int | None = None,
         cats: Sequence[int] = (),
@@ -578,6 +579,7 @@ class MatterService:
         return await self._engine.issue(
             csr,
             principal=actor,
+            grant=grant,
             profile=NOC_PROFILE,
             ca=ca,
             lifetime=lifetime,
@@ -590,6 +592,7 @@ class MatterService:
         *,
         pai: str,
         actor: Principal,
+        grant: grants.Grant,
         vid: int | None = None,
         pid: int | None = None,
         lifetime: timedelta | None = None,
@@ -598,6 +601,7 @@ class MatterService:
         return await self._engine.issue(
             csr,
             principal=actor,
+            grant=grant,
             profile=DAC_PROFILE,
             ca=pai,
             lifetime=lifetime,
@@ -611,6 +615,7 @@ class MatterService:
         vid: int,
         pid: int,
         actor: Principal,
+        grant: grants.Grant,
         count: int | None = None,
         csrs: Sequence[tuple[str, bytes]] | None = None,
         lifetime: timedelta | None = None,
@@ -633,6 +638,7 @@ class MatterService:
             raise EngineError(ProblemKind.MALFORMED, "give a DAC count of at least 1, or CSRs")
         _check_vid(vid)
         _check_pid(pid)
+        await self._engine.authorize(actor, grant, ca=pai, profile=DAC_PROFILE)
         signer = await self._signer(pai, allowed=(CAKind.MATTER_PAI,), child="DAC")
         with _engine_errors():
             factory = profiles.DacFactory(signer.cert, signer.key)

@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from server.app import server_ssl_context
+from server.ca import grants
 from server.ca.est import api as est_api
 from server.ca.types import KeyAlgorithm
 from server.tls_anchors import ClientAnchors
@@ -58,6 +59,7 @@ async def _tls_server(
     extra_anchors: list[x509.Certificate],
 ) -> tuple[TestServer, Path, ssl.SSLContext]:
     issued = await env.engine.issue_with_generated_key(
+        grant=grants.OPERATOR,
         principal=OP,
         profile="tls-server",
         key_algorithm=KeyAlgorithm.EC_P256,

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient
 from cryptography import x509
 
 from server.app import create_http_app
+from server.ca import grants
 from server.ca.types import Principal
 from server.config import load_settings
 from server.store.database import Database
@@ -49,7 +50,9 @@ async def client(services: Services, aiohttp_client: ClientFactory) -> TestClien
 
 async def issue(services: Services, ca: str | None = None) -> x509.Certificate:
     csr, _ = make_csr(["dns:leaf.internal"])
-    issued = await services.engine.issue(csr, principal=OP, profile="tls-server", ca=ca)
+    issued = await services.engine.issue(
+        csr, grant=grants.OPERATOR, principal=OP, profile="tls-server", ca=ca
+    )
     return issued.certificate
 
 

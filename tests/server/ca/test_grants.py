@@ -13,6 +13,7 @@ from server.ca import grants
 from server.ca.errors import EngineError, ProblemKind
 
 WEB = grants.Grant(
+    cas=frozenset({"web-ca"}),
     profiles=frozenset({"tls-server"}),
     dns_suffixes=("corp.internal",),
     ip_ranges=(ipaddress.ip_network("10.1.0.0/16"),),
@@ -29,11 +30,7 @@ def _subject(cn: str) -> x509.Name:
 
 
 def _check(grant: grants.Grant, *names: x509.GeneralName, **kw: object) -> None:
-    opts: dict[str, object] = {
-        "profile": "tls-server",
-        "subject": _subject("web-1"),
-        "lifetime": DAY,
-    }
+    opts: dict[str, object] = {"subject": _subject("web-1")}
     opts.update(kw)
     grants.check(grant, names=names, **opts)  # type: ignore[arg-type]
 
@@ -52,14 +49,44 @@ def test_granted_request_passes() -> None:
         x509.IPAddress(ipaddress.ip_address("10.1.2.3")),
         x509.RFC822Name("ops@corp.example"),
         x509.UniformResourceIdentifier("spiffe://corp/ns/web/sa/front"),
-        lifetime=timedelta(days=90),
     )
 
 
-def test_empty_grant_allows_nothing() -> None:
-    err = _refused(grants.Grant(), profile="device")
+def _unauthorized(grant: grants.Grant, lineage: tuple[str, ...], profile: str) -> EngineError:
+    with pytest.raises(EngineError) as info:
+        grants.authorize(grant, lineage=lineage, profile=profile)
+    return info.value
+
+
+def test_empty_grant_allows_no_ca_and_no_profile() -> None:
+    err = _unauthorized(grants.Grant(), ("web-ca",), "device")
+    assert err.kind is ProblemKind.UNAUTHORIZED
+    assert err.detail.startswith(f"{grants.Rule.CA}: ")
+    err = _unauthorized(grants.Grant(cas=frozenset({grants.ANY})), ("web-ca",), "device")
     assert err.kind is ProblemKind.INVALID_PROFILE
-    assert str(grants.Rule.PROFILE) in err.detail
+    assert err.detail.startswith(f"{grants.Rule.PROFILE}: ")
+    err = _refused(grants.Grant(), x509.DNSName("a.corp.internal"))
+    assert err.detail.startswith(f"{grants.Rule.SAN_TYPE}: ")
+
+
+def test_a_ca_grant_covers_its_subtree_only() -> None:
+    grants.authorize(WEB, lineage=("web-issuing", "web-ca", "root"), profile="tls-server")
+    err = _unauthorized(WEB, ("other-issuing", "root"), "tls-server")
+    assert err.kind is ProblemKind.UNAUTHORIZED
+
+
+def test_operator_grants_everything() -> None:
+    grants.authorize(grants.OPERATOR, lineage=("x",), profile="anything")
+    grants.check(
+        grants.OPERATOR,
+        subject=_subject("admin"),
+        names=(
+            x509.DNSName("*.a.b"),
+            x509.IPAddress(ipaddress.ip_address("::1")),
+            x509.RFC822Name("a@b.c"),
+            x509.UniformResourceIdentifier("spiffe://x/y"),
+        ),
+    )
 
 
 def test_device_identity_default_refuses_every_san_type() -> None:
@@ -69,17 +96,15 @@ def test_device_identity_default_refuses_every_san_type() -> None:
         x509.UniformResourceIdentifier("spiffe://corp/ns/prod/sa/admin"),
         x509.RFC822Name("ceo@corp.example"),
     ]
-    err = _refused(grants.DEVICE_IDENTITY, *names, profile="device")
+    err = _refused(grants.DEVICE_IDENTITY, *names)
     assert err.kind is ProblemKind.REJECTED_IDENTIFIER
     assert [s.detail.split(":")[0] for s in err.subproblems] == [grants.Rule.SAN_TYPE] * 4
     assert [s.identifier for s in err.subproblems] == [str(n.value) for n in names]
-    grants.check(
-        grants.DEVICE_IDENTITY, profile="device", subject=_subject("sensor"), names=(), lifetime=DAY
-    )
+    grants.check(grants.DEVICE_IDENTITY, subject=_subject("sensor"), names=())
 
 
 def test_device_identity_refuses_server_profile() -> None:
-    err = _refused(grants.DEVICE_IDENTITY, profile="tls-server")
+    err = _unauthorized(grants.DEVICE_IDENTITY, ("any",), "tls-server")
     assert err.kind is ProblemKind.INVALID_PROFILE
 
 
@@ -119,10 +144,11 @@ def test_subject_pattern() -> None:
     _check(WEB, subject=_subject("web-42"))
 
 
-def test_max_lifetime() -> None:
-    err = _refused(WEB, lifetime=timedelta(days=91))
-    assert err.kind is ProblemKind.POLICY
-    assert err.detail.startswith(f"{grants.Rule.LIFETIME}: ")
+def test_lifetime_cap_names_the_rule_only_when_the_grant_is_tighter() -> None:
+    year = timedelta(days=365)
+    assert grants.lifetime_cap(WEB, year) == (timedelta(days=90), grants.Rule.LIFETIME)
+    assert grants.lifetime_cap(WEB, DAY) == (DAY, None)
+    assert grants.lifetime_cap(grants.OPERATOR, year) == (year, None)
 
 
 def test_narrow_never_widens() -> None:
@@ -146,6 +172,7 @@ def test_narrow_lifetime_shorter() -> None:
 
 def test_narrow_subject_patterns() -> None:
     anyone = grants.Grant(profiles=frozenset({"device"}))
+    assert grants.narrow(grants.OPERATOR, profiles=frozenset({"device"})).profiles == {"device"}
     assert grants.narrow(anyone, subject_patterns=("CN=a-*",)).subject_patterns == ("CN=a-*",)
     with pytest.raises(ValueError, match="not among"):
         grants.narrow(WEB, subject_patterns=("CN=a-*",))

@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import verification
 
-from server.ca import api
+from server.ca import api, grants
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import CAStatus, KeyAlgorithm, Principal
 from tests.support import make_csr, openssl, openssl_verify, pem, san
@@ -38,7 +38,9 @@ async def test_five_tiers_verify_and_sixth_refused(engine: api.CAEngine) -> None
         path_lens.append(bc.path_length)
     assert path_lens == [4, 3, 2, 1, 0]
     csr, _ = make_csr(["dns:leaf.internal"])
-    issued = await engine.issue(csr, principal=OP, profile="tls-server", ca="tier5")
+    issued = await engine.issue(
+        csr, grant=grants.OPERATOR, principal=OP, profile="tls-server", ca="tier5"
+    )
     assert len(issued.chain) == 5
     result = openssl_verify(issued.certificate, issued.chain)
     assert result.returncode == 0, result.stderr
@@ -67,11 +69,11 @@ async def test_name_constraints_are_critical_and_enforced_by_openssl(engine: api
     assert ext.critical
     inside, _ = make_csr(["dns:a.corp.internal"])
     outside, _ = make_csr(["dns:evil.example"])
-    good = await engine.issue(inside, principal=OP, profile="tls-server")
+    good = await engine.issue(inside, grant=grants.OPERATOR, principal=OP, profile="tls-server")
     assert openssl_verify(good.certificate, good.chain).returncode == 0
     # The engine refuses what a validator would reject, before signing anything.
     with pytest.raises(EngineError) as err:
-        await engine.issue(outside, principal=OP, profile="tls-server")
+        await engine.issue(outside, grant=grants.OPERATOR, principal=OP, profile="tls-server")
     assert err.value.kind is ProblemKind.REJECTED_IDENTIFIER
     assert err.value.subproblems[0].identifier == "dns:evil.example"
 
@@ -85,7 +87,9 @@ async def test_ml_dsa_hierarchy_verifies_with_cryptography(
     # Debian's OpenSSL 3.0 cannot verify ML-DSA; cryptography's verifier can.
     await build_tiers(engine, 3, alg)
     csr, _ = make_csr(["dns:pq.internal"], alg=alg)
-    issued = await engine.issue(csr, principal=OP, profile="tls-server", ca="tier3")
+    issued = await engine.issue(
+        csr, grant=grants.OPERATOR, principal=OP, profile="tls-server", ca="tier3"
+    )
     assert issued.certificate.signature_algorithm_oid.dotted_string.startswith(
         "2.16.840.1.101.3.4.3."
     )
@@ -177,7 +181,9 @@ async def test_import_ca_signed_by_openssl_root(engine: api.CAEngine, tmp_path: 
     # The imported CA anchors the rest of the hierarchy and issues.
     await engine.create_subordinate("team", parent="acme-issuing", actor=OP)
     csr, _ = make_csr(["dns:svc.internal"])
-    issued = await engine.issue(csr, principal=OP, profile="tls-server", ca="team")
+    issued = await engine.issue(
+        csr, grant=grants.OPERATOR, principal=OP, profile="tls-server", ca="team"
+    )
     assert issued.chain[-1].subject.rfc4514_string() == "CN=Acme Root,O=Acme Corp"
     result = openssl_verify(issued.certificate, issued.chain)
     assert result.returncode == 0, result.stderr
@@ -203,7 +209,9 @@ async def test_import_honours_the_root_path_length(
         return
     await engine.activate_import("imp", pem=signed, actor=OP)
     csr, _ = make_csr(["dns:svc.internal"])
-    issued = await engine.issue(csr, principal=OP, profile="tls-server", ca="imp")
+    issued = await engine.issue(
+        csr, grant=grants.OPERATOR, principal=OP, profile="tls-server", ca="imp"
+    )
     result = openssl_verify(issued.certificate, issued.chain)
     assert result.returncode == 0, result.stderr
 
@@ -232,7 +240,9 @@ async def test_unknown_ca_and_duplicate_names(engine: api.CAEngine) -> None:
     assert err.value.kind is ProblemKind.CONFLICT
     csr, _ = make_csr()
     with pytest.raises(EngineError) as err:
-        await engine.issue(csr, principal=OP, profile="tls-server", ca="nope")
+        await engine.issue(
+            csr, grant=grants.OPERATOR, principal=OP, profile="tls-server", ca="nope"
+        )
     assert err.value.kind is ProblemKind.NOT_FOUND
     with pytest.raises(EngineError) as err:
         await engine.create_root("bad name!", actor=OP)

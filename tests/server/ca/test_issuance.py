@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from server.ca import api, issuance, profiles
+from server.ca import api, grants, issuance, profiles
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import CAMode, CertQuery, KeyAlgorithm, Principal
 from server.store.memory import MemoryRepository
@@ -39,7 +39,7 @@ async def test_every_ca_key_type_issues_lint_clean(
     await _hierarchy(engine, ca_alg)
     for prof in profiles.BUILTIN_PROFILES:
         csr, _ = make_csr(NAMES_FOR[prof], subject="fire-sensor-123" if prof == "device" else None)
-        issued = await engine.issue(csr, principal=OP, profile=prof)
+        issued = await engine.issue(csr, grant=grants.OPERATOR, principal=OP, profile=prof)
         assert lint_errors(issued.certificate) == [], prof
         for ca_cert in issued.chain:
             assert lint_errors(ca_cert) == []
@@ -57,7 +57,7 @@ async def test_every_leaf_key_type_and_profile(
         csr, _ = make_csr(
             NAMES_FOR[prof], alg=leaf_alg, subject="dev-1" if prof == "device" else None
         )
-        issued = await engine.issue(csr, principal=OP, profile=prof)
+        issued = await engine.issue(csr, grant=grants.OPERATOR, principal=OP, profile=prof)
         cert = issued.certificate
         assert lint_errors(cert) == [], prof
         ku = cert.extensions.get_extension_for_class(x509.KeyUsage)
@@ -80,7 +80,7 @@ async def test_every_leaf_key_type_and_profile(
 async def test_tls_server_profile_details(engine: api.CAEngine) -> None:
     await _hierarchy(engine)
     csr, _ = make_csr(["dns:wiki.internal", "ip:10.0.0.1"], subject="ignored")
-    issued = await engine.issue(csr, principal=OP, profile="tls-server")
+    issued = await engine.issue(csr, grant=grants.OPERATOR, principal=OP, profile="tls-server")
     cert = issued.certificate
     assert cert.subject.rfc4514_string() == "CN=wiki.internal"
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
@@ -97,7 +97,7 @@ async def test_tls_server_profile_details(engine: api.CAEngine) -> None:
 async def test_device_profile_keeps_free_form_subject(engine: api.CAEngine) -> None:
     await _hierarchy(engine)
     csr, _ = make_csr([], subject="fire-sensor-123")
-    issued = await engine.issue(csr, principal=OP, profile="device")
+    issued = await engine.issue(csr, grant=grants.OPERATOR, principal=OP, profile="device")
     assert issued.certificate.subject.rfc4514_string() == "CN=fire-sensor-123"
     with pytest.raises(x509.ExtensionNotFound):
         issued.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
@@ -108,7 +108,7 @@ async def test_empty_subject_makes_san_critical(engine: api.CAEngine) -> None:
     await _hierarchy(engine)
     long_name = "a" * 60 + ".corp.internal"
     csr, _ = make_csr([f"dns:{long_name}"])
-    issued = await engine.issue(csr, principal=OP, profile="tls-server")
+    issued = await engine.issue(csr, grant=grants.OPERATOR, principal=OP, profile="tls-server")
     assert len(issued.certificate.subject) == 0
     assert issued.certificate.extensions.get_extension_for_class(
         x509.SubjectAlternativeName
@@ -128,12 +128,16 @@ async def test_lifetime_narrowing(engine: api.CAEngine, lifetime: timedelta, ok:
     await _hierarchy(engine)
     csr, _ = make_csr()
     if ok:
-        issued = await engine.issue(csr, principal=OP, profile="tls-server", lifetime=lifetime)
+        issued = await engine.issue(
+            csr, grant=grants.OPERATOR, principal=OP, profile="tls-server", lifetime=lifetime
+        )
         cert = issued.certificate
         assert cert.not_valid_after_utc - cert.not_valid_before_utc == lifetime
     else:
         with pytest.raises(EngineError) as err:
-            await engine.issue(csr, principal=OP, profile="tls-server", lifetime=lifetime)
+            await engine.issue(
+                csr, grant=grants.OPERATOR, principal=OP, profile="tls-server", lifetime=lifetime
+            )
         assert err.value.kind is ProblemKind.MALFORMED
         assert "exceeds the maximum" in err.value.detail
 
@@ -144,6 +148,7 @@ async def test_explicit_window_and_empty_window(engine: api.CAEngine) -> None:
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
     issued = await engine.issue(
         csr,
+        grant=grants.OPERATOR,
         principal=OP,
         profile="tls-server",
         not_before=start,
@@ -152,7 +157,12 @@ async def test_explicit_window_and_empty_window(engine: api.CAEngine) -> None:
     assert issued.certificate.not_valid_before_utc == start
     with pytest.raises(EngineError, match="later than notBefore"):
         await engine.issue(
-            csr, principal=OP, profile="tls-server", not_before=start, not_after=start
+            csr,
+            grant=grants.OPERATOR,
+            principal=OP,
+            profile="tls-server",
+            not_before=start,
+            not_after=start,
         )
 
 
@@ -163,17 +173,27 @@ async def test_backdating_is_capped_at_one_hour(engine: api.CAEngine) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     with pytest.raises(EngineError, match="at most 1:00:00 in the past") as info:
         await engine.issue(
-            csr, principal=OP, profile="tls-server", not_before=now - timedelta(days=397)
+            csr,
+            grant=grants.OPERATOR,
+            principal=OP,
+            profile="tls-server",
+            not_before=now - timedelta(days=397),
         )
     assert info.value.kind is ProblemKind.MALFORMED
     with pytest.raises(EngineError, match="in the past"):
         await engine.issue(
-            csr, principal=OP, profile="tls-server", not_before=now - timedelta(minutes=61)
+            csr,
+            grant=grants.OPERATOR,
+            principal=OP,
+            profile="tls-server",
+            not_before=now - timedelta(minutes=61),
         )
     issuing = (await engine.chain_of(await engine.get_ca("issuing")))[0]
     for back in (timedelta(minutes=59), timedelta(minutes=1)):
         skewed = now - back
-        issued = await engine.issue(csr, principal=OP, profile="tls-server", not_before=skewed)
+        issued = await engine.issue(
+            csr, grant=grants.OPERATOR, principal=OP, profile="tls-server", not_before=skewed
+        )
         expected = max(skewed, issuing.not_valid_before_utc)
         assert issued.certificate.not_valid_before_utc == expected
 
@@ -183,7 +203,9 @@ async def test_leaf_never_starts_before_its_issuer(engine: api.CAEngine) -> None
     issuing = (await engine.chain_of(await engine.get_ca("issuing")))[0]
     csr, _ = make_csr()
     start = issuing.not_valid_before_utc - timedelta(seconds=30)
-    issued = await engine.issue(csr, principal=OP, profile="tls-server", not_before=start)
+    issued = await engine.issue(
+        csr, grant=grants.OPERATOR, principal=OP, profile="tls-server", not_before=start
+    )
     assert issued.certificate.not_valid_before_utc == issuing.not_valid_before_utc
 
 
@@ -192,11 +214,25 @@ async def test_short_lived_profile_and_ca_mode(engine: api.CAEngine) -> None:
     await engine.create_subordinate("issuing", parent="root", actor=OP, mode=CAMode.SHORT_LIVED)
     csr, _ = make_csr()
     with pytest.raises(EngineError, match="exceeds the maximum"):
-        await engine.issue(csr, principal=OP, profile="short-lived", lifetime=timedelta(days=8))
+        await engine.issue(
+            csr,
+            grant=grants.OPERATOR,
+            principal=OP,
+            profile="short-lived",
+            lifetime=timedelta(days=8),
+        )
     # The CA's mode caps every profile at 7 days, not just short-lived.
     with pytest.raises(EngineError, match="exceeds the maximum"):
-        await engine.issue(csr, principal=OP, profile="tls-server", lifetime=timedelta(days=30))
-    issued = await engine.issue(csr, principal=OP, profile="tls-server", lifetime=timedelta(days=7))
+        await engine.issue(
+            csr,
+            grant=grants.OPERATOR,
+            principal=OP,
+            profile="tls-server",
+            lifetime=timedelta(days=30),
+        )
+    issued = await engine.issue(
+        csr, grant=grants.OPERATOR, principal=OP, profile="tls-server", lifetime=timedelta(days=7)
+    )
     cert = issued.certificate
     # Short-lived leaves carry no CDP and no OCSP URL by default, but keep caIssuers.
     with pytest.raises(x509.ExtensionNotFound):
@@ -221,7 +257,7 @@ async def test_san_type_refusals(engine: api.CAEngine, prof: str, name: str) -> 
     await _hierarchy(engine)
     csr, _ = make_csr([name])
     with pytest.raises(EngineError) as err:
-        await engine.issue(csr, principal=OP, profile=prof)
+        await engine.issue(csr, grant=grants.OPERATOR, principal=OP, profile=prof)
     assert err.value.kind is ProblemKind.REJECTED_IDENTIFIER
     assert err.value.subproblems
 
@@ -232,10 +268,10 @@ async def test_identifier_policy_per_ca(engine: api.CAEngine) -> None:
         "issuing", parent="root", actor=OP, dns_suffixes=[".internal"], ip_networks=["10.0.0.0/8"]
     )
     ok, _ = make_csr(["dns:a.internal", "dns:*.b.internal", "ip:10.9.8.7"])
-    await engine.issue(ok, principal=OP, profile="tls-server")
+    await engine.issue(ok, grant=grants.OPERATOR, principal=OP, profile="tls-server")
     bad, _ = make_csr(["dns:a.example.com", "ip:192.168.1.1", "dns:c.internal"])
     with pytest.raises(EngineError) as err:
-        await engine.issue(bad, principal=OP, profile="tls-server")
+        await engine.issue(bad, grant=grants.OPERATOR, principal=OP, profile="tls-server")
     assert {s.identifier for s in err.value.subproblems} == {"dns:a.example.com", "ip:192.168.1.1"}
 
 
@@ -267,17 +303,23 @@ async def test_bad_input_is_typed_and_stores_nothing(
     ]
     for data, kind in cases:
         with pytest.raises(EngineError) as err:
-            await engine.issue(data, principal=OP, profile="tls-server")
+            await engine.issue(data, grant=grants.OPERATOR, principal=OP, profile="tls-server")
         assert err.value.kind is kind, (data[:40], err.value)
     with pytest.raises(EngineError) as err:
-        await engine.issue(good_csr, principal=OP, profile="no-such-profile")
+        await engine.issue(good_csr, grant=grants.OPERATOR, principal=OP, profile="no-such-profile")
     assert err.value.kind is ProblemKind.INVALID_PROFILE
     with pytest.raises(EngineError) as err:
-        await engine.issue(good_csr, principal=OP, profile="tls-server", ca="missing")
+        await engine.issue(
+            good_csr, grant=grants.OPERATOR, principal=OP, profile="tls-server", ca="missing"
+        )
     assert err.value.kind is ProblemKind.NOT_FOUND
     with pytest.raises(EngineError, match="differ from the request"):
         await engine.issue(
-            good_csr, principal=OP, profile="tls-server", names=[x509.DNSName("other.internal")]
+            good_csr,
+            grant=grants.OPERATOR,
+            principal=OP,
+            profile="tls-server",
+            names=[x509.DNSName("other.internal")],
         )
     assert len(memory_repo.certs) == before
     assert await engine.find_certificates(CertQuery(text="host.internal")) == []
@@ -286,6 +328,7 @@ async def test_bad_input_is_typed_and_stores_nothing(
 async def test_generated_key_issuance(engine: api.CAEngine) -> None:
     await _hierarchy(engine)
     issued = await engine.issue_with_generated_key(
+        grant=grants.OPERATOR,
         principal=OP,
         profile="device",
         key_algorithm=KeyAlgorithm.RSA_3072,
@@ -306,7 +349,9 @@ async def test_inventory_search_and_audit(engine: api.CAEngine) -> None:
     await _hierarchy(engine)
     for n in ("alpha", "beta", "gamma"):
         csr, _ = make_csr([f"dns:{n}.internal"])
-        await engine.issue(csr, principal=Principal("acme", "acct-1"), profile="tls-server")
+        await engine.issue(
+            csr, grant=grants.OPERATOR, principal=Principal("acme", "acct-1"), profile="tls-server"
+        )
     found = await engine.find_certificates(CertQuery(text="beta"))
     assert [r.sans for r in found] == [("dns:beta.internal",)]
     soon = datetime.now(UTC) + timedelta(days=100)

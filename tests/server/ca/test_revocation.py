@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
-from server.ca import api
+from server.ca import api, grants
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.status import api as status_api
 from server.ca.status import responder
@@ -60,7 +60,7 @@ async def _setup(engine: api.CAEngine, alg: KeyAlgorithm = KeyAlgorithm.EC_P256)
 async def test_revoke_reasons_and_errors(engine: api.CAEngine) -> None:
     await _setup(engine)
     csr, _ = make_csr()
-    issued = await engine.issue(csr, principal=OP, profile="tls-server")
+    issued = await engine.issue(csr, grant=grants.OPERATOR, principal=OP, profile="tls-server")
     serial = issued.certificate.serial_number
     rec = await engine.revoke(serial, principal=OP, reason=RevocationReason.KEY_COMPROMISE)
     assert rec.status is CertStatus.REVOKED
@@ -72,7 +72,7 @@ async def test_revoke_reasons_and_errors(engine: api.CAEngine) -> None:
         await engine.revoke(0xDEAD, principal=OP)
     assert err.value.kind is ProblemKind.NOT_FOUND
     other, _ = make_csr()
-    second = await engine.issue(other, principal=OP, profile="tls-server")
+    second = await engine.issue(other, grant=grants.OPERATOR, principal=OP, profile="tls-server")
     with pytest.raises(EngineError) as err:
         await engine.revoke(
             second.certificate.serial_number, principal=OP, reason=RevocationReason.REMOVE_FROM_CRL
@@ -90,8 +90,8 @@ async def test_crl_parsed_by_openssl_and_used_by_verify(
     await _setup(engine, alg)
     good_csr, _ = make_csr(["dns:good.internal"])
     bad_csr, _ = make_csr(["dns:bad.internal"])
-    good = await engine.issue(good_csr, principal=OP, profile="tls-server")
-    bad = await engine.issue(bad_csr, principal=OP, profile="tls-server")
+    good = await engine.issue(good_csr, grant=grants.OPERATOR, principal=OP, profile="tls-server")
+    bad = await engine.issue(bad_csr, grant=grants.OPERATOR, principal=OP, profile="tls-server")
     await engine.revoke(
         bad.certificate.serial_number, principal=OP, reason=RevocationReason.CESSATION_OF_OPERATION
     )
@@ -131,7 +131,7 @@ async def test_revoked_intermediate_on_parent_crl(
 ) -> None:
     await _setup(engine)
     csr, _ = make_csr()
-    leaf = await engine.issue(csr, principal=OP, profile="tls-server")
+    leaf = await engine.issue(csr, grant=grants.OPERATOR, principal=OP, profile="tls-server")
     issuing = leaf.chain[0]
     await engine.revoke(
         issuing.serial_number, principal=OP, reason=RevocationReason.CA_COMPROMISE, ca="root"
@@ -151,7 +151,7 @@ async def test_ocsp_responses_good_revoked_unknown(
     await _setup(engine)
     await status.start()
     csr, _ = make_csr()
-    leaf = await engine.issue(csr, principal=OP, profile="tls-server")
+    leaf = await engine.issue(csr, grant=grants.OPERATOR, principal=OP, profile="tls-server")
     serial = leaf.certificate.serial_number
     issuer = leaf.chain[0]
 

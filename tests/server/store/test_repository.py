@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from server.ca import api, keys
+from server.ca import api, grants, keys
 from server.ca.ports import SerialConflictError
 from server.ca.status import crls
 from server.ca.types import (
@@ -45,7 +45,7 @@ async def test_round_trip_of_cas_and_certificates(
     assert issuing.chain_der == (cas[0].cert_der,)
     assert issuing.created_at.tzinfo is not None
     csr, _ = make_csr(["dns:db.internal", "ip:10.0.0.5"])
-    issued = await sql_engine.issue(csr, principal=OP, profile="tls-server")
+    issued = await sql_engine.issue(csr, grant=grants.OPERATOR, principal=OP, profile="tls-server")
     rec = await sql_repo.get_certificate(issuing.id, issued.record.serial)
     assert rec == issued.record
     assert openssl_verify(issued.certificate, issued.chain).returncode == 0
@@ -62,7 +62,9 @@ async def _first_leaf(engine: api.CAEngine) -> CertificateRecord:
     """Create the hierarchy and issue one tls-server leaf."""
     await _hierarchy(engine)
     csr, _ = make_csr()
-    return (await engine.issue(csr, principal=OP, profile="tls-server")).record
+    return (
+        await engine.issue(csr, grant=grants.OPERATOR, principal=OP, profile="tls-server")
+    ).record
 
 
 async def test_duplicate_serial_is_refused_by_the_database(
@@ -106,7 +108,11 @@ async def test_concurrent_status_reads_each_get_their_own_answer(
     await _hierarchy(sql_engine)
     root, issuing = await sql_engine.get_ca("root"), await sql_engine.get_ca("issuing")
     issued = [
-        (await sql_engine.issue(make_csr()[0], principal=OP, profile="tls-server")).record
+        (
+            await sql_engine.issue(
+                make_csr()[0], grant=grants.OPERATOR, principal=OP, profile="tls-server"
+            )
+        ).record
         for _ in range(4)
     ]
     await sql_engine.revoke(issued[1].serial, principal=OP)
@@ -135,11 +141,11 @@ async def test_serial_collision_is_retried(
     )
     await _hierarchy(engine)  # the root takes 1<<70, the issuing CA 1<<80 (under root)
     csr, _ = make_csr()
-    issued = await engine.issue(csr, principal=OP, profile="tls-server")
+    issued = await engine.issue(csr, grant=grants.OPERATOR, principal=OP, profile="tls-server")
     # 1<<80 was taken by the issuing CA's own record under root, not under issuing:
     # serials are unique per issuer, so the leaf may reuse it.
     assert issued.record.serial == 1 << 80
-    again = await engine.issue(csr, principal=OP, profile="tls-server")
+    again = await engine.issue(csr, grant=grants.OPERATOR, principal=OP, profile="tls-server")
     assert again.record.serial == 1 << 81  # the duplicate 1<<80 was retried
 
 
@@ -149,7 +155,10 @@ async def test_200_concurrent_issuances_get_unique_serials(
     await _hierarchy(sql_engine)
     csrs = [make_csr([f"dns:n{i}.internal"])[0] for i in range(200)]
     results = await asyncio.gather(
-        *(sql_engine.issue(c, principal=OP, profile="tls-server") for c in csrs)
+        *(
+            sql_engine.issue(c, grant=grants.OPERATOR, principal=OP, profile="tls-server")
+            for c in csrs
+        )
     )
     serials = {r.record.serial for r in results}
     assert len(serials) == 200
@@ -163,7 +172,7 @@ async def test_revocation_crl_numbers_and_audit(
 ) -> None:
     await _hierarchy(sql_engine)
     csr, _ = make_csr()
-    issued = await sql_engine.issue(csr, principal=OP, profile="tls-server")
+    issued = await sql_engine.issue(csr, grant=grants.OPERATOR, principal=OP, profile="tls-server")
     issuing = await sql_engine.get_ca("issuing")
     assert await sql_repo.certificate_status(issuing.id, issued.record.serial) is (CertStatus.VALID)
     rec = await sql_engine.revoke(

@@ -8,7 +8,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from server.ca import api
+from server.ca import api, grants
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.est import api as est_api
 from server.ca.types import Principal
@@ -21,7 +21,7 @@ DER = serialization.Encoding.DER
 
 async def _device_cert(engine: api.CAEngine, ca: str = "issuing") -> x509.Certificate:
     csr, _ = make_csr(("dns:dev1.internal",), subject="dev1")
-    issued = await engine.issue(csr, principal=OP, profile="device", ca=ca)
+    issued = await engine.issue(csr, grant=grants.OPERATOR, principal=OP, profile="device", ca=ca)
     return issued.certificate
 
 

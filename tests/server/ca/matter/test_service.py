@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from server.ca import api
+from server.ca import api, grants
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.matter import api as matter_api
 from server.ca.matter import oids, rules, tlv
@@ -102,7 +102,7 @@ async def test_paa_pai_dac_hierarchy(
     creds = [
         c
         async for batch in service.issue_dacs(
-            pai="pai", vid=VID, pid=PID, actor=OP, count=7, batch_size=3
+            pai="pai", vid=VID, pid=PID, grant=grants.OPERATOR, actor=OP, count=7, batch_size=3
         )
         for c in batch
     ]
@@ -130,7 +130,7 @@ async def test_dac_chain_fails_openssl_against_another_paa(engine: api.CAEngine)
     service = await _attestation(engine)
     other = matter_api.MatterService(engine)
     await other.create_paa("other-paa", actor=OP, vid=VID)
-    issued = await service.issue_dac(_dac_csr(), pai="pai", actor=OP)
+    issued = await service.issue_dac(_dac_csr(), pai="pai", grant=grants.OPERATOR, actor=OP)
     pai = (await service.info("pai")).ca.certificate
     wrong_root = (await service.info("other-paa")).ca.certificate
     result = openssl_verify(issued.certificate, [pai, wrong_root])
@@ -145,16 +145,21 @@ async def test_engine_issue_dispatches_matter_dac(
     """What an EST label with ca=<PAI>, profile=matter-dac does: the ordinary issue path."""
     service = await _attestation(engine)
     assert engine.profile("matter-dac").allowed_key_algorithms == {KeyAlgorithm.EC_P256}
-    issued = await engine.issue(_dac_csr(), principal=OP, profile="matter-dac", ca="pai")
+    issued = await engine.issue(
+        _dac_csr(), grant=grants.OPERATOR, principal=OP, profile="matter-dac", ca="pai"
+    )
     cert = issued.certificate
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "factory device 1"
     rules.validate_chain(cert, MatterKind.DAC, list(issued.chain))
     assert issued.record.profile == "matter-dac"
     assert memory_repo.certs[(issued.record.ca_id, issued.record.serial)] == issued.record
     # The CSR carries no VID/PID: both come from the PID-scoped PAI.
-    bare = await engine.issue(_csr(), principal=OP, profile="matter-dac", ca="pai")
+    bare = await engine.issue(
+        _csr(), grant=grants.OPERATOR, principal=OP, profile="matter-dac", ca="pai"
+    )
     assert rules.extract_vid_pid(bare.certificate) == rules.VidPid(VID, PID)
     generated = await engine.issue_with_generated_key(
+        grant=grants.OPERATOR,
         principal=OP,
         profile="matter-dac",
         key_algorithm=KeyAlgorithm.EC_P256,
@@ -171,7 +176,9 @@ async def test_bulk_dacs_from_csrs(engine: api.CAEngine, memory_repo: MemoryRepo
     csrs = [(f"dev{i}.pem", _csr()) for i in range(3)]
     creds = [
         c
-        async for batch in service.issue_dacs(pai="pai", vid=VID, pid=PID, actor=OP, csrs=csrs)
+        async for batch in service.issue_dacs(
+            pai="pai", vid=VID, pid=PID, grant=grants.OPERATOR, actor=OP, csrs=csrs
+        )
         for c in batch
     ]
     assert [c.source for c in creds] == ["dev0.pem", "dev1.pem", "dev2.pem"]
@@ -188,7 +195,7 @@ Refusal = Callable[[matter_api.MatterService, api.CAEngine], Awaitable[object]]
 
 
 async def _drain(service: matter_api.MatterService, **kwargs: object) -> None:
-    async for _ in service.issue_dacs(actor=OP, **kwargs):  # type: ignore[arg-type]  # test helper
+    async for _ in service.issue_dacs(actor=OP, grant=grants.OPERATOR, **kwargs):  # type: ignore[arg-type]  # test helper
         pass
 
 
@@ -196,7 +203,11 @@ REFUSALS: list[tuple[str, Refusal, ProblemKind, str]] = [
     (
         "wrong-curve",
         lambda s, e: e.issue(
-            _csr(curve=ec.SECP384R1()), principal=OP, profile="matter-dac", ca="pai"
+            _csr(curve=ec.SECP384R1()),
+            grant=grants.OPERATOR,
+            principal=OP,
+            profile="matter-dac",
+            ca="pai",
         ),
         ProblemKind.BAD_PUBLIC_KEY,
         "matter-curve",
@@ -223,13 +234,25 @@ REFUSALS: list[tuple[str, Refusal, ProblemKind, str]] = [
     ),
     (
         "vid-mismatch-dac",
-        lambda s, e: e.issue(_dac_csr(vid=0xFFF2), principal=OP, profile="matter-dac", ca="pai"),
+        lambda s, e: e.issue(
+            _dac_csr(vid=0xFFF2),
+            grant=grants.OPERATOR,
+            principal=OP,
+            profile="matter-dac",
+            ca="pai",
+        ),
         ProblemKind.POLICY,
         "chain-vid-mismatch",
     ),
     (
         "pid-mismatch-dac",
-        lambda s, e: e.issue(_dac_csr(pid=0x8001), principal=OP, profile="matter-dac", ca="pai"),
+        lambda s, e: e.issue(
+            _dac_csr(pid=0x8001),
+            grant=grants.OPERATOR,
+            principal=OP,
+            profile="matter-dac",
+            ca="pai",
+        ),
         ProblemKind.POLICY,
         "chain-pid-mismatch",
     ),
@@ -243,6 +266,7 @@ REFUSALS: list[tuple[str, Refusal, ProblemKind, str]] = [
         "bad-vid-format-csr",
         lambda s, e: e.issue(
             _csr(subject=[x509.NameAttribute(oids.VENDOR_ID, "fff1")]),
+            grant=grants.OPERATOR,
             principal=OP,
             profile="matter-dac",
             ca="pai",
@@ -271,6 +295,7 @@ REFUSALS: list[tuple[str, Refusal, ProblemKind, str]] = [
                     )
                 ]
             ),
+            grant=grants.OPERATOR,
             principal=OP,
             profile="matter-dac",
             ca="pai",
@@ -282,6 +307,7 @@ REFUSALS: list[tuple[str, Refusal, ProblemKind, str]] = [
         "ca-requested",
         lambda s, e: e.issue(
             _csr(extensions=[(x509.BasicConstraints(ca=True, path_length=None), True)]),
+            grant=grants.OPERATOR,
             principal=OP,
             profile="matter-dac",
             ca="pai",
@@ -303,53 +329,74 @@ REFUSALS: list[tuple[str, Refusal, ProblemKind, str]] = [
     ),
     (
         "dac-from-paa",
-        lambda s, e: e.issue(_dac_csr(), principal=OP, profile="matter-dac", ca="paa"),
+        lambda s, e: e.issue(
+            _dac_csr(), grant=grants.OPERATOR, principal=OP, profile="matter-dac", ca="paa"
+        ),
         ProblemKind.POLICY,
         "chain-issuer-kind",
     ),
     (
         "dac-from-general-ca",
-        lambda s, e: e.issue(_dac_csr(), principal=OP, profile="matter-dac", ca="general"),
+        lambda s, e: e.issue(
+            _dac_csr(), grant=grants.OPERATOR, principal=OP, profile="matter-dac", ca="general"
+        ),
         ProblemKind.POLICY,
         "chain-issuer-kind",
     ),
     (
         "tls-server-from-pai",
         lambda s, e: e.issue(
-            make_csr(["dns:x.internal"])[0], principal=OP, profile="tls-server", ca="pai"
+            make_csr(["dns:x.internal"])[0],
+            grant=grants.OPERATOR,
+            principal=OP,
+            profile="tls-server",
+            ca="pai",
         ),
         ProblemKind.POLICY,
         "cannot issue",
     ),
     (
         "noc-from-pai",
-        lambda s, e: s.issue_noc(_csr(), ca="pai", actor=OP, fabric_id=FABRIC, node_id=1),
+        lambda s, e: s.issue_noc(
+            _csr(), ca="pai", grant=grants.OPERATOR, actor=OP, fabric_id=FABRIC, node_id=1
+        ),
         ProblemKind.POLICY,
         "chain-issuer-kind",
     ),
     (
         "noc-fabric-mismatch",
-        lambda s, e: s.issue_noc(_csr(), ca="icac", actor=OP, fabric_id=FABRIC + 1, node_id=1),
+        lambda s, e: s.issue_noc(
+            _csr(), ca="icac", grant=grants.OPERATOR, actor=OP, fabric_id=FABRIC + 1, node_id=1
+        ),
         ProblemKind.POLICY,
         "chain-fabric-mismatch",
     ),
     (
         "noc-node-id-out-of-range",
-        lambda s, e: s.issue_noc(_csr(), ca="icac", actor=OP, node_id=0xFFFF_FFF0_0000_0000),
+        lambda s, e: s.issue_noc(
+            _csr(), ca="icac", grant=grants.OPERATOR, actor=OP, node_id=0xFFFF_FFF0_0000_0000
+        ),
         ProblemKind.BAD_CSR,
         "noc-node-id",
     ),
     (
         "noc-four-cats",
         lambda s, e: s.issue_noc(
-            _csr(), ca="icac", actor=OP, node_id=1, cats=[0x10001, 0x20001, 0x30001, 0x40001]
+            _csr(),
+            ca="icac",
+            grant=grants.OPERATOR,
+            actor=OP,
+            node_id=1,
+            cats=[0x10001, 0x20001, 0x30001, 0x40001],
         ),
         ProblemKind.BAD_CSR,
         "noc-cat-count",
     ),
     (
         "noc-cat-version-zero",
-        lambda s, e: s.issue_noc(_csr(), ca="icac", actor=OP, node_id=1, cats=[0x10000]),
+        lambda s, e: s.issue_noc(
+            _csr(), ca="icac", grant=grants.OPERATOR, actor=OP, node_id=1, cats=[0x10000]
+        ),
         ProblemKind.BAD_CSR,
         "noc-cat-version",
     ),
@@ -358,6 +405,7 @@ REFUSALS: list[tuple[str, Refusal, ProblemKind, str]] = [
         lambda s, e: s.issue_noc(
             _csr(extensions=[(x509.SubjectAlternativeName([x509.DNSName("n.internal")]), False)]),
             ca="icac",
+            grant=grants.OPERATOR,
             actor=OP,
             node_id=1,
         ),
@@ -403,10 +451,14 @@ async def test_non_vid_paa_accepts_any_vid_pai(engine: api.CAEngine) -> None:
     await service.create_pai("pai-a", paa="paa", vid=0xFFF2, actor=OP)
     await service.create_pai("pai-b", paa="paa", vid=0xFFF3, actor=OP)
     # A PAI without PID: the DAC's PID comes from the request (or its CSR).
-    issued = await service.issue_dac(_csr(), pai="pai-b", actor=OP, pid=0x1234)
+    issued = await service.issue_dac(
+        _csr(), pai="pai-b", grant=grants.OPERATOR, actor=OP, pid=0x1234
+    )
     assert rules.extract_vid_pid(issued.certificate) == rules.VidPid(0xFFF3, 0x1234)
     with pytest.raises(EngineError, match="dac-pid-required") as err:
-        await engine.issue(_csr(), principal=OP, profile="matter-dac", ca="pai-b")
+        await engine.issue(
+            _csr(), grant=grants.OPERATOR, principal=OP, profile="matter-dac", ca="pai-b"
+        )
     assert err.value.kind is ProblemKind.BAD_CSR
 
 
@@ -414,7 +466,9 @@ async def test_dac_validity_nests_in_a_pai_with_expiry(engine: api.CAEngine) -> 
     service = matter_api.MatterService(engine)
     await service.create_paa("paa", actor=OP, vid=VID, lifetime=timedelta(days=3650))
     pai = await service.create_pai("pai", paa="paa", vid=VID, actor=OP, lifetime=timedelta(days=30))
-    issued = await service.issue_dac(_dac_csr(), pai="pai", actor=OP, lifetime=timedelta(days=90))
+    issued = await service.issue_dac(
+        _dac_csr(), pai="pai", grant=grants.OPERATOR, actor=OP, lifetime=timedelta(days=90)
+    )
     assert issued.certificate.not_valid_after_utc == pai.certificate.not_valid_after_utc
     assert issued.certificate.not_valid_before_utc >= pai.certificate.not_valid_before_utc
     rules.validate_chain(issued.certificate, MatterKind.DAC, list(issued.chain))
@@ -434,7 +488,7 @@ async def test_rcac_icac_noc(engine: api.CAEngine, memory_repo: MemoryRepository
     cats = [0xFFFF_0001, 0xFFFE_0001, 0xFFFD_0001]
     # Worst case for size: three CATs under an ICAC that carries a fabric id.
     issued = await service.issue_noc(
-        _csr(), ca="icac", actor=OP, node_id=0xFFFF_FFEF_FFFF_FFFF, cats=cats
+        _csr(), ca="icac", grant=grants.OPERATOR, actor=OP, node_id=0xFFFF_FFEF_FFFF_FFFF, cats=cats
     )
     cert = issued.certificate
     assert len(issued.record.der) <= tlv.MAX_DER_LENGTH
@@ -452,6 +506,7 @@ async def test_rcac_icac_noc(engine: api.CAEngine, memory_repo: MemoryRepository
     # Directly under the RCAC, through the ordinary issue path with Matter parameters.
     direct = await engine.issue(
         _csr(),
+        grant=grants.OPERATOR,
         principal=OP,
         profile="matter-noc",
         ca="rcac",
@@ -467,9 +522,11 @@ async def test_noc_needs_a_fabric_id(engine: api.CAEngine) -> None:
     service = matter_api.MatterService(engine)
     await service.create_rcac("rcac", actor=OP)
     with pytest.raises(EngineError, match="noc-fabric-id") as err:
-        await service.issue_noc(_csr(), ca="rcac", actor=OP)
+        await service.issue_noc(_csr(), ca="rcac", grant=grants.OPERATOR, actor=OP)
     assert err.value.kind is ProblemKind.MALFORMED
-    issued = await service.issue_noc(_csr(), ca="rcac", actor=OP, fabric_id=7)
+    issued = await service.issue_noc(
+        _csr(), ca="rcac", grant=grants.OPERATOR, actor=OP, fabric_id=7
+    )
     ids = rules.extract_operational_ids(issued.certificate)
     assert ids.fabric_id == 7
     assert ids.node_id is not None
@@ -509,7 +566,7 @@ async def test_matter_on_sql(sql_engine: api.CAEngine) -> None:
     creds = [
         c
         async for batch in service.issue_dacs(
-            pai="pai", vid=VID, pid=PID, actor=OP, count=600, batch_size=256
+            pai="pai", vid=VID, pid=PID, grant=grants.OPERATOR, actor=OP, count=600, batch_size=256
         )
         for c in batch
     ]
@@ -519,7 +576,7 @@ async def test_matter_on_sql(sql_engine: api.CAEngine) -> None:
     assert {r.profile for r in stored} == {"matter-dac"}
     audits = await sql_engine.audit_log(limit=2000)
     assert sum(1 for e in audits if e.target.startswith("pai/")) == 600
-    noc = await service.issue_noc(_csr(), ca="icac", actor=OP, node_id=5)
+    noc = await service.issue_noc(_csr(), ca="icac", grant=grants.OPERATOR, actor=OP, node_id=5)
     assert (await sql_engine.get_certificate("icac", noc.record.serial)).profile == "matter-noc"
     # Refused: nothing more is stored.
     with pytest.raises(EngineError, match="chain-pid-mismatch"):
@@ -536,8 +593,10 @@ async def test_every_matter_certificate_passes_pkilint(engine: api.CAEngine) -> 
     """The Matter profiles stay RFC 5280 certificates (pkilint, severity ERROR)."""
     attestation = await _attestation(engine)
     operational = await _operational(engine)
-    dac = await attestation.issue_dac(_dac_csr(), pai="pai", actor=OP)
-    noc = await operational.issue_noc(_csr(), ca="icac", actor=OP, node_id=9, cats=[0x10001])
+    dac = await attestation.issue_dac(_dac_csr(), pai="pai", grant=grants.OPERATOR, actor=OP)
+    noc = await operational.issue_noc(
+        _csr(), ca="icac", grant=grants.OPERATOR, actor=OP, node_id=9, cats=[0x10001]
+    )
     certs = {
         "paa": (await attestation.info("paa")).ca.certificate,
         "pai": (await attestation.info("pai")).ca.certificate,

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from server.ca import api, keys
+from server.ca import api, grants, keys
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.status import api as status_api
 from server.ca.status import ocsp_codec, responder
@@ -94,7 +94,11 @@ class Env:
 
     async def leaf(self, ca: str = "issuing") -> x509.Certificate:
         csr, _ = make_csr(["dns:leaf.internal"])
-        return (await self.engine.issue(csr, principal=OP, profile="tls-server", ca=ca)).certificate
+        return (
+            await self.engine.issue(
+                csr, grant=grants.OPERATOR, principal=OP, profile="tls-server", ca=ca
+            )
+        ).certificate
 
 
 @pytest.fixture
