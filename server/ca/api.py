@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from server.ca import grants, hierarchy, issuance, keys, pipeline, policy, profiles
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import Clock, Repository, SerialConflictError, SystemClock, random_serial
+from server.ca.signer import Signer
 from server.ca.types import (
     CA,
     AuditEvent,
@@ -61,6 +62,8 @@ class StatusListener(Protocol):
 
 
 _SERIAL_ATTEMPTS: Final = 5
+OCSP_SIGNER_PROFILE: Final = "ocsp-signer"
+_OCSP: Final = Principal("system", "ocsp")
 # A CA's state is re-read at most this often, so every node sharing the database
 # sees a disable or revocation within the promised 5 seconds.
 STATE_TTL: Final = 2.0
@@ -432,9 +435,10 @@ class CAEngine:
         is what the principal's EST label, ACME directory or operator role allows
         (``grants.OPERATOR`` for the CLI). ``names`` (if given) must equal the CSR's
         SANs as a set, which is how a front end ties a CSR to what it authorised.
-        Profiles ``matter-dac`` and ``matter-noc`` go on to ``matter_api.issue_matter``
-        after step 1 (``matter`` carries their VID/PID or node/fabric/CAT parameters;
-        a refusal names the Matter rule).
+        Profiles ``matter-dac`` and ``matter-noc`` go to ``matter_api.issue_matter``,
+        which takes the CA's signer through ``leaf_issuer`` (step 1); ``matter``
+        carries their VID/PID or node/fabric/CAT parameters and a refusal names the
+        Matter rule.
 
         Raises:
             EngineError: BAD_CSR, BAD_PUBLIC_KEY, REJECTED_IDENTIFIER, MALFORMED
@@ -442,13 +446,13 @@ class CAEngine:
         """
         req = csr if isinstance(csr, x509.CertificateSigningRequest) else issuance.load_csr(csr)
         if profile in _MATTER_PROFILES:
-            await self.authorize(principal, grant, ca=ca, profile=profile)
             from server.ca.matter import api as matter_api  # it imports this module
 
             return await matter_api.issue_matter(
                 self,
                 req,
                 principal=principal,
+                grant=grant,
                 profile=profile,
                 ca=ca,
                 lifetime=lifetime,
@@ -495,7 +499,6 @@ class CAEngine:
             EngineError: as ``issue``.
         """
         if profile in _MATTER_PROFILES:
-            await self.authorize(principal, grant, ca=ca, profile=profile)
             key = await asyncio.to_thread(keys.generate_private_key, key_algorithm)
             from server.ca.matter import api as matter_api  # it imports this module
 
@@ -503,6 +506,7 @@ class CAEngine:
                 self,
                 key.public_key(),
                 principal=principal,
+                grant=grant,
                 profile=profile,
                 ca=ca,
                 lifetime=lifetime,
@@ -674,18 +678,86 @@ class CAEngine:
             except Exception:  # noqa: BLE001 - the certificate is stored; a hook must not undo that
                 _log.exception("status listener failed for %s %s", event, record.serial_hex)
 
-    async def signing_issuer(self, ca: CA) -> issuance.Issuer:
-        """Return the loaded signer of an active CA (for OCSP/CRL services in server/ca).
+    # ------------------------------------------------------------------ signers
+    # The CA key stays in its backend's ``Signer``; these hand a signer only to code
+    # that has passed the check for what it signs.
+
+    async def status_issuer(self, ca: CA) -> issuance.Issuer:
+        """Return the signer a CA's CRLs and OCSP answers are made with.
+
+        Any state with a certificate: a disabled CA, and a revoked one while its
+        certificate is valid, keep publishing status for their certificates.
 
         Raises:
-            EngineError: POLICY (CA not active).
+            EngineError: POLICY (no certificate yet).
         """
         return await self._issuer(ca)
 
-    @property
-    def key_backend(self) -> keys.KeyBackend:
-        """Return the key backend (delegated OCSP signer keys live there too)."""
-        return self._keys
+    async def leaf_issuer(
+        self, principal: Principal, grant: grants.Grant, *, ca: str | None, profile: str
+    ) -> tuple[CA, issuance.Issuer]:
+        """Return an authorized CA's signer for a kind-specific leaf builder (Matter DAC/NOC).
+
+        Raises:
+            EngineError: as ``authorize``.
+        """
+        issuer_ca = await self.authorize(principal, grant, ca=ca, profile=profile)
+        return issuer_ca, await self._issuer(issuer_ca)
+
+    async def ca_issuer(self, parent: CA) -> issuance.Issuer:
+        """Return the signer for a new CA certificate under ``parent`` (active, chain sound).
+
+        Raises:
+            EngineError: POLICY (``ca.*``).
+        """
+        pipeline.check_ca_state(await self.lineage(parent), self._now())
+        return await self._issuer(parent)
+
+    async def new_key(self, algorithm: KeyAlgorithm, *, label: str) -> tuple[KeyHandle, Signer]:
+        """Create a CA key in the key backend; return its handle and signer."""
+        handle, _ = await asyncio.to_thread(self._keys.create, algorithm, label=label)
+        return handle, await asyncio.to_thread(self._keys.load, handle)
+
+    async def key_signer(self, handle: KeyHandle) -> Signer:
+        """Return the signer of a stored key handle (delegated OCSP responder keys)."""
+        return await asyncio.to_thread(self._keys.load, handle)
+
+    async def issue_ocsp_signer(
+        self, ca: CA, *, lifetime: timedelta
+    ) -> tuple[CertificateRecord, KeyHandle]:
+        """Issue a delegated OCSP responder certificate for ``ca`` (RFC 6960 §4.2.2.2).
+
+        Any state with a valid certificate (status keeps being published); the key is
+        made in the key backend, the certificate stored and audited like any other.
+
+        Raises:
+            EngineError: POLICY (no certificate, or expired).
+        """
+        now = self._now().replace(microsecond=0)
+        pipeline.check_status_signer(await self.lineage(ca), now)
+        issuer = await self._issuer(ca)
+        handle, public_key = await asyncio.to_thread(
+            self._keys.create, KeyAlgorithm.EC_P256, label=f"{ca.name}-ocsp"
+        )
+        for _ in range(_SERIAL_ATTEMPTS):
+            cert = issuance.build_ocsp_signer(
+                issuer,
+                public_key=public_key,
+                name=ca.name,
+                not_before=now - issuance.OCSP_SIGNER_BACKDATE,
+                not_after=min(now + lifetime, issuer.not_after),
+                serial=self._serials(),
+            )
+            record = self._record(ca, cert, profile=OCSP_SIGNER_PROFILE, names=(), actor=_OCSP)
+            try:
+                await self._repo.add_certificate(
+                    record,
+                    audit=self._audit(_OCSP, "ocsp.signer-issue", f"{ca.name}/{record.serial_hex}"),
+                )
+            except SerialConflictError:
+                continue
+            return record, handle
+        raise EngineError(ProblemKind.SERVER_INTERNAL, "could not allocate a unique serial")
 
     # ------------------------------------------------------------ kind-specific CAs and leaves
 

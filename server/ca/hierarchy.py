@@ -8,7 +8,6 @@ Must not import aiohttp, josepy or sqlalchemy.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import secrets
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 
-from server.ca import issuance, keys
+from server.ca import issuance
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import CA, CAId, CAKind, CAMode, CAStatus, KeyAlgorithm, Principal
 
@@ -215,15 +214,13 @@ async def create_root(
     """
     await engine.check_ca_name(name)
     plen = child_path_length(child_tier=1, parent_path_length=None, requested=path_length)
-    backend = engine.key_backend
-    handle, public_key = await asyncio.to_thread(backend.create, key_algorithm, label=name)
-    private_key = await asyncio.to_thread(backend.load, handle)
+    handle, signer = await engine.new_key(key_algorithm, label=name)
     now = engine.now().replace(microsecond=0)
     cert = issuance.build_ca_certificate(
         subject=subject or ca_subject(name, engine.settings.organization),
-        public_key=public_key,
+        public_key=signer.public_key(),
         issuer=None,
-        self_key=private_key,
+        self_key=signer,
         not_before=now - _CA_BACKDATE,
         not_after=now + (lifetime or engine.settings.root_lifetime),
         serial=engine.new_serial(),
@@ -270,19 +267,16 @@ async def create_subordinate(
             parent path length, parent not active).
     """
     parent_ca = await engine.get_ca(parent)
-    if parent_ca.status is not CAStatus.ACTIVE:
-        raise EngineError(ProblemKind.POLICY, f"parent CA {parent_ca.name} is not active")
+    parent_issuer = await engine.ca_issuer(parent_ca)
     await engine.check_ca_name(name)
-    parent_issuer = await engine.signing_issuer(parent_ca)
     plen = child_path_length(
         child_tier=parent_ca.tier + 1,
         parent_path_length=path_length_of(parent_issuer.certificate),
         requested=path_length,
     )
     _check_ip_networks(ip_networks)
-    handle, public_key = await asyncio.to_thread(
-        engine.key_backend.create, key_algorithm, label=name
-    )
+    handle, signer = await engine.new_key(key_algorithm, label=name)
+    public_key = signer.public_key()
     now = engine.now().replace(microsecond=0)
     not_after = min(now + (lifetime or engine.settings.sub_lifetime), parent_issuer.not_after)
     cert = issuance.build_ca_certificate(
@@ -341,14 +335,11 @@ async def create_import_request(
         EngineError: CONFLICT (name taken), MALFORMED (bad name).
     """
     await engine.check_ca_name(name)
-    backend = engine.key_backend
-    handle, _ = await asyncio.to_thread(backend.create, key_algorithm, label=name)
-    key = await asyncio.to_thread(backend.load, handle)
-    csr = (
+    handle, signer = await engine.new_key(key_algorithm, label=name)
+    csr = signer.sign_csr(
         x509.CertificateSigningRequestBuilder()
         .subject_name(subject or ca_subject(name, engine.settings.organization))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, keys.signature_hash(key))
     )
     ca = CA(
         id=new_ca_id(),

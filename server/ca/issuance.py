@@ -19,11 +19,12 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificatePublicKeyTypes,
 )
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from server.ca import keys
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.profiles import Profile
+from server.ca.signer import Signer
 
 __all__ = [
     "MAX_BACKDATE",
@@ -40,6 +41,7 @@ __all__ = [
 
 MAX_CN_LENGTH: Final = 64
 MAX_BACKDATE: Final = timedelta(hours=1)
+OCSP_SIGNER_BACKDATE: Final = timedelta(minutes=5)
 """How far back a requested notBefore may lie (RFC 5280 allows any; CAs backdate only for skew)."""
 
 
@@ -94,8 +96,7 @@ class Issuer:
     """A CA ready to sign: certificate, key and the extensions every child repeats."""
 
     certificate: x509.Certificate
-    key: CertificateIssuerPrivateKeyTypes
-    hash: keys.SignatureHash | None
+    signer: Signer
     aki: x509.AuthorityKeyIdentifier
     child_extensions: tuple[tuple[x509.ExtensionType, bool], ...]
     name_constraints: tuple[x509.NameConstraints, ...] = ()
@@ -104,7 +105,7 @@ class Issuer:
     def create(
         cls,
         certificate: x509.Certificate,
-        key: CertificateIssuerPrivateKeyTypes,
+        signer: Signer | CertificateIssuerPrivateKeyTypes,
         *,
         urls: RevocationUrls | None,
         chain: Sequence[x509.Certificate] = (),
@@ -114,11 +115,10 @@ class Issuer:
             ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
             aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
         except x509.ExtensionNotFound:
-            aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key())
+            aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key())
         return cls(
             certificate=certificate,
-            key=key,
-            hash=keys.signature_hash(key),
+            signer=keys.as_signer(signer),
             aki=aki,
             child_extensions=tuple(_aia_cdp(urls)),
             name_constraints=tuple(chain_name_constraints(certificate, *chain)),
@@ -277,7 +277,7 @@ def build_leaf(
         )
     for ext, critical in issuer.child_extensions:
         builder = builder.add_extension(ext, critical=critical)
-    return builder.sign(issuer.key, issuer.hash)
+    return issuer.signer.sign_certificate(builder)
 
 
 def build_ca_certificate(
@@ -285,7 +285,7 @@ def build_ca_certificate(
     subject: x509.Name,
     public_key: CertificatePublicKeyTypes,
     issuer: Issuer | None,
-    self_key: CertificateIssuerPrivateKeyTypes | None,
+    self_key: Signer | None,
     not_before: datetime,
     not_after: datetime,
     serial: int,
@@ -316,10 +316,47 @@ def build_ca_certificate(
         # RFC 5280 §4.2.1.10: conforming CAs MUST mark name constraints critical.
         builder = builder.add_extension(name_constraints, critical=True)
     if issuer is not None:
-        return builder.sign(issuer.key, issuer.hash)
+        return issuer.signer.sign_certificate(builder)
     if self_key is None:
         raise ValueError("a self-signed CA certificate needs its own key")
-    return builder.sign(self_key, keys.signature_hash(self_key))
+    return self_key.sign_certificate(builder)
+
+
+def build_ocsp_signer(
+    issuer: Issuer,
+    *,
+    public_key: CertificatePublicKeyTypes,
+    name: str,
+    not_before: datetime,
+    not_after: datetime,
+    serial: int,
+) -> x509.Certificate:
+    """Build and sign a delegated OCSP responder certificate (RFC 6960 §4.2.2.2)."""
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{name} OCSP responder"[:MAX_CN_LENGTH]),
+            *issuer.certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[:1],
+        ]
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.certificate.subject)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            _key_usage(digital_signature=True, key_encipherment=False, ca=False), critical=True
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), False)
+        # RFC 6960 §4.2.2.2.1: validators need not check the responder's own status.
+        .add_extension(x509.OCSPNoCheck(), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False)
+        .add_extension(issuer.aki, critical=False)
+    )
+    return issuer.signer.sign_certificate(builder)
 
 
 def clamp_validity(

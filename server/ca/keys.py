@@ -10,22 +10,27 @@ from __future__ import annotations
 import secrets
 from typing import Final, Protocol
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
+    CertificateIssuerPublicKeyTypes,
     CertificatePublicKeyTypes,
 )
 
 from server.ca import der
 from server.ca.errors import EngineError, ProblemKind
+from server.ca.signer import Signer
 from server.ca.types import KeyAlgorithm, KeyHandle
 
 __all__ = [
     "KeyBackend",
+    "KeySigner",
     "Pkcs8KeyBackend",
     "SignatureHash",
     "algorithm_of",
+    "as_signer",
     "generate_private_key",
     "sign",
     "signature_algorithm",
@@ -130,8 +135,8 @@ class KeyBackend(Protocol):
         """Create a key; return its handle (to store with the CA) and public key."""
         ...
 
-    def load(self, handle: KeyHandle) -> CertificateIssuerPrivateKeyTypes:
-        """Return a signing key for a handle made by this backend."""
+    def load(self, handle: KeyHandle) -> Signer:
+        """Return a signer for a handle made by this backend (the key stays inside)."""
         ...
 
 
@@ -161,8 +166,9 @@ class Pkcs8KeyBackend:
         )
         return KeyHandle(backend=self.name, ref=f"{label}-{secrets.token_hex(4)}", blob=blob)
 
-    def load(self, handle: KeyHandle) -> CertificateIssuerPrivateKeyTypes:
-        """Decrypt the handle's key; EngineError(SERVER_INTERNAL) on a wrong passphrase."""
+    def load(self, handle: KeyHandle) -> Signer:
+        """Decrypt the handle's key into a signer; EngineError(SERVER_INTERNAL) on a wrong
+        passphrase."""
         try:
             key = serialization.load_pem_private_key(handle.blob, password=self._passphrase)
         except (ValueError, TypeError) as exc:
@@ -172,7 +178,7 @@ class Pkcs8KeyBackend:
             ) from exc
         if isinstance(key, (ed448.Ed448PrivateKey,)) or not _is_issuer_key(key):
             raise EngineError(ProblemKind.SERVER_INTERNAL, f"CA key {handle.ref} has a bad type")
-        return key  # type: ignore[return-value]  # narrowed by _is_issuer_key
+        return KeySigner(key)  # type: ignore[arg-type]  # narrowed by _is_issuer_key
 
 
 def _is_issuer_key(key: object) -> bool:
@@ -238,3 +244,50 @@ def sign(key: CertificateIssuerPrivateKeyTypes, data: bytes) -> bytes:
     ):
         return key.sign(data)
     raise TypeError(f"cannot sign with {type(key).__name__}")
+
+
+class KeySigner:
+    """A ``Signer`` over an in-process private key (the PKCS#8 backend's, and tests')."""
+
+    __slots__ = ("_algorithm", "_hash", "_key")
+
+    def __init__(self, key: CertificateIssuerPrivateKeyTypes) -> None:
+        self._key = key
+        self._hash = signature_hash(key)
+        self._algorithm = signature_algorithm(key)
+
+    @property
+    def algorithm(self) -> bytes:
+        """Return the DER AlgorithmIdentifier of this key's signatures."""
+        return self._algorithm
+
+    def public_key(self) -> CertificateIssuerPublicKeyTypes:
+        """Return the public half of the key."""
+        return self._key.public_key()
+
+    def sign(self, data: bytes) -> bytes:
+        """Sign DER ``data`` as the X.509 builders do."""
+        return sign(self._key, data)
+
+    def sign_certificate(self, builder: x509.CertificateBuilder) -> x509.Certificate:
+        """Sign a certificate builder."""
+        return builder.sign(self._key, self._hash)
+
+    def sign_crl(
+        self, builder: x509.CertificateRevocationListBuilder
+    ) -> x509.CertificateRevocationList:
+        """Sign a CRL builder."""
+        return builder.sign(self._key, self._hash)
+
+    def sign_csr(
+        self, builder: x509.CertificateSigningRequestBuilder
+    ) -> x509.CertificateSigningRequest:
+        """Sign a PKCS#10 request builder."""
+        return builder.sign(self._key, self._hash)
+
+
+def as_signer(key: Signer | CertificateIssuerPrivateKeyTypes) -> Signer:
+    """Return ``key`` as a ``Signer`` (in-process keys are wrapped; signers pass through)."""
+    if _is_issuer_key(key) or isinstance(key, ed448.Ed448PrivateKey):
+        return KeySigner(key)  # type: ignore[arg-type]  # an issuer key type
+    return key  # type: ignore[return-value]  # a Signer

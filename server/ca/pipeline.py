@@ -24,7 +24,14 @@ from server.ca import grants, issuance, keys, policy, profiles
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import CA, CAKind, CAMode, CAStatus
 
-__all__ = ["Approved", "Rule", "authorize", "check_ca_state", "check_request"]
+__all__ = [
+    "Approved",
+    "Rule",
+    "authorize",
+    "check_ca_state",
+    "check_request",
+    "check_status_signer",
+]
 
 
 class Rule(StrEnum):
@@ -71,6 +78,22 @@ def check_ca_state(lineage: Sequence[CA], now: datetime) -> None:
                 ProblemKind.POLICY,
                 f"{Rule.CA_ANCESTOR}: CA {ca.name} is under revoked CA {above.name}",
             )
+
+
+def check_status_signer(lineage: Sequence[CA], now: datetime) -> None:
+    """Refuse a delegated OCSP signer for a CA without a valid certificate.
+
+    Unlike issuance this allows disabled and revoked CAs: they keep publishing
+    status for the certificates they issued.
+
+    Raises:
+        EngineError: POLICY (``ca.state``, ``ca.expired``).
+    """
+    ca = lineage[0]
+    if ca.cert_der is None or ca.status is CAStatus.PENDING:
+        raise EngineError(ProblemKind.POLICY, f"{Rule.CA_STATE}: CA {ca.name} is {ca.status}")
+    if ca.certificate.not_valid_after_utc <= now:
+        raise EngineError(ProblemKind.POLICY, f"{Rule.CA_EXPIRED}: CA {ca.name} expired")
 
 
 def authorize(grant: grants.Grant, lineage: Sequence[CA], *, profile: str, now: datetime) -> None:

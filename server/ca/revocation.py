@@ -68,10 +68,11 @@ def sign_crl(
         )
         # RFC 5280 §5.2.5: the IDP extension is critical.
         extensions.append(x509.Extension(idp.oid, True, idp))
-    return x509.CertificateRevocationListBuilder(
+    builder = x509.CertificateRevocationListBuilder(
         issuer_name=issuer.certificate.subject,
         last_update=this_update,
         next_update=next_update,
         extensions=extensions,
         revoked_certificates=list(revoked),
-    ).sign(issuer.key, issuer.hash)
+    )
+    return issuer.signer.sign_crl(builder)

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Final
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
@@ -27,9 +26,14 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from server.ca import keys
 from server.ca.matter import certificate, oids, rules, tlv
 from server.ca.matter.errors import MatterError, Rule
 from server.ca.matter.rules import MatterKind
+from server.ca.signer import Signer
+
+# A CA key as the builders take it: an engine ``Signer``, or an in-process key (tests).
+IssuerKey = Signer | CertificateIssuerPrivateKeyTypes
 
 __all__ = [
     "NO_EXPIRY",
@@ -45,7 +49,6 @@ __all__ = [
 NO_EXPIRY: Final = certificate.NO_EXPIRY
 """notAfter 99991231235959Z, "no well-defined expiration date"; pass ``not_after=None``."""
 
-_SHA256: Final = hashes.SHA256()
 _MAX_SERIAL: Final = 1 << 159  # 20 octets of positive INTEGER
 _MAX_VENDOR_ID: Final = 0xFFF4  # VendorId::kTestVendor4, the highest valid VID
 _MAX_COMMON_NAME: Final = 64  # ub-common-name
@@ -90,11 +93,17 @@ def _p256_public(key: CertificatePublicKeyTypes, what: str) -> ec.EllipticCurveP
     return key
 
 
-def _p256_private(key: CertificateIssuerPrivateKeyTypes, what: str) -> ec.EllipticCurvePrivateKey:
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        name = key.curve.name if isinstance(key, ec.EllipticCurvePrivateKey) else type(key).__name__
+def _p256_private(key: IssuerKey, what: str) -> tuple[Signer, ec.EllipticCurvePublicKey]:
+    signer = keys.as_signer(key)
+    public = signer.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(
+        public.curve, ec.SECP256R1
+    ):
+        name = (
+            public.curve.name if isinstance(public, ec.EllipticCurvePublicKey) else "another type"
+        )
         raise MatterError(Rule.CURVE, f"{what} must be a P-256 (secp256r1) key, not {name}")
-    return key
+    return signer, public
 
 
 def _check_serial(serial: int) -> int:
@@ -184,13 +193,13 @@ def _hex(value: int, digits: int) -> str:
 class _Issuer:
     checked: rules.Checked
     name: x509.Name
-    key: ec.EllipticCurvePrivateKey
+    key: Signer
     aki: x509.AuthorityKeyIdentifier
 
 
 def _load_issuer(
     cert: x509.Certificate,
-    key: CertificateIssuerPrivateKeyTypes,
+    key: IssuerKey,
     *,
     child: MatterKind,
     allowed: tuple[MatterKind, ...],
@@ -210,9 +219,9 @@ def _load_issuer(
         checked = rules.check_der(encoded, kind)
     except MatterError as exc:
         raise MatterError(exc.rule, f"issuer ({kind}): {exc.detail}") from exc
-    signer = _p256_private(key, "issuer key")
+    signer, public = _p256_private(key, "issuer key")
     raw = PublicFormat.UncompressedPoint
-    if signer.public_key().public_bytes(Encoding.X962, raw) != checked.cert.public_key[1:]:
+    if public.public_bytes(Encoding.X962, raw) != checked.cert.public_key[1:]:
         raise MatterError(Rule.CHAIN_ISSUER_KEY, "issuer key does not match the issuer certificate")
     if child in (MatterKind.PAI, MatterKind.ICAC) and checked.path_len == 0:
         raise MatterError(
@@ -224,7 +233,7 @@ def _load_issuer(
 
 def _sign(
     builder: x509.CertificateBuilder,
-    key: ec.EllipticCurvePrivateKey,
+    key: Signer,
     *,
     public_key: ec.EllipticCurvePublicKey,
     ku: x509.KeyUsage,
@@ -239,7 +248,7 @@ def _sign(
     builder = builder.add_extension(ski, critical=False).add_extension(
         aki or x509.AuthorityKeyIdentifier(ski.digest, None, None), critical=False
     )
-    return builder.sign(key, _SHA256)
+    return key.sign_certificate(builder)
 
 
 def _base(
@@ -271,7 +280,7 @@ def _finish(cert: x509.Certificate, kind: MatterKind, issuer: _Issuer | None) ->
 
 
 def _self_signed_ca(
-    signer: ec.EllipticCurvePrivateKey,
+    key: tuple[Signer, ec.EllipticCurvePublicKey],
     subject: x509.Name,
     validity: tuple[datetime, datetime],
     serial: int,
@@ -279,7 +288,7 @@ def _self_signed_ca(
     kind: MatterKind,
 ) -> x509.Certificate:
     """Sign a self-signed Matter root (PAA or RCAC) and check it against its profile."""
-    public_key = signer.public_key()
+    signer, public_key = key
     builder = _base(subject, subject, public_key, _check_serial(serial), validity)
     bc = x509.BasicConstraints(ca=True, path_length=path_len)
     cert = _sign(builder, signer, public_key=public_key, ku=_CA_KEY_USAGE, bc=bc, aki=None)
@@ -287,7 +296,7 @@ def _self_signed_ca(
 
 
 def build_paa(
-    key: CertificateIssuerPrivateKeyTypes,
+    key: IssuerKey,
     *,
     name: str,
     vid: int | None,
@@ -324,7 +333,7 @@ def build_pai(
     public_key: CertificatePublicKeyTypes,
     *,
     issuer_cert: x509.Certificate,
-    issuer_key: CertificateIssuerPrivateKeyTypes,
+    issuer_key: IssuerKey,
     name: str,
     vid: int | None,
     pid: int | None,
@@ -384,9 +393,7 @@ class DacFactory:
 
     __slots__ = ("_issuer", "_pai_pid", "_pai_vid")
 
-    def __init__(
-        self, pai_cert: x509.Certificate, pai_key: CertificateIssuerPrivateKeyTypes
-    ) -> None:
+    def __init__(self, pai_cert: x509.Certificate, pai_key: IssuerKey) -> None:
         """Validate the PAI and its key.
 
         Raises:
@@ -465,7 +472,7 @@ def build_dac(
     public_key: CertificatePublicKeyTypes,
     *,
     pai_cert: x509.Certificate,
-    pai_key: CertificateIssuerPrivateKeyTypes,
+    pai_key: IssuerKey,
     name: str,
     vid: int | None,
     pid: int | None,
@@ -504,7 +511,7 @@ def build_dac(
 
 
 def build_rcac(
-    key: CertificateIssuerPrivateKeyTypes,
+    key: IssuerKey,
     *,
     rcac_id: int,
     fabric_id: int | None = None,
@@ -546,7 +553,7 @@ def build_icac(
     public_key: CertificatePublicKeyTypes,
     *,
     issuer_cert: x509.Certificate,
-    issuer_key: CertificateIssuerPrivateKeyTypes,
+    issuer_key: IssuerKey,
     icac_id: int,
     fabric_id: int | None = None,
     not_before: datetime,
@@ -607,7 +614,7 @@ def build_noc(
     public_key: CertificatePublicKeyTypes,
     *,
     issuer_cert: x509.Certificate,
-    issuer_key: CertificateIssuerPrivateKeyTypes,
+    issuer_key: IssuerKey,
     node_id: int,
     fabric_id: int,
     cats: Sequence[int] = (),

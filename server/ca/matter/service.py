@@ -28,7 +28,6 @@ from typing import Final
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import (
-    CertificateIssuerPrivateKeyTypes,
     CertificatePublicKeyTypes,
 )
 from cryptography.hazmat.primitives.serialization import (
@@ -43,6 +42,7 @@ from server.ca.errors import EngineError, ProblemKind
 from server.ca.matter import oids, profiles, rules
 from server.ca.matter.errors import MatterError, Rule
 from server.ca.matter.rules import MatterKind
+from server.ca.signer import Signer
 from server.ca.types import (
     CA,
     CAKind,
@@ -187,33 +187,63 @@ class DeviceCredential:
 class _Signer:
     ca: CA
     cert: x509.Certificate
-    key: CertificateIssuerPrivateKeyTypes
+    key: Signer
+
+
+@dataclass(frozen=True, slots=True)
+class _Access:
+    """Who asks for a leaf and what their grant allows (the engine authorizes it)."""
+
+    principal: Principal
+    grant: grants.Grant
+    profile: str
+
+
+def _check_kind(ca: CA, allowed: tuple[CAKind, ...], child: str) -> None:
+    if ca.kind in allowed:
+        return
+    same = (ca.kind, child) in {(CAKind.MATTER_PAI, "PAI"), (CAKind.MATTER_ICAC, "ICAC")}
+    if same:
+        rule = Rule.CHAIN_DEPTH
+        detail = (
+            f"a {child} cannot be issued by another {child}: Matter chains are "
+            "PAA -> PAI -> DAC and RCAC -> [ICAC] -> NOC"
+        )
+    else:
+        rule = Rule.CHAIN_ISSUER_KIND
+        wanted = " or ".join(str(k) for k in allowed)
+        detail = f"a {child} must be issued by a {wanted} CA; {ca.name} is {ca.kind}"
+    raise _refuse(rule, detail)
 
 
 async def _load_signer(
-    engine: api.CAEngine, ref: str | None, *, allowed: tuple[CAKind, ...], child: str
+    engine: api.CAEngine,
+    ref: str | None,
+    *,
+    allowed: tuple[CAKind, ...],
+    child: str,
+    access: _Access | None = None,
 ) -> _Signer:
-    """Return an active Matter CA of an allowed kind with its certificate and key.
+    """Return a Matter CA of an allowed kind with its certificate and signer.
+
+    A leaf (``access`` given) goes through the engine's authorization (grant, CA
+    state up the chain) before anything else; a CA certificate needs an active,
+    sound parent.
 
     Raises:
-        EngineError: NOT_FOUND, POLICY (``chain-depth``/``chain-issuer-kind``).
+        EngineError: NOT_FOUND, UNAUTHORIZED/INVALID_PROFILE (grant), POLICY (CA state,
+            ``chain-depth``/``chain-issuer-kind``).
     """
-    ca = await engine.get_ca(ref)
-    if ca.kind not in allowed:
-        same = (ca.kind, child) in {(CAKind.MATTER_PAI, "PAI"), (CAKind.MATTER_ICAC, "ICAC")}
-        if same:
-            rule = Rule.CHAIN_DEPTH
-            detail = (
-                f"a {child} cannot be issued by another {child}: Matter chains are "
-                "PAA -> PAI -> DAC and RCAC -> [ICAC] -> NOC"
-            )
-        else:
-            rule = Rule.CHAIN_ISSUER_KIND
-            wanted = " or ".join(str(k) for k in allowed)
-            detail = f"a {child} must be issued by a {wanted} CA; {ca.name} is {ca.kind}"
-        raise _refuse(rule, detail)
-    issuer = await engine.signing_issuer(ca)
-    return _Signer(ca=ca, cert=issuer.certificate, key=issuer.key)
+    if access is not None:
+        ca, issuer = await engine.leaf_issuer(
+            access.principal, access.grant, ca=ref, profile=access.profile
+        )
+        _check_kind(ca, allowed, child)
+    else:
+        ca = await engine.get_ca(ref)
+        _check_kind(ca, allowed, child)
+        issuer = await engine.ca_issuer(ca)
+    return _Signer(ca=ca, cert=issuer.certificate, key=issuer.signer)
 
 
 def _not_after(
@@ -346,16 +376,18 @@ class MatterService:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _new_key(self, name: str) -> tuple[KeyHandle, ec.EllipticCurvePrivateKey]:
-        backend = self._engine.key_backend
-        handle, _ = await asyncio.to_thread(backend.create, KeyAlgorithm.EC_P256, label=name)
-        key = await asyncio.to_thread(backend.load, handle)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):  # pragma: no cover - backend bug
-            raise EngineError(ProblemKind.SERVER_INTERNAL, "the key backend made no P-256 key")
-        return handle, key
+    async def _new_key(self, name: str) -> tuple[KeyHandle, Signer]:
+        return await self._engine.new_key(KeyAlgorithm.EC_P256, label=name)
 
-    async def _signer(self, ref: str, *, allowed: tuple[CAKind, ...], child: str) -> _Signer:
-        return await _load_signer(self._engine, ref, allowed=allowed, child=child)
+    async def _signer(
+        self,
+        ref: str,
+        *,
+        allowed: tuple[CAKind, ...],
+        child: str,
+        access: _Access | None = None,
+    ) -> _Signer:
+        return await _load_signer(self._engine, ref, allowed=allowed, child=child, access=access)
 
     async def _store_ca(
         self,
@@ -638,8 +670,12 @@ class MatterService:
             raise EngineError(ProblemKind.MALFORMED, "give a DAC count of at least 1, or CSRs")
         _check_vid(vid)
         _check_pid(pid)
-        await self._engine.authorize(actor, grant, ca=pai, profile=DAC_PROFILE)
-        signer = await self._signer(pai, allowed=(CAKind.MATTER_PAI,), child="DAC")
+        signer = await self._signer(
+            pai,
+            allowed=(CAKind.MATTER_PAI,),
+            child="DAC",
+            access=_Access(actor, grant, DAC_PROFILE),
+        )
         with _engine_errors():
             factory = profiles.DacFactory(signer.cert, signer.key)
         _check_dac_scope(factory, vid, pid)
@@ -815,6 +851,7 @@ async def issue_matter(
     request_or_key: x509.CertificateSigningRequest | CertificatePublicKeyTypes,
     *,
     principal: Principal,
+    grant: grants.Grant,
     profile: str,
     ca: str | None,
     lifetime: timedelta | None = None,
@@ -839,11 +876,10 @@ async def issue_matter(
     else:
         csr_subject = subject or x509.Name([])
         public_key = request_or_key
+    access = _Access(principal, grant, profile)
     if profile == DAC_PROFILE:
-        return await _issue_one_dac(
-            engine, public_key, csr_subject, params, ca, principal, lifetime
-        )
-    return await _issue_one_noc(engine, public_key, params, ca, principal, lifetime)
+        return await _issue_one_dac(engine, public_key, csr_subject, params, ca, access, lifetime)
+    return await _issue_one_noc(engine, public_key, params, ca, access, lifetime)
 
 
 async def _issue_one_dac(
@@ -852,10 +888,12 @@ async def _issue_one_dac(
     csr_subject: x509.Name,
     params: MatterRequest,
     ca: str | None,
-    principal: Principal,
+    access: _Access,
     lifetime: timedelta | None,
 ) -> IssuedCertificate:
-    signer = await _load_signer(engine, ca, allowed=(CAKind.MATTER_PAI,), child="DAC")
+    signer = await _load_signer(
+        engine, ca, allowed=(CAKind.MATTER_PAI,), child="DAC", access=access
+    )
     with _engine_errors():
         factory = profiles.DacFactory(signer.cert, signer.key)
     vid = params.vendor_id
@@ -882,7 +920,7 @@ async def _issue_one_dac(
     for _ in range(_SERIAL_ATTEMPTS):
         cert = await asyncio.to_thread(_build_one, factory, public_key, vid, pid, start, end, name)
         (record,) = await engine.store_leaves(
-            signer.ca, [cert], profile=DAC_PROFILE, principal=principal
+            signer.ca, [cert], profile=DAC_PROFILE, principal=access.principal
         )
         if record is not None:
             return IssuedCertificate(
@@ -896,11 +934,11 @@ async def _issue_one_noc(
     public_key: CertificatePublicKeyTypes,
     params: MatterRequest,
     ca: str | None,
-    principal: Principal,
+    access: _Access,
     lifetime: timedelta | None,
 ) -> IssuedCertificate:
     allowed = (CAKind.MATTER_ICAC, CAKind.MATTER_RCAC)
-    signer = await _load_signer(engine, ca, allowed=allowed, child="NOC")
+    signer = await _load_signer(engine, ca, allowed=allowed, child="NOC", access=access)
     issuer_fabric = info_of(signer.ca).fabric_id
     fabric_id = params.fabric_id if params.fabric_id is not None else issuer_fabric
     if fabric_id is None:
@@ -928,7 +966,7 @@ async def _issue_one_noc(
                 serial=matter_serial(),
             )
         (record,) = await engine.store_leaves(
-            signer.ca, [cert], profile=NOC_PROFILE, principal=principal
+            signer.ca, [cert], profile=NOC_PROFILE, principal=access.principal
         )
         if record is not None:
             return IssuedCertificate(

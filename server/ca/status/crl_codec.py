@@ -19,7 +19,7 @@ from typing import Final
 
 from cryptography.hazmat.primitives import serialization
 
-from server.ca import der, keys, revocation
+from server.ca import der, revocation
 from server.ca.issuance import Issuer
 from server.ca.types import RevocationReason
 
@@ -130,5 +130,5 @@ def sign(
     _, _, tbs_e = der.read_tlv(full, outer_s, outer_e)
     _, _, alg_e = der.read_tlv(full, tbs_e, outer_e)
     algorithm = full[tbs_e:alg_e]
-    signature = der.wrap(0x03, b"\x00" + keys.sign(issuer.key, new_tbs))
+    signature = der.wrap(0x03, b"\x00" + issuer.signer.sign(new_tbs))
     return der.seq(new_tbs, algorithm, signature)

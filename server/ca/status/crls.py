@@ -97,7 +97,7 @@ class CrlPublisher:
             if not leader:
                 return None
             started = self._clock.now()
-            issuer = await self._engine.signing_issuer(ca)
+            issuer = await self._engine.status_issuer(ca)
             this_update = started.replace(microsecond=0)
             known = self._entries.get(ca.id)
             if known is None or known.newest is None:

@@ -26,8 +26,7 @@ from server.ca.der import oid as _oid_bytes
 from server.ca.der import read_tlv as _tlv
 from server.ca.der import seq as _seq
 from server.ca.der import wrap as _w
-from server.ca.keys import sign as _sign
-from server.ca.keys import signature_algorithm as _signature_algorithm
+from server.ca.signer import Signer
 
 __all__ = [
     "HASH_OIDS",
@@ -242,16 +241,16 @@ class SingleStatus:
 
 @dataclass(frozen=True, slots=True)
 class SignerKey:
-    """Who signs: key, responder key hash (SHA-1 of its key bits) and certs to include."""
+    """Who signs: the signer, responder key hash (SHA-1 of its key bits), certs to include."""
 
-    key: CertificateIssuerPrivateKeyTypes
+    signer: Signer
     key_hash: bytes
     certs: tuple[bytes, ...] = ()
 
     @property
     def algorithm(self) -> bytes:
         """Return the DER AlgorithmIdentifier of the signature."""
-        return _signature_algorithm(self.key)
+        return self.signer.algorithm
 
 
 def _single(item: SingleStatus, this_update: datetime, next_update: datetime) -> bytes:
@@ -287,7 +286,7 @@ def encode_response(
     if nonce is not None:
         parts.append(_w(0xA1, _seq(_seq(_w(0x06, _NONCE_OID), _w(0x04, nonce)))))
     tbs = _seq(*parts)
-    basic_parts = [tbs, signer.algorithm, _w(0x03, b"\x00" + _sign(signer.key, tbs))]
+    basic_parts = [tbs, signer.algorithm, _w(0x03, b"\x00" + signer.signer.sign(tbs))]
     if signer.certs:
         basic_parts.append(_w(0xA0, _seq(*signer.certs)))
     basic = _seq(*basic_parts)

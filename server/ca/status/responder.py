@@ -25,20 +25,17 @@ from typing import TYPE_CHECKING, Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from server.ca.errors import EngineError, ProblemKind
-from server.ca.ports import Clock, Repository, SystemClock, random_serial
+from server.ca.ports import Clock, Repository, SystemClock
 from server.ca.status import answer_cache, ocsp_codec
 from server.ca.status import ports as status_ports
 from server.ca.types import (
     CA,
-    AuditEvent,
     CAId,
     CAStatus,
     CertificateRecord,
     CertStatus,
-    KeyAlgorithm,
     RevocationReason,
     Serial,
 )
@@ -50,10 +47,8 @@ __all__ = ["OcspAnswer", "Responder", "ResponderSettings"]
 
 log = logging.getLogger(__name__)
 
-_SIGNER_PROFILE: Final = "ocsp-signer"
 _CA_RELOAD_INTERVAL: Final = 1.0
 _EXPIRY_MARGIN: Final = 60.0
-_BACKDATE: Final = timedelta(minutes=5)
 _POLL_OVERLAP: Final = timedelta(seconds=5)
 
 
@@ -209,9 +204,9 @@ class Responder:
         if cached is not None and cached.not_after - now > self._rotate_margin():
             return cached
         if not self.settings.delegated_signer:
-            issuer = await self._engine.signing_issuer(info.ca)
+            issuer = await self._engine.status_issuer(info.ca)
             signer = _Signer(
-                key=ocsp_codec.SignerKey(key=issuer.key, key_hash=info.key_sha1),
+                key=ocsp_codec.SignerKey(signer=issuer.signer, key_hash=info.key_sha1),
                 not_after=issuer.not_after,
             )
         else:
@@ -229,7 +224,7 @@ class Responder:
         record = await self._store.current_signer(info.ca.id)
         if record is None or record.not_after - now <= self._rotate_margin():
             record = await self.issue_signer(info.ca)
-        key = await asyncio.to_thread(self._engine.key_backend.load, record.key)
+        key = await self._engine.key_signer(record.key)
         cert = x509.load_der_x509_certificate(record.cert_der)
         bits = ocsp_codec.public_key_bits(
             cert.public_key().public_bytes(
@@ -238,7 +233,7 @@ class Responder:
         )
         return _Signer(
             key=ocsp_codec.SignerKey(
-                key=key,
+                signer=key,
                 key_hash=hashlib.sha1(bits, usedforsecurity=False).digest(),
                 certs=(record.cert_der,),
             ),
@@ -246,85 +241,22 @@ class Responder:
         )
 
     async def issue_signer(self, ca: CA) -> status_ports.SignerRecord:
-        """Issue and store a delegated OCSP signer certificate for ``ca`` (RFC 6960 §4.2.2.2).
+        """Have the engine issue a delegated OCSP signer for ``ca`` and keep it (RFC 6960 §4.2.2.2).
 
         Raises:
-            EngineError: POLICY (CA not active).
+            EngineError: POLICY (CA without a valid certificate).
         """
-        issuer = await self._engine.signing_issuer(ca)
-        backend = self._engine.key_backend
-        handle, public_key = await asyncio.to_thread(
-            backend.create, KeyAlgorithm.EC_P256, label=f"{ca.name}-ocsp"
-        )
-        now = self._now()
-        not_after = min(now + self.settings.signer_lifetime, issuer.not_after)
-        serial = random_serial()
-        subject = x509.Name(
-            [
-                x509.NameAttribute(NameOID.COMMON_NAME, f"{ca.name} OCSP responder"[:64]),
-                *ca.certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[:1],
-            ]
-        )
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer.certificate.subject)
-            .public_key(public_key)
-            .serial_number(serial)
-            .not_valid_before(now - _BACKDATE)
-            .not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), False)
-            # RFC 6960 §4.2.2.2.1: validators need not check the responder's own status.
-            .add_extension(x509.OCSPNoCheck(), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False)
-            .add_extension(issuer.aki, critical=False)
-            .sign(issuer.key, issuer.hash)
-        )
-        der = cert.public_bytes(serialization.Encoding.DER)
-        record = CertificateRecord(
-            ca_id=ca.id,
-            serial=Serial(serial),
-            der=der,
-            profile=_SIGNER_PROFILE,
-            subject=cert.subject.rfc4514_string(),
-            sans=(),
-            not_before=cert.not_valid_before_utc,
-            not_after=cert.not_valid_after_utc,
-            issued_at=now,
-            requester="system:ocsp",
-        )
-        await self._repo.add_certificate(
-            record,
-            audit=AuditEvent(
-                at=now,
-                actor="system:ocsp",
-                action="ocsp.signer-issue",
-                target=f"{ca.name}/{record.serial_hex}",
-            ),
+        record, handle = await self._engine.issue_ocsp_signer(
+            ca, lifetime=self.settings.signer_lifetime
         )
         signer = status_ports.SignerRecord(
             ca_id=ca.id,
-            serial=Serial(serial),
-            cert_der=der,
+            serial=record.serial,
+            cert_der=record.der,
             key=handle,
             not_before=record.not_before,
             not_after=record.not_after,
-            created_at=now,
+            created_at=record.issued_at,
         )
         await self._store.add_signer(signer)
         log.info("issued delegated OCSP signer %s for CA %s", record.serial_hex, ca.name)

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 
+from server.ca import keys
 from server.ca.status import ocsp_codec
 
 
@@ -108,7 +109,7 @@ def test_encode_multi_response_with_nonce() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     bits = ocsp_codec.public_key_bits(ocsp_codec.spki_der(key))
     signer = ocsp_codec.SignerKey(
-        key=key, key_hash=hashlib.sha1(bits, usedforsecurity=False).digest()
+        signer=keys.KeySigner(key), key_hash=hashlib.sha1(bits, usedforsecurity=False).digest()
     )
     now = datetime(2026, 6, 1, tzinfo=UTC)
     cid2 = ocsp_codec.cert_id("sha1", name_der=b"\x30\x00", key_bits=b"key", serial=99)
