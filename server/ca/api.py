@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from server.ca import hierarchy, issuance, keys, policy, profiles
-from server.ca.errors import EngineError, ProblemKind
+from server.ca.errors import EngineError, ProblemKind, StorageUnavailableError
 from server.ca.ports import Clock, Repository, SerialConflictError, SystemClock, random_serial
 from server.ca.types import (
     CA,
@@ -208,6 +208,8 @@ class CAEngine:
         """Return a CA by name or id, None if absent."""
         try:
             return await self.get_ca(ref)
+        except StorageUnavailableError:
+            raise  # an outage is not an absent CA
         except EngineError:
             return None
 
