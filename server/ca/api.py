@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from server.ca import grants, hierarchy, issuance, keys, pipeline, policy, profiles
-from server.ca.errors import EngineError, ProblemKind
+from server.ca.errors import EngineError, ProblemKind, StorageUnavailableError
 from server.ca.ports import Clock, Repository, SerialConflictError, SystemClock, random_serial
 from server.ca.signer import Signer
 from server.ca.types import (
@@ -231,6 +231,8 @@ class CAEngine:
         """Return a CA by name or id, None if absent."""
         try:
             return await self.get_ca(ref)
+        except StorageUnavailableError:
+            raise  # an outage is not an absent CA
         except EngineError:
             return None
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from server.ca.errors import EngineError, ProblemKind
+from server.ca.errors import EngineError, ProblemKind, StorageUnavailableError
 from server.ca.ports import Clock, Repository, SystemClock
 from server.ca.status import crl_codec
 from server.ca.status import ports as status_ports
@@ -148,14 +148,28 @@ class CrlPublisher:
     async def latest(self, ca_id: str) -> CrlRecord:
         """Return the newest CRL of a CA, generating one if none is current.
 
+        While storage is unreachable the last CRL this process served is served on
+        (it is public and signed) until its nextUpdate.
+
         Raises:
             EngineError: NOT_FOUND (unknown CA), POLICY (CA not active),
-                UNAVAILABLE (another node is generating the first CRL).
+                UNAVAILABLE (another node is generating the first CRL, or storage
+                is unreachable and no current CRL is in memory).
         """
         cached = self._latest.get(CAId(ca_id))
         now_mono = time.monotonic()
         if cached is not None and now_mono - cached[0] < _CACHE_SECONDS:
             return cached[1]
+        try:
+            return await self._load_latest(ca_id, cached, now_mono)
+        except StorageUnavailableError:
+            if cached is not None and cached[1].next_update > self._clock.now():
+                return cached[1]
+            raise
+
+    async def _load_latest(
+        self, ca_id: str, cached: tuple[float, CrlRecord] | None, now_mono: float
+    ) -> CrlRecord:
         ca = await self._engine.get_ca(ca_id)
         if ca.id != ca_id or ca.status is not CAStatus.ACTIVE:
             raise EngineError(ProblemKind.NOT_FOUND, f"no CRL for {ca_id!r}")
@@ -201,6 +215,8 @@ class CrlPublisher:
                 try:
                     if await self.regenerate(ca) is not None:
                         done.append(ca.id)
+                except StorageUnavailableError:
+                    raise  # the loop reports an outage once, not once per CA
                 except EngineError as exc:
                     log.warning("CRL of CA %s not regenerated: %s", ca.name, exc.detail)
         return done
