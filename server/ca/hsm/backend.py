@@ -162,7 +162,14 @@ class Pkcs11Signer:
     ) -> x509.CertificateSigningRequest:
         """Sign a PKCS#10 request builder in the token."""
         draft = builder.sign(self._stand_in, self._hash)
-        return x509.load_der_x509_csr(self._assemble(draft.tbs_certrequest_bytes))
+        # A request carries its signer's public key: put the token key's in place of the
+        # stand-in's (CertificationRequestInfo: version, subject, subjectPKInfo, attributes).
+        version, subject, _, attributes = der.children(der.parse(draft.tbs_certrequest_bytes))
+        spki = self._public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        tbs = der.seq(version.encoded, subject.encoded, spki, attributes.encoded)
+        return x509.load_der_x509_csr(self._assemble(tbs))
 
     def _assemble(self, tbs: bytes) -> bytes:
         signature = der.wrap(der.BIT_STRING, b"\x00" + self.sign(tbs))
@@ -208,8 +215,7 @@ def _generate(lease: Lease, alg: KeyAlgorithm, ref: str) -> CertificatePublicKey
         oid, curve = _EC_CURVES[alg]
         key_type, mechanism = KeyType.EC, Mechanism.EC_KEY_PAIR_GEN
     else:
-        mechanisms = session.token.slot.get_mechanisms()
-        if Mechanism.EDDSA not in mechanisms or Mechanism.EC_EDWARDS_KEY_PAIR_GEN not in mechanisms:
+        if not _has_eddsa(session.token.slot.get_mechanisms()):
             raise EngineError(
                 ProblemKind.POLICY,
                 f"PKCS#11 token {session.token.label!r} has no CKM_EDDSA: "
@@ -233,6 +239,10 @@ def _generate(lease: Lease, alg: KeyAlgorithm, ref: str) -> CertificatePublicKey
     if curve is None:
         return ed25519.Ed25519PublicKey.from_public_bytes(point)
     return ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
+
+
+def _has_eddsa(mechanisms: set[Mechanism]) -> bool:
+    return {Mechanism.EDDSA, Mechanism.EC_EDWARDS_KEY_PAIR_GEN} <= mechanisms
 
 
 def _point(value: bytes) -> bytes:

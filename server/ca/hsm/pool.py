@@ -30,7 +30,14 @@ from pkcs11.types import SignMixin
 
 from server.ca.errors import EngineError, ProblemKind
 
-__all__ = ["Lease", "PinSource", "SessionPool", "TokenSettings", "unavailable"]
+__all__ = [
+    "Lease",
+    "PinSource",
+    "SessionPool",
+    "TokenSettings",
+    "reinitialize",
+    "unavailable",
+]
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +282,16 @@ class SessionPool:
             self._rescan = False
             self._lib_generation = current
             return lib, current
+
+
+def reinitialize(module: str) -> None:
+    """Re-initialise a loaded module (C_Finalize + C_Initialize): every pool reconnects.
+
+    For operators' tools and tests that need a fresh view of the slots and logins.
+    """
+    with _LIB_LOCK:
+        pkcs11.lib(module).reinitialize()
+        _LIB_GENERATION[module] = _LIB_GENERATION.get(module, 0) + 1
 
 
 def _describe(exc: BaseException | None) -> str:
