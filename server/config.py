@@ -22,7 +22,14 @@ from server.ca.status import crls, responder
 from server.ca.types import KeyAlgorithm
 from server.store.database import sqlite_url
 
-__all__ = ["ConfigError", "RevocationSettings", "Settings", "load_settings", "status_settings"]
+__all__ = [
+    "ConfigError",
+    "Pkcs11Config",
+    "RevocationSettings",
+    "Settings",
+    "load_settings",
+    "status_settings",
+]
 
 DEFAULT_DATA_DIR: Final = Path("data")
 
@@ -225,6 +232,18 @@ class AcmeConfig(_Model):
         )
 
 
+class Pkcs11Config(_Model):
+    """The PKCS#11 token CA keys may live in (``[pkcs11]``); each CA picks its backend."""
+
+    module: Path
+    token_label: str = Field(min_length=1)
+    # The user PIN: this environment variable, else this file (mode 0600, checked).
+    pin_file: Path | None = None
+    pin_env: str = "PRIVCA_PKCS11_PIN"
+    # Sessions held open: signatures from this many threads proceed at once.
+    pool_size: int = Field(default=4, ge=1, le=64)
+
+
 class Settings(_Model):
     """Everything ``privca serve`` and the CLI need."""
 
@@ -249,6 +268,7 @@ class Settings(_Model):
     revocation: RevocationSettings = RevocationSettings()
     est: EstSettings = EstSettings()
     acme: AcmeConfig = AcmeConfig()
+    pkcs11: Pkcs11Config | None = None
 
     @field_validator("public_http_url")
     @classmethod

@@ -715,9 +715,16 @@ class CAEngine:
         pipeline.check_ca_state(await self.lineage(parent), self._now())
         return await self._issuer(parent)
 
-    async def new_key(self, algorithm: KeyAlgorithm, *, label: str) -> tuple[KeyHandle, Signer]:
-        """Create a CA key in the key backend; return its handle and signer."""
-        handle, _ = await asyncio.to_thread(self._keys.create, algorithm, label=label)
+    async def new_key(
+        self, algorithm: KeyAlgorithm, *, label: str, key_backend: str | None = None
+    ) -> tuple[KeyHandle, Signer]:
+        """Create a CA key in the named key backend (None: the default); return handle, signer.
+
+        Raises:
+            EngineError: MALFORMED (backend not configured), and the backend's own errors.
+        """
+        backend = keys.choose(self._keys, key_backend)
+        handle, _ = await asyncio.to_thread(backend.create, algorithm, label=label)
         return handle, await asyncio.to_thread(self._keys.load, handle)
 
     async def key_signer(self, handle: KeyHandle) -> Signer:

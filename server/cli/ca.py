@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from server.ca.types import CA, CAMode
 from server.cli.options import (
     CA_OPTIONS,
+    KEY_BACKEND,
     KEY_TYPE,
     OPERATOR,
     STORAGE,
@@ -38,6 +39,7 @@ async def _create_root(s: Services, a: argparse.Namespace) -> int:
         mode=a.mode,
         name_constraints=name_constraints(a),
         subject=a.subject,
+        key_backend=a.key_backend,
     )
     print(f"created root CA {ca.name} (id {ca.id}, {ca.key_algorithm})")
     return 0
@@ -57,6 +59,7 @@ async def _create_sub(s: Services, a: argparse.Namespace) -> int:
         dns_suffixes=a.allow_dns_suffix or (),
         ip_networks=a.allow_ip or (),
         publish_revocation=True if a.publish_revocation else None,
+        key_backend=a.key_backend,
     )
     print(f"created CA {ca.name} (id {ca.id}, tier {ca.tier}, parent {a.parent})")
     return 0
@@ -64,7 +67,12 @@ async def _create_sub(s: Services, a: argparse.Namespace) -> int:
 
 async def _import_csr(s: Services, a: argparse.Namespace) -> int:
     ca = await s.engine.create_import_request(
-        a.name, actor=OPERATOR, key_algorithm=a.key_type, subject=a.subject, mode=a.mode
+        a.name,
+        actor=OPERATOR,
+        key_algorithm=a.key_type,
+        subject=a.subject,
+        mode=a.mode,
+        key_backend=a.key_backend,
     )
     csr = x509.load_der_x509_csr(ca.csr_der or b"")
     write(a.out, csr.public_bytes(serialization.Encoding.PEM).decode())
@@ -161,7 +169,7 @@ def register(sub: Subparsers) -> None:
     p = ca.add_parser(
         "import-csr",
         help="create a CA key and CSR for an external signer",
-        parents=[STORAGE, KEY_TYPE],
+        parents=[STORAGE, KEY_TYPE, KEY_BACKEND],
     )
     p.add_argument("name")
     p.add_argument("--subject", type=parse_subject)
