@@ -9,6 +9,7 @@ owns the decrypted-key cache. OCSP and CRLs are the status service's
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -564,16 +565,25 @@ class CAEngine:
             issuer_not_after=issuer.not_after,
             limit=approved.limit,
         )
+        build = functools.partial(
+            issuance.build_leaf,
+            issuer,
+            public_key=public_key,  # type: ignore[arg-type]  # checked by algorithm_of
+            subject=approved.subject,
+            names=approved.names,
+            profile=prof,
+            not_before=start,
+            not_after=end,
+        )
+        # An in-process key signs in microseconds; a token's round trip must not
+        # hold up the event loop (its session pool serves several threads).
+        in_process = issuer_ca.key.backend == keys.Pkcs8KeyBackend.name
         for _ in range(_SERIAL_ATTEMPTS):
-            cert = issuance.build_leaf(
-                issuer,
-                public_key=public_key,  # type: ignore[arg-type]  # checked by algorithm_of
-                subject=approved.subject,
-                names=approved.names,
-                profile=prof,
-                not_before=start,
-                not_after=end,
-                serial=self._serials(),
+            serial = self._serials()
+            cert = (
+                build(serial=serial)
+                if in_process
+                else await asyncio.to_thread(build, serial=serial)
             )
             record = self._record(
                 issuer_ca, cert, profile=prof.name, names=approved.names, actor=principal

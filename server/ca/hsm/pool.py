@@ -48,7 +48,11 @@ RETRY_AFTER_SECONDS: Final = 10
 _WAIT_SLICE: Final = 0.2
 # python-pkcs11 keeps one initialised module per path and process, shared by every pool
 # over it: re-initialising invalidates all their sessions, so it happens once per failure.
-_LIB_LOCK: Final = threading.Lock()
+# python-pkcs11 initialises modules with C_Initialize(NULL): no OS locking is
+# promised, so concurrent calls into a module can crash it (SoftHSM2 does).
+# Every call into a module is made under this lock; the pool still spares
+# each request the open/login round trips.
+_LIB_LOCK: Final = threading.RLock()
 _LIB_GENERATION: dict[str, int] = {}
 
 
@@ -134,7 +138,8 @@ class SessionPool:
         for _ in range(2):
             lease = self._acquire()
             try:
-                result = action(lease)
+                with _LIB_LOCK:
+                    result = action(lease)
             except p11.PKCS11Error as exc:
                 self._drop(lease)
                 failure = exc
@@ -220,7 +225,8 @@ class SessionPool:
         if self._failed_at is not None and now - self._failed_at < self.settings.retry_seconds:
             raise unavailable(self._failure)
         try:
-            self._open_sessions()
+            with _LIB_LOCK:
+                self._open_sessions()
         except EngineError as exc:
             self._failed_at = now
             self._failure = exc.detail

@@ -354,7 +354,7 @@ def test_concurrent_signing_uses_the_pool(token: hsm.Pkcs11KeyBackend) -> None:
     assert len({c.serial_number for c in certs}) == 50
 
 
-def test_sessions_overlap_but_are_never_shared(softhsm: SoftHsm) -> None:
+def test_calls_into_the_module_are_serialised(softhsm: SoftHsm) -> None:
     pool = _pool(softhsm, size=4)
     lock = threading.Lock()
     active: set[int] = set()
@@ -371,7 +371,8 @@ def test_sessions_overlap_but_are_never_shared(softhsm: SoftHsm) -> None:
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=12) as threads:
         list(threads.map(lambda _: pool.run("hold", hold), range(50)))
-    assert 1 < peak[0] <= 4
+    # C_Initialize(NULL) promises no locking: one call into the module at a time.
+    assert peak[0] == 1
     pool.close()
 
 
