@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import time
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Final
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from server.ca import lifecycle
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import Clock, Repository, SystemClock
 from server.ca.status import answer_cache, ocsp_codec
@@ -33,7 +35,6 @@ from server.ca.status import ports as status_ports
 from server.ca.types import (
     CA,
     CAId,
-    CAStatus,
     CertificateRecord,
     CertStatus,
     RevocationReason,
@@ -106,6 +107,8 @@ class _CaInfo:
 class _Signer:
     key: ocsp_codec.SignerKey
     not_after: datetime
+    # The CA certificate it signs for: a renewal (perhaps with a new key) replaces the signer.
+    ca_der: bytes | None = None
 
 
 def _reason_code(reason: RevocationReason | None) -> int | None:
@@ -152,8 +155,10 @@ class Responder:
     async def _load_cas(self) -> None:
         by_hash: dict[tuple[bytes, bytes, bytes], CAId] = {}
         infos: dict[CAId, _CaInfo] = {}
+        now = self._clock.now()
         for ca in await self._engine.list_cas():
-            if ca.status is not CAStatus.ACTIVE or ca.cert_der is None:
+            # Disabled and revoked CAs still answer for the certificates they issued.
+            if not lifecycle.publishes_status(ca, now) or ca.cert_der is None:
                 continue
             cert = ca.certificate
             name_der = cert.subject.public_bytes()
@@ -188,7 +193,9 @@ class Responder:
 
     async def _ca_info(self, ca_id: CAId) -> _CaInfo | None:
         info = self._cas.get(ca_id)
-        if info is None:
+        current = await self._engine.find_ca(ca_id)  # the engine's copy, re-read every STATE_TTL
+        if info is None or (current is not None and current.cert_der != info.ca.cert_der):
+            # New, or renewed (perhaps with a new key): sign with its current certificate.
             await self._load_cas()
             info = self._cas.get(ca_id)
         return info
@@ -201,7 +208,11 @@ class Responder:
     async def _signer(self, info: _CaInfo) -> _Signer:
         now = self._now()
         cached = self._signers.get(info.ca.id)
-        if cached is not None and cached.not_after - now > self._rotate_margin():
+        if (
+            cached is not None
+            and cached.ca_der == info.ca.cert_der
+            and cached.not_after - now > self._rotate_margin()
+        ):
             return cached
         if not self.settings.delegated_signer:
             issuer = await self._engine.status_issuer(info.ca)
@@ -211,6 +222,7 @@ class Responder:
             )
         else:
             signer = await self._delegated(info, now)
+        signer = dataclasses.replace(signer, ca_der=info.ca.cert_der)
         self._signers[info.ca.id] = signer
         return signer
 
