@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,14 @@ def test_help_documents_rekey_limits(capsys: pytest.CaptureFixture[str]) -> None
     text = capsys.readouterr().out
     assert "refused while the CA has unexpired, unrevoked child CAs" in text
     assert "no longer published" in text
+
+
+def test_renewed_root_rewrites_the_ca_bundle(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    assert _privca(data, "ca", "create-root", "root") == 0
+    assert _privca(data, "ca", "create-sub", "issuing", "--parent", "root") == 0
+    bundle = tmp_path / "data" / "ca-bundle.pem"
+    bundle.write_text("stale\n")  # `privca serve` writes it on first start
+    assert _privca(data, "ca", "renew", "root", "--days", "400") == 0
+    (root,) = x509.load_pem_x509_certificates(bundle.read_bytes())
+    assert root.not_valid_after_utc - root.not_valid_before_utc == timedelta(days=400, minutes=5)
