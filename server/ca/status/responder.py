@@ -25,6 +25,7 @@ from email.utils import format_datetime
 from typing import TYPE_CHECKING, Final
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from server.ca import lifecycle
@@ -109,6 +110,14 @@ class _Signer:
     not_after: datetime
     # The CA certificate it signs for: a renewal (perhaps with a new key) replaces the signer.
     ca_der: bytes | None = None
+
+
+def _is_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def _reason_code(reason: RevocationReason | None) -> int | None:
@@ -234,10 +243,17 @@ class Responder:
 
     async def _delegated(self, info: _CaInfo, now: datetime) -> _Signer:
         record = await self._store.current_signer(info.ca.id)
-        if record is None or record.not_after - now <= self._rotate_margin():
+        cert = x509.load_der_x509_certificate(record.cert_der) if record is not None else None
+        if (
+            record is None
+            or cert is None
+            or record.not_after - now <= self._rotate_margin()
+            # After ``ca renew --rekey`` a signer certified by the old key proves nothing.
+            or not _is_issued_by(cert, info.ca.certificate)
+        ):
             record = await self.issue_signer(info.ca)
+            cert = x509.load_der_x509_certificate(record.cert_der)
         key = await self._engine.key_signer(record.key)
-        cert = x509.load_der_x509_certificate(record.cert_der)
         bits = ocsp_codec.public_key_bits(
             cert.public_key().public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -373,3 +373,24 @@ async def test_renew_refuses_imported_and_matter_cas(
     with pytest.raises(EngineError, match=message) as err:
         await engine.renew_ca(mid.id, actor=OP)
     assert err.value.kind is ProblemKind.CONFLICT
+
+
+async def test_delegated_ocsp_signer_reissued_after_rekey(
+    key_backend: keys.Pkcs8KeyBackend,
+) -> None:
+    env = Env(key_backend, delegated_signer=True)
+    old = await env.hierarchy()
+    leaf = await env.leaf()
+    resp = ocsp.load_der_ocsp_response(
+        (await env.status.ocsp(ocsp_request(old, [leaf.serial_number]))).der
+    )
+    resp.certificates[0].verify_directly_issued_by(old)
+    await env.engine.renew_ca("issuing", actor=OP, rekey=True)
+    leaf = await env.leaf()
+    issuing = (await env.engine.get_ca("issuing")).certificate
+    resp = ocsp.load_der_ocsp_response(
+        (await env.status.ocsp(ocsp_request(issuing, [leaf.serial_number]))).der
+    )
+    assert resp.certificate_status is ocsp.OCSPCertStatus.GOOD
+    (signer,) = resp.certificates
+    signer.verify_directly_issued_by(issuing)  # not the signer the old key certified
