@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from server.ca import grants, hierarchy, issuance, keys, pipeline, policy, profiles
+from server.ca import grants, hierarchy, issuance, keys, lifecycle, pipeline, policy, profiles
 from server.ca.errors import EngineError, ProblemKind, StorageUnavailableError
 from server.ca.ports import Clock, Repository, SerialConflictError, SystemClock, random_serial
 from server.ca.signer import Signer
@@ -265,6 +265,11 @@ class CAEngine:
     create_subordinate = hierarchy.create_subordinate
     create_import_request = hierarchy.create_import_request
     activate_import = hierarchy.activate_import
+    # CA lifecycle: built in ``lifecycle``, bound the same way.
+    disable_ca = lifecycle.disable
+    enable_ca = lifecycle.enable
+    revoke_ca = lifecycle.revoke
+    renew_ca = lifecycle.renew
 
     # ------------------------------------------------------------------ CA storage
     # Used by ``hierarchy`` and the Matter service: they build a CA certificate, the

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
+from server.ca import lifecycle
 from server.ca.errors import EngineError, ProblemKind, StorageUnavailableError
 from server.ca.ports import Clock, Repository, SystemClock
 from server.ca.status import crl_codec
 from server.ca.status import ports as status_ports
-from server.ca.types import CA, AuditEvent, CAId, CAStatus, CrlRecord
+from server.ca.types import CA, AuditEvent, CAId, CrlRecord
 
 if TYPE_CHECKING:
     from server.ca.api import CAEngine
@@ -152,7 +153,7 @@ class CrlPublisher:
         (it is public and signed) until its nextUpdate.
 
         Raises:
-            EngineError: NOT_FOUND (unknown CA), POLICY (CA not active),
+            EngineError: NOT_FOUND (unknown CA, pending, or revoked and expired),
                 UNAVAILABLE (another node is generating the first CRL, or storage
                 is unreachable and no current CRL is in memory).
         """
@@ -171,7 +172,8 @@ class CrlPublisher:
         self, ca_id: str, cached: tuple[float, CrlRecord] | None, now_mono: float
     ) -> CrlRecord:
         ca = await self._engine.get_ca(ca_id)
-        if ca.id != ca_id or ca.status is not CAStatus.ACTIVE:
+        # Disabled and revoked CAs keep publishing (``lifecycle.publishes_status``).
+        if ca.id != ca_id or not lifecycle.publishes_status(ca, self._clock.now()):
             raise EngineError(ProblemKind.NOT_FOUND, f"no CRL for {ca_id!r}")
         info = await self._store.latest_crl_info(ca.id)
         if (
@@ -197,7 +199,7 @@ class CrlPublisher:
         done: list[CAId] = []
         dirty = dict(await self._store.dirty_crls())
         for ca in await self._engine.list_cas():
-            if ca.status is not CAStatus.ACTIVE or ca.cert_der is None:
+            if not lifecycle.publishes_status(ca, now):
                 continue
             due = False
             marked = dirty.get(ca.id)
