@@ -6,6 +6,7 @@ write lock (optionally shared with the engine repository).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -54,6 +55,13 @@ def _label_to_domain(row: Row[Any]) -> EstLabel:
         allow_subject_change=row.allow_subject_change,
         csrattrs=attrs,
         source="database",
+        dns_suffixes=tuple(row.dns_suffixes),
+        allow_wildcard=row.allow_wildcard,
+        ip_ranges=tuple(ipaddress.ip_network(n) for n in row.ip_ranges),
+        uri_patterns=tuple(row.uri_patterns),
+        email_domains=tuple(row.email_domains),
+        subject_patterns=tuple(row.subject_patterns),
+        max_days=row.max_days,
     )
 
 
@@ -72,6 +80,13 @@ def _label_from_domain(label: EstLabel, now: datetime) -> dict[str, Any]:
             else [{"oid": a.oid, "values": list(a.values)} for a in label.csrattrs]
         ),
         "created_at": now,
+        "dns_suffixes": list(label.dns_suffixes),
+        "allow_wildcard": label.allow_wildcard,
+        "ip_ranges": [str(n) for n in label.ip_ranges],
+        "uri_patterns": list(label.uri_patterns),
+        "email_domains": list(label.email_domains),
+        "subject_patterns": list(label.subject_patterns),
+        "max_days": label.max_days,
     }
 
 

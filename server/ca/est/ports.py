@@ -8,6 +8,7 @@ Imports only engine types; must not import aiohttp, josepy or sqlalchemy.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -85,8 +86,15 @@ class EstLabel:
     """An EST label: which CA and profile, how clients authenticate, what they are told.
 
     ``trust_anchors_pem`` holds PEM certificates trusted for client-certificate
-    authentication on this label; empty means privca's own CA certificates.
+    authentication on this label; empty means the label's CA.
     ``csrattrs`` None means "derive from the profile".
+
+    The name policy (``dns_suffixes`` .. ``max_days``) is what the label's clients
+    may put in a certificate (``enrollment.label_grant``). Every empty field grants
+    nothing of its kind, so a label without them issues device identities only: a
+    subject name, no DNS/IP/URI/e-mail subjectAltName. ``subject_patterns`` are
+    shell-style patterns over the RFC 4514 subject (empty: any subject);
+    ``max_days`` None leaves the profile's limit.
     """
 
     name: str
@@ -98,6 +106,13 @@ class EstLabel:
     allow_subject_change: bool = False
     csrattrs: tuple[CsrAttr, ...] | None = None
     source: str = "database"
+    dns_suffixes: tuple[str, ...] = ()
+    allow_wildcard: bool = False
+    ip_ranges: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    uri_patterns: tuple[str, ...] = ()
+    email_domains: tuple[str, ...] = ()
+    subject_patterns: tuple[str, ...] = ()
+    max_days: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from server.ca.errors import EngineError, ProblemKind
+from server.ca.est import identity
 from server.ca.est.identity import ClientIdentity
 from server.ca.est.labels import Labels
 from server.ca.est.ports import AuthMode, EstLabel, EstRepository, EstUser
@@ -141,7 +142,7 @@ class Users:
             raise EngineError(
                 ProblemKind.UNAUTHORIZED, f"label {label.name} does not accept passwords"
             )
-        principal = Principal("est-user", f"{label.name}/{username}")
+        principal = identity.principal(identity.USER_KIND, label.name, username)
         token = hmac.new(
             self._auth_key,
             b"\x00".join((label.name.encode(), username.encode(), password.encode())),
