@@ -195,6 +195,8 @@ class ClientCerts:
         issuer_ca, bound = await self._issuer(label, cert, cert_der, for_reenroll=for_reenroll)
         profile = None
         if issuer_ca is not None:
+            # The engine's copy: the CA list above is up to _CA_TTL old, its state must not be.
+            issuer_ca = await self._engine.get_ca(issuer_ca.id)
             try:
                 pipeline.check_ca_state(await self._engine.lineage(issuer_ca), now)
             except EngineError as exc:

@@ -21,7 +21,7 @@ from typing import Final
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from server.ca import grants, issuance, keys, policy
+from server.ca import grants, issuance, keys, policy, profiles
 from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.est.identity import ClientIdentity
@@ -95,11 +95,20 @@ def _pem_body_to_der(pem: bytes) -> bytes:
     return base64.b64decode(b"".join(lines))
 
 
-def _identity_change(csr: x509.CertificateSigningRequest, current: x509.Certificate) -> str | None:
-    """Return what the CSR changes from ``current``'s identity (subject, SAN), or None."""
-    if csr.subject != current.subject:
+def _identity_change(
+    csr: x509.CertificateSigningRequest, current: x509.Certificate, profile: profiles.Profile
+) -> str | None:
+    """Return what the CSR changes from ``current``'s identity (subject, SAN), or None.
+
+    The subject compared is the one the profile would issue (profiles that derive
+    the subject from the first name ignore the CSR's).
+    """
+    names = issuance.requested_names(csr)
+    if csr.subject != current.subject and (
+        issuance.leaf_subject(profile, csr.subject, names) != current.subject
+    ):
         return "subject"
-    if _san_set(issuance.requested_names(csr)) != _san_set(_cert_sans(current)):
+    if _san_set(names) != _san_set(_cert_sans(current)):
         return "subjectAltName"
     return None
 
@@ -109,6 +118,7 @@ def _changes_identity(
     csr: x509.CertificateSigningRequest,
     client: ClientIdentity,
     operation: EstOperation,
+    profile: profiles.Profile,
 ) -> bool:
     """Refuse or flag a request naming another identity than the client's privca certificate.
 
@@ -133,7 +143,7 @@ def _changes_identity(
         what = "the authenticating certificate"
     else:
         return False
-    changed = _identity_change(csr, current)
+    changed = _identity_change(csr, current, profile)
     if changed is None:
         return False
     if not label.allow_subject_change:
@@ -220,7 +230,8 @@ class Enrollments:
                 (re-enrollment identity, rejected by the operator), INVALID_PROFILE,
                 NOT_FOUND, POLICY.
         """
-        changed = _changes_identity(label, csr, client, operation)
+        profile = self._engine.profile(_profile_for(label, client, operation))
+        changed = _changes_identity(label, csr, client, operation, profile)
         if not label.approval_required and not changed:
             return await self._issue(label, csr, client=client, operation=operation)
         await self._precheck(label, csr, client, operation)
