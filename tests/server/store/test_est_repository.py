@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -108,6 +109,13 @@ async def _labels(repo: EstRepository) -> None:
         approval_required=True,
         csrattrs=(est_api.CsrAttr("1.2.3", ("1.2.4",)),),
         source="whatever",
+        dns_suffixes=("corp.internal", "iot.example"),
+        allow_wildcard=True,
+        ip_ranges=(ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")),
+        uri_patterns=("spiffe://corp/*",),
+        email_domains=("corp.example",),
+        subject_patterns=("CN=fire-sensor-*", "CN=door-*"),
+        max_days=90,
     )
     await repo.add_label(label, audit=audit)
     await repo.add_label(est_api.EstLabel(name="alpha", csrattrs=()), audit=audit)

@@ -52,10 +52,9 @@ async def _refused(
     service: est_api.EstService,
     label: est_api.EstLabel,
     csr: x509.CertificateSigningRequest,
-    **kw: object,
 ) -> EngineError:
     with pytest.raises(EngineError) as err:
-        await service.enroll(label, csr, client=_user(label.name), operation=ENROLL, **kw)  # type: ignore[arg-type]
+        await service.enroll(label, csr, client=_user(label.name), operation=ENROLL)
     return err.value
 
 
