@@ -104,14 +104,30 @@ async def _label_remove(s: Services, a: argparse.Namespace) -> int:
 
 
 async def _user_add(s: Services, a: argparse.Namespace) -> int:
-    await build_est_service(s).add_user(a.label, a.username, a.password, actor=OPERATOR)
+    await build_est_service(s).add_user(
+        a.label,
+        a.username,
+        a.password,
+        actor=OPERATOR,
+        dns_suffixes=None if a.allow_dns is None else tuple(a.allow_dns),
+        subject_patterns=None if a.subject is None else tuple(a.subject),
+        max_days=a.max_days,
+    )
     print(f"EST user {a.username} can enroll on label {a.label}")
     return 0
 
 
 async def _user_list(s: Services, a: argparse.Namespace) -> int:
     for user in await build_est_service(s).list_users(a.label):
-        print(f"{user.label:<20} {user.username:<32} {user.created_at:%Y-%m-%d %H:%M}")
+        narrowing = []
+        narrowing += [f"dns={x}" for x in user.dns_suffixes or ()]
+        narrowing += [f"subject={x}" for x in user.subject_patterns or ()]
+        if user.max_days is not None:
+            narrowing.append(f"max-days={user.max_days}")
+        print(
+            f"{user.label:<20} {user.username:<32} {user.created_at:%Y-%m-%d %H:%M} "
+            f"{' '.join(narrowing) or '(label grant)'}"
+        )
     return 0
 
 
@@ -226,6 +242,24 @@ def register(sub: Subparsers) -> None:
     p.add_argument("username")
     p.add_argument("--password", required=True)
     p.add_argument("--label", default="default")
+    narrow = p.add_argument_group(
+        "narrowing", "give this account less than its label grants (never more)"
+    )
+    narrow.add_argument(
+        "--allow-dns",
+        action="append",
+        metavar="SUFFIX",
+        help="only DNS names under SUFFIX, itself under one of the label's (repeatable)",
+    )
+    narrow.add_argument(
+        "--subject",
+        action="append",
+        metavar="PATTERN",
+        help="only subjects matching PATTERN, one of the label's if it has any (repeatable)",
+    )
+    narrow.add_argument(
+        "--max-days", type=int, metavar="N", help="certificates live at most N days"
+    )
     p.set_defaults(handler=_user_add)
     p = user.add_parser("list", help="list accounts", parents=[STORAGE])
     p.add_argument("--label")

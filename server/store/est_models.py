@@ -51,6 +51,10 @@ class EstUserRow(Base):
     username: Mapped[str] = mapped_column(String(128), primary_key=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Narrowing of the label's grant (migration 0005_est_policy); NULL keeps the label's.
+    dns_suffixes: Mapped[list[str] | None] = mapped_column(JSON)
+    subject_patterns: Mapped[list[str] | None] = mapped_column(JSON)
+    max_days: Mapped[int | None] = mapped_column(Integer)
 
 
 class EstPendingRow(Base):

@@ -96,6 +96,9 @@ def _user_to_domain(row: Row[Any]) -> EstUser:
         username=row.username,
         password_hash=row.password_hash,
         created_at=convert.aware(row.created_at),
+        dns_suffixes=None if row.dns_suffixes is None else tuple(row.dns_suffixes),
+        subject_patterns=None if row.subject_patterns is None else tuple(row.subject_patterns),
+        max_days=row.max_days,
     )
 
 
@@ -153,11 +156,18 @@ class SqlEstRepository:
     # ------------------------------------------------------------------ users
 
     async def put_user(self, user: EstUser, *, audit: types.AuditEvent) -> None:
+        narrowing = {
+            "dns_suffixes": None if user.dns_suffixes is None else list(user.dns_suffixes),
+            "subject_patterns": (
+                None if user.subject_patterns is None else list(user.subject_patterns)
+            ),
+            "max_days": user.max_days,
+        }
         async with self._db.write() as conn:
             result = await conn.execute(
                 update(_USER)
                 .where(_USER.c.label == user.label, _USER.c.username == user.username)
-                .values(password_hash=user.password_hash)
+                .values(password_hash=user.password_hash, **narrowing)
             )
             if result.rowcount == 0:
                 await conn.execute(
@@ -166,6 +176,7 @@ class SqlEstRepository:
                         username=user.username,
                         password_hash=user.password_hash,
                         created_at=user.created_at,
+                        **narrowing,
                     )
                 )
             await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))

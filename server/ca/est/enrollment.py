@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from server.ca import grants, issuance, keys, policy, profiles
 from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind
+from server.ca.est import labels
 from server.ca.est.identity import ClientIdentity
 from server.ca.est.ports import (
     EstLabel,
@@ -189,8 +190,14 @@ class Enrollments:
         self._clock = clock
         self._retry_after = retry_after
 
-    async def _grant(self, label: EstLabel) -> grants.Grant:
-        return label_grant(label, (await self._engine.get_ca(label.ca)).name)
+    async def _grant(self, label: EstLabel, client: ClientIdentity) -> grants.Grant:
+        grant = label_grant(label, (await self._engine.get_ca(label.ca)).name)
+        return labels.narrow_for_account(
+            grant,
+            dns_suffixes=client.dns_suffixes,
+            subject_patterns=client.subject_patterns,
+            max_days=client.max_days,
+        )
 
     async def _precheck(
         self,
@@ -202,7 +209,7 @@ class Enrollments:
         """Run the issuance pipeline's checks without issuing (before holding for approval)."""
         await self._engine.check_request(
             client.principal,
-            await self._grant(label),
+            await self._grant(label, client),
             ca=label.ca,
             profile=_profile_for(label, client, operation),
             names=issuance.requested_names(csr),
@@ -338,7 +345,7 @@ class Enrollments:
         client: ClientIdentity,
         operation: EstOperation,
     ) -> Enrolled:
-        grant = await self._grant(label)
+        grant = await self._grant(label, client)
         profile = _profile_for(label, client, operation)
         if operation is EstOperation.SERVERKEYGEN:
             # The generated key follows the CSR's key type and size (EC P-256 -> EC P-256).

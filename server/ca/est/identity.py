@@ -48,3 +48,7 @@ class ClientIdentity:
     issuer_ca: CA | None = None
     # The profile privca issued that certificate with (a renewal keeps it).
     profile: str | None = None
+    # A Basic account's narrowing of the label's grant (None: the label's).
+    dns_suffixes: tuple[str, ...] | None = None
+    subject_patterns: tuple[str, ...] | None = None
+    max_days: int | None = None

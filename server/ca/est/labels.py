@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Final
 
 from cryptography import x509
 
+from server.ca import grants
 from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.est.ports import EstLabel, EstRepository
@@ -24,6 +26,7 @@ __all__ = [
     "DEFAULT_LABEL",
     "Labels",
     "is_valid_label_name",
+    "narrow_for_account",
     "parse_trust_anchors",
     "policy_summary",
 ]
@@ -92,6 +95,41 @@ def policy_summary(label: EstLabel) -> str:
     if label.max_days is not None:
         parts.append(f"max-days={label.max_days}")
     return " ".join(parts) or "device identities only"
+
+
+def narrow_for_account(
+    grant: grants.Grant,
+    *,
+    dns_suffixes: tuple[str, ...] | None,
+    subject_patterns: tuple[str, ...] | None,
+    max_days: int | None,
+) -> grants.Grant:
+    """Return a label's ``grant`` narrowed for one Basic account (never widened).
+
+    None for a field keeps the label's.
+
+    Raises:
+        EngineError: UNAUTHORIZED naming ``grant.account`` when the narrowing does not
+            fit in the label's grant (a DNS suffix or subject pattern the label lacks).
+    """
+    if dns_suffixes is None and subject_patterns is None and max_days is None:
+        return grant
+    try:
+        narrowed = grants.narrow(
+            grant,
+            dns_suffixes=dns_suffixes,
+            subject_patterns=subject_patterns,
+            max_lifetime=None if max_days is None else timedelta(days=max_days),
+        )
+    except ValueError as exc:
+        raise EngineError(ProblemKind.UNAUTHORIZED, f"grant.account: {exc}") from exc
+    if dns_suffixes is not None and len(narrowed.dns_suffixes) != len(dns_suffixes):
+        outside = [s for s in dns_suffixes if s not in narrowed.dns_suffixes]
+        raise EngineError(
+            ProblemKind.UNAUTHORIZED,
+            f"grant.account: DNS suffixes {', '.join(outside)} are not under the label's",
+        )
+    return narrowed
 
 
 def _default_label() -> EstLabel:

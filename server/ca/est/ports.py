@@ -117,12 +117,25 @@ class EstLabel:
 
 @dataclass(frozen=True, slots=True)
 class EstUser:
-    """An HTTP Basic enrollment account of one label; only a salted hash is kept."""
+    """An HTTP Basic enrollment account of one label; only a salted hash is kept.
+
+    ``dns_suffixes``, ``subject_patterns`` and ``max_days`` narrow the label's
+    grant for this account (``grants.narrow``); None keeps the label's.
+    """
 
     label: str
     username: str
     password_hash: str
     created_at: datetime
+    dns_suffixes: tuple[str, ...] | None = None
+    subject_patterns: tuple[str, ...] | None = None
+    max_days: int | None = None
+
+    @property
+    def is_narrowed(self) -> bool:
+        """Return True when the account has less than its label's grant."""
+        narrowing = (self.dns_suffixes, self.subject_patterns, self.max_days)
+        return any(v is not None for v in narrowing)
 
 
 @dataclass(frozen=True, slots=True)

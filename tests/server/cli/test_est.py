@@ -129,3 +129,19 @@ def test_est_label_policy_flags(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "not an IP range" in capsys.readouterr().err
     code, _, err = _run(capsys, "est", "label", "add", "--data-dir", d, "z", "--max-days", "0")
     assert code == 1
+    # An account narrower than its label.
+    code, _, err = _run(
+        capsys,
+        "est", "user", "add", "--data-dir", d, "lab", "--password", "s3cret-pass",
+        "--label", "sensors", "--allow-dns", "lab.iot.corp.internal", "--max-days", "7",
+    )  # fmt: skip
+    assert code == 0, err
+    code, out, _ = _run(capsys, "est", "user", "list", "--data-dir", d, "--label", "sensors")
+    assert "dns=lab.iot.corp.internal max-days=7" in out
+    code, _, err = _run(
+        capsys,
+        "est", "user", "add", "--data-dir", d, "wide", "--password", "s3cret-pass",
+        "--label", "sensors", "--allow-dns", "evil.example",
+    )  # fmt: skip
+    assert code == 1
+    assert "not under the label's" in err

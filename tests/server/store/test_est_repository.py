@@ -87,6 +87,16 @@ async def _users(repo: EstRepository) -> None:
     await repo.put_user(est_api.EstUser("default", "u1", "h1", now), audit=audit)
     await repo.put_user(est_api.EstUser("default", "u1", "h2", now), audit=audit)
     await repo.put_user(est_api.EstUser("other", "u1", "h3", now), audit=audit)
+    narrowed = est_api.EstUser(
+        "other", "u2", "h4", now, dns_suffixes=("lab.corp",), subject_patterns=(), max_days=7
+    )
+    await repo.put_user(narrowed, audit=audit)
+    assert await repo.get_user("other", "u2") == narrowed
+    # A reset replaces the narrowing and keeps the creation time.
+    reset = est_api.EstUser("other", "u2", "h5", now + timedelta(days=1))
+    await repo.put_user(reset, audit=audit)
+    assert await repo.get_user("other", "u2") == est_api.EstUser("other", "u2", "h5", now)
+    assert await repo.remove_user("other", "u2", audit=audit)
     got = await repo.get_user("default", "u1")
     assert got is not None
     assert got.password_hash == "h2"

@@ -1,4 +1,4 @@
-"""EST label name policy: DNS suffixes, wildcards, IP ranges, URI, e-mail, subject, max days
+"""EST label name policy (DNS, wildcards, IP, URI, e-mail, subject, max days); account narrowing
 
 Existing labels get the secure default: device identities only (no subjectAltName),
 until an operator grants more.
@@ -31,9 +31,17 @@ def upgrade() -> None:
             sa.Column("allow_wildcard", sa.Boolean(), nullable=False, server_default=sa.false())
         )
         batch_op.add_column(sa.Column("max_days", sa.Integer(), nullable=True))
+    with op.batch_alter_table("est_users", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("dns_suffixes", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("subject_patterns", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("max_days", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("est_users", schema=None) as batch_op:
+        batch_op.drop_column("max_days")
+        batch_op.drop_column("subject_patterns")
+        batch_op.drop_column("dns_suffixes")
     with op.batch_alter_table("est_labels", schema=None) as batch_op:
         batch_op.drop_column("max_days")
         batch_op.drop_column("allow_wildcard")

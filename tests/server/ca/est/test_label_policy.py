@@ -296,3 +296,57 @@ async def test_ca_list_is_at_most_five_seconds_old(
     await engine.replace_ca(disabled, ca, actor=OP, action="test.ca-state", target="late")
     await engine.revoke(issued.certificate.serial_number, principal=OP, ca="late")
     assert "revoked" in await _login_refusal(service, partner, der)
+
+
+async def test_account_narrowing(service: est_api.EstService) -> None:
+    """An account gets at most its label's grant, narrowed by its own limits."""
+    await service.add_label(
+        est_api.EstLabel(name="corp", dns_suffixes=("corp.internal",), max_days=60), actor=OP
+    )
+    await service.add_user(
+        "corp",
+        "lab",
+        "long-enough-pw",
+        actor=OP,
+        dns_suffixes=("lab.corp.internal",),
+        subject_patterns=("CN=lab-*",),
+        max_days=10,
+    )
+    label = await service.get_label("corp")
+    # The second login comes from the verified-password cache: the same narrowing.
+    logins = [await service.authenticate_password(label, "lab", "long-enough-pw") for _ in "12"]
+    for client in logins:
+        assert client is not None
+        cert = await _issue(
+            service, label, _csr("dns:a.lab.corp.internal", subject="lab-1"), client=client
+        )
+        assert cert.not_valid_after_utc - cert.not_valid_before_utc <= timedelta(days=10)
+    client = logins[0]
+    assert client is not None
+    for csr, rule in (
+        (_csr("dns:b.corp.internal", subject="lab-1"), "grant.dns-suffix"),
+        (_csr("dns:a.lab.corp.internal", subject="prod-1"), "grant.subject"),
+    ):
+        with pytest.raises(EngineError) as err:
+            await service.enroll(label, csr, client=client, operation=ENROLL)
+        assert err.value.detail.startswith(rule)
+    # The label's other accounts keep the label's grant.
+    await service.add_user("corp", "ops", "long-enough-pw", actor=OP)
+    ops = await service.authenticate_password(label, "ops", "long-enough-pw")
+    assert ops is not None
+    await _issue(service, label, _csr("dns:b.corp.internal"), client=ops)
+    # Never wider than the label.
+    with pytest.raises(EngineError, match=r"other\.example are not under the label's") as err:
+        await service.add_user(
+            "corp", "bad", "long-enough-pw", actor=OP, dns_suffixes=("other.example",)
+        )
+    assert err.value.kind is ProblemKind.MALFORMED
+    with pytest.raises(EngineError, match="max days"):
+        await service.add_user("corp", "bad", "long-enough-pw", actor=OP, max_days=0)
+    await service.add_label(
+        est_api.EstLabel(name="sensors", subject_patterns=("CN=fire-sensor-*",)), actor=OP
+    )
+    with pytest.raises(EngineError, match="not among the label's"):
+        await service.add_user(
+            "sensors", "bad", "long-enough-pw", actor=OP, subject_patterns=("CN=*",)
+        )
