@@ -64,6 +64,22 @@ class EstLabelSettings(_Model):
     allow_subject_change: bool = False
     # OIDs, or "OID=VALUE-OID,..." for an attribute; None: derived from the profile.
     csrattrs: list[str] | None = None
+    # Name policy: what the label's clients may put in a certificate. Nothing set:
+    # device identities only (a subject, no DNS/IP/URI/e-mail subjectAltName).
+    allow_dns: list[str] = Field(default_factory=list)  # DNS suffixes ("corp.example")
+    allow_wildcard: bool = False
+    allow_ip: list[str] = Field(default_factory=list)  # CIDR ranges
+    allow_uri: list[str] = Field(default_factory=list)  # shell patterns ("spiffe://corp/*")
+    allow_email: list[str] = Field(default_factory=list)  # e-mail domains
+    subject: list[str] = Field(default_factory=list)  # RFC 4514 patterns ("CN=fire-sensor-*")
+    max_days: int | None = Field(default=None, ge=1, le=100 * 366)
+
+    @field_validator("allow_ip")
+    @classmethod
+    def _ip_ranges(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)
+        return value
 
     @field_validator("auth")
     @classmethod
@@ -130,6 +146,13 @@ class EstSettings(_Model):
                 allow_subject_change=cfg.allow_subject_change,
                 csrattrs=attrs,
                 source="config",
+                dns_suffixes=tuple(cfg.allow_dns),
+                allow_wildcard=cfg.allow_wildcard,
+                ip_ranges=tuple(ipaddress.ip_network(n, strict=False) for n in cfg.allow_ip),
+                uri_patterns=tuple(cfg.allow_uri),
+                email_domains=tuple(cfg.allow_email),
+                subject_patterns=tuple(cfg.subject),
+                max_days=cfg.max_days,
             )
         return out
 

@@ -50,18 +50,23 @@ self_signed() {  # name CN: a self-signed P-256 certificate (name.key, name.pem)
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" \
     -out "$1.pem" -days 30 -subj "/CN=$2" 2>/dev/null
 }
-issue_from() {  # name subject ca days: a P-256 certificate from ca (name.key, name.csr, name.pem)
+# Device certificates log in with the clientAuth extended key usage (privca refuses others).
+printf 'extendedKeyUsage = clientAuth\n' >client-auth.ext
+issue_from() {  # name subject ca days: a P-256 clientAuth certificate from ca (name.key, .csr, .pem)
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" \
     -subj "$2" -out "$1.csr" 2>/dev/null
   openssl x509 -req -in "$1.csr" -CA "$3.pem" -CAkey "$3.key" -CAcreateserial -days "$4" \
-    -out "$1.pem" 2>/dev/null
+    -extfile client-auth.ext -out "$1.pem" 2>/dev/null
 }
 # The IDevID anchor of the "factory" label and one of its devices.
 self_signed vendor "Vendor IDevID CA"
 issue_from idevid "/CN=idevid-0001/serialNumber=V0001" vendor 10
 # notAfter one day before notBefore: an expired IDevID from a trusted vendor.
 openssl x509 -req -in idevid.csr -CA vendor.pem -CAkey vendor.key -CAcreateserial -days -1 \
-  -out expired.pem 2>/dev/null
+  -extfile client-auth.ext -out expired.pem 2>/dev/null
+# The same device key certified without clientAuth: not a login certificate.
+openssl x509 -req -in idevid.csr -CA vendor.pem -CAkey vendor.key -CAcreateserial -days 10 \
+  -out no-client-auth.pem 2>/dev/null
 # A client certificate nobody trusts.
 self_signed stranger "stranger"
 
@@ -258,6 +263,20 @@ fi
 fwd=":$(openssl x509 -in expired.pem -outform DER | openssl base64 -A):"
 expect neg-proxy-expired-cert 403 \
   "$(post neg-proxy-expired-cert "$BASE/factory/simpleenroll" ldev.b64 -H "Client-Cert: $fwd")"
+# A forwarded IDevID without the clientAuth extended key usage: 403.
+fwd=":$(openssl x509 -in no-client-auth.pem -outform DER | openssl base64 -A):"
+expect neg-proxy-no-client-auth 403 \
+  "$(post neg-proxy-no-client-auth "$BASE/factory/simpleenroll" ldev.b64 -H "Client-Cert: $fwd")"
+grep -q 'clientAuth' neg-proxy-no-client-auth.body \
+  || fail "neg-proxy-no-client-auth-reason" "$(head -c 200 neg-proxy-no-client-auth.body)"
+# The default label issues device identities only: a password asking for a DNS name gets 400.
+newcsr vault "/CN=vault" -addext "subjectAltName=DNS:vault.corp.internal"
+expect neg-default-label-dns 400 "$(post neg-default-label-dns "$BASE/simpleenroll" vault.b64 -u "dev1:$PW")"
+grep -q 'grant.san-type: DNS names are not granted' neg-default-label-dns.body \
+  || fail "neg-default-label-dns-reason" "$(head -c 200 neg-default-label-dns.body)"
+# A privca certificate of the default label does not renew on the vendor's label.
+expect neg-reenroll-other-label 403 \
+  "$(post neg-reenroll-other-label "$BASE/factory/simplereenroll" dev2.b64 --cert dev-renewed.pem --key dev2.key)"
 # Nothing was issued for any refused request above.
 count_after=$(inventory)
 if [[ "$count_after" == "$count_before" ]]; then
@@ -287,6 +306,28 @@ if "$PRIVCA" est label add --data-dir "$DATA" manual --approval-required >/dev/n
   fi
 else
   fail "manual-approval" "privca est label add / user add failed"
+fi
+
+# ---- a label with a subject pattern: fire sensors only (curl + openssl)
+if "$PRIVCA" est label add --data-dir "$DATA" sensors --subject 'CN=fire-sensor-*' >/dev/null 2>&1 \
+  && "$PRIVCA" est user add --data-dir "$DATA" dev1 --password "$PW" --label sensors >/dev/null 2>&1; then
+  newcsr sensor "/CN=fire-sensor-42"
+  code=$(post sensors-ok "$BASE/sensors/simpleenroll" sensor.b64 -u "dev1:$PW")
+  if issued "$code" sensors-ok.body sensor.pem \
+    && openssl x509 -in sensor.pem -noout -subject | grep -q 'CN *= *fire-sensor-42'; then
+    pass "label-subject-pattern-match"
+  else
+    fail "label-subject-pattern-match" "HTTP $code: $(head -c 200 sensors-ok.body)"
+  fi
+  newcsr lock "/CN=door-lock-1"
+  code=$(post sensors-other "$BASE/sensors/simpleenroll" lock.b64 -u "dev1:$PW")
+  if [[ "$code" == 400 ]] && grep -q "grant.subject: 'CN=door-lock-1' matches none of CN=fire-sensor-\*" sensors-other.body; then
+    pass "label-subject-pattern-refused"
+  else
+    fail "label-subject-pattern-refused" "HTTP $code: $(head -c 200 sensors-other.body)"
+  fi
+else
+  fail "label-subject-pattern" "privca est label add sensors / user add failed"
 fi
 
 # ---- a label created while privca runs: its vendor's devices get through the TLS handshake

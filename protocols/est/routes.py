@@ -39,6 +39,13 @@ def _text(status: int, reason: str, headers: dict[str, str] | None = None) -> we
     )
 
 
+def _with_subproblems(err: EngineError) -> str:
+    """EST has no subproblems: one line per refused name, each naming its rule."""
+    if len(err.subproblems) < 2:
+        return err.detail
+    return "\n".join([err.detail, *(f"{sp.identifier}: {sp.detail}" for sp in err.subproblems)])
+
+
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -49,11 +56,12 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except EngineError as err:
         prob = problem.from_engine_error(err)
         status = _EST_STATUS.get(err.kind, prob.status)
-        log.info("EST %s %s -> %s %s", request.method, request.path, status, prob.detail)
+        detail = _with_subproblems(err)
+        log.info("EST %s %s -> %s %s", request.method, request.path, status, detail)
         headers = dict(prob.headers)
         if status == 503 and "Retry-After" not in headers:
             headers["Retry-After"] = "30"
-        return _text(status, prob.detail, headers)
+        return _text(status, detail, headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

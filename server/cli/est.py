@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 from pathlib import Path
 
@@ -11,6 +12,13 @@ from server.cli.options import OPERATOR, STORAGE, Subparsers
 from server.wiring import Services, build_est_service
 
 __all__ = ["register"]
+
+
+def _cidr(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an IP range: {value!r}") from exc
 
 
 async def _label_add(s: Services, a: argparse.Namespace) -> int:
@@ -33,6 +41,13 @@ async def _label_add(s: Services, a: argparse.Namespace) -> int:
         approval_required=a.approval_required,
         allow_subject_change=a.allow_subject_change,
         csrattrs=attrs,
+        dns_suffixes=tuple(a.allow_dns or ()),
+        allow_wildcard=a.allow_wildcard,
+        ip_ranges=tuple(a.allow_ip or ()),
+        uri_patterns=tuple(a.allow_uri or ()),
+        email_domains=tuple(a.allow_email or ()),
+        subject_patterns=tuple(a.subject or ()),
+        max_days=a.max_days,
     )
     await build_est_service(s).add_label(label, actor=OPERATOR)
     print(f"created EST label {a.name} (restart `privca serve` to load new TLS trust anchors)")
@@ -53,6 +68,13 @@ async def _label_list(s: Services, a: argparse.Namespace) -> int:
                         "trust_anchors": lb.trust_anchors_pem.count(b"-----BEGIN CERTIFICATE"),
                         "approval_required": lb.approval_required,
                         "allow_subject_change": lb.allow_subject_change,
+                        "allow_dns": list(lb.dns_suffixes),
+                        "allow_wildcard": lb.allow_wildcard,
+                        "allow_ip": [str(n) for n in lb.ip_ranges],
+                        "allow_uri": list(lb.uri_patterns),
+                        "allow_email": list(lb.email_domains),
+                        "subject": list(lb.subject_patterns),
+                        "max_days": lb.max_days,
                         "source": lb.source,
                     }
                     for lb in labels
@@ -61,12 +83,16 @@ async def _label_list(s: Services, a: argparse.Namespace) -> int:
             )
         )
         return 0
-    print(f"{'LABEL':<20} {'CA':<12} {'PROFILE':<12} {'AUTH':<12} {'APPROVAL':<9} SOURCE")
+    print(
+        f"{'LABEL':<20} {'CA':<12} {'PROFILE':<12} {'AUTH':<12} {'APPROVAL':<9} {'SOURCE':<9} "
+        "GRANTS"
+    )
     for lb in labels:
         modes = ",".join(sorted(str(m) for m in lb.auth_modes))
         print(
             f"{lb.name:<20} {lb.ca or '(default)':<12} {lb.profile:<12} {modes:<12} "
-            f"{'yes' if lb.approval_required else 'no':<9} {lb.source}"
+            f"{'yes' if lb.approval_required else 'no':<9} {lb.source:<9} "
+            f"{est_api.policy_summary(lb)}"
         )
     return 0
 
@@ -78,14 +104,30 @@ async def _label_remove(s: Services, a: argparse.Namespace) -> int:
 
 
 async def _user_add(s: Services, a: argparse.Namespace) -> int:
-    await build_est_service(s).add_user(a.label, a.username, a.password, actor=OPERATOR)
+    await build_est_service(s).add_user(
+        a.label,
+        a.username,
+        a.password,
+        actor=OPERATOR,
+        dns_suffixes=None if a.allow_dns is None else tuple(a.allow_dns),
+        subject_patterns=None if a.subject is None else tuple(a.subject),
+        max_days=a.max_days,
+    )
     print(f"EST user {a.username} can enroll on label {a.label}")
     return 0
 
 
 async def _user_list(s: Services, a: argparse.Namespace) -> int:
     for user in await build_est_service(s).list_users(a.label):
-        print(f"{user.label:<20} {user.username:<32} {user.created_at:%Y-%m-%d %H:%M}")
+        narrowing = []
+        narrowing += [f"dns={x}" for x in user.dns_suffixes or ()]
+        narrowing += [f"subject={x}" for x in user.subject_patterns or ()]
+        if user.max_days is not None:
+            narrowing.append(f"max-days={user.max_days}")
+        print(
+            f"{user.label:<20} {user.username:<32} {user.created_at:%Y-%m-%d %H:%M} "
+            f"{' '.join(narrowing) or '(label grant)'}"
+        )
     return 0
 
 
@@ -128,13 +170,63 @@ def register(sub: Subparsers) -> None:
         "--auth", action="append", choices=["basic", "cert"], help="auth mode (default both)"
     )
     p.add_argument(
-        "--trust-anchor", action="append", help="PEM file of CAs trusted for client certs"
+        "--trust-anchor",
+        action="append",
+        help="PEM file of CAs trusted for client certs (default: the label's CA)",
     )
     p.add_argument("--approval-required", action="store_true", help="hold for manual approval")
     p.add_argument(
-        "--allow-subject-change", action="store_true", help="reenroll may change subject/SAN"
+        "--allow-subject-change",
+        action="store_true",
+        help="a client cert may ask for another subject/SAN (held for approval)",
     )
     p.add_argument("--csrattr", action="append", help="OID or OID=VALUE-OID,... for csrattrs")
+    policy = p.add_argument_group(
+        "name policy",
+        "what clients may put in a certificate; with none of these the label issues device "
+        "identities only (a subject name, no DNS/IP/URI/e-mail subjectAltName)",
+    )
+    policy.add_argument(
+        "--allow-dns",
+        action="append",
+        metavar="SUFFIX",
+        help="grant DNS names equal to or under SUFFIX (repeatable)",
+    )
+    policy.add_argument(
+        "--allow-wildcard", action="store_true", help="grant *.NAME under an allowed DNS suffix"
+    )
+    policy.add_argument(
+        "--allow-ip",
+        action="append",
+        metavar="CIDR",
+        type=_cidr,
+        help="grant IP addresses in CIDR (repeatable)",
+    )
+    policy.add_argument(
+        "--allow-uri",
+        action="append",
+        metavar="PATTERN",
+        help="grant URIs matching the shell pattern, e.g. 'spiffe://corp/ns/iot/*' (repeatable)",
+    )
+    policy.add_argument(
+        "--allow-email",
+        action="append",
+        metavar="DOMAIN",
+        help="grant e-mail addresses at DOMAIN (repeatable)",
+    )
+    policy.add_argument(
+        "--subject",
+        action="append",
+        metavar="PATTERN",
+        help="the RFC 4514 subject must match one shell pattern, e.g. 'CN=fire-sensor-*' "
+        "(repeatable; default: any subject)",
+    )
+    policy.add_argument(
+        "--max-days",
+        type=int,
+        metavar="N",
+        help="certificates live at most N days (default: the profile's limit)",
+    )
     p.set_defaults(handler=_label_add)
     p = label.add_parser("list", help="list labels", parents=[STORAGE])
     p.add_argument("--json", action="store_true")
@@ -150,6 +242,24 @@ def register(sub: Subparsers) -> None:
     p.add_argument("username")
     p.add_argument("--password", required=True)
     p.add_argument("--label", default="default")
+    narrow = p.add_argument_group(
+        "narrowing", "give this account less than its label grants (never more)"
+    )
+    narrow.add_argument(
+        "--allow-dns",
+        action="append",
+        metavar="SUFFIX",
+        help="only DNS names under SUFFIX, itself under one of the label's (repeatable)",
+    )
+    narrow.add_argument(
+        "--subject",
+        action="append",
+        metavar="PATTERN",
+        help="only subjects matching PATTERN, one of the label's if it has any (repeatable)",
+    )
+    narrow.add_argument(
+        "--max-days", type=int, metavar="N", help="certificates live at most N days"
+    )
     p.set_defaults(handler=_user_add)
     p = user.add_parser("list", help="list accounts", parents=[STORAGE])
     p.add_argument("--label")

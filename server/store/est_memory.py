@@ -59,7 +59,7 @@ class MemoryEstRepository:
             existing = self.users.get(key)
             # A reset keeps the account's creation time, as the SQL store's UPDATE does.
             self.users[key] = (
-                user if existing is None else replace(existing, password_hash=user.password_hash)
+                user if existing is None else replace(user, created_at=existing.created_at)
             )
             self.audit.append(audit)
 

@@ -1,7 +1,7 @@
 """SQLAlchemy models of the EST front end's state: labels, enrollment accounts, approvals.
 
 Rows never leave ``server/store``: ``est_repository.py`` converts them to engine types.
-The schema is owned by migration 0003_est.
+The schema is owned by migrations 0003_est and 0005_est_policy.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Index, LargeBinary, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.store.models import Base
@@ -32,6 +32,14 @@ class EstLabelRow(Base):
     # None: derive from the profile; otherwise a list of {"oid": ..., "values": [...]}.
     csrattrs: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Name policy (migration 0005_est_policy): empty lists grant nothing of their kind.
+    dns_suffixes: Mapped[list[str]] = mapped_column(JSON)
+    allow_wildcard: Mapped[bool] = mapped_column(Boolean)
+    ip_ranges: Mapped[list[str]] = mapped_column(JSON)
+    uri_patterns: Mapped[list[str]] = mapped_column(JSON)
+    email_domains: Mapped[list[str]] = mapped_column(JSON)
+    subject_patterns: Mapped[list[str]] = mapped_column(JSON)
+    max_days: Mapped[int | None] = mapped_column(Integer)
 
 
 class EstUserRow(Base):
@@ -43,6 +51,10 @@ class EstUserRow(Base):
     username: Mapped[str] = mapped_column(String(128), primary_key=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Narrowing of the label's grant (migration 0005_est_policy); NULL keeps the label's.
+    dns_suffixes: Mapped[list[str] | None] = mapped_column(JSON)
+    subject_patterns: Mapped[list[str] | None] = mapped_column(JSON)
+    max_days: Mapped[int | None] = mapped_column(Integer)
 
 
 class EstPendingRow(Base):

@@ -6,6 +6,7 @@ write lock (optionally shared with the engine repository).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -54,6 +55,13 @@ def _label_to_domain(row: Row[Any]) -> EstLabel:
         allow_subject_change=row.allow_subject_change,
         csrattrs=attrs,
         source="database",
+        dns_suffixes=tuple(row.dns_suffixes),
+        allow_wildcard=row.allow_wildcard,
+        ip_ranges=tuple(ipaddress.ip_network(n) for n in row.ip_ranges),
+        uri_patterns=tuple(row.uri_patterns),
+        email_domains=tuple(row.email_domains),
+        subject_patterns=tuple(row.subject_patterns),
+        max_days=row.max_days,
     )
 
 
@@ -72,6 +80,13 @@ def _label_from_domain(label: EstLabel, now: datetime) -> dict[str, Any]:
             else [{"oid": a.oid, "values": list(a.values)} for a in label.csrattrs]
         ),
         "created_at": now,
+        "dns_suffixes": list(label.dns_suffixes),
+        "allow_wildcard": label.allow_wildcard,
+        "ip_ranges": [str(n) for n in label.ip_ranges],
+        "uri_patterns": list(label.uri_patterns),
+        "email_domains": list(label.email_domains),
+        "subject_patterns": list(label.subject_patterns),
+        "max_days": label.max_days,
     }
 
 
@@ -81,6 +96,9 @@ def _user_to_domain(row: Row[Any]) -> EstUser:
         username=row.username,
         password_hash=row.password_hash,
         created_at=convert.aware(row.created_at),
+        dns_suffixes=None if row.dns_suffixes is None else tuple(row.dns_suffixes),
+        subject_patterns=None if row.subject_patterns is None else tuple(row.subject_patterns),
+        max_days=row.max_days,
     )
 
 
@@ -138,11 +156,18 @@ class SqlEstRepository:
     # ------------------------------------------------------------------ users
 
     async def put_user(self, user: EstUser, *, audit: types.AuditEvent) -> None:
+        narrowing = {
+            "dns_suffixes": None if user.dns_suffixes is None else list(user.dns_suffixes),
+            "subject_patterns": (
+                None if user.subject_patterns is None else list(user.subject_patterns)
+            ),
+            "max_days": user.max_days,
+        }
         async with self._db.write() as conn:
             result = await conn.execute(
                 update(_USER)
                 .where(_USER.c.label == user.label, _USER.c.username == user.username)
-                .values(password_hash=user.password_hash)
+                .values(password_hash=user.password_hash, **narrowing)
             )
             if result.rowcount == 0:
                 await conn.execute(
@@ -151,6 +176,7 @@ class SqlEstRepository:
                         username=user.username,
                         password_hash=user.password_hash,
                         created_at=user.created_at,
+                        **narrowing,
                     )
                 )
             await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))

@@ -70,3 +70,42 @@ def test_slow_client_and_ocsp_cache_limits(tmp_path: Path) -> None:
     assert settings.max_connections == 100
     ocsp = status_settings(settings).ocsp
     assert (ocsp.cache_bytes, ocsp.live_signatures_per_second) == (1048576, 7.0)
+
+
+def test_est_label_policy_from_toml(tmp_path: Path) -> None:
+    cfg = tmp_path / "privca.toml"
+    cfg.write_text(
+        "[est.labels.sensors]\n"
+        'allow_dns = ["iot.corp.internal"]\n'
+        "allow_wildcard = true\n"
+        'allow_ip = ["10.20.0.0/16"]\n'
+        'allow_uri = ["spiffe://corp/ns/iot/*"]\n'
+        'allow_email = ["corp.example"]\n'
+        'subject = ["CN=fire-sensor-*"]\n'
+        "max_days = 90\n"
+        "[est.labels.plain]\n"
+    )
+    labels = load_settings(cfg).est.to_labels()
+    sensors = labels["sensors"]
+    assert sensors.dns_suffixes == ("iot.corp.internal",)
+    assert sensors.allow_wildcard
+    assert [str(n) for n in sensors.ip_ranges] == ["10.20.0.0/16"]
+    assert sensors.uri_patterns == ("spiffe://corp/ns/iot/*",)
+    assert sensors.email_domains == ("corp.example",)
+    assert sensors.subject_patterns == ("CN=fire-sensor-*",)
+    assert sensors.max_days == 90
+    plain = labels["plain"]
+    assert (plain.dns_suffixes, plain.ip_ranges, plain.uri_patterns, plain.email_domains) == (
+        (),
+        (),
+        (),
+        (),
+    )
+    assert (plain.allow_wildcard, plain.subject_patterns, plain.max_days) == (False, (), None)
+    for bad, field in (
+        ('allow_ip = ["10.0.0/33"]', "allow_ip"),
+        ("max_days = 0", "max_days"),
+    ):
+        cfg.write_text(f"[est.labels.x]\n{bad}\n")
+        with pytest.raises(ConfigError, match=field):
+            load_settings(cfg)

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from server.ca.est.enrollment import Enrolled, EnrollmentPending
 from server.ca.est.identity import ClientIdentity
-from server.ca.est.labels import DEFAULT_LABEL, is_valid_label_name, parse_trust_anchors
+from server.ca.est.labels import (
+    DEFAULT_LABEL,
+    is_valid_label_name,
+    parse_trust_anchors,
+    policy_summary,
+)
 from server.ca.est.ports import (
     AuthMode,
     CsrAttr,
@@ -45,5 +50,6 @@ __all__ = [
     "hash_password",
     "is_valid_label_name",
     "parse_trust_anchors",
+    "policy_summary",
     "verify_password_hash",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
+import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,9 +21,10 @@ from typing import Final
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from server.ca import grants, issuance, keys, policy
+from server.ca import grants, issuance, keys, policy, profiles
 from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind
+from server.ca.est import labels
 from server.ca.est.identity import ClientIdentity
 from server.ca.est.ports import (
     EstLabel,
@@ -37,6 +38,8 @@ from server.ca.ports import Clock
 from server.ca.types import AuditEvent, CertStatus, Principal, Serial
 
 __all__ = ["Enrolled", "EnrollmentPending", "Enrollments", "parse_csr"]
+
+_log = logging.getLogger(__name__)
 
 _ISSUING_RETRY: Final = 5
 _STALE_ISSUING: Final = timedelta(minutes=10)
@@ -93,46 +96,86 @@ def _pem_body_to_der(pem: bytes) -> bytes:
     return base64.b64decode(b"".join(lines))
 
 
-def _check_same_identity(
-    csr: x509.CertificateSigningRequest, client: ClientIdentity, what: str
-) -> None:
+def _identity_change(
+    csr: x509.CertificateSigningRequest, current: x509.Certificate, profile: profiles.Profile
+) -> str | None:
+    """Return what the CSR changes from ``current``'s identity (subject, SAN), or None.
+
+    The subject compared is the one the profile would issue (profiles that derive
+    the subject from the first name ignore the CSR's).
+    """
+    names = issuance.requested_names(csr)
+    if csr.subject != current.subject and (
+        issuance.leaf_subject(profile, csr.subject, names) != current.subject
+    ):
+        return "subject"
+    if _san_set(names) != _san_set(_cert_sans(current)):
+        return "subjectAltName"
+    return None
+
+
+def _changes_identity(
+    label: EstLabel,
+    csr: x509.CertificateSigningRequest,
+    client: ClientIdentity,
+    operation: EstOperation,
+    profile: profiles.Profile,
+) -> bool:
+    """Refuse or flag a request naming another identity than the client's privca certificate.
+
+    RFC 7030 §4.2.2: a re-enrollment keeps the renewed certificate's subject and
+    SAN; a device logged in with its privca certificate asks for that identity
+    only. On a label with ``allow_subject_change`` the change is allowed but goes
+    to an operator (True: hold for approval), never straight through.
+
+    Raises:
+        EngineError: UNAUTHORIZED for a change the label does not allow, or a
+            re-enrollment without a privca certificate of the label.
+    """
     current = client.certificate
-    if current is None:
-        raise EngineError(ProblemKind.UNAUTHORIZED, "no client certificate to compare with")
-    if csr.subject != current.subject:
-        raise EngineError(ProblemKind.UNAUTHORIZED, f"the CSR subject differs from {what}")
-    if _san_set(issuance.requested_names(csr)) != _san_set(_cert_sans(current)):
-        raise EngineError(ProblemKind.UNAUTHORIZED, f"the CSR subjectAltName differs from {what}")
+    if operation is EstOperation.REENROLL:
+        if current is None or client.issuer_ca is None:
+            raise EngineError(
+                ProblemKind.UNAUTHORIZED,
+                "simplereenroll needs a valid client certificate issued by privca",
+            )
+        what = "the certificate being renewed (RFC 7030 4.2.2)"
+    elif current is not None and client.issuer_ca is not None:
+        what = "the authenticating certificate"
+    else:
+        return False
+    changed = _identity_change(csr, current, profile)
+    if changed is None:
+        return False
+    if not label.allow_subject_change:
+        raise EngineError(ProblemKind.UNAUTHORIZED, f"the CSR {changed} differs from {what}")
+    return True
 
 
-def _check_reenroll(
-    label: EstLabel, csr: x509.CertificateSigningRequest, client: ClientIdentity
-) -> None:
-    """RFC 7030 §4.2.2: subject and SAN must equal the certificate being renewed."""
-    if client.certificate is None or client.issuer_ca is None:
-        raise EngineError(
-            ProblemKind.UNAUTHORIZED,
-            "simplereenroll needs a valid client certificate issued by privca",
-        )
-    if label.allow_subject_change:
-        return
-    _check_same_identity(csr, client, "the certificate being renewed (RFC 7030 4.2.2)")
+def _profile_for(label: EstLabel, client: ClientIdentity, operation: EstOperation) -> str:
+    """Return the profile to issue: a renewal keeps the renewed certificate's profile."""
+    if operation is EstOperation.REENROLL and client.profile is not None:
+        return client.profile
+    return label.profile
 
 
-def label_grant(label: EstLabel) -> grants.Grant:
+def label_grant(label: EstLabel, ca_name: str) -> grants.Grant:
     """Return what a label lets its clients put in a certificate.
 
-    Until labels carry their own name policy this is the label's profile with the
-    names that profile allows (the pipeline still applies CA policy and constraints).
+    The label's CA (``ca_name``: the label's CA, or the default CA, by name) and
+    profile, and the label's name policy. A label without policy grants
+    ``grants.DEVICE_IDENTITY``: a subject name, no subjectAltName of any type.
     """
     return grants.Grant(
-        cas=frozenset({grants.ANY}),
+        cas=frozenset({ca_name}),
         profiles=frozenset({label.profile}),
-        dns_suffixes=(grants.ANY,),
-        allow_wildcard=True,
-        ip_ranges=(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")),
-        email_domains=(grants.ANY,),
-        uri_patterns=(grants.ANY,),
+        dns_suffixes=label.dns_suffixes,
+        allow_wildcard=label.allow_wildcard,
+        ip_ranges=label.ip_ranges,
+        email_domains=label.email_domains,
+        uri_patterns=label.uri_patterns,
+        subject_patterns=label.subject_patterns,
+        max_lifetime=None if label.max_days is None else timedelta(days=label.max_days),
     )
 
 
@@ -147,15 +190,28 @@ class Enrollments:
         self._clock = clock
         self._retry_after = retry_after
 
+    async def _grant(self, label: EstLabel, client: ClientIdentity) -> grants.Grant:
+        grant = label_grant(label, (await self._engine.get_ca(label.ca)).name)
+        return labels.narrow_for_account(
+            grant,
+            dns_suffixes=client.dns_suffixes,
+            subject_patterns=client.subject_patterns,
+            max_days=client.max_days,
+        )
+
     async def _precheck(
-        self, label: EstLabel, csr: x509.CertificateSigningRequest, client: ClientIdentity
+        self,
+        label: EstLabel,
+        csr: x509.CertificateSigningRequest,
+        client: ClientIdentity,
+        operation: EstOperation,
     ) -> None:
         """Run the issuance pipeline's checks without issuing (before holding for approval)."""
         await self._engine.check_request(
             client.principal,
-            label_grant(label),
+            await self._grant(label, client),
             ca=label.ca,
-            profile=label.profile,
+            profile=_profile_for(label, client, operation),
             names=issuance.requested_names(csr),
             subject=csr.subject,
             public_key=csr.public_key(),
@@ -171,24 +227,28 @@ class Enrollments:
     ) -> Enrolled | EnrollmentPending:
         """Issue for a verified CSR (simpleenroll, simplereenroll, serverkeygen).
 
-        With manual approval the request is held (``EnrollmentPending``) until an
-        operator approves it; the client's retry with the same key then gets the
-        certificate.
+        With manual approval (the label's, or a subject/SAN change on a label with
+        ``allow_subject_change``) the request is held (``EnrollmentPending``) until
+        an operator approves it; the client's retry with the same key then gets the
+        certificate. A re-enrollment keeps the renewed certificate's profile.
 
         Raises:
             EngineError: BAD_CSR, BAD_PUBLIC_KEY, REJECTED_IDENTIFIER, UNAUTHORIZED
                 (re-enrollment identity, rejected by the operator), INVALID_PROFILE,
                 NOT_FOUND, POLICY.
         """
-        if operation is EstOperation.REENROLL:
-            _check_reenroll(label, csr, client)
-        elif client.issuer_ca is not None and not label.allow_subject_change:
-            # A device authenticated by its privca certificate asks for that identity
-            # only: one device must not obtain certificates naming another.
-            _check_same_identity(csr, client, "the authenticating certificate")
-        if not label.approval_required:
+        profile = self._engine.profile(_profile_for(label, client, operation))
+        changed = _changes_identity(label, csr, client, operation, profile)
+        if not label.approval_required and not changed:
             return await self._issue(label, csr, client=client, operation=operation)
-        await self._precheck(label, csr, client)
+        await self._precheck(label, csr, client, operation)
+        if changed:
+            _log.info(
+                "EST %s on label %s by %s changes the identity: held for approval",
+                operation,
+                label.name,
+                client.principal,
+            )
         fingerprint = _key_fingerprint(csr)
         requester = str(client.principal)[:255]
         existing = await self._repo.find_pending(label.name, requester, fingerprint)
@@ -285,13 +345,15 @@ class Enrollments:
         client: ClientIdentity,
         operation: EstOperation,
     ) -> Enrolled:
+        grant = await self._grant(label, client)
+        profile = _profile_for(label, client, operation)
         if operation is EstOperation.SERVERKEYGEN:
             # The generated key follows the CSR's key type and size (EC P-256 -> EC P-256).
             alg = keys.algorithm_of(csr.public_key())
             generated = await self._engine.issue_with_generated_key(
                 principal=client.principal,
-                grant=label_grant(label),
-                profile=label.profile,
+                grant=grant,
+                profile=profile,
                 key_algorithm=alg,
                 subject=csr.subject,
                 names=issuance.requested_names(csr),
@@ -305,8 +367,8 @@ class Enrollments:
         issued = await self._engine.issue(
             csr,
             principal=client.principal,
-            grant=label_grant(label),
-            profile=label.profile,
+            grant=grant,
+            profile=profile,
             ca=label.ca,
         )
         return Enrolled(certificate=issued.certificate, chain=issued.chain)

@@ -10,17 +10,26 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Final
 
 from cryptography import x509
 
+from server.ca import grants
 from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.est.ports import EstLabel, EstRepository
 from server.ca.ports import Clock
 from server.ca.types import AuditEvent, Principal
 
-__all__ = ["DEFAULT_LABEL", "Labels", "is_valid_label_name", "parse_trust_anchors"]
+__all__ = [
+    "DEFAULT_LABEL",
+    "Labels",
+    "is_valid_label_name",
+    "narrow_for_account",
+    "parse_trust_anchors",
+    "policy_summary",
+]
 
 DEFAULT_LABEL: Final = "default"
 # Path segments of the operations themselves can never be label names (RFC 7030 §3.2.2).
@@ -50,6 +59,77 @@ def parse_trust_anchors(pem: bytes) -> tuple[x509.Certificate, ...]:
     except ValueError as exc:
         raise EngineError(ProblemKind.MALFORMED, "trust anchors are not PEM certificates") from exc
     return tuple(certs)
+
+
+def _check_policy(label: EstLabel) -> None:
+    """Refuse a name policy that cannot mean what it says.
+
+    Raises:
+        EngineError: MALFORMED.
+    """
+    for kind, values in (
+        ("DNS suffix", label.dns_suffixes),
+        ("URI pattern", label.uri_patterns),
+        ("e-mail domain", label.email_domains),
+        ("subject pattern", label.subject_patterns),
+    ):
+        if any(not v.strip() or v != v.strip() for v in values):
+            raise EngineError(ProblemKind.MALFORMED, f"label {label.name}: an empty {kind}")
+    if label.allow_wildcard and not label.dns_suffixes:
+        raise EngineError(
+            ProblemKind.MALFORMED, f"label {label.name}: wildcards need an allowed DNS suffix"
+        )
+    if label.max_days is not None and label.max_days < 1:
+        raise EngineError(ProblemKind.MALFORMED, f"label {label.name}: max days must be >= 1")
+
+
+def policy_summary(label: EstLabel) -> str:
+    """Return the label's name policy in one line (CLI listing, audit)."""
+    parts = [f"dns={s}" for s in label.dns_suffixes]
+    if label.allow_wildcard:
+        parts.append("wildcard")
+    parts += [f"ip={n}" for n in label.ip_ranges]
+    parts += [f"uri={p}" for p in label.uri_patterns]
+    parts += [f"email={d}" for d in label.email_domains]
+    parts += [f"subject={p}" for p in label.subject_patterns]
+    if label.max_days is not None:
+        parts.append(f"max-days={label.max_days}")
+    return " ".join(parts) or "device identities only"
+
+
+def narrow_for_account(
+    grant: grants.Grant,
+    *,
+    dns_suffixes: tuple[str, ...] | None,
+    subject_patterns: tuple[str, ...] | None,
+    max_days: int | None,
+) -> grants.Grant:
+    """Return a label's ``grant`` narrowed for one Basic account (never widened).
+
+    None for a field keeps the label's.
+
+    Raises:
+        EngineError: UNAUTHORIZED naming ``grant.account`` when the narrowing does not
+            fit in the label's grant (a DNS suffix or subject pattern the label lacks).
+    """
+    if dns_suffixes is None and subject_patterns is None and max_days is None:
+        return grant
+    try:
+        narrowed = grants.narrow(
+            grant,
+            dns_suffixes=dns_suffixes,
+            subject_patterns=subject_patterns,
+            max_lifetime=None if max_days is None else timedelta(days=max_days),
+        )
+    except ValueError as exc:
+        raise EngineError(ProblemKind.UNAUTHORIZED, f"grant.account: {exc}") from exc
+    if dns_suffixes is not None and len(narrowed.dns_suffixes) != len(dns_suffixes):
+        outside = [s for s in dns_suffixes if s not in narrowed.dns_suffixes]
+        raise EngineError(
+            ProblemKind.UNAUTHORIZED,
+            f"grant.account: DNS suffixes {', '.join(outside)} are not under the label's",
+        )
+    return narrowed
 
 
 def _default_label() -> EstLabel:
@@ -127,6 +207,7 @@ class Labels:
         if not label.auth_modes:
             raise EngineError(ProblemKind.MALFORMED, "a label needs at least one auth mode")
         parse_trust_anchors(label.trust_anchors_pem)
+        _check_policy(label)
 
     async def add(self, label: EstLabel, *, actor: Principal) -> None:
         """Store a new label.
@@ -145,7 +226,11 @@ class Labels:
             actor=str(actor),
             action="est.label-add",
             target=label.name,
-            detail={"ca": label.ca or "", "profile": label.profile},
+            detail={
+                "ca": label.ca or "",
+                "profile": label.profile,
+                "policy": policy_summary(label),
+            },
         )
         await self._repo.add_label(label, audit=audit)
         self._cache.pop(label.name, None)

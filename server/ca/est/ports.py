@@ -8,6 +8,7 @@ Imports only engine types; must not import aiohttp, josepy or sqlalchemy.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -85,8 +86,15 @@ class EstLabel:
     """An EST label: which CA and profile, how clients authenticate, what they are told.
 
     ``trust_anchors_pem`` holds PEM certificates trusted for client-certificate
-    authentication on this label; empty means privca's own CA certificates.
+    authentication on this label; empty means the label's CA.
     ``csrattrs`` None means "derive from the profile".
+
+    The name policy (``dns_suffixes`` .. ``max_days``) is what the label's clients
+    may put in a certificate (``enrollment.label_grant``). Every empty field grants
+    nothing of its kind, so a label without them issues device identities only: a
+    subject name, no DNS/IP/URI/e-mail subjectAltName. ``subject_patterns`` are
+    shell-style patterns over the RFC 4514 subject (empty: any subject);
+    ``max_days`` None leaves the profile's limit.
     """
 
     name: str
@@ -98,16 +106,36 @@ class EstLabel:
     allow_subject_change: bool = False
     csrattrs: tuple[CsrAttr, ...] | None = None
     source: str = "database"
+    dns_suffixes: tuple[str, ...] = ()
+    allow_wildcard: bool = False
+    ip_ranges: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    uri_patterns: tuple[str, ...] = ()
+    email_domains: tuple[str, ...] = ()
+    subject_patterns: tuple[str, ...] = ()
+    max_days: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class EstUser:
-    """An HTTP Basic enrollment account of one label; only a salted hash is kept."""
+    """An HTTP Basic enrollment account of one label; only a salted hash is kept.
+
+    ``dns_suffixes``, ``subject_patterns`` and ``max_days`` narrow the label's
+    grant for this account (``grants.narrow``); None keeps the label's.
+    """
 
     label: str
     username: str
     password_hash: str
     created_at: datetime
+    dns_suffixes: tuple[str, ...] | None = None
+    subject_patterns: tuple[str, ...] | None = None
+    max_days: int | None = None
+
+    @property
+    def is_narrowed(self) -> bool:
+        """Return True when the account has less than its label's grant."""
+        narrowing = (self.dns_suffixes, self.subject_patterns, self.max_days)
+        return any(v is not None for v in narrowing)
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,10 +85,29 @@ class EstService:
     # ------------------------------------------------------------------ accounts (users.py)
 
     async def add_user(
-        self, label: str, username: str, password: str, *, actor: Principal
+        self,
+        label: str,
+        username: str,
+        password: str,
+        *,
+        actor: Principal,
+        dns_suffixes: tuple[str, ...] | None = None,
+        subject_patterns: tuple[str, ...] | None = None,
+        max_days: int | None = None,
     ) -> EstUser:
-        """Create (or reset the password of) an account; raises NOT_FOUND (label), MALFORMED."""
-        return await self._users.add(label, username, password, actor=actor)
+        """Create (or reset) an account, optionally narrower than its label.
+
+        Raises NOT_FOUND (label), MALFORMED.
+        """
+        return await self._users.add(
+            label,
+            username,
+            password,
+            actor=actor,
+            dns_suffixes=dns_suffixes,
+            subject_patterns=subject_patterns,
+            max_days=max_days,
+        )
 
     async def remove_user(self, label: str, username: str, *, actor: Principal) -> None:
         """Delete an enrollment account; raises NOT_FOUND."""

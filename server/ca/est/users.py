@@ -17,9 +17,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
+from server.ca import grants
 from server.ca.errors import EngineError, ProblemKind
+from server.ca.est import identity
 from server.ca.est.identity import ClientIdentity
-from server.ca.est.labels import Labels
+from server.ca.est.labels import Labels, narrow_for_account
 from server.ca.est.ports import AuthMode, EstLabel, EstRepository, EstUser
 from server.ca.ports import Clock
 from server.ca.types import AuditEvent, Principal
@@ -66,6 +68,15 @@ def verify_password_hash(password: str, stored: str) -> bool:
 _DUMMY_HASH: Final = hash_password("dummy-password-for-timing", iterations=_PBKDF2_ITERATIONS)
 
 
+def _client(principal: Principal, user: EstUser) -> ClientIdentity:
+    return ClientIdentity(
+        principal=principal,
+        dns_suffixes=user.dns_suffixes,
+        subject_patterns=user.subject_patterns,
+        max_days=user.max_days,
+    )
+
+
 class Users:
     """Enrollment accounts of the labels, and HTTP Basic login against them."""
 
@@ -83,28 +94,71 @@ class Users:
         self._monotonic = monotonic
         # Keyed by HMAC(process secret, label/user/password): never the password itself.
         self._auth_key = secrets.token_bytes(32)
-        self._auth_ok: dict[bytes, float] = {}
+        self._auth_ok: dict[bytes, tuple[float, EstUser]] = {}
 
-    async def add(self, label: str, username: str, password: str, *, actor: Principal) -> EstUser:
-        """Create (or reset the password of) an enrollment account.
+    async def add(
+        self,
+        label: str,
+        username: str,
+        password: str,
+        *,
+        actor: Principal,
+        dns_suffixes: tuple[str, ...] | None = None,
+        subject_patterns: tuple[str, ...] | None = None,
+        max_days: int | None = None,
+    ) -> EstUser:
+        """Create (or reset) an enrollment account, optionally narrower than its label.
 
         Raises:
-            EngineError: NOT_FOUND (label), MALFORMED (username or short password).
+            EngineError: NOT_FOUND (label), MALFORMED (username, short password, or a
+                narrowing outside the label's grant).
         """
-        await self._labels.get(label)
+        found = await self._labels.get(label)
         if not _USER_RE.match(username):
             raise EngineError(ProblemKind.MALFORMED, "usernames are 1-128 chars without ':'")
         if len(password) < _MIN_PASSWORD:
             raise EngineError(
                 ProblemKind.MALFORMED, f"passwords need at least {_MIN_PASSWORD} characters"
             )
-        hashed = await asyncio.to_thread(hash_password, password)
+        if max_days is not None and max_days < 1:
+            raise EngineError(ProblemKind.MALFORMED, "max days must be >= 1")
+        try:
+            # The label's names, narrowed: refuses a suffix or pattern the label lacks.
+            narrow_for_account(
+                grants.Grant(
+                    dns_suffixes=found.dns_suffixes, subject_patterns=found.subject_patterns
+                ),
+                dns_suffixes=dns_suffixes,
+                subject_patterns=subject_patterns,
+                max_days=max_days,
+            )
+        except EngineError as exc:
+            raise EngineError(ProblemKind.MALFORMED, exc.detail) from exc
         now = self._clock.now()
-        user = EstUser(label=label, username=username, password_hash=hashed, created_at=now)
+        user = EstUser(
+            label=label,
+            username=username,
+            password_hash=await asyncio.to_thread(hash_password, password),
+            created_at=now,
+            dns_suffixes=dns_suffixes,
+            subject_patterns=subject_patterns,
+            max_days=max_days,
+        )
+        detail = {}
+        if user.is_narrowed:
+            detail["narrowing"] = (
+                f"dns={','.join(dns_suffixes or ())} subject={','.join(subject_patterns or ())} "
+                f"max-days={max_days or '-'}"
+            )
         audit = AuditEvent(
-            at=now, actor=str(actor), action="est.user-add", target=f"{label}/{username}"
+            at=now,
+            actor=str(actor),
+            action="est.user-add",
+            target=f"{label}/{username}",
+            detail=detail,
         )
         await self._repo.put_user(user, audit=audit)
+        self._auth_ok.clear()  # a changed narrowing applies at the next login
         return user
 
     async def remove(self, label: str, username: str, *, actor: Principal) -> None:
@@ -141,24 +195,24 @@ class Users:
             raise EngineError(
                 ProblemKind.UNAUTHORIZED, f"label {label.name} does not accept passwords"
             )
-        principal = Principal("est-user", f"{label.name}/{username}")
+        principal = identity.principal(identity.USER_KIND, label.name, username)
         token = hmac.new(
             self._auth_key,
             b"\x00".join((label.name.encode(), username.encode(), password.encode())),
             hashlib.sha256,
         ).digest()
         now = self._monotonic()
-        expiry = self._auth_ok.get(token)
-        if expiry is not None and expiry > now:
-            return ClientIdentity(principal=principal)
+        cached = self._auth_ok.get(token)
+        if cached is not None and cached[0] > now:
+            return _client(principal, cached[1])
         user = await self._repo.get_user(label.name, username)
         stored = user.password_hash if user is not None else _DUMMY_HASH
         ok = await asyncio.to_thread(verify_password_hash, password, stored)
         if not ok or user is None:
             return None
         if len(self._auth_ok) >= _AUTH_CACHE_MAX:
-            self._auth_ok = {k: v for k, v in self._auth_ok.items() if v > now}
+            self._auth_ok = {k: v for k, v in self._auth_ok.items() if v[0] > now}
             if len(self._auth_ok) >= _AUTH_CACHE_MAX:
                 self._auth_ok.clear()
-        self._auth_ok[token] = now + _AUTH_CACHE_TTL
-        return ClientIdentity(principal=principal)
+        self._auth_ok[token] = (now + _AUTH_CACHE_TTL, user)
+        return _client(principal, user)

@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from protocols.est import routes
 from server.ca import api, keys
@@ -47,6 +47,12 @@ class EstEnv:
 
     async def pending_count(self) -> int:
         return len(await self.service.list_pending(None))
+
+    async def add_label(self, name: str, **policy: Any) -> str:
+        """Add a label (with ``policy``) and user dev1 on it; return its URL prefix."""
+        await self.service.add_label(est_api.EstLabel(name=name, **policy), actor=OP)
+        await self.service.add_user(name, "dev1", PASSWORD, actor=OP)
+        return f"{PREFIX}/{name}"
 
 
 def b64(der: bytes, *, width: int = 64) -> bytes:
@@ -122,7 +128,9 @@ def external_leaf(
     cn: str = "idevid-0001",
     *,
     expired: bool = False,
+    client_auth: bool = True,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A manufacturer's device certificate (IDevID), with the clientAuth EKU unless told."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(UTC)
     start, end = (
@@ -130,7 +138,7 @@ def external_leaf(
         if expired
         else (now - timedelta(days=1), now + timedelta(days=30))
     )
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
         .issuer_name(ca.subject)
@@ -138,9 +146,12 @@ def external_leaf(
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(end)
-        .sign(ca_key, hashes.SHA256())
     )
-    return cert, key
+    if client_auth:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+    return builder.sign(ca_key, hashes.SHA256()), key
 
 
 def label_app(service: est_api.EstService, **kwargs: Any) -> web.Application:

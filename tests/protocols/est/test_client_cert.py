@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from aiohttp import ClientResponse
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -26,23 +27,22 @@ from tests.protocols.est.conftest import (
 
 
 async def _enrolled(
-    env: EstEnv, cn: str = "fire-sensor-123", **kw: object
+    env: EstEnv, cn: str = "fire-sensor-123", *, at: str = PREFIX, **kw: object
 ) -> tuple[x509.Certificate, object]:
     der, key = csr_der(cn, **kw)  # type: ignore[arg-type]
-    resp = await env.client.post(
-        f"{PREFIX}/simpleenroll", data=b64(der), headers={**PKCS10, **basic()}
-    )
+    resp = await env.client.post(f"{at}/simpleenroll", data=b64(der), headers={**PKCS10, **basic()})
     assert resp.status == 200, await resp.text()
     (cert,) = certs_from_body(await resp.read())
     return cert, key
 
 
 async def test_reenroll_keeps_identity(est_env: EstEnv) -> None:
+    at = await est_env.add_label("net", dns_suffixes=("devices.internal",))
     sans = (x509.DNSName("sensor-123.devices.internal"),)
-    cert, _ = await _enrolled(est_env, sans=sans)
+    cert, _ = await _enrolled(est_env, sans=sans, at=at)
     der, new_key = csr_der(sans=sans)  # rekey: same identity, new key
     resp = await est_env.client.post(
-        f"{PREFIX}/simplereenroll",
+        f"{at}/simplereenroll",
         data=b64(der),
         headers={**PKCS10, "Client-Cert": rfc9440(cert)},
     )
@@ -64,31 +64,40 @@ async def test_reenroll_keeps_identity(est_env: EstEnv) -> None:
     ],
 )
 async def test_reenroll_refuses_identity_change(est_env: EstEnv, change: str, reason: str) -> None:
-    cert, _ = await _enrolled(est_env, sans=(x509.DNSName("a.internal"),))
+    at = await est_env.add_label("net", dns_suffixes=("internal",))
+    cert, _ = await _enrolled(est_env, sans=(x509.DNSName("a.internal"),), at=at)
     if change == "subject":
         der, _ = csr_der("someone-else", sans=(x509.DNSName("a.internal"),))
     else:
         der, _ = csr_der(sans=(x509.DNSName("b.internal"),))
     before = await est_env.cert_count()
     resp = await est_env.client.post(
-        f"{PREFIX}/simplereenroll", data=b64(der), headers={**PKCS10, "Client-Cert": rfc9440(cert)}
+        f"{at}/simplereenroll", data=b64(der), headers={**PKCS10, "Client-Cert": rfc9440(cert)}
     )
     assert resp.status == 403
     assert reason in await resp.text()
     assert await est_env.cert_count() == before
 
 
-async def test_reenroll_subject_change_allowed_by_label(est_env: EstEnv) -> None:
-    await est_env.service.add_label(
-        est_api.EstLabel(name="flex", allow_subject_change=True), actor=OP
-    )
-    cert, _ = await _enrolled(est_env)
+async def test_reenroll_subject_change_goes_to_approval(est_env: EstEnv) -> None:
+    """allow_subject_change: a renamed renewal waits for an operator, never straight through."""
+    at = await est_env.add_label("flex", allow_subject_change=True)
+    cert, _ = await _enrolled(est_env, at=at)
     der, _ = csr_der("renamed-sensor")
-    resp = await est_env.client.post(
-        f"{PREFIX}/flex/simplereenroll",
-        data=b64(der),
-        headers={**PKCS10, "Client-Cert": rfc9440(cert)},
-    )
+    before = await est_env.cert_count()
+
+    async def reenroll() -> ClientResponse:
+        return await est_env.client.post(
+            f"{at}/simplereenroll", data=b64(der), headers={**PKCS10, "Client-Cert": rfc9440(cert)}
+        )
+
+    resp = await reenroll()
+    assert resp.status == 202, await resp.text()
+    assert await est_env.cert_count() == before
+    (pending,) = await est_env.service.list_pending()
+    assert "CN=renamed-sensor" in pending.subject
+    await est_env.service.decide(pending.id, approve=True, actor=OP)
+    resp = await reenroll()
     assert resp.status == 200
     (renewed,) = certs_from_body(await resp.read())
     assert "renamed-sensor" in renewed.subject.rfc4514_string()
@@ -113,7 +122,7 @@ async def test_reenroll_refusals(est_env: EstEnv) -> None:
         url, data=b64(der), headers={**PKCS10, "Client-Cert": rfc9440(leaf)}
     )
     assert resp.status == 403
-    assert "trust anchor of privca" in await resp.text()
+    assert "is not issued by CA issuing of label default" in await resp.text()
     # Revoked: 403.
     await est_env.engine.revoke(
         cert.serial_number, principal=OP, ca="issuing", reason=RevocationReason.KEY_COMPROMISE

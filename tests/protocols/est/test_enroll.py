@@ -142,7 +142,8 @@ async def test_enroll_refusals_store_nothing(
 
 async def test_label_policy_refuses_disallowed_key_and_names(est_env: EstEnv) -> None:
     await est_env.service.add_label(
-        est_api.EstLabel(name="servers", profile="tls-server"), actor=OP
+        est_api.EstLabel(name="servers", profile="tls-server", dns_suffixes=("internal",)),
+        actor=OP,
     )
     await est_env.service.add_user("servers", "dev1", "correct-horse-battery", actor=OP)
     before = await est_env.cert_count()
@@ -190,7 +191,9 @@ async def test_cert_only_label_refuses_passwords(est_env: EstEnv) -> None:
 
 
 async def test_short_lived_label(est_env: EstEnv) -> None:
-    await est_env.service.add_label(est_api.EstLabel(name="short", profile="short-lived"), actor=OP)
+    await est_env.service.add_label(
+        est_api.EstLabel(name="short", profile="short-lived", dns_suffixes=("internal",)), actor=OP
+    )
     await est_env.service.add_user("short", "dev1", "correct-horse-battery", actor=OP)
     der, _ = csr_der("node1.internal", sans=(x509.DNSName("node1.internal"),))
     resp = await est_env.client.post(

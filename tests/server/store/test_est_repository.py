@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -86,6 +87,16 @@ async def _users(repo: EstRepository) -> None:
     await repo.put_user(est_api.EstUser("default", "u1", "h1", now), audit=audit)
     await repo.put_user(est_api.EstUser("default", "u1", "h2", now), audit=audit)
     await repo.put_user(est_api.EstUser("other", "u1", "h3", now), audit=audit)
+    narrowed = est_api.EstUser(
+        "other", "u2", "h4", now, dns_suffixes=("lab.corp",), subject_patterns=(), max_days=7
+    )
+    await repo.put_user(narrowed, audit=audit)
+    assert await repo.get_user("other", "u2") == narrowed
+    # A reset replaces the narrowing and keeps the creation time.
+    reset = est_api.EstUser("other", "u2", "h5", now + timedelta(days=1))
+    await repo.put_user(reset, audit=audit)
+    assert await repo.get_user("other", "u2") == est_api.EstUser("other", "u2", "h5", now)
+    assert await repo.remove_user("other", "u2", audit=audit)
     got = await repo.get_user("default", "u1")
     assert got is not None
     assert got.password_hash == "h2"
@@ -108,6 +119,13 @@ async def _labels(repo: EstRepository) -> None:
         approval_required=True,
         csrattrs=(est_api.CsrAttr("1.2.3", ("1.2.4",)),),
         source="whatever",
+        dns_suffixes=("corp.internal", "iot.example"),
+        allow_wildcard=True,
+        ip_ranges=(ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")),
+        uri_patterns=("spiffe://corp/*",),
+        email_domains=("corp.example",),
+        subject_patterns=("CN=fire-sensor-*", "CN=door-*"),
+        max_days=90,
     )
     await repo.add_label(label, audit=audit)
     await repo.add_label(est_api.EstLabel(name="alpha", csrattrs=()), audit=audit)

@@ -54,8 +54,9 @@ async def test_refusals(
     label = await service.get_label(None)
     pw_only = est_api.EstLabel(name="pw", auth_modes=frozenset({est_api.AuthMode.BASIC}))
     assert "does not accept client certificates" in await _refusal(service, pw_only, der)
-    # Re-enrollment always accepts privca's certificates, whatever the label's modes.
-    assert (await service.authenticate_certificate(pw_only, der, for_reenroll=True)).issuer_ca
+    # Re-enrollment obeys the label's auth modes too (a password label renews by simpleenroll).
+    detail = await _refusal(service, pw_only, der, for_reenroll=True)
+    assert "does not accept client certificates" in detail
     assert "does not parse" in await _refusal(service, label, b"\x30\x00")
     est_clock.advance(cert.not_valid_after_utc - est_clock.now() + timedelta(seconds=1))
     assert "expired" in await _refusal(service, label, der)
@@ -84,13 +85,11 @@ async def test_label_trust_anchors(service: est_api.EstService, engine: api.CAEn
     # The label's anchors replace privca's CAs for enrollment...
     detail = await _refusal(service, label, privca.public_bytes(DER))
     assert "not issued by a trust anchor of label factory" in detail
-    # ...and re-enrollment trusts privca's CAs only.
-    renewing = await service.authenticate_certificate(
-        label, privca.public_bytes(DER), for_reenroll=True
-    )
-    assert renewing.issuer_ca is not None
+    # ...and re-enrollment trusts the label's CA only, for certificates of this label.
+    detail = await _refusal(service, label, privca.public_bytes(DER), for_reenroll=True)
+    assert detail == "the certificate being renewed was not issued on label factory"
     detail = await _refusal(service, label, idevid.public_bytes(DER), for_reenroll=True)
-    assert "not issued by a trust anchor of privca" in detail
+    assert "is not issued by CA issuing of label factory" in detail
     anchors = await service.tls_trust_anchors()
     assert factory_ca in anchors
     assert (await engine.get_ca("issuing")).certificate in anchors

@@ -21,8 +21,9 @@ ENROLL = est_api.EstOperation.ENROLL
 REENROLL = est_api.EstOperation.REENROLL
 
 
-def _csr(*names: str, subject: str | None = None) -> x509.CertificateSigningRequest:
-    pem, _ = make_csr(names or ("dns:dev1.internal",), subject=subject)
+def _csr(*names: str, subject: str | None = "dev1") -> x509.CertificateSigningRequest:
+    """A CSR; without names a device identity (subject only), what the default label grants."""
+    pem, _ = make_csr(names, subject=subject)
     return x509.load_pem_x509_csr(pem)
 
 
@@ -55,7 +56,7 @@ def test_parse_csr_refuses_non_der(der: bytes) -> None:
 
 async def test_enroll_issues_from_the_label_ca(service: est_api.EstService) -> None:
     label = await service.get_label(None)
-    csr = _csr("dns:dev1.internal")
+    csr = _csr()
     issued = await _enrolled(service, label, csr)
     assert issued.certificate.public_key() == csr.public_key()
     assert [c.subject for c in issued.chain] == [c.subject for c in await service.ca_certs(label)]
@@ -63,16 +64,18 @@ async def test_enroll_issues_from_the_label_ca(service: est_api.EstService) -> N
 
 
 async def test_reenroll_keeps_identity(service: est_api.EstService) -> None:
-    label = await service.get_label(None)
-    first = await _enrolled(service, label, _csr("dns:dev1.internal", subject="dev1"))
+    await service.add_label(est_api.EstLabel(name="net", dns_suffixes=("internal",)), actor=OP)
+    label = await service.get_label("net")
+    user = est_api.ClientIdentity(principal=Principal("est-user", "net/dev1"))
+    first = await _enrolled(service, label, _csr("dns:dev1.internal"), client=user)
     der = first.certificate.public_bytes(serialization.Encoding.DER)
     device = await service.authenticate_certificate(label, der, for_reenroll=True)
     renewed = await _enrolled(
-        service, label, _csr("dns:dev1.internal", subject="dev1"), client=device, operation=REENROLL
+        service, label, _csr("dns:dev1.internal"), client=device, operation=REENROLL
     )
     assert renewed.certificate.serial_number != first.certificate.serial_number
     for csr, what in (
-        (_csr("dns:dev2.internal", subject="dev1"), "subjectAltName"),
+        (_csr("dns:dev2.internal"), "subjectAltName"),
         (_csr("dns:dev1.internal", subject="dev2"), "subject"),
     ):
         with pytest.raises(EngineError, match=what) as err:
@@ -82,10 +85,36 @@ async def test_reenroll_keeps_identity(service: est_api.EstService) -> None:
         with pytest.raises(EngineError, match=what):
             await service.enroll(label, csr, client=device, operation=ENROLL)
     with pytest.raises(EngineError, match="needs a valid client certificate") as err:
-        await service.enroll(label, _csr(), client=DEVICE, operation=REENROLL)
+        await service.enroll(label, _csr(), client=user, operation=REENROLL)
     assert err.value.kind is ProblemKind.UNAUTHORIZED
-    flexible = est_api.EstLabel(name="default", allow_subject_change=True)
-    await _enrolled(service, flexible, _csr("dns:dev2.internal"), client=device, operation=REENROLL)
+
+
+async def test_identity_change_is_held_for_approval(service: est_api.EstService) -> None:
+    """allow_subject_change: the renewal under another name waits for an operator."""
+    await service.add_label(
+        est_api.EstLabel(name="net", dns_suffixes=("internal",), allow_subject_change=True),
+        actor=OP,
+    )
+    label = await service.get_label("net")
+    user = est_api.ClientIdentity(principal=Principal("est-user", "net/dev1"))
+    first = await _enrolled(service, label, _csr("dns:dev1.internal"), client=user)
+    der = first.certificate.public_bytes(serialization.Encoding.DER)
+    device = await service.authenticate_certificate(label, der, for_reenroll=True)
+    # The same identity renews straight through...
+    await _enrolled(service, label, _csr("dns:dev1.internal"), client=device, operation=REENROLL)
+    # ...another one (renewal or login with the certificate) is held.
+    changed = _csr("dns:dev2.internal")
+    for csr, operation in ((changed, REENROLL), (_csr("dns:dev3.internal"), ENROLL)):
+        held = await service.enroll(label, csr, client=device, operation=operation)
+        assert isinstance(held, est_api.EnrollmentPending)
+    (pending,) = [p for p in await service.list_pending() if p.operation is REENROLL]
+    await service.decide(pending.id, approve=True, actor=OP)
+    issued = await _enrolled(service, label, changed, client=device, operation=REENROLL)
+    assert issued.certificate.subject == changed.subject
+    # A change the grant does not allow is refused before it is held.
+    with pytest.raises(EngineError, match=r"grant\.dns-suffix"):
+        await service.enroll(label, _csr("dns:vault.corp"), client=device, operation=REENROLL)
+    assert [p.operation for p in await service.list_pending()] == [ENROLL]
 
 
 async def test_approval_holds_then_issues_once(
