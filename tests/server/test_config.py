@@ -41,6 +41,15 @@ def test_toml_file(tmp_path: Path) -> None:
         ),
         pytest.param("unknown_option = 1\n", "unknown_option", id="fail/unknown-key"),
         pytest.param("https_port = [\n", "cannot read", id="fail/toml-syntax"),
+        pytest.param(
+            '[acme.directories.acct]\nca = "x"\n', "acme.directories", id="fail/reserved-directory"
+        ),
+        pytest.param("[acme.directories.corp]\n", "acme.directories.corp.ca", id="fail/no-ca"),
+        pytest.param(
+            '[acme.directories.corp]\nca = "x"\nallow_ip = ["10.0.0.300/8"]\n',
+            "acme.directories.corp.allow_ip",
+            id="fail/bad-cidr",
+        ),
     ],
 )
 def test_bad_configuration_names_the_field(tmp_path: Path, text: str, field: str) -> None:
@@ -70,3 +79,28 @@ def test_slow_client_and_ocsp_cache_limits(tmp_path: Path) -> None:
     assert settings.max_connections == 100
     ocsp = status_settings(settings).ocsp
     assert (ocsp.cache_bytes, ocsp.live_signatures_per_second) == (1048576, 7.0)
+
+
+def test_acme_directories(tmp_path: Path) -> None:
+    cfg = tmp_path / "privca.toml"
+    cfg.write_text(
+        "[acme]\neab_required = true\n"
+        '[acme.directories.corp]\nca = "corp"\nallow_dns = ["corp.example"]\n'
+        'allow_ip = ["192.0.2.0/24"]\nwildcard = false\neab_required = false\n'
+        'profiles = ["shortlived"]\n'
+        '[acme.directories.lab]\nca = "lab"\n'
+    )
+    dirs = load_settings(cfg).acme.to_directories()
+    corp, lab = dirs["corp"], dirs["lab"]
+    assert (corp.name, corp.ca, corp.source) == ("corp", "corp", "config")
+    assert corp.dns_suffixes == ("corp.example",)
+    assert [str(n) for n in corp.ip_ranges] == ["192.0.2.0/24"]
+    assert corp.wildcard is False
+    assert corp.eab_required is False
+    assert corp.profiles == ("shortlived",)
+    # Defaults: any name and address, wildcards, every profile, the global EAB setting.
+    assert lab.dns_suffixes == ("*",)
+    assert [str(n) for n in lab.ip_ranges] == ["0.0.0.0/0", "::/0"]
+    assert lab.wildcard is True
+    assert lab.profiles is None
+    assert lab.eab_required is None
