@@ -156,6 +156,8 @@ async def test_named_directory_urls_live_under_its_prefix(env: DirsEnv) -> None:
     assert order["finalize"].startswith(base + "order/")
     authz = (await client.get(order["authorizations"][0])).json()
     assert authz["challenges"][0]["url"].startswith(base + "chall/")
+    own = await env.http.get("/acme/corp/directory")
+    assert "Link" not in own.headers  # the index is not linked from itself
     nonce = await env.http.head("/acme/corp/new-nonce")
     assert nonce.status == 200
     assert nonce.headers["Replay-Nonce"]

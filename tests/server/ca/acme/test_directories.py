@@ -212,3 +212,35 @@ async def test_directory_grant_refuses_identifiers(
     assert rule in err.value.detail
     order = await corp.orders.new_order(acct, [("dns", "www.corp.example"), ("ip", "192.0.2.7")])
     assert order.status is at.OrderStatus.PENDING
+
+
+class _RacingRepo(MemoryAcmeRepository):
+    """Hides an account from the thumbprint lookup once: another node is inserting it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hide_once = False
+
+    async def get_account_by_thumbprint(self, thumbprint: str) -> at.Account | None:
+        if self.hide_once:
+            self.hide_once = False
+            return None
+        return await super().get_account_by_thumbprint(thumbprint)
+
+
+async def test_a_key_raced_onto_another_directory_is_refused(
+    ca: api.CAEngine, net: FakePorts, acme_settings: AcmeSettings, clock: FakeClock
+) -> None:
+    await ca.create_subordinate("corp", parent="root", actor=OP, path_length=0)
+    repo = _RacingRepo()
+    dirs = Directories(
+        ca, repo, ports=net.ports(), settings=acme_settings, config={"corp": CORP}, clock=clock
+    )
+    default = AcmeService(ca, repo, ports=net.ports(), settings=acme_settings, clock=clock)
+    await default.accounts.new_account(account_key("dave"))
+    repo.hide_once = True
+    with pytest.raises(EngineError) as err:
+        await (await dirs.service("corp")).accounts.new_account(account_key("dave"))
+    assert err.value.kind is ProblemKind.UNAUTHORIZED
+    await dirs.close()
+    await default.close()
