@@ -87,6 +87,7 @@ def _acme_app(services: wiring.Services) -> web.Application:
     )
     return acme_routes.build_app(
         wiring.build_acme_service(services, ports=ports),
+        directories=wiring.build_acme_directories(services, ports=ports),
         client_max_size=services.settings.max_body_bytes,
         closers=[fetcher.close],
     )
@@ -247,6 +248,8 @@ async def _serve(
     est_service = wiring.build_est_service(services)
     for est_label in await est_service.list_labels():
         await est_service.check_label(est_label)
+    # A config directory's CA must exist (stored ones were checked when added).
+    await wiring.build_acme_directories(services).check_config()
     extra_workers = settings.revocation.workers - 1
     # Before the banner: a Ctrl-C right after it must shut down cleanly (exit 0).
     stop = _stop_on_signals()

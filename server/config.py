@@ -182,6 +182,41 @@ class RevocationSettings(_Model):
     http_access_log: bool = False
 
 
+class AcmeDirectoryConfig(_Model):
+    """One named ACME directory (``[acme.directories.NAME]``, served at /acme/NAME/directory)."""
+
+    ca: str
+    # ACME profile names offered; None: every configured profile.
+    profiles: list[str] | None = None
+    # DNS suffixes challenges may prove names under; "*": any name.
+    allow_dns: list[str] = Field(default_factory=lambda: ["*"])
+    # CIDRs IP identifiers must lie in (default: any address).
+    allow_ip: list[str] = Field(default_factory=lambda: ["0.0.0.0/0", "::/0"])
+    wildcard: bool = True
+    # None: the global [acme] eab_required.
+    eab_required: bool | None = None
+
+    @field_validator("allow_ip")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)
+        return value
+
+    def to_engine(self, name: str) -> acme_api.AcmeDirectory:
+        """Return the engine's directory value."""
+        return acme_api.AcmeDirectory(
+            name=name,
+            ca=self.ca,
+            profiles=None if self.profiles is None else tuple(self.profiles),
+            dns_suffixes=tuple(self.allow_dns),
+            ip_ranges=tuple(ipaddress.ip_network(c, strict=False) for c in self.allow_ip),
+            wildcard=self.wildcard,
+            eab_required=self.eab_required,
+            source="config",
+        )
+
+
 class AcmeConfig(_Model):
     """The ACME server (``[acme]``): validation network, EAB, reuse, limits, directory meta."""
 
@@ -206,6 +241,23 @@ class AcmeConfig(_Model):
     terms_of_service: str | None = None
     website: str | None = None
     caa_identities: list[str] = Field(default_factory=list)
+    # Named directories, each with its CA and identifier policy (/acme/NAME/directory).
+    directories: dict[str, AcmeDirectoryConfig] = Field(default_factory=dict)
+
+    @field_validator("directories")
+    @classmethod
+    def _names(cls, value: dict[str, AcmeDirectoryConfig]) -> dict[str, AcmeDirectoryConfig]:
+        for name in value:
+            if not acme_api.is_valid_directory_name(name):
+                raise ValueError(
+                    f"{name!r}: directory names are 1-64 lower-case letters, digits, '.', '_' "
+                    "or '-', not 'default' nor an ACME resource name"
+                )
+        return value
+
+    def to_directories(self) -> dict[str, acme_api.AcmeDirectory]:
+        """Return the configured named directories as engine values."""
+        return {name: cfg.to_engine(name) for name, cfg in self.directories.items()}
 
     @field_validator("resolve_all_to")
     @classmethod

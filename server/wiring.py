@@ -40,6 +40,7 @@ from server.store.status_repository import SqlStatusRepository
 __all__ = [
     "Services",
     "TlsFiles",
+    "build_acme_directories",
     "build_acme_service",
     "build_est_service",
     "ensure_first_start",
@@ -204,6 +205,23 @@ def build_acme_service(
         repo or SqlAcmeRepository(services.db),
         ports=ports or network.default_ports(acme.dns_resolver, permit=validation_permit(services)),
         settings=acme.to_engine(),
+    )
+
+
+def build_acme_directories(
+    services: Services,
+    *,
+    ports: acme_api.ValidationPorts | None = None,
+    repo: SqlAcmeRepository | None = None,
+) -> acme_api.Directories:
+    """Return the named ACME directories (config file, then stored) over the same parts."""
+    acme = services.settings.acme
+    return acme_api.Directories(
+        services.engine,
+        repo or SqlAcmeRepository(services.db),
+        ports=ports or network.default_ports(acme.dns_resolver, permit=validation_permit(services)),
+        settings=acme.to_engine(),
+        config=acme.to_directories(),
     )
 
 

@@ -3,7 +3,8 @@
 # (every identifier resolves to 127.0.0.1, challenge ports and DNS resolver on loopback),
 # start pebble-challtestsrv as the DNS server for dns-01, run run.sh (certbot, lego,
 # uacme: obtain, renew, revoke, negative controls; every chain checked with openssl
-# verify), then lint every certificate privca issued with pkilint (RFC 5280) and check
+# verify) and directories.sh (lego against a second directory bound to another CA with a
+# DNS-suffix policy), then lint every certificate privca issued with pkilint (RFC 5280) and check
 # the revocations reached privca's inventory. Everything listens on 127.0.0.1 only.
 #
 # Env: PRIVCA (binary) [.venv/bin/privca, else privca on PATH]; the rest is passed to run.sh.
@@ -87,6 +88,21 @@ if [[ -z "${run_pass:-}" ]]; then
   run_fail=1
   echo "FAIL acme/run.sh: printed no summary (exit $run_rc)"
 fi
+
+# A second ACME directory bound to another CA with a DNS-suffix policy (lego).
+set +e
+PRIVCA="$PRIVCA" DATA="$DATA" HTTPS_PORT="$HTTPS_PORT" ACME_CA_BUNDLE="$DATA/ca-bundle.pem" \
+  ACME_DOMAIN="${ACME_DOMAIN:-acme.internal}" bash "$HERE/directories.sh" | tee "$TMP/dirs.out"
+set -e
+read -r dirs_pass dirs_fail < <(grep -Eo '^[0-9]+ passed, [0-9]+ failed' "$TMP/dirs.out" |
+  tail -1 | awk '{print $1, $3}')
+if [[ -z "${dirs_pass:-}" ]]; then
+  dirs_pass=0
+  dirs_fail=1
+  echo "FAIL acme/directories.sh: printed no summary"
+fi
+run_pass=$((run_pass + dirs_pass))
+run_fail=$((run_fail + dirs_fail))
 
 # Every certificate privca issued during the run (leaves only) through pkilint's RFC 5280 linter.
 stop_pid "$PRIVCA_PID"

@@ -14,7 +14,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from cryptography.hazmat.primitives import serialization
 
 from protocols.acme import jws, links, messages
-from protocols.acme.middleware import MAX_BODY, SERVICE, AcmeProblemError, links_for
+from protocols.acme.middleware import MAX_BODY, AcmeProblemError, links_for, service_of
 from protocols.common import problem
 from server.ca.acme import api as acme_api
 from server.ca.errors import EngineError, ProblemKind
@@ -78,7 +78,7 @@ async def _auth(
     return await jws.authenticate(
         body,
         url=_url(request),
-        registration=request.app[SERVICE],
+        registration=service_of(request),
         account_id_of=lk.account_id,
         use_jwk=use_jwk,
         allow_both=allow_both,
@@ -112,7 +112,7 @@ def _json(
 
 async def directory(request: web.Request) -> web.Response:
     """GET directory (RFC 8555 §7.1.1)."""
-    acme = request.app[SERVICE]
+    acme = service_of(request)
     lk = links_for(request)
     meta: dict[str, object] = {
         "externalAccountRequired": acme.settings.eab_required,
@@ -157,7 +157,7 @@ async def new_account(request: web.Request) -> web.Response:
         binding = jws.verify_eab(
             payload.eab, outer_jwk=v.jws.protected["jwk"], url=lk.endpoint(links.NEW_ACCOUNT)
         )
-    acme = request.app[SERVICE]
+    acme = service_of(request)
     acct, created = await acme.accounts.new_account(
         v.account_key,
         contact=payload.contact,
@@ -187,7 +187,7 @@ async def account(request: web.Request) -> web.Response:
     lk = links_for(request)
     if not v.is_post_as_get:
         update = messages.AccountUpdate.from_wire(v.payload_json())
-        acct = await request.app[SERVICE].accounts.update_account(
+        acct = await service_of(request).accounts.update_account(
             acct, contact=update.contact, deactivate=update.deactivate
         )
     return _json(messages.account_to_wire(acct, lk), headers={"Location": lk.account(acct.id)})
@@ -199,7 +199,7 @@ async def orders(request: web.Request) -> web.Response:
     acct = _own_account(request, v)
     _require_post_as_get(v)
     lk = links_for(request)
-    ids = await request.app[SERVICE].orders.list_orders(acct)
+    ids = await service_of(request).orders.list_orders(acct)
     return _json({"orders": [lk.order(i) for i in ids]})
 
 
@@ -231,7 +231,7 @@ async def key_change(request: web.Request) -> web.Response:
         raise EngineError(ProblemKind.MALFORMED, "oldKey is not the account's current key")
     if new_account_key.thumbprint == acct.key.thumbprint:
         raise EngineError(ProblemKind.MALFORMED, "the new key is the current key")
-    acme = request.app[SERVICE]
+    acme = service_of(request)
     holder = await acme.accounts.find_account(new_account_key.thumbprint)
     if holder is not None:
         raise AcmeProblemError(
@@ -252,7 +252,7 @@ async def key_change(request: web.Request) -> web.Response:
 def _order_response(
     request: web.Request, order_obj: acme_api.Order, *, status: int = 200
 ) -> web.Response:
-    acme = request.app[SERVICE]
+    acme = service_of(request)
     lk = links_for(request)
     headers = {"Location": lk.order(order_obj.id)}
     retry = acme.orders.retry_after(order_obj)
@@ -268,7 +268,7 @@ async def new_order(request: web.Request) -> web.Response:
     """POST newOrder (RFC 8555 §7.4; RFC 8738 ip; RFC 9773 replaces; profiles)."""
     v = await _auth(request)
     payload = messages.NewOrder.from_wire(v.payload_json())
-    created = await request.app[SERVICE].orders.new_order(
+    created = await service_of(request).orders.new_order(
         _account(v),
         payload.identifiers,
         not_before=payload.not_before,
@@ -283,7 +283,7 @@ async def order(request: web.Request) -> web.Response:
     """POST-as-GET an order (RFC 8555 §7.1.3)."""
     v = await _auth(request)
     _require_post_as_get(v)
-    found = await request.app[SERVICE].orders.get_order(_account(v), request.match_info["order_id"])
+    found = await service_of(request).orders.get_order(_account(v), request.match_info["order_id"])
     return _order_response(request, found)
 
 
@@ -291,7 +291,7 @@ async def finalize(request: web.Request) -> web.Response:
     """POST finalize: CSR in, certificate issued (RFC 8555 §7.4)."""
     v = await _auth(request)
     csr = messages.finalize_csr(v.payload_json(), jws.b64u_decode)
-    done = await request.app[SERVICE].finalizer.finalize(
+    done = await service_of(request).finalizer.finalize(
         _account(v), request.match_info["order_id"], csr
     )
     return _order_response(request, done)
@@ -304,7 +304,7 @@ async def new_authz(request: web.Request) -> web.Response:
     """POST newAuthz: pre-authorization (RFC 8555 §7.4.1)."""
     v = await _auth(request)
     kind, value = messages.new_authz_identifier(v.payload_json())
-    created = await request.app[SERVICE].orders.new_authz(_account(v), kind, value)
+    created = await service_of(request).orders.new_authz(_account(v), kind, value)
     lk = links_for(request)
     return _json(
         messages.authz_to_wire(created, lk), status=201, headers={"Location": lk.authz(created.id)}
@@ -314,7 +314,7 @@ async def new_authz(request: web.Request) -> web.Response:
 async def authz(request: web.Request) -> web.Response:
     """POST authorization: POST-as-GET or deactivate (RFC 8555 §7.5, §7.5.2)."""
     v = await _auth(request)
-    acme = request.app[SERVICE]
+    acme = service_of(request)
     authz_id = request.match_info["authz_id"]
     if v.is_post_as_get:
         found = await acme.orders.get_authz(_account(v), authz_id)
@@ -331,7 +331,7 @@ async def authz(request: web.Request) -> web.Response:
 async def challenge(request: web.Request) -> web.Response:
     """POST challenge: start validation, or POST-as-GET its state (RFC 8555 §7.5.1)."""
     v = await _auth(request)
-    acme = request.app[SERVICE]
+    acme = service_of(request)
     authz_id, kind = request.match_info["authz_id"], request.match_info["type"]
     lk = links_for(request)
     if v.is_post_as_get:
@@ -361,7 +361,7 @@ async def certificate(request: web.Request) -> web.Response:
     alternate = request.match_info.get("alt")
     if alternate not in (None, "1"):
         raise EngineError(ProblemKind.NOT_FOUND, "no such certificate chain")
-    leaf, chain = await request.app[SERVICE].finalizer.certificate_chain(_account(v), ref)
+    leaf, chain = await service_of(request).finalizer.certificate_chain(_account(v), ref)
     # Default: leaf + intermediates. Alternate 1: the same path including the root,
     # for clients whose trust store lacks the private root.
     certs = (leaf, *chain) if alternate else (leaf, *chain[:-1])
@@ -377,7 +377,7 @@ async def revoke_cert(request: web.Request) -> web.Response:
     """POST revokeCert by the account or by the certificate's key (RFC 8555 §7.6)."""
     v = await _auth(request, allow_both=True)
     payload = messages.Revocation.from_wire(v.payload_json(), jws.b64u_decode)
-    await request.app[SERVICE].revocation.revoke(
+    await service_of(request).revocation.revoke(
         payload.certificate,
         reason_code=payload.reason,
         account=v.account,
@@ -388,7 +388,7 @@ async def revoke_cert(request: web.Request) -> web.Response:
 
 async def renewal_info(request: web.Request) -> web.Response:
     """GET renewalInfo (RFC 9773 §4.2): the suggested renewal window."""
-    window = await request.app[SERVICE].renewal.renewal_info(request.match_info["cert_id"])
+    window = await service_of(request).renewal.renewal_info(request.match_info["cert_id"])
     return _json(
         {
             "suggestedWindow": {

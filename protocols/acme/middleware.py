@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
@@ -20,15 +21,39 @@ from protocols.common import problem
 from server.ca.acme import api as acme_api
 from server.ca.errors import EngineError, ProblemKind, StorageUnavailableError
 
-__all__ = ["MAX_BODY", "PREFIX", "SERVICE", "AcmeProblemError", "acme_middleware", "links_for"]
+__all__ = [
+    "CURRENT",
+    "DIRECTORIES",
+    "MAX_BODY",
+    "PREFIX",
+    "SERVICE",
+    "AcmeProblemError",
+    "Directory",
+    "acme_middleware",
+    "links_for",
+    "service_of",
+]
 
 log = logging.getLogger(__name__)
 
+# The default directory's service and mount prefix; named directories live in DIRECTORIES.
 SERVICE: Final = web.AppKey("acme_service", acme_api.AcmeService)
 PREFIX: Final = web.AppKey("acme_prefix", str)
+DIRECTORIES: Final = web.AppKey("acme_directories", acme_api.Directories)
 MAX_BODY: Final = web.AppKey("acme_max_body", int)
 PROBLEM_JSON: Final = "application/problem+json"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Directory:
+    """The directory a request addresses: its service and the prefix its URLs live under."""
+
+    service: acme_api.AcmeService
+    prefix: str
+
+
+CURRENT: Final = web.RequestKey("acme_directory", Directory)
 
 
 class AcmeProblemError(Exception):
@@ -39,9 +64,31 @@ class AcmeProblemError(Exception):
         self.problem = p
 
 
+def _current(request: web.Request) -> Directory:
+    found = request.get(CURRENT)
+    return found or Directory(request.app[SERVICE], request.app[PREFIX])
+
+
+def service_of(request: web.Request) -> acme_api.AcmeService:
+    """Return the ACME service of the directory this request addresses."""
+    return _current(request).service
+
+
 def links_for(request: web.Request) -> Links:
-    """Return the URL builder for this request's scheme, Host and mount prefix."""
-    return Links.of(request.scheme, request.host, request.app[PREFIX])
+    """Return the URL builder for this request's scheme, Host and directory prefix."""
+    return Links.of(request.scheme, request.host, _current(request).prefix)
+
+
+async def _resolve(request: web.Request) -> None:
+    """Bind the request to its directory: ``/acme/<name>/...`` or the default one."""
+    name = request.match_info.get("directory")
+    if name is None:
+        return
+    directories = request.app.get(DIRECTORIES)
+    if directories is None:
+        raise EngineError(ProblemKind.NOT_FOUND, f"no ACME directory {name!r}")
+    service = await directories.service(name)
+    request[CURRENT] = Directory(service, f"{request.app[PREFIX]}/{name}")
 
 
 def render(p: problem.Problem) -> web.Response:
@@ -68,6 +115,7 @@ def _from_http(exc: web.HTTPException) -> problem.Problem:
 async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into a problem document and add the ACME headers."""
     try:
+        await _resolve(request)
         response = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -93,9 +141,8 @@ async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamR
             response.status,
             body.decode(errors="replace") if isinstance(body, bytes) else "",
         )
-    service = request.app[SERVICE]
     try:
-        response.headers["Replay-Nonce"] = await service.new_nonce()
+        response.headers["Replay-Nonce"] = await service_of(request).new_nonce()
     except StorageUnavailableError as exc:
         # RFC 8555 §6.5: every answer carries a nonce; without storage there is none to
         # give, so a success becomes the outage (a refusal was logged above already).
@@ -106,6 +153,6 @@ async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamR
         log.exception("could not issue a replay nonce")
     response.headers.setdefault("Cache-Control", "no-store")
     links = links_for(request)
-    if request.path != request.app[PREFIX] + "/directory":
+    if request.path != _current(request).prefix + "/directory":
         response.headers.add("Link", f'<{links.directory()}>;rel="index"')
     return response

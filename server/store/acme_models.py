@@ -1,4 +1,4 @@
-"""SQLAlchemy tables of the ACME server; the schema is owned by migration 0002_acme.
+"""SQLAlchemy tables of the ACME server; the schema is owned by migrations 0002 and 0005.
 
 Rows never leave ``server/store``: ``acme_repository.py`` converts them to
 ``server.ca.acme.types``. Challenges live inside their authorization row (JSON)
@@ -18,6 +18,7 @@ from server.store.models import Base
 __all__ = [
     "AcmeAccountRow",
     "AcmeAuthzRow",
+    "AcmeDirectoryRow",
     "AcmeEabKeyRow",
     "AcmeNonceRow",
     "AcmeOrderRow",
@@ -40,6 +41,8 @@ class AcmeAccountRow(Base):
     tos_agreed: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     eab_kid: Mapped[str | None] = mapped_column(String(64))
+    # The directory the account was created in (migration 0005); "default": /acme/directory.
+    directory: Mapped[str] = mapped_column(String(64), server_default="default")
 
 
 class AcmeOrderRow(Base):
@@ -118,3 +121,20 @@ class AcmeRateLimitRow(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     count: Mapped[int] = mapped_column(Integer)
+
+
+class AcmeDirectoryRow(Base):
+    """A named ACME directory managed by the CLI (config-file directories are not stored)."""
+
+    __tablename__ = "acme_directories"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ca: Mapped[str] = mapped_column(String(64))
+    # ACME profile names; None: every configured profile.
+    profiles: Mapped[list[str] | None] = mapped_column(JSON)
+    dns_suffixes: Mapped[list[str]] = mapped_column(JSON)
+    ip_ranges: Mapped[list[str]] = mapped_column(JSON)
+    wildcard: Mapped[bool] = mapped_column(Boolean)
+    # None: the global [acme] eab_required.
+    eab_required: Mapped[bool | None] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -7,6 +7,7 @@ an in-process lock. Rows are converted to ``server.ca.acme.types`` here.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
@@ -18,12 +19,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.ca import types
 from server.ca.acme import types as at
-from server.ca.errors import ProblemKind, SubProblem
+from server.ca.errors import EngineError, ProblemKind, SubProblem
 from server.store import convert
 from server.store.acme_models import (
     AcmeAccountRow,
     AcmeAuthzRow,
+    AcmeDirectoryRow,
     AcmeEabKeyRow,
     AcmeNonceRow,
     AcmeOrderRow,
@@ -31,6 +34,7 @@ from server.store.acme_models import (
     AcmeStateRow,
 )
 from server.store.database import Database
+from server.store.models import AuditRow
 
 __all__ = ["SqlAcmeRepository"]
 
@@ -41,6 +45,8 @@ _NONCE = cast(Table, AcmeNonceRow.__table__)
 _EAB = cast(Table, AcmeEabKeyRow.__table__)
 _STATE = cast(Table, AcmeStateRow.__table__)
 _RATE = cast(Table, AcmeRateLimitRow.__table__)
+_DIR = cast(Table, AcmeDirectoryRow.__table__)
+_AUDIT = cast(Table, AuditRow.__table__)
 _NONCE_KEY = "nonce-secret"
 
 
@@ -88,6 +94,7 @@ def _account_to_domain(row: Mapping[Any, Any]) -> at.Account:
         tos_agreed=row["tos_agreed"],
         created_at=convert.aware(row["created_at"]),
         eab_kid=row["eab_kid"],
+        directory=row["directory"],
     )
 
 
@@ -102,6 +109,7 @@ def _account_from_domain(a: at.Account) -> dict[str, Any]:
         "tos_agreed": a.tos_agreed,
         "created_at": a.created_at,
         "eab_kid": a.eab_kid,
+        "directory": a.directory,
     }
 
 
@@ -256,8 +264,8 @@ class SqlAcmeRepository:
             async with self._db.pg() as pg:
                 inserted = await pg.fetchval(
                     "INSERT INTO acme_accounts (id, thumbprint, jwk, spki, status, contact,"
-                    " tos_agreed, created_at, eab_kid)"
-                    " VALUES ($1, $2, $3, $4, $5, $6::json, $7, $8, $9)"
+                    " tos_agreed, created_at, eab_kid, directory)"
+                    " VALUES ($1, $2, $3, $4, $5, $6::json, $7, $8, $9, $10)"
                     " ON CONFLICT (thumbprint) DO NOTHING RETURNING id",
                     v["id"],
                     v["thumbprint"],
@@ -268,6 +276,7 @@ class SqlAcmeRepository:
                     v["tos_agreed"],
                     v["created_at"],
                     v["eab_kid"],
+                    v["directory"],
                 )
             if inserted is not None:
                 return account
@@ -600,3 +609,60 @@ class SqlAcmeRepository:
         async with self._write1() as conn:
             result = await conn.execute(update(_EAB).where(_EAB.c.kid == kid).values(revoked=True))
         return bool(result.rowcount == 1)
+
+    # ------------------------------------------------------------ named directories
+
+    async def add_directory(self, directory: at.AcmeDirectory, *, audit: types.AuditEvent) -> None:
+        try:
+            async with self._db.write() as conn:
+                await conn.execute(
+                    insert(_DIR).values(**_directory_from_domain(directory, audit.at))
+                )
+                await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+        except IntegrityError as exc:
+            raise EngineError(
+                ProblemKind.CONFLICT, f"an ACME directory named {directory.name!r} already exists"
+            ) from exc
+
+    async def get_directory(self, name: str) -> at.AcmeDirectory | None:
+        row = await self._db.fetch_first(select(_DIR).where(_DIR.c.name == name))
+        return _directory_to_domain(row._mapping) if row else None
+
+    async def list_directories(self) -> Sequence[at.AcmeDirectory]:
+        rows = await self._db.fetch_all(select(_DIR).order_by(_DIR.c.name))
+        return [_directory_to_domain(r._mapping) for r in rows]
+
+    async def remove_directory(self, name: str, *, audit: types.AuditEvent) -> bool:
+        async with self._db.write() as conn:
+            result = await conn.execute(delete(_DIR).where(_DIR.c.name == name))
+            if result.rowcount != 1:
+                return False
+            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+        return True
+
+
+def _directory_to_domain(row: Mapping[Any, Any]) -> at.AcmeDirectory:
+    profiles = _json(row["profiles"])
+    return at.AcmeDirectory(
+        name=row["name"],
+        ca=row["ca"],
+        profiles=None if profiles is None else tuple(profiles),
+        dns_suffixes=tuple(_json(row["dns_suffixes"])),
+        ip_ranges=tuple(ipaddress.ip_network(n) for n in _json(row["ip_ranges"])),
+        wildcard=row["wildcard"],
+        eab_required=row["eab_required"],
+        source="stored",
+    )
+
+
+def _directory_from_domain(d: at.AcmeDirectory, now: datetime) -> dict[str, Any]:
+    return {
+        "name": d.name,
+        "ca": d.ca,
+        "profiles": None if d.profiles is None else list(d.profiles),
+        "dns_suffixes": list(d.dns_suffixes),
+        "ip_ranges": [str(n) for n in d.ip_ranges],
+        "wildcard": d.wildcard,
+        "eab_required": d.eab_required,
+        "created_at": now,
+    }

@@ -152,6 +152,8 @@ class MemoryAcmeRepository:
         self.used_nonces: dict[str, datetime] = {}
         self.rate_limits: dict[str, tuple[datetime, int]] = {}
         self.eab_keys: dict[str, at.EabKey] = {}
+        self.directories: dict[str, at.AcmeDirectory] = {}
+        self.audit: list[types.AuditEvent] = []
         self._nonce_secret: bytes | None = None
         self._lock = asyncio.Lock()
 
@@ -321,6 +323,30 @@ class MemoryAcmeRepository:
             if key is None:
                 return False
             self.eab_keys[kid] = replace(key, revoked=True)
+            return True
+
+    # named directories
+    async def add_directory(self, directory: at.AcmeDirectory, *, audit: types.AuditEvent) -> None:
+        async with self._lock:
+            if directory.name in self.directories:
+                raise EngineError(
+                    ProblemKind.CONFLICT,
+                    f"an ACME directory named {directory.name!r} already exists",
+                )
+            self.directories[directory.name] = directory
+            self.audit.append(audit)
+
+    async def get_directory(self, name: str) -> at.AcmeDirectory | None:
+        return self.directories.get(name)
+
+    async def list_directories(self) -> Sequence[at.AcmeDirectory]:
+        return [self.directories[k] for k in sorted(self.directories)]
+
+    async def remove_directory(self, name: str, *, audit: types.AuditEvent) -> bool:
+        async with self._lock:
+            if self.directories.pop(name, None) is None:
+                return False
+            self.audit.append(audit)
             return True
 
 

@@ -41,6 +41,15 @@ def test_toml_file(tmp_path: Path) -> None:
         ),
         pytest.param("unknown_option = 1\n", "unknown_option", id="fail/unknown-key"),
         pytest.param("https_port = [\n", "cannot read", id="fail/toml-syntax"),
+        pytest.param(
+            '[acme.directories.acct]\nca = "x"\n', "acme.directories", id="fail/reserved-directory"
+        ),
+        pytest.param("[acme.directories.corp]\n", "acme.directories.corp.ca", id="fail/no-ca"),
+        pytest.param(
+            '[acme.directories.corp]\nca = "x"\nallow_ip = ["10.0.0.300/8"]\n',
+            "acme.directories.corp.allow_ip",
+            id="fail/bad-cidr",
+        ),
     ],
 )
 def test_bad_configuration_names_the_field(tmp_path: Path, text: str, field: str) -> None:
@@ -109,3 +118,28 @@ def test_est_label_policy_from_toml(tmp_path: Path) -> None:
         cfg.write_text(f"[est.labels.x]\n{bad}\n")
         with pytest.raises(ConfigError, match=field):
             load_settings(cfg)
+
+
+def test_acme_directories(tmp_path: Path) -> None:
+    cfg = tmp_path / "privca.toml"
+    cfg.write_text(
+        "[acme]\neab_required = true\n"
+        '[acme.directories.corp]\nca = "corp"\nallow_dns = ["corp.example"]\n'
+        'allow_ip = ["192.0.2.0/24"]\nwildcard = false\neab_required = false\n'
+        'profiles = ["shortlived"]\n'
+        '[acme.directories.lab]\nca = "lab"\n'
+    )
+    dirs = load_settings(cfg).acme.to_directories()
+    corp, lab = dirs["corp"], dirs["lab"]
+    assert (corp.name, corp.ca, corp.source) == ("corp", "corp", "config")
+    assert corp.dns_suffixes == ("corp.example",)
+    assert [str(n) for n in corp.ip_ranges] == ["192.0.2.0/24"]
+    assert corp.wildcard is False
+    assert corp.eab_required is False
+    assert corp.profiles == ("shortlived",)
+    # Defaults: any name and address, wildcards, every profile, the global EAB setting.
+    assert lab.dns_suffixes == ("*",)
+    assert [str(n) for n in lab.ip_ranges] == ["0.0.0.0/0", "::/0"]
+    assert lab.wildcard is True
+    assert lab.profiles is None
+    assert lab.eab_required is None

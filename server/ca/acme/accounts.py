@@ -102,15 +102,17 @@ class Accounts:
             found = await self._repo.get_account(aid)
             if found is not None:
                 self._cache(found)
-        if found is None:
+        if found is None or found.directory != self._settings.directory:
+            # An account exists only in the directory it was created in.
             raise EngineError(ProblemKind.ACCOUNT_DOES_NOT_EXIST, "no account with this key id")
         if found.status is not at.AccountStatus.VALID:
             raise EngineError(ProblemKind.UNAUTHORIZED, f"the account is {found.status}")
         return found
 
     async def find_account(self, thumbprint: str) -> at.Account | None:
-        """Return the account holding a key, if any."""
-        return await self._repo.get_account_by_thumbprint(thumbprint)
+        """Return this directory's account holding a key, if any."""
+        found = await self._repo.get_account_by_thumbprint(thumbprint)
+        return found if found is not None and found.directory == self._settings.directory else None
 
     async def new_account(
         self,
@@ -131,9 +133,16 @@ class Accounts:
             EngineError: ACCOUNT_DOES_NOT_EXIST (onlyReturnExisting), UNAUTHORIZED
                 (deactivated account, bad EAB), EXTERNAL_ACCOUNT_REQUIRED,
                 INVALID_CONTACT, UNSUPPORTED_CONTACT, MALFORMED (terms not agreed),
-                RATE_LIMITED.
+                RATE_LIMITED, UNAUTHORIZED (the key holds an account of another directory).
         """
         existing = await self._repo.get_account_by_thumbprint(key.thumbprint)
+        if existing is not None and existing.directory != self._settings.directory:
+            # One account per key across directories: returning it here would let an
+            # account made elsewhere skip this directory's EAB and terms.
+            raise EngineError(
+                ProblemKind.UNAUTHORIZED,
+                "this key holds an account of another ACME directory; use a new key here",
+            )
         if existing is not None:
             if existing.status is not at.AccountStatus.VALID:
                 raise EngineError(ProblemKind.UNAUTHORIZED, f"the account is {existing.status}")
@@ -158,8 +167,15 @@ class Accounts:
             tos_agreed=tos_agreed,
             created_at=self._clock.now(),
             eab_kid=eab.kid if eab else None,
+            directory=self._settings.directory,
         )
         stored = await self._repo.add_account(account)
+        if stored.directory != account.directory:
+            # Lost a race with the same key on another directory.
+            raise EngineError(
+                ProblemKind.UNAUTHORIZED,
+                "this key holds an account of another ACME directory; use a new key here",
+            )
         self._cache(stored)
         return stored, stored.id == account.id
 

@@ -1,6 +1,7 @@
 """The ACME engine facade: the one module ``protocols/acme`` imports for ACME logic.
 
-Re-exports the ACME engine types, settings, ports and ``AcmeService`` (which
+Re-exports the ACME engine types, settings, ports, ``Directories`` (named
+directories, one service each) and ``AcmeService`` (which
 composes ``accounts``, ``orders``, ``finalize``, ``revocation`` and ``renewal``),
 plus the pure helpers the front end needs (key authorizations, ARI certificate
 ids). Must not import aiohttp, josepy or sqlalchemy.
@@ -8,6 +9,7 @@ ids). Must not import aiohttp, josepy or sqlalchemy.
 
 from __future__ import annotations
 
+from server.ca.acme.directories import Directories, is_valid_directory_name, settings_for
 from server.ca.acme.ports import (
     AcmeRepository,
     FetchResult,
@@ -20,10 +22,12 @@ from server.ca.acme.renewal import RenewalWindow, cert_id_of
 from server.ca.acme.service import AcmeService
 from server.ca.acme.settings import AcmeSettings
 from server.ca.acme.types import (
+    DEFAULT_DIRECTORY,
     Account,
     AccountId,
     AccountKey,
     AccountStatus,
+    AcmeDirectory,
     Authorization,
     AuthzId,
     AuthzStatus,
@@ -51,10 +55,12 @@ from server.ca.acme.validation import (
 
 __all__ = [
     "ACME_IDENTIFIER_OID",
+    "DEFAULT_DIRECTORY",
     "Account",
     "AccountId",
     "AccountKey",
     "AccountStatus",
+    "AcmeDirectory",
     "AcmeRepository",
     "AcmeService",
     "AcmeSettings",
@@ -64,6 +70,7 @@ __all__ = [
     "Challenge",
     "ChallengeStatus",
     "ChallengeType",
+    "Directories",
     "EabBinding",
     "EabKey",
     "FetchResult",
@@ -83,6 +90,8 @@ __all__ = [
     "cert_id_of",
     "dns01_value",
     "is_ip_literal",
+    "is_valid_directory_name",
     "key_authorization",
+    "settings_for",
     "target_permitted",
 ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from server.ca import types
 from server.ca.acme import types as at
 
 __all__ = [
@@ -178,4 +179,21 @@ class AcmeRepository(Protocol):
 
     async def revoke_eab_key(self, kid: str) -> bool:
         """Mark an EAB key revoked; False if unknown."""
+        ...
+
+    # named directories (managed by the CLI; config-file ones never reach storage)
+    async def add_directory(self, directory: at.AcmeDirectory, *, audit: types.AuditEvent) -> None:
+        """Insert a directory and its audit event; ``EngineError(CONFLICT)`` if it exists."""
+        ...
+
+    async def get_directory(self, name: str) -> at.AcmeDirectory | None:
+        """Return a stored directory by name."""
+        ...
+
+    async def list_directories(self) -> Sequence[at.AcmeDirectory]:
+        """Return every stored directory, by name."""
+        ...
+
+    async def remove_directory(self, name: str, *, audit: types.AuditEvent) -> bool:
+        """Delete a directory and record the audit event; False if it did not exist."""
         ...

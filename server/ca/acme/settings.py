@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from server.ca import grants
+from server.ca.acme import types as at
 from server.ca.acme import validation
 
 __all__ = ["VALIDATED_NAMES", "AcmeSettings"]
@@ -35,6 +36,8 @@ still apply; a directory configured with suffixes or ranges narrows this.
 class AcmeSettings:
     """ACME policy, validated by ``server.config`` before it gets here."""
 
+    # The directory these settings serve: accounts are bound to it.
+    directory: str = at.DEFAULT_DIRECTORY
     ca: str | None = None
     grant: grants.Grant = VALIDATED_NAMES
     eab_required: bool = False

@@ -7,19 +7,22 @@ through ``server.ca.acme.api``.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import NewType
+from typing import Final, NewType
 
 from server.ca.errors import ProblemKind, SubProblem
 
 __all__ = [
+    "DEFAULT_DIRECTORY",
     "Account",
     "AccountId",
     "AccountKey",
     "AccountStatus",
+    "AcmeDirectory",
     "Authorization",
     "AuthzId",
     "AuthzStatus",
@@ -36,6 +39,9 @@ __all__ = [
     "StoredProblem",
     "new_id",
 ]
+
+DEFAULT_DIRECTORY: Final = "default"
+"""The directory served at ``/acme/directory`` (the global ``[acme]`` settings)."""
 
 AccountId = NewType("AccountId", str)
 OrderId = NewType("OrderId", str)
@@ -144,6 +150,30 @@ class Account:
     tos_agreed: bool
     created_at: datetime
     eab_kid: str | None = None
+    # The directory the account was created in; it exists nowhere else (RFC 8555 §7.3).
+    directory: str = DEFAULT_DIRECTORY
+
+
+@dataclass(frozen=True, slots=True)
+class AcmeDirectory:
+    """A named ACME directory (``/acme/<name>/directory``): its CA and identifier policy.
+
+    ``profiles`` lists the ACME profile names offered (None: every configured one);
+    ``dns_suffixes`` and ``ip_ranges`` are what challenges may prove (``*`` in
+    ``dns_suffixes``: any name); ``eab_required`` None follows the global setting.
+    """
+
+    name: str
+    ca: str
+    profiles: tuple[str, ...] | None = None
+    dns_suffixes: tuple[str, ...] = ("*",)
+    ip_ranges: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+        ipaddress.ip_network("0.0.0.0/0"),
+        ipaddress.ip_network("::/0"),
+    )
+    wildcard: bool = True
+    eab_required: bool | None = None
+    source: str = "stored"
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,8 +133,11 @@ class Reply:
 class AcmeClient:
     """Drives the ACME app through an aiohttp TestClient."""
 
-    def __init__(self, http: TestClient[Any, Any], key: AnyKey | None = None) -> None:
+    def __init__(
+        self, http: TestClient[Any, Any], key: AnyKey | None = None, *, prefix: str = "/acme"
+    ) -> None:
         self.http = http
+        self.prefix = prefix
         self.key: AnyKey = key or ec.generate_private_key(ec.SECP256R1())
         self.kid: str | None = None
         self.dir: dict[str, Any] = {}
@@ -144,13 +147,13 @@ class AcmeClient:
         return str(self.http.make_url(path))
 
     async def directory(self) -> dict[str, Any]:
-        resp = await self.http.get("/acme/directory")
+        resp = await self.http.get(f"{self.prefix}/directory")
         assert resp.status == 200
         self.dir = await resp.json()
         return self.dir
 
     async def new_nonce(self) -> str:
-        resp = await self.http.head("/acme/new-nonce")
+        resp = await self.http.head(f"{self.prefix}/new-nonce")
         assert resp.status == 200
         return resp.headers["Replay-Nonce"]
 

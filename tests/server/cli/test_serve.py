@@ -160,3 +160,14 @@ def test_serve_first_start_and_restart(tmp_path: Path) -> None:
     cdp = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     assert cdp[0].full_name is not None
     assert str(cdp[0].full_name[0].value).startswith(f"http://127.0.0.1:{http}/crl/")
+
+
+def test_serve_refuses_a_directory_of_an_unknown_ca(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "privca.toml"
+    cfg.write_text('[acme.directories.team]\nca = "nope"\n')
+    args = ["serve", "--config", str(cfg), "--data-dir", str(tmp_path / "data")]
+    args += ["--https-port", str(_free_port()), "--http-port", str(_free_port())]
+    assert main(args) == 1
+    assert "acme.directories.team: unknown CA 'nope'" in capsys.readouterr().err
