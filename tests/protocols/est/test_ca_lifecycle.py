@@ -51,8 +51,8 @@ async def test_revoked_ca_certificates_no_longer_reenroll(est_env: EstEnv) -> No
         f"{PREFIX}/simplereenroll", data=b64(der), headers={**PKCS10, "Client-Cert": rfc9440(cert)}
     )
     assert resp.status == 403
-    # The EST client-certificate check trusts only active privca CAs.
-    assert "not issued by a trust anchor" in await resp.text()
+    # The EST client-certificate check runs the pipeline's CA state check.
+    assert "ca.state: CA issuing is revoked" in await resp.text()
     resp = await est_env.client.post(
         f"{PREFIX}/simpleenroll", data=b64(der), headers={**PKCS10, **basic()}
     )

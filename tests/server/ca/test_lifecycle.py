@@ -333,9 +333,14 @@ async def test_ocsp_after_rekey_signs_with_the_new_key(env: Env) -> None:
 
 async def test_revoked_sub_ca_client_certificates_no_longer_log_in(engine: api.CAEngine) -> None:
     await _hierarchy(engine)
-    csr, _ = make_csr(("dns:dev1.internal",), subject="dev1")
+    csr, _ = make_csr((), subject="dev1")
+    # Enrolled over EST on the default label (renewal is bound to the label).
     device = await engine.issue(
-        csr, grant=grants.OPERATOR, principal=OP, profile="device", ca="issuing"
+        csr,
+        grant=grants.DEVICE_IDENTITY,
+        principal=Principal("est-user", "default/dev1"),
+        profile="device",
+        ca="issuing",
     )
     der = device.certificate.public_bytes(DER)
     clock = FakeClock(engine.now())
