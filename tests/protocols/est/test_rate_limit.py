@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from server import app as server_app
+from server import wiring
 from server.ca.est import api as est_api
 from server.ca.est import users
-from server.store.database import Database
+from server.config import load_settings
+from server.store.database import Database, sqlite_url
 from server.store.est_repository import SqlEstRepository
 from tests.protocols.est.conftest import (
     OP,
@@ -119,3 +124,27 @@ async def test_parallel_wrong_passwords_verify_at_most_the_limit(
     assert statuses == [401] * 10 + [503] * 15
     assert len(calls) == 10
     assert all(int(r.headers["Retry-After"]) >= 1 for r in responses if r.status == 503)
+
+
+async def test_serve_wiring_applies_the_configured_login_limits(
+    sqlite_template: Path, tmp_path: Path, aiohttp_client: ClientFactory
+) -> None:
+    """The `[est]` keys reach the service `privca serve` builds (one failed login per account)."""
+    shutil.copyfile(sqlite_template, tmp_path / "serve.db")
+    settings = load_settings(
+        None,
+        data_dir=tmp_path / "data",
+        database_url=sqlite_url(tmp_path / "serve.db"),
+        est={"failed_logins_per_account_per_minute": 1},
+    )
+    async with wiring.open_services(settings, create=True) as services:
+        await wiring.ensure_first_start(services)
+        await wiring.build_est_service(services).add_user("default", "dev1", PASSWORD, actor=OP)
+        https = await aiohttp_client(server_app.create_https_app(services))
+        der, _ = csr_der("sensor-1")
+        wrong = {**PKCS10, **basic(password="not-the-password-at-all")}
+        first = await https.post(f"{PREFIX}/simpleenroll", data=b64(der), headers=wrong)
+        assert first.status == 401
+        second = await https.post(f"{PREFIX}/simpleenroll", data=b64(der), headers=wrong)
+        assert second.status == 503
+        assert second.headers["Retry-After"] == "60"
