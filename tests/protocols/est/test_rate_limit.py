@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from server import app as server_app
@@ -89,6 +90,30 @@ async def test_failed_logins_lock_the_account_not_the_address(
     )
     assert again.status == 200
     assert await est_env.cert_count() == 4
+
+
+async def test_spraying_from_one_address_locks_only_that_address(
+    est_env: EstEnv, database: Database, aiohttp_client: ClientFactory
+) -> None:
+    service = est_api.EstService(
+        est_env.engine,
+        SqlEstRepository(database),
+        clock=est_env.clock,
+        login_limits=est_api.LoginLimits(per_address=2, per_account=10),
+    )
+    client = await aiohttp_client(label_app(service, trusted_proxies=["127.0.0.1/32", "::1/128"]))
+    der, _ = csr_der("sensor-1")
+
+    async def enroll(user: str, password: str, address: str) -> ClientResponse:
+        headers = {**PKCS10, **basic(user, password), "X-Forwarded-For": address}
+        return await client.post(f"{PREFIX}/simpleenroll", data=b64(der), headers=headers)
+
+    for user in ("ghost1", "ghost2"):
+        assert (await enroll(user, "not-the-password", "10.1.1.1")).status == 401
+    sprayer = await enroll("ghost3", "not-the-password", "10.1.1.1")
+    assert sprayer.status == 503
+    assert "for this client address" in await sprayer.text()
+    assert (await enroll("dev1", PASSWORD, "10.2.2.2")).status == 200
 
 
 async def test_parallel_wrong_passwords_verify_at_most_the_limit(

@@ -171,11 +171,19 @@ async def _login_budgets(repo: EstRepository) -> None:
     await repo.return_login_tokens(["a:1"])
     (stored,) = await repo.get_login_budgets(["a:1"])
     assert stored.tokens == 2.0
+    # Another node's clock behind this one's: no refill, no drain, the time stays.
+    assert await repo.take_login_tokens([addr], now=90.0) == []
+    (stored,) = await repo.get_login_budgets(["a:1"])
+    assert (stored.tokens, stored.at) == (1.0, 100.0)
     # New settings replace the stored rate and burst.
     assert await repo.take_login_tokens([LoginBudget("a:1", rate=2.0, burst=5)], now=100.0) == []
     (stored,) = await repo.get_login_budgets(["a:1"])
-    assert (stored.rate, stored.burst, stored.tokens) == (2.0, 5, 1.0)
-    # a:1 refills by 100 + 5/2, u:1 by 102 + 1/0.5: only the first is gone at 103.
+    assert (stored.rate, stored.burst, stored.tokens) == (2.0, 5, 0.0)
+    # A long idle bucket holds its burst, no more.
+    assert await repo.take_login_tokens([acct], now=1000.0) == []
+    (stored,) = await repo.get_login_budgets(["u:1"])
+    assert (stored.tokens, stored.at) == (0.0, 1000.0)
+    # a:1 refills by 100 + 5/2, u:1 by 1000 + 1/0.5: only the first is gone at 103.
     assert await repo.prune_login_budgets(now=103.0) == 1
     assert [b.key for b in await repo.get_login_budgets(["a:1", "u:1"])] == ["u:1"]
 
