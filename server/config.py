@@ -10,7 +10,7 @@ import ipaddress
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -22,7 +22,15 @@ from server.ca.status import crls, responder
 from server.ca.types import KeyAlgorithm
 from server.store.database import sqlite_url
 
-__all__ = ["ConfigError", "RevocationSettings", "Settings", "load_settings", "status_settings"]
+__all__ = [
+    "ConfigError",
+    "LoggingSettings",
+    "MetricsSettings",
+    "RevocationSettings",
+    "Settings",
+    "load_settings",
+    "status_settings",
+]
 
 DEFAULT_DATA_DIR: Final = Path("data")
 
@@ -225,6 +233,29 @@ class AcmeConfig(_Model):
         )
 
 
+class MetricsSettings(_Model):
+    """The Prometheus listener (``[metrics]``; ``serve --metrics-port``): off without a port."""
+
+    port: int | None = Field(default=None, ge=0, le=65535)
+    # Loopback by default: the metrics name CAs and labels, and carry no authentication.
+    host: str = "127.0.0.1"
+    # How often the database gauges (CA expiry, CRL age, expiring leaves, pending
+    # approvals) are re-read and each process's pool and OCSP-cache figures published.
+    refresh_seconds: float = Field(default=15.0, gt=0, le=3600)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        ipaddress.ip_address(value)
+        return value
+
+
+class LoggingSettings(_Model):
+    """Log output (``[logging]``): ``format = "json"`` writes one JSON object per line."""
+
+    format: Literal["text", "json"] = "text"
+
+
 class Settings(_Model):
     """Everything ``privca serve`` and the CLI need."""
 
@@ -249,6 +280,8 @@ class Settings(_Model):
     revocation: RevocationSettings = RevocationSettings()
     est: EstSettings = EstSettings()
     acme: AcmeConfig = AcmeConfig()
+    metrics: MetricsSettings = MetricsSettings()
+    logging: LoggingSettings = LoggingSettings()
 
     @field_validator("public_http_url")
     @classmethod
