@@ -16,7 +16,7 @@ from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client.registry import Collector
 
@@ -26,6 +26,7 @@ from server.metrics import process
 from server.metrics.families import Families
 
 __all__ = [
+    "CONTENT_TYPE",
     "UNMATCHED",
     "Middleware",
     "build_app",
@@ -40,6 +41,9 @@ _ACME_URN: Final = "urn:ietf:params:acme:error:"
 _PROBLEM_TYPES: Final = frozenset(str(k) for k in ProblemKind)
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 _PROBLEM_JSON: Final = "application/problem+json"
+# The classic text format every Prometheus reads; every privca name and label is
+# plain [a-z_], so the library's output is exactly this format.
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def endpoint_of(request: web.Request) -> str:
@@ -132,7 +136,7 @@ def build_app(registry: CollectorRegistry) -> web.Application:
     async def metrics(_request: web.Request) -> web.Response:
         # Multiprocess mode reads one file per process and family: off the loop.
         body = await asyncio.to_thread(generate_latest, registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

@@ -52,7 +52,7 @@ async def test_listener_binds_loopback_and_serves_text_format(
             session.get(f"http://127.0.0.1:{port}/metrics") as resp,
         ):
             assert resp.status == 200
-            assert resp.headers["Content-Type"].startswith("text/plain; version=")
+            assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
             body = await resp.text()
     assert 'privca_ca_certificate_expiry_days{ca="issuing"}' in body
     assert "# TYPE privca_certificates_issued_total counter" in body
