@@ -16,7 +16,7 @@ from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client.registry import Collector
 
@@ -79,6 +79,10 @@ def _problem(response: web.StreamResponse) -> str:
 def middleware(families: Families) -> Middleware:
     """Return the middleware timing requests and counting errors into ``families``."""
 
+    # Label children per (endpoint, method): bounded like the labels, and .labels()
+    # costs about as much as the observation itself (~3.5 us each, measured).
+    timers: dict[tuple[str, str], Histogram] = {}
+
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         endpoint = endpoint_of(request)
@@ -104,7 +108,10 @@ def middleware(families: Families) -> Middleware:
                 problem = _problem(response)
             return response
         finally:
-            families.request_seconds.labels(endpoint, method).observe(time.perf_counter() - started)
+            timer = timers.get((endpoint, method))
+            if timer is None:
+                timer = timers[endpoint, method] = families.request_seconds.labels(endpoint, method)
+            timer.observe(time.perf_counter() - started)
             if problem is not None:
                 families.request_errors.labels(endpoint, method, problem).inc()
             logs.REQUEST.reset(token)
