@@ -67,7 +67,20 @@ async def test_expiring_leaves_per_ca_and_window(services: Services) -> None:
     await issue(services, days=60, name="c.internal")
     _, revoked = await issue(services, days=3, name="d.internal")
     await services.engine.revoke(revoked.serial, principal=OP, reason=RevocationReason.SUPERSEDED)
+    # A CA certificate expiring soon is the CA-expiry gauge's business, not a leaf.
+    await services.engine.create_subordinate(
+        "short-sub", parent="root", actor=OP, path_length=0, lifetime=timedelta(days=6)
+    )
     registry = await _scrape(services, clock)
+    assert (
+        registry.get_sample_value(
+            "privca_certificates_expiring", {"ca": "root", "within_days": "7"}
+        )
+        == 0
+    )
+    short = registry.get_sample_value("privca_ca_certificate_expiry_days", {"ca": "short-sub"})
+    assert short is not None
+    assert 5.9 < short <= 6
 
     def expiring(days: int) -> float | None:
         return registry.get_sample_value(
