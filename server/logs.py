@@ -16,6 +16,15 @@ from typing import Final
 
 __all__ = ["REQUEST", "JsonFormatter", "RequestContext", "configure"]
 
+_OURS: Final = "_privca_handler"
+# Attributes aiohttp's access logger sets on its records -> request field names.
+_ACCESS_FIELDS: Final = {
+    "first_request_line": "line",
+    "remote_address": "remote",
+    "response_status": "status",
+    "response_size": "size",
+    "request_time_frac": "seconds",
+}
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s%(worker)s: %(message)s"
 
 
@@ -53,8 +62,15 @@ class JsonFormatter(logging.Formatter):
         if self._worker is not None:
             line["process"] = self._worker
         request = REQUEST.get()
-        if request is not None:
-            line["request"] = {k: v for k, v in asdict(request).items() if v is not None}
+        fields = {k: v for k, v in asdict(request).items() if v is not None} if request else {}
+        # aiohttp's access log runs after the request context ends; it passes its own.
+        fields.update(
+            (name, getattr(record, attr))
+            for attr, name in _ACCESS_FIELDS.items()
+            if getattr(record, attr, None) is not None
+        )
+        if fields:
+            line["request"] = fields
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False, default=str)
@@ -71,19 +87,24 @@ class _WorkerTag(logging.Filter):
 
 
 def configure(fmt: str, *, level: int = logging.INFO, worker: str | None = None) -> None:
-    """Send every log record to stderr in ``fmt`` ("text" or "json"), replacing handlers.
+    """Send every log record to stderr in ``fmt`` ("text" or "json").
 
+    Replaces the handler an earlier call installed; like ``logging.basicConfig``
+    it leaves logging alone when someone else (a test runner) installed handlers.
     ``worker`` tags the lines of a ``serve --workers`` process.
     """
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
+        root.removeHandler(old)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if root.handlers:
+        return
     handler = logging.StreamHandler()
+    setattr(handler, _OURS, True)
     if fmt == "json":
         handler.setFormatter(JsonFormatter(worker=worker))
     else:
         handler.addFilter(_WorkerTag(f"[{worker}]" if worker else ""))
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    logging.getLogger("alembic").setLevel(logging.WARNING)

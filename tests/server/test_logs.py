@@ -24,6 +24,8 @@ def captured() -> Iterator[io.StringIO]:
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
     stream = io.StringIO()
+    for h in saved[0]:
+        root.removeHandler(h)
     logs.configure("json")
     (handler,) = root.handlers
     assert isinstance(handler, logging.StreamHandler)
@@ -76,6 +78,35 @@ async def test_lines_written_while_serving_carry_the_request(
     assert lines[0]["request"]["endpoint"] == "/things/{name}"
     assert lines[0]["request"]["remote"] == "127.0.0.1"
     assert "request" not in lines[1]
+    access = [line for line in _lines(captured) if line["logger"] == "aiohttp.access"]
+    assert access
+    assert access[0]["request"]["line"] == "GET /things/x1?q=1 HTTP/1.1"
+    assert access[0]["request"]["status"] == 200
+
+
+def test_configure_replaces_its_own_handler_only() -> None:
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    for h in saved[0]:  # pytest's own capture handlers
+        root.removeHandler(h)
+    try:
+        logs.configure("json")
+        (first,) = root.handlers
+        assert isinstance(first.formatter, logs.JsonFormatter)
+        logs.configure("text")
+        (second,) = root.handlers
+        assert second is not first
+        assert not isinstance(second.formatter, logs.JsonFormatter)
+        root.removeHandler(second)
+        foreign = logging.NullHandler()
+        root.addHandler(foreign)
+        logs.configure("json")
+        assert root.handlers == [foreign]
+        root.removeHandler(foreign)
+    finally:
+        for h in saved[0]:
+            root.addHandler(h)
+        root.setLevel(saved[1])
 
 
 def test_text_stays_the_default_and_format_is_checked() -> None:
