@@ -232,7 +232,7 @@ async def _listeners(
             ssl_context=ssl_context,
             reuse_port=reuse_port,
         )
-        stop_http = await _start_http_site(http, services, reuse_port=reuse_port)
+        stop_http = await _start_http_site(http, services, reuse_port=reuse_port, metrics=metrics)
         yield
     finally:
         trust_refresh.cancel()
@@ -275,9 +275,8 @@ async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) 
                 print(f"  EST              {base}/.well-known/est/", flush=True)  # noqa: T201
                 print(f"  OCSP/CRL (HTTP)  {settings.http_base_url}/", flush=True)  # noqa: T201
                 print(f"  trust bundle     {tls.bundle}", flush=True)  # noqa: T201
-                if metrics is not None and metrics.address is not None:
-                    host, port = metrics.address
-                    print(f"  metrics          http://{host}:{port}/metrics", flush=True)  # noqa: T201
+                if metrics is not None and metrics.url is not None:
+                    print(f"  metrics          {metrics.url}", flush=True)  # noqa: T201
                 if ready is not None:
                     ready.set()
                 _freeze_startup_objects()
@@ -298,7 +297,11 @@ async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) 
 
 
 async def _start_http_site(
-    runner: web.AppRunner, services: wiring.Services, *, reuse_port: bool | None
+    runner: web.AppRunner,
+    services: wiring.Services,
+    *,
+    reuse_port: bool | None,
+    metrics: ProcessMetrics | None = None,
 ) -> Callable[[], Awaitable[None]]:
     """Listen on the HTTP port (OCSP answered by the lean protocol); return the stopper."""
     settings = services.settings
@@ -319,6 +322,8 @@ async def _start_http_site(
         limits=_listener_limits(settings),
     )
     await lean.start(settings.host, settings.http_port, reuse_port=reuse_port)
+    if metrics is not None:
+        metrics.watch_lean(lean.answers)
     return lean.stop
 
 

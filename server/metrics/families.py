@@ -9,6 +9,7 @@ route templates, ACME problem types or HTTP status classes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -32,6 +33,15 @@ _KIND_PROTOCOL: Final = {
     "system": "system",
 }
 PROTOCOLS: Final = frozenset({*_KIND_PROTOCOL.values(), "other"})
+# OCSPResponseStatus (RFC 6960 §4.2.1) -> label.
+_OCSP_STATUS: Final = {
+    0: "successful",
+    1: "malformedRequest",
+    2: "internalError",
+    3: "tryLater",
+    5: "sigRequired",
+    6: "unauthorized",
+}
 # Request latencies in seconds: OCSP/CRL answers take below a millisecond, ACME
 # finalize and EST enrollment with RSA keys tens to hundreds.
 _LATENCY_BUCKETS: Final = (
@@ -85,6 +95,13 @@ class Families:
             ["result"],
             registry=registry,
         )
+        self.ocsp_lean = Counter(
+            "privca_ocsp_lean_answers",
+            "OCSP answers sent by the lean OCSP protocol (the OCSP port's hot path, outside "
+            "the request histogram), by OCSPResponseStatus",
+            ["status"],
+            registry=registry,
+        )
         self.db_in_use = Gauge(
             "privca_db_connections_in_use",
             "Database connections checked out of the pools (summed over live processes)",
@@ -132,10 +149,22 @@ class ProcessSync:
         self._status = status
         self._hits = 0
         self._misses = 0
+        self._lean: Mapping[int, int] = {}
+        self._lean_seen: dict[int, int] = {}
+
+    def watch_lean(self, answers: Mapping[int, int]) -> None:
+        """Publish the lean OCSP protocol's answer counts (``LeanSite.answers``) too."""
+        self._lean = answers
 
     def sync(self) -> None:
         """Publish what changed since the last call."""
         self._families.db_in_use.set(self._db.connections_in_use())
+        for status, count in list(self._lean.items()):
+            seen = self._lean_seen.get(status, 0)
+            if count > seen:
+                name = _OCSP_STATUS.get(status, "other")
+                self._families.ocsp_lean.labels(name).inc(count - seen)
+                self._lean_seen[status] = count
         if self._status is None:
             return
         responder = self._status.responder

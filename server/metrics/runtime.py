@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -38,6 +38,18 @@ class ProcessMetrics:
         self.snapshot = gauges.SnapshotCollector(services.db)
         # The listener's bound (host, port) once it runs (port 0 picks a free one).
         self.address: tuple[str, int] | None = None
+
+    @property
+    def url(self) -> str | None:
+        """Return the listener's ``/metrics`` URL once it runs."""
+        if self.address is None:
+            return None
+        host, port = self.address
+        return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
+
+    def watch_lean(self, answers: Mapping[int, int]) -> None:
+        """Publish the lean OCSP protocol's answer counts with the process figures."""
+        self._sync.watch_lean(answers)
 
     def middleware(self) -> http.Middleware:
         """Return the request middleware recording into this process's families."""
@@ -70,7 +82,7 @@ class ProcessMetrics:
                 )
                 host, port = runner.addresses[0][:2]
                 self.address = (str(host), int(port))
-                log.info("metrics listener on http://%s:%d/metrics", host, port)
+                log.info("metrics listener on %s", self.url)
             yield
         finally:
             for task in tasks:

@@ -6,8 +6,11 @@ import base64
 import uuid
 from typing import Any
 
+import aiohttp
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from protocols.ocsp import lean
 from server.app import create_http_app, create_https_app
 from server.ca.est import api as est_api
 from server.ca.types import RevocationReason
@@ -164,3 +167,36 @@ async def test_pool_in_use_is_published_by_sync(
         assert sample(metrics, "privca_db_connections_in_use") == idle + 1
     sync.sync()
     assert sample(metrics, "privca_db_connections_in_use") == idle
+
+
+async def test_lean_ocsp_answers_are_counted_by_status(
+    services: Services, metrics: ProcessMetrics
+) -> None:
+    assert services.status is not None
+    runner = web.AppRunner(create_http_app(services, maintenance=False), access_log=None)
+    await runner.setup()
+    site = lean.LeanSite(runner, services.status, max_request_bytes=8192)
+    await site.start("127.0.0.1", 0)
+    sync = families.ProcessSync(metrics.families, services.db, services.status)
+    sync.watch_lean(site.answers)
+    cert, _ = await issue(services)
+    issuing = (await services.engine.get_ca(None)).certificate
+    body = ocsp_request(issuing, [cert.serial_number])
+    headers = {"Content-Type": "application/ocsp-request"}
+    url = f"http://127.0.0.1:{site.port}/ocsp"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for data in (body, body, b"\x30\x03\x02\x01\x01"):
+                async with http.post(url, data=data, headers=headers) as resp:
+                    assert resp.status == 200
+                    await resp.read()
+    finally:
+        await site.stop()
+        await runner.cleanup()
+    sync.sync()
+    lean_answers = "privca_ocsp_lean_answers_total"
+    assert sample(metrics, lean_answers, status="successful") == 2
+    assert sample(metrics, lean_answers, status="malformedRequest") == 1
+    sync.sync()  # only what changed is added
+    assert sample(metrics, lean_answers, status="successful") == 2
+    assert sample(metrics, "privca_ocsp_cache_answers_total", result="hit") == 1

@@ -47,6 +47,7 @@ async def test_listener_binds_loopback_and_serves_text_format(
         assert metrics.address is not None
         host, port = metrics.address
         assert host == "127.0.0.1"
+        assert metrics.url == f"http://127.0.0.1:{port}/metrics"
         async with (
             aiohttp.ClientSession() as session,
             session.get(f"http://127.0.0.1:{port}/metrics") as resp,
