@@ -33,8 +33,11 @@ cd "$WORK" || exit 1
 HTTPS_PORT=$(free_port); HTTP_PORT=$(free_port); METRICS_PORT=$(free_port)
 PROM_PORT=$(free_port); HTTP01_PORT=$(free_port)
 DATA="$WORK/data"
+# Per-process figures (pool, OCSP counts) and database gauges are re-read every second.
+printf '[metrics]\nrefresh_seconds = 1\n' >privca.toml
 
-if ! start_privca "$DATA" "$HTTPS_PORT" "$HTTP_PORT" --metrics-port "$METRICS_PORT" \
+if ! start_privca "$DATA" "$HTTPS_PORT" "$HTTP_PORT" --config "$WORK/privca.toml" \
+  --metrics-port "$METRICS_PORT" \
   --acme-resolve-all-to 127.0.0.1 --acme-http01-port "$HTTP01_PORT"; then
   fail "server-start" "privca serve --metrics-port did not start"
   summary; exit 1
@@ -121,6 +124,16 @@ else fail "acme-issue" "lego run failed: $(tail -3 lego.log)"; fi
 if lego_cmd revoke --keep --reason 4; then pass "acme-revoke"
 else fail "acme-revoke" "lego revoke failed: $(tail -3 lego.log)"; fi
 
+# ---- OCSP on the HTTP port (the lean protocol): the revoked ACME certificate
+CERTS="$LG/certificates"
+if openssl ocsp -issuer "$CERTS/metrics.acme.test.issuer.crt" -cert "$CERTS/metrics.acme.test.crt" \
+  -url "http://127.0.0.1:$HTTP_PORT/ocsp" -CAfile "$ROOT" >ocsp.txt 2>&1 \
+  && grep -q ': revoked' ocsp.txt; then
+  pass "ocsp-revoked"
+else
+  fail "ocsp-revoked" "$(head -3 ocsp.txt)"
+fi
+
 # ---- the counters, read back through Prometheus
 wait_for "issued-est" \
   'sum(privca_certificates_issued_total{ca="issuing",profile="device",protocol="est"})' 2
@@ -131,6 +144,7 @@ wait_for "est-errors-by-route" \
   'sum(privca_http_request_errors_total{endpoint="/.well-known/est/simpleenroll",problem="4xx"})' 1
 wait_for "latency-by-route" \
   'sum(privca_http_request_duration_seconds_count{endpoint="/.well-known/est/simpleenroll",method="POST"})' 3
+wait_for "ocsp-lean-answers" 'sum(privca_ocsp_lean_answers_total{status="successful"}) >= bool 1' 1
 # Gauges: the issuing CA's certificate is good for years; no approvals are waiting.
 wait_for "ca-expiry-days" 'privca_ca_certificate_expiry_days{ca="issuing"} > bool 1000' 1
 wait_for "pending-approvals" 'sum(privca_est_pending_approvals) or vector(0)' 0
