@@ -1,11 +1,16 @@
 """Leaf issuance throughput: raw cryptography vs the engine into memory, SQLite, PostgreSQL.
 
     .venv/bin/python bench/issue.py [--count 2000] [--concurrency 32] [--pg-url URL]
+        [--key-backend pkcs11 [--pkcs11-module SO --pkcs11-token LABEL]]
 
 Prints a Markdown table (issuances/s) and one JSON line. The raw figure builds
 and signs the same kind of leaf (P-256 issuer, tls-server extensions) with
 cryptography alone; the engine figures include CSR parsing and signature
-check, policy, building, signing and the storage transaction.
+check, policy, building, signing and the storage transaction. With
+``--key-backend pkcs11`` it adds in-memory rows for P-256 and RSA-2048 issuing
+CAs with the key in process (pkcs8) and in a PKCS#11 token, side by side: a
+fresh SoftHSM2 token in a temp dir unless ``--pkcs11-token`` names one (PIN from
+PRIVCA_PKCS11_PIN).
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -26,8 +34,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pgdb import fresh_database  # bench/pgdb.py, beside this script
 
-from server.ca import api, grants, keys
-from server.ca.types import Principal
+from server.ca import api, grants, hsm, keys
+from server.ca.types import KeyAlgorithm, Principal
 from server.store.database import Database, sqlite_url
 from server.store.memory import MemoryRepository
 from server.store.repository import SqlRepository
@@ -87,11 +95,23 @@ def raw_rate(count: int) -> float:
 
 
 async def engine_rate(
-    engine: api.CAEngine, csrs: list[bytes], concurrency: int
+    engine: api.CAEngine,
+    csrs: list[bytes],
+    concurrency: int,
+    *,
+    alg: KeyAlgorithm = KeyAlgorithm.EC_P256,
+    key_backend: str | None = None,
 ) -> tuple[float, float, float]:
     """Return (issuances/s, p50 ms, p99 ms) for the engine at a concurrency."""
-    await engine.create_root("root", actor=OP)
-    await engine.create_subordinate("issuing", parent="root", actor=OP, path_length=0)
+    await engine.create_root("root", actor=OP, key_algorithm=alg, key_backend=key_backend)
+    await engine.create_subordinate(
+        "issuing",
+        parent="root",
+        actor=OP,
+        path_length=0,
+        key_algorithm=alg,
+        key_backend=key_backend,
+    )
     await engine.issue(
         csrs[0], principal=OP, grant=grants.OPERATOR, profile="tls-server"
     )  # warm the key cache
@@ -129,11 +149,63 @@ async def with_db(
         await db.close()
 
 
+def softhsm_token(tmp: Path) -> tuple[str, str, str]:
+    """Make a fresh SoftHSM2 token under ``tmp``; return (module, label, PIN)."""
+    module = "/usr/lib/softhsm/libsofthsm2.so"
+    util = shutil.which("softhsm2-util")
+    if util is None or not Path(module).exists():
+        raise SystemExit("SoftHSM2 is not installed (apt-get install softhsm2)")
+    (tmp / "tokens").mkdir()
+    conf = tmp / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tmp / 'tokens'}\nlog.level = ERROR\n")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    init = [util, "--init-token", "--free", "--label", "bench", "--so-pin", "5678"]
+    subprocess.run([*init, "--pin", "1234"], check=True, capture_output=True)
+    return module, "bench", "1234"
+
+
+async def key_backend_rows(
+    args: argparse.Namespace, csrs: list[bytes]
+) -> list[tuple[str, float, float, float]]:
+    """In-memory issuance with the CA key in process and in the token, P-256 and RSA-2048."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.pkcs11_token:
+            module, label = args.pkcs11_module, args.pkcs11_token
+            pin = os.environ.get("PRIVCA_PKCS11_PIN", "")
+        else:
+            module, label, pin = softhsm_token(Path(tmp))
+        token = hsm.Pkcs11KeyBackend(
+            hsm.SessionPool(hsm.TokenSettings(module=module, token_label=label), lambda: pin)
+        )
+        rows = []
+        for alg in (KeyAlgorithm.EC_P256, KeyAlgorithm.RSA_2048):
+            for backend in ("pkcs8", "pkcs11"):
+                engine = api.CAEngine(
+                    MemoryRepository(),
+                    keys.KeyBackends(keys.Pkcs8KeyBackend(PASSPHRASE), token),
+                    settings=api.EngineSettings(default_ca="issuing"),
+                )
+                rate = await engine_rate(
+                    engine, csrs, args.concurrency, alg=alg, key_backend=backend
+                )
+                rows.append((f"engine, in-memory, {alg} CA key in {backend}", *rate))
+        token.close()
+        return rows
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--pg-url", help="postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--key-backend",
+        choices=["pkcs8", "pkcs11"],
+        default="pkcs8",
+        help="pkcs11: add rows with the CA key in a PKCS#11 token next to in-process keys",
+    )
+    parser.add_argument("--pkcs11-module", default="/usr/lib/softhsm/libsofthsm2.so")
+    parser.add_argument("--pkcs11-token", help="token label (default: a fresh SoftHSM2 token)")
     args = parser.parse_args()
     csrs = make_csrs(args.count + 1)
     rows: list[tuple[str, float, float | None, float | None]] = []
@@ -149,6 +221,8 @@ async def main() -> None:
             *await engine_rate(mem, csrs, args.concurrency),
         )
     )
+    if args.key_backend == "pkcs11":
+        rows.extend(await key_backend_rows(args, csrs))
     for conc in (1, args.concurrency):
         with tempfile.TemporaryDirectory() as tmp:
             url = sqlite_url(Path(tmp) / "bench.db")

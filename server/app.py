@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import multiprocessing
 import signal
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -35,7 +34,7 @@ from protocols.est import routes as est_routes
 from protocols.ocsp import lean as ocsp_lean
 from protocols.ocsp import links as ocsp_links
 from protocols.ocsp import routes as ocsp_routes
-from server import logs, wiring
+from server import logs, wiring, workers
 from server.ca.acme import api as acme_api
 from server.ca.api import CAEngine
 from server.ca.est import api as est_api
@@ -245,45 +244,57 @@ async def _listeners(
 
 async def run_server(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     """Run privca until SIGINT/SIGTERM (or cancellation), then shut down cleanly."""
-    async with wiring.open_services(settings, create=True, serving=True) as services:
-        tls = await wiring.ensure_first_start(services)
-        est_service = wiring.build_est_service(services)
-        for est_label in await est_service.list_labels():
-            await est_service.check_label(est_label)
-        extra_workers = settings.revocation.workers - 1
-        metrics = _process_metrics(services, workers=extra_workers)
-        # Before the banner: a Ctrl-C right after it must shut down cleanly (exit 0).
-        stop = _stop_on_signals()
-        workers: list[BaseProcess] = []
-        async with (
-            _metrics_running(metrics, listener=True),
-            _listeners(
-                services,
-                tls,
-                est_service,
-                maintenance=True,
-                reuse_port=extra_workers > 0 or None,
-                metrics=metrics,
-            ),
-        ):
-            try:
-                workers = _start_workers(settings, tls, extra_workers)
-                base = _https_base_url(settings)
-                print(f"privca is running (data in {settings.data_dir})", flush=True)  # noqa: T201
-                print(f"  HTTPS            {base}/", flush=True)  # noqa: T201
-                print(f"  ACME directory   {base}/acme/directory", flush=True)  # noqa: T201
-                print(f"  EST              {base}/.well-known/est/", flush=True)  # noqa: T201
-                print(f"  OCSP/CRL (HTTP)  {settings.http_base_url}/", flush=True)  # noqa: T201
-                print(f"  trust bundle     {tls.bundle}", flush=True)  # noqa: T201
-                if metrics is not None and metrics.url is not None:
-                    print(f"  metrics          {metrics.url}", flush=True)  # noqa: T201
-                if ready is not None:
-                    ready.set()
-                _freeze_startup_objects()
-                await stop.wait()
-                print("privca: shutting down", flush=True)  # noqa: T201
-            finally:
-                await asyncio.to_thread(_stop_workers, workers)
+    # Before anything else: a stale privca on this data dir is stopped, a live one refuses us.
+    with workers.PidFile(settings.data_dir).held() as pid_file:
+        async with wiring.open_services(settings, create=True, serving=True) as services:
+            await _serve(services, settings, pid_file, ready)
+
+
+async def _serve(
+    services: wiring.Services,
+    settings: Settings,
+    pid_file: workers.PidFile,
+    ready: asyncio.Event | None,
+) -> None:
+    tls = await wiring.ensure_first_start(services)
+    est_service = wiring.build_est_service(services)
+    for est_label in await est_service.list_labels():
+        await est_service.check_label(est_label)
+    extra_workers = settings.revocation.workers - 1
+    metrics = _process_metrics(services, workers=extra_workers)
+    # Before the banner: a Ctrl-C right after it must shut down cleanly (exit 0).
+    stop = _stop_on_signals()
+    procs: list[BaseProcess] = []
+    async with (
+        _metrics_running(metrics, listener=True),
+        _listeners(
+            services,
+            tls,
+            est_service,
+            maintenance=True,
+            reuse_port=extra_workers > 0 or None,
+            metrics=metrics,
+        ),
+    ):
+        try:
+            procs = workers.start(_worker_main, (settings, tls), extra_workers)
+            pid_file.add_workers([proc.pid for proc in procs])
+            base = _https_base_url(settings)
+            print(f"privca is running (data in {settings.data_dir})", flush=True)  # noqa: T201
+            print(f"  HTTPS            {base}/", flush=True)  # noqa: T201
+            print(f"  ACME directory   {base}/acme/directory", flush=True)  # noqa: T201
+            print(f"  EST              {base}/.well-known/est/", flush=True)  # noqa: T201
+            print(f"  OCSP/CRL (HTTP)  {settings.http_base_url}/", flush=True)  # noqa: T201
+            print(f"  trust bundle     {tls.bundle}", flush=True)  # noqa: T201
+            if metrics is not None and metrics.url is not None:
+                print(f"  metrics          {metrics.url}", flush=True)  # noqa: T201
+            if ready is not None:
+                ready.set()
+            _freeze_startup_objects()
+            await stop.wait()
+            print("privca: shutting down", flush=True)  # noqa: T201
+        finally:
+            await asyncio.to_thread(_stop_workers, procs)
 
 
 # ---------------------------------------------------------------------- worker processes
@@ -367,25 +378,9 @@ def _http_runner_options(settings: Settings) -> dict[str, Any]:
     return {} if settings.revocation.http_access_log else {"access_log": None}
 
 
-def _start_workers(settings: Settings, tls: wiring.TlsFiles, count: int) -> list[BaseProcess]:
-    ctx = multiprocessing.get_context("spawn")
-    procs: list[BaseProcess] = []
-    for n in range(count):
-        proc = ctx.Process(
-            target=_worker_main, args=(settings, tls), name=f"privca-worker-{n + 1}", daemon=True
-        )
-        proc.start()
-        procs.append(proc)
-    return procs
-
-
 def _stop_workers(procs: list[BaseProcess]) -> None:
+    workers.stop(procs)
     for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        proc.join(timeout=10)
-        if proc.is_alive():
-            proc.kill()
         if proc.pid is not None:
             metrics_process.mark_dead(proc.pid)
 
@@ -423,8 +418,9 @@ def run(main: Coroutine[Any, Any, None]) -> None:
         runner.run(main)
 
 
-def _worker_main(settings: Settings, tls: wiring.TlsFiles) -> None:
-    """Run one worker process (both listeners) until SIGTERM/SIGINT."""
+def _worker_main(settings: Settings, tls: wiring.TlsFiles, parent_pid: int) -> None:
+    """Run one worker process (both listeners) until SIGTERM/SIGINT or its parent's end."""
+    workers.die_with_parent(parent_pid)
     logs.configure(settings.logging.format, worker="worker")
     with contextlib.suppress(KeyboardInterrupt):
         run(_worker(settings, tls))

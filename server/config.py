@@ -26,6 +26,7 @@ __all__ = [
     "ConfigError",
     "LoggingSettings",
     "MetricsSettings",
+    "Pkcs11Config",
     "RevocationSettings",
     "Settings",
     "load_settings",
@@ -233,6 +234,18 @@ class AcmeConfig(_Model):
         )
 
 
+class Pkcs11Config(_Model):
+    """The PKCS#11 token CA keys may live in (``[pkcs11]``); each CA picks its backend."""
+
+    module: Path
+    token_label: str = Field(min_length=1)
+    # The user PIN: this environment variable, else this file (mode 0600, checked).
+    pin_file: Path | None = None
+    pin_env: str = "PRIVCA_PKCS11_PIN"
+    # Sessions held open: signatures from this many threads proceed at once.
+    pool_size: int = Field(default=4, ge=1, le=64)
+
+
 class MetricsSettings(_Model):
     """The Prometheus listener (``[metrics]``; ``serve --metrics-port``): off without a port."""
 
@@ -280,6 +293,7 @@ class Settings(_Model):
     revocation: RevocationSettings = RevocationSettings()
     est: EstSettings = EstSettings()
     acme: AcmeConfig = AcmeConfig()
+    pkcs11: Pkcs11Config | None = None
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
 

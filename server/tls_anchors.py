@@ -20,6 +20,8 @@ from typing import Final
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from server.ca import health
+
 __all__ = ["REFRESH_SECONDS", "ClientAnchors"]
 
 REFRESH_SECONDS: Final = 5.0
@@ -58,9 +60,13 @@ class ClientAnchors:
 
     async def run(self, interval: float = REFRESH_SECONDS) -> None:
         """Refresh every ``interval`` seconds until cancelled; a failed refresh is logged."""
+        name = "TLS client trust refresh (keeping the loaded anchors)"
+        loop_health = health.LoopHealth(name, _log)
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.refresh()
-            except Exception:  # noqa: BLE001 - keep serving with the anchors already loaded
-                _log.exception("TLS client trust refresh failed; keeping the loaded anchors")
+            except Exception as exc:  # noqa: BLE001 - keep serving with the anchors already loaded
+                loop_health.failed(exc)
+            else:
+                loop_health.succeeded()

@@ -25,12 +25,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from protocols.acme import network
-from server.ca import api, grants, keys
+from server.ca import api, grants, hsm, keys
 from server.ca.acme import api as acme_api
 from server.ca.est import api as est_api
 from server.ca.status import api as status_api
 from server.ca.types import KeyAlgorithm, Principal
-from server.config import ConfigError, Settings, status_settings
+from server.config import ConfigError, Pkcs11Config, Settings, status_settings
 from server.store.acme_repository import SqlAcmeRepository
 from server.store.database import Database
 from server.store.est_repository import SqlEstRepository
@@ -45,6 +45,8 @@ __all__ = [
     "ensure_first_start",
     "load_passphrase",
     "open_services",
+    "pkcs11_backend",
+    "read_pkcs11_pin",
     "validation_permit",
 ]
 
@@ -129,14 +131,64 @@ async def open_services(
         await db.migrate()
         repo = SqlRepository(db)
         settings = await _shared_http_url(repo, settings, serving=serving)
-        backend = keys.Pkcs8KeyBackend(load_passphrase(settings, create=create))
+        pkcs8 = keys.Pkcs8KeyBackend(load_passphrase(settings, create=create))
+        token = pkcs11_backend(settings.pkcs11)
+        backend = keys.KeyBackends(pkcs8, *([token] if token else []))
         engine = api.CAEngine(repo, backend, settings=settings.engine_settings())
         status = status_api.StatusService(
             engine, repo, SqlStatusRepository(db), settings=status_settings(settings)
         ).attach()
-        yield Services(settings=settings, db=db, repo=repo, engine=engine, status=status)
+        try:
+            yield Services(settings=settings, db=db, repo=repo, engine=engine, status=status)
+        finally:
+            if token is not None:
+                token.close()
     finally:
         await db.close()
+
+
+def read_pkcs11_pin(config: Pkcs11Config) -> str:
+    """Return the token PIN from ``config.pin_env`` or ``config.pin_file`` (mode 0600).
+
+    Read again whenever the token sessions are reopened, so a corrected PIN file takes
+    effect without a restart.
+
+    Raises:
+        ValueError: no PIN configured, or the file is readable by group or others.
+        OSError: the file cannot be read.
+    """
+    from_env = os.environ.get(config.pin_env)
+    if from_env:
+        return from_env
+    if config.pin_file is None:
+        raise ValueError(f"set {config.pin_env} or [pkcs11] pin_file")
+    fd = os.open(config.pin_file, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fh.fileno()).st_mode & 0o777
+        if mode & 0o077:
+            raise ValueError(f"{config.pin_file} must be mode 0600 (it is {mode:04o})")
+        return fh.read().decode().strip()
+
+
+def pkcs11_backend(config: Pkcs11Config | None) -> hsm.Pkcs11KeyBackend | None:
+    """Return the PKCS#11 key backend of ``[pkcs11]`` (None without one); no token I/O yet.
+
+    Raises:
+        ConfigError: no usable PIN source (checked now so a bad setup stops startup).
+    """
+    if config is None:
+        return None
+    try:
+        read_pkcs11_pin(config)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"[pkcs11] PIN: {exc}") from exc
+    pool = hsm.SessionPool(
+        hsm.TokenSettings(
+            module=str(config.module), token_label=config.token_label, pool_size=config.pool_size
+        ),
+        lambda: read_pkcs11_pin(config),
+    )
+    return hsm.Pkcs11KeyBackend(pool)
 
 
 def build_acme_service(

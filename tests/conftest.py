@@ -9,6 +9,7 @@ import graphlib
 import os
 import shutil
 import sqlite3
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from server.ca.types import KeyAlgorithm
 from server.store.database import Database, sqlite_url
 from server.store.memory import MemoryRepository
 from server.store.repository import SqlRepository
-from tests.support import TEST_PASSPHRASE, FakeClock
+from tests.support import SOFTHSM_MODULES, TEST_PASSPHRASE, FakeClock, SoftHsm
 
 
 def _pg_base_url() -> str | None:
@@ -151,6 +152,36 @@ def _pooled_slow_keys(monkeypatch: pytest.MonkeyPatch) -> None:
         return pool[index]
 
     monkeypatch.setattr(keys, "generate_private_key", pooled)
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
+    """A fresh SoftHSM2 token for this test session (private SOFTHSM2_CONF and token dir).
+
+    Skips locally without SoftHSM2; with CI=true a missing SoftHSM2 fails.
+    """
+    module = next((m for m in SOFTHSM_MODULES if Path(m).exists()), None)
+    util = shutil.which("softhsm2-util")
+    if module is None or util is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("SoftHSM2 is required in CI (.ci/run installs softhsm2)")
+        pytest.skip("SoftHSM2 is not installed (apt-get install softhsm2); CI runs these tests")
+    root = tmp_path_factory.mktemp("softhsm")
+    (root / "tokens").mkdir()
+    conf = root / "softhsm2.conf"
+    conf.write_text(
+        f"directories.tokendir = {root / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n"
+    )
+    # The module reads this once, at its first C_Initialize in this process.
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    token = SoftHsm(module=module, label="privca-test", pin="1234-test", tokens=root / "tokens")
+    init = [util, "--init-token", "--free", "--label", token.label, "--so-pin", "5678-test"]
+    subprocess.run(
+        [*init, "--pin", token.pin],
+        check=True,
+        capture_output=True,
+    )
+    return token
 
 
 @pytest.fixture

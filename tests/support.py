@@ -6,6 +6,7 @@ import ipaddress
 import subprocess
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -24,6 +25,7 @@ from server.ca.types import KeyAlgorithm
 __all__ = [
     "MATTER_VECTORS",
     "FakeClock",
+    "SoftHsm",
     "lint_errors",
     "make_csr",
     "openssl",
@@ -35,6 +37,22 @@ __all__ = [
 TEST_PASSPHRASE = b"test-passphrase-0123456789"
 # Fixed vectors live in tests/data (each folder has a README giving its origin).
 MATTER_VECTORS: Final = Path(__file__).resolve().parent / "data" / "matter"
+
+
+SOFTHSM_MODULES: Final = (
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SoftHsm:
+    """The session's SoftHSM2 token (``softhsm`` fixture)."""
+
+    module: str
+    label: str
+    pin: str
+    tokens: Path
 
 
 class FakeClock:

@@ -18,7 +18,7 @@ from protocols.acme import jws
 from protocols.acme.links import Links
 from protocols.common import problem
 from server.ca.acme import api as acme_api
-from server.ca.errors import EngineError, ProblemKind
+from server.ca.errors import EngineError, ProblemKind, StorageUnavailableError
 
 __all__ = ["MAX_BODY", "PREFIX", "SERVICE", "AcmeProblemError", "acme_middleware", "links_for"]
 
@@ -96,6 +96,12 @@ async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamR
     service = request.app[SERVICE]
     try:
         response.headers["Replay-Nonce"] = await service.new_nonce()
+    except StorageUnavailableError as exc:
+        # RFC 8555 §6.5: every answer carries a nonce; without storage there is none to
+        # give, so a success becomes the outage (a refusal was logged above already).
+        if response.status < 400:
+            response = render(problem.from_engine_error(exc))
+            log.info("ACME %s %s -> 503 %s", request.method, request.path, exc.detail)
     except Exception:
         log.exception("could not issue a replay nonce")
     response.headers.setdefault("Cache-Control", "no-store")

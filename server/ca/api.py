@@ -9,6 +9,7 @@ owns the decrypted-key cache. OCSP and CRLs are the status service's
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -19,8 +20,8 @@ from typing import TYPE_CHECKING, Final, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from server.ca import grants, hierarchy, issuance, keys, pipeline, policy, profiles
-from server.ca.errors import EngineError, ProblemKind
+from server.ca import grants, hierarchy, issuance, keys, lifecycle, pipeline, policy, profiles
+from server.ca.errors import EngineError, ProblemKind, StorageUnavailableError
 from server.ca.ports import Clock, Repository, SerialConflictError, SystemClock, random_serial
 from server.ca.signer import Signer
 from server.ca.types import (
@@ -231,6 +232,8 @@ class CAEngine:
         """Return a CA by name or id, None if absent."""
         try:
             return await self.get_ca(ref)
+        except StorageUnavailableError:
+            raise  # an outage is not an absent CA
         except EngineError:
             return None
 
@@ -262,6 +265,11 @@ class CAEngine:
     create_subordinate = hierarchy.create_subordinate
     create_import_request = hierarchy.create_import_request
     activate_import = hierarchy.activate_import
+    # CA lifecycle: built in ``lifecycle``, bound the same way.
+    disable_ca = lifecycle.disable
+    enable_ca = lifecycle.enable
+    revoke_ca = lifecycle.revoke
+    renew_ca = lifecycle.renew
 
     # ------------------------------------------------------------------ CA storage
     # Used by ``hierarchy`` and the Matter service: they build a CA certificate, the
@@ -562,16 +570,25 @@ class CAEngine:
             issuer_not_after=issuer.not_after,
             limit=approved.limit,
         )
+        build = functools.partial(
+            issuance.build_leaf,
+            issuer,
+            public_key=public_key,  # type: ignore[arg-type]  # checked by algorithm_of
+            subject=approved.subject,
+            names=approved.names,
+            profile=prof,
+            not_before=start,
+            not_after=end,
+        )
+        # An in-process key signs in microseconds; a token's round trip must not
+        # hold up the event loop (its session pool serves several threads).
+        in_process = issuer_ca.key.backend == keys.Pkcs8KeyBackend.name
         for _ in range(_SERIAL_ATTEMPTS):
-            cert = issuance.build_leaf(
-                issuer,
-                public_key=public_key,  # type: ignore[arg-type]  # checked by algorithm_of
-                subject=approved.subject,
-                names=approved.names,
-                profile=prof,
-                not_before=start,
-                not_after=end,
-                serial=self._serials(),
+            serial = self._serials()
+            cert = (
+                build(serial=serial)
+                if in_process
+                else await asyncio.to_thread(build, serial=serial)
             )
             record = self._record(
                 issuer_ca, cert, profile=prof.name, names=approved.names, actor=principal
@@ -713,9 +730,16 @@ class CAEngine:
         pipeline.check_ca_state(await self.lineage(parent), self._now())
         return await self._issuer(parent)
 
-    async def new_key(self, algorithm: KeyAlgorithm, *, label: str) -> tuple[KeyHandle, Signer]:
-        """Create a CA key in the key backend; return its handle and signer."""
-        handle, _ = await asyncio.to_thread(self._keys.create, algorithm, label=label)
+    async def new_key(
+        self, algorithm: KeyAlgorithm, *, label: str, key_backend: str | None = None
+    ) -> tuple[KeyHandle, Signer]:
+        """Create a CA key in the named key backend (None: the default); return handle, signer.
+
+        Raises:
+            EngineError: MALFORMED (backend not configured), and the backend's own errors.
+        """
+        backend = keys.choose(self._keys, key_backend)
+        handle, _ = await asyncio.to_thread(backend.create, algorithm, label=label)
         return handle, await asyncio.to_thread(self._keys.load, handle)
 
     async def key_signer(self, handle: KeyHandle) -> Signer:

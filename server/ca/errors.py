@@ -7,8 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Final
 
-__all__ = ["EngineError", "ProblemKind", "SubProblem"]
+__all__ = [
+    "STORAGE_RETRY_AFTER",
+    "EngineError",
+    "ProblemKind",
+    "StorageUnavailableError",
+    "SubProblem",
+]
 
 
 class ProblemKind(StrEnum):
@@ -68,3 +75,21 @@ class EngineError(Exception):
 
     def __str__(self) -> str:
         return self.detail
+
+
+# Seconds a client is asked to wait while storage is unreachable: outages seen in tests
+# (a database restart, a dropped connection) heal within seconds.
+STORAGE_RETRY_AFTER: Final = 5
+
+
+@dataclass(eq=False)
+class StorageUnavailableError(EngineError):
+    """Raised by storage when the database cannot be reached (a known outage, not a bug).
+
+    Front ends answer it as an outage: 503 with Retry-After (ACME ``serverInternal``,
+    EST text/plain, OCSP ``tryLater``), logged in one line without a traceback.
+    """
+
+    kind: ProblemKind = ProblemKind.UNAVAILABLE
+    detail: str = "storage is unavailable; try again later"
+    retry_after: int | None = STORAGE_RETRY_AFTER

@@ -206,6 +206,7 @@ async def create_root(
     path_length: int | None = None,
     mode: CAMode = CAMode.GENERAL,
     name_constraints: x509.NameConstraints | None = None,
+    key_backend: str | None = None,
 ) -> CA:
     """Create a self-signed root CA (tier 1).
 
@@ -214,7 +215,7 @@ async def create_root(
     """
     await engine.check_ca_name(name)
     plen = child_path_length(child_tier=1, parent_path_length=None, requested=path_length)
-    handle, signer = await engine.new_key(key_algorithm, label=name)
+    handle, signer = await engine.new_key(key_algorithm, label=name, key_backend=key_backend)
     now = engine.now().replace(microsecond=0)
     cert = issuance.build_ca_certificate(
         subject=subject or ca_subject(name, engine.settings.organization),
@@ -259,6 +260,7 @@ async def create_subordinate(
     dns_suffixes: Sequence[str] = (),
     ip_networks: Sequence[str] = (),
     publish_revocation: bool | None = None,
+    key_backend: str | None = None,
 ) -> CA:
     """Create a CA signed by ``parent`` (tiers 2..5).
 
@@ -275,7 +277,7 @@ async def create_subordinate(
         requested=path_length,
     )
     _check_ip_networks(ip_networks)
-    handle, signer = await engine.new_key(key_algorithm, label=name)
+    handle, signer = await engine.new_key(key_algorithm, label=name, key_backend=key_backend)
     public_key = signer.public_key()
     now = engine.now().replace(microsecond=0)
     not_after = min(now + (lifetime or engine.settings.sub_lifetime), parent_issuer.not_after)
@@ -328,6 +330,7 @@ async def create_import_request(
     key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256,
     subject: x509.Name | None = None,
     mode: CAMode = CAMode.GENERAL,
+    key_backend: str | None = None,
 ) -> CA:
     """Create a CA key and CSR for signing by an external CA; the CA stays PENDING.
 
@@ -335,7 +338,7 @@ async def create_import_request(
         EngineError: CONFLICT (name taken), MALFORMED (bad name).
     """
     await engine.check_ca_name(name)
-    handle, signer = await engine.new_key(key_algorithm, label=name)
+    handle, signer = await engine.new_key(key_algorithm, label=name, key_backend=key_backend)
     csr = signer.sign_csr(
         x509.CertificateSigningRequestBuilder()
         .subject_name(subject or ca_subject(name, engine.settings.organization))

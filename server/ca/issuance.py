@@ -237,6 +237,34 @@ def _key_usage(*, digital_signature: bool, key_encipherment: bool, ca: bool) -> 
     )
 
 
+def _end_entity(
+    issuer: Issuer,
+    *,
+    subject: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    serial: int,
+    validity: tuple[datetime, datetime],
+    key_encipherment: bool,
+) -> x509.CertificateBuilder:
+    """Return the parts every end-entity certificate shares: names, key, validity, BC/KU/KIDs."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.certificate.subject)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(validity[0])
+        .not_valid_after(validity[1])
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            _key_usage(digital_signature=True, key_encipherment=key_encipherment, ca=False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(issuer.aki, critical=False)
+    )
+
+
 def build_leaf(
     issuer: Issuer,
     *,
@@ -250,21 +278,13 @@ def build_leaf(
 ) -> x509.Certificate:
     """Build and sign an end-entity certificate under ``profile``."""
     key_encipherment = profile.rsa_key_encipherment and isinstance(public_key, rsa.RSAPublicKey)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.certificate.subject)
-        .public_key(public_key)
-        .serial_number(serial)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            _key_usage(digital_signature=True, key_encipherment=key_encipherment, ca=False),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(issuer.aki, critical=False)
+    builder = _end_entity(
+        issuer,
+        subject=subject,
+        public_key=public_key,
+        serial=serial,
+        validity=(not_before, not_after),
+        key_encipherment=key_encipherment,
     )
     if profile.extended_key_usages:
         builder = builder.add_extension(
@@ -339,22 +359,17 @@ def build_ocsp_signer(
         ]
     )
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.certificate.subject)
-        .public_key(public_key)
-        .serial_number(serial)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            _key_usage(digital_signature=True, key_encipherment=False, ca=False), critical=True
+        _end_entity(
+            issuer,
+            subject=subject,
+            public_key=public_key,
+            serial=serial,
+            validity=(not_before, not_after),
+            key_encipherment=False,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), False)
         # RFC 6960 §4.2.2.2.1: validators need not check the responder's own status.
         .add_extension(x509.OCSPNoCheck(), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False)
-        .add_extension(issuer.aki, critical=False)
     )
     return issuer.signer.sign_certificate(builder)
 

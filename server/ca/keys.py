@@ -1,12 +1,14 @@
 """Key algorithms, key policy and CA key backends.
 
 The only module that touches CA private keys. Backends hide where a key lives
-(encrypted PKCS#8 blob in storage by default; an HSM backend can be added by
-implementing ``KeyBackend``). Must not import aiohttp, josepy or sqlalchemy.
+(encrypted PKCS#8 blob in storage by default; a PKCS#11 token through
+``server.ca.hsm``), and ``KeyBackends`` lets each CA pick its own. Must not import
+aiohttp, josepy or sqlalchemy.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Final, Protocol
 
@@ -26,16 +28,20 @@ from server.ca.types import KeyAlgorithm, KeyHandle
 
 __all__ = [
     "KeyBackend",
+    "KeyBackends",
     "KeySigner",
     "Pkcs8KeyBackend",
     "SignatureHash",
     "algorithm_of",
     "as_signer",
+    "choose",
     "generate_private_key",
     "sign",
     "signature_algorithm",
     "signature_hash",
 ]
+
+log = logging.getLogger(__name__)
 
 _RSA_SIZES: Final = {
     KeyAlgorithm.RSA_2048: 2048,
@@ -109,11 +115,16 @@ def algorithm_of(public_key: CertificatePublicKeyTypes | object) -> KeyAlgorithm
 SignatureHash = hashes.SHA256 | hashes.SHA384 | hashes.SHA512
 
 
-def signature_hash(key: CertificateIssuerPrivateKeyTypes) -> SignatureHash | None:
-    """Return the hash to sign with: SHA-256/384/512 by key strength, None for EdDSA/ML-DSA."""
-    if isinstance(key, rsa.RSAPrivateKey):
+def signature_hash(
+    key: CertificateIssuerPrivateKeyTypes | CertificateIssuerPublicKeyTypes,
+) -> SignatureHash | None:
+    """Return the hash to sign with: SHA-256/384/512 by key strength, None for EdDSA/ML-DSA.
+
+    Either half of the key answers the same (a token key is known by its public half).
+    """
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
         return hashes.SHA256() if key.key_size < 3072 else hashes.SHA384()
-    if isinstance(key, ec.EllipticCurvePrivateKey):
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
         size = key.curve.key_size
         if size <= 256:
             return hashes.SHA256()
@@ -181,6 +192,72 @@ class Pkcs8KeyBackend:
         return KeySigner(key)  # type: ignore[arg-type]  # narrowed by _is_issuer_key
 
 
+class KeyBackends:
+    """Key backends side by side, chosen per CA: new keys go to the one named, handles load
+    from the backend that made them (``KeyHandle.backend``)."""
+
+    def __init__(self, default: KeyBackend, *others: KeyBackend) -> None:
+        self._default = default
+        self._by_name = {backend.name: backend for backend in (default, *others)}
+
+    @property
+    def name(self) -> str:
+        """Return the default backend's name."""
+        return self._default.name
+
+    def named(self, name: str | None) -> KeyBackend:
+        """Return the backend called ``name`` (None: the default).
+
+        Raises:
+            EngineError: MALFORMED when no such backend is configured.
+        """
+        if name is None:
+            return self._default
+        backend = self._by_name.get(name)
+        if backend is None:
+            raise EngineError(
+                ProblemKind.MALFORMED,
+                f"key backend {name!r} is not configured "
+                f"(configured: {', '.join(sorted(self._by_name))})",
+            )
+        return backend
+
+    def create(
+        self, alg: KeyAlgorithm, *, label: str
+    ) -> tuple[KeyHandle, CertificatePublicKeyTypes]:
+        """Create a key in the default backend."""
+        return self._default.create(alg, label=label)
+
+    def load(self, handle: KeyHandle) -> Signer:
+        """Load a handle through the backend that made it.
+
+        Raises:
+            EngineError: SERVER_INTERNAL when that backend is not configured here.
+        """
+        backend = self._by_name.get(handle.backend)
+        if backend is None:
+            log.error("CA key %s needs key backend %r: not configured", handle.ref, handle.backend)
+            raise EngineError(
+                ProblemKind.SERVER_INTERNAL,
+                f"CA key {handle.ref} lives in key backend {handle.backend!r}, "
+                "which is not configured",
+            )
+        return backend.load(handle)
+
+
+def choose(backend: KeyBackend, name: str | None) -> KeyBackend:
+    """Return the backend called ``name`` from ``backend`` (None: ``backend`` itself).
+
+    Raises:
+        EngineError: MALFORMED when no backend of that name is configured.
+    """
+    if isinstance(backend, KeyBackends):
+        return backend.named(name)
+    if name is None or name == backend.name:
+        return backend
+    raise EngineError(ProblemKind.MALFORMED, f"key backend {name!r} is not configured")
+
+
 def _is_issuer_key(key: object) -> bool:
     return isinstance(
         key,
@@ -203,24 +280,26 @@ _SIG_OIDS: Final = {
     ("rsa", "sha384"): "1.2.840.113549.1.1.12",
     ("rsa", "sha512"): "1.2.840.113549.1.1.13",
 }
-_PURE_OIDS: Final = {
-    ed25519.Ed25519PrivateKey: "1.3.101.112",
-    ed448.Ed448PrivateKey: "1.3.101.113",
-    mldsa.MLDSA44PrivateKey: "2.16.840.1.101.3.4.3.17",
-    mldsa.MLDSA65PrivateKey: "2.16.840.1.101.3.4.3.18",
-    mldsa.MLDSA87PrivateKey: "2.16.840.1.101.3.4.3.19",
-}
+_PURE_OIDS: Final[tuple[tuple[tuple[type, ...], str], ...]] = (
+    ((ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey), "1.3.101.112"),
+    ((ed448.Ed448PrivateKey, ed448.Ed448PublicKey), "1.3.101.113"),
+    ((mldsa.MLDSA44PrivateKey, mldsa.MLDSA44PublicKey), "2.16.840.1.101.3.4.3.17"),
+    ((mldsa.MLDSA65PrivateKey, mldsa.MLDSA65PublicKey), "2.16.840.1.101.3.4.3.18"),
+    ((mldsa.MLDSA87PrivateKey, mldsa.MLDSA87PublicKey), "2.16.840.1.101.3.4.3.19"),
+)
 
 
-def signature_algorithm(key: CertificateIssuerPrivateKeyTypes) -> bytes:
-    """Return the DER AlgorithmIdentifier ``sign`` produces for this key."""
-    for kind, dotted in _PURE_OIDS.items():
-        if isinstance(key, kind):
+def signature_algorithm(
+    key: CertificateIssuerPrivateKeyTypes | CertificateIssuerPublicKeyTypes,
+) -> bytes:
+    """Return the DER AlgorithmIdentifier ``sign`` produces for this key (either half)."""
+    for kinds, dotted in _PURE_OIDS:
+        if isinstance(key, kinds):
             return der.seq(der.wrap(der.OBJECT_ID, der.oid(dotted)))
     digest = signature_hash(key)
     if digest is None:
         raise TypeError(f"cannot sign with {type(key).__name__}")
-    if isinstance(key, rsa.RSAPrivateKey):
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
         return der.seq(
             der.wrap(der.OBJECT_ID, der.oid(_SIG_OIDS[("rsa", digest.name)])), b"\x05\x00"
         )

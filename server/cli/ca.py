@@ -1,18 +1,22 @@
-"""``privca ca ...``: create, import, list, show and export certificate authorities."""
+"""``privca ca ...``: create, import, list, show, export, disable, enable, revoke and renew CAs."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from server.ca.types import CA, CAMode
+from server.ca import lifecycle
+from server.ca.types import CA, CAMode, RevocationReason
 from server.cli.options import (
     CA_OPTIONS,
+    KEY_BACKEND,
     KEY_TYPE,
     OPERATOR,
     STORAGE,
@@ -38,6 +42,7 @@ async def _create_root(s: Services, a: argparse.Namespace) -> int:
         mode=a.mode,
         name_constraints=name_constraints(a),
         subject=a.subject,
+        key_backend=a.key_backend,
     )
     print(f"created root CA {ca.name} (id {ca.id}, {ca.key_algorithm})")
     return 0
@@ -57,6 +62,7 @@ async def _create_sub(s: Services, a: argparse.Namespace) -> int:
         dns_suffixes=a.allow_dns_suffix or (),
         ip_networks=a.allow_ip or (),
         publish_revocation=True if a.publish_revocation else None,
+        key_backend=a.key_backend,
     )
     print(f"created CA {ca.name} (id {ca.id}, tier {ca.tier}, parent {a.parent})")
     return 0
@@ -64,7 +70,12 @@ async def _create_sub(s: Services, a: argparse.Namespace) -> int:
 
 async def _import_csr(s: Services, a: argparse.Namespace) -> int:
     ca = await s.engine.create_import_request(
-        a.name, actor=OPERATOR, key_algorithm=a.key_type, subject=a.subject, mode=a.mode
+        a.name,
+        actor=OPERATOR,
+        key_algorithm=a.key_type,
+        subject=a.subject,
+        mode=a.mode,
+        key_backend=a.key_backend,
     )
     csr = x509.load_der_x509_csr(ca.csr_der or b"")
     write(a.out, csr.public_bytes(serialization.Encoding.PEM).decode())
@@ -81,26 +92,28 @@ async def _import_activate(s: Services, a: argparse.Namespace) -> int:
 
 async def _list(s: Services, a: argparse.Namespace) -> int:
     cas = await s.engine.list_cas()
+    now = s.engine.now()
     if a.json:
-        print(json.dumps([_ca_json(c) for c in cas], indent=2))
+        print(json.dumps([_ca_json(c, now) for c in cas], indent=2))
         return 0
-    print(f"{'NAME':<20} {'ID':<14} {'TIER':>4} {'STATUS':<8} {'MODE':<12} {'KEY':<10} PARENT")
+    print(f"{'NAME':<20} {'ID':<14} {'TIER':>4} {'STATE':<14} {'MODE':<12} {'KEY':<10} PARENT")
     by_id = {c.id: c.name for c in cas}
     for c in cas:
         parent = by_id.get(c.parent_id, "-") if c.parent_id else ("external" if c.external else "-")
         print(
-            f"{c.name:<20} {c.id:<14} {c.tier:>4} {c.status:<8} {c.mode:<12} "
+            f"{c.name:<20} {c.id:<14} {c.tier:>4} {lifecycle.state_of(c, now):<14} {c.mode:<12} "
             f"{c.key_algorithm:<10} {parent}"
         )
     return 0
 
 
-def _ca_json(c: CA) -> dict[str, Any]:
+def _ca_json(c: CA, now: datetime) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": c.name,
         "id": c.id,
         "tier": c.tier,
         "status": str(c.status),
+        "state": lifecycle.state_of(c, now),
         "mode": str(c.mode),
         "kind": str(c.kind),
         "key_algorithm": str(c.key_algorithm),
@@ -120,7 +133,7 @@ def _ca_json(c: CA) -> dict[str, Any]:
 
 async def _show(s: Services, a: argparse.Namespace) -> int:
     ca = await s.engine.get_ca(a.name)
-    print(json.dumps(_ca_json(ca), indent=2))
+    print(json.dumps(_ca_json(ca, s.engine.now()), indent=2))
     return 0
 
 
@@ -133,6 +146,62 @@ async def _export(s: Services, a: argparse.Namespace) -> int:
     chain = await s.engine.chain_of(ca)
     write(a.out, pem(chain if a.chain else chain[:1]))
     return 0
+
+
+async def _disable(s: Services, a: argparse.Namespace) -> int:
+    ca = await s.engine.disable_ca(a.name, actor=OPERATOR)
+    print(f"disabled CA {ca.name}: it issues nothing; its CRL and OCSP stay published")
+    return 0
+
+
+async def _enable(s: Services, a: argparse.Namespace) -> int:
+    ca = await s.engine.enable_ca(a.name, actor=OPERATOR)
+    print(f"enabled CA {ca.name}")
+    return 0
+
+
+async def _revoke(s: Services, a: argparse.Namespace) -> int:
+    ca = await s.engine.revoke_ca(a.name, reason=a.reason, actor=OPERATOR)
+    where = "at its parent" if ca.parent_id else "(a root: no CRL can list it; untrust it)"
+    print(f"revoked CA {ca.name} {where} ({a.reason}); every CA under it is revoked too")
+    return 0
+
+
+async def _renew(s: Services, a: argparse.Namespace) -> int:
+    renewal = await s.engine.renew_ca(a.name, actor=OPERATOR, rekey=a.rekey, days=a.days)
+    cert = renewal.certificate
+    print(
+        f"renewed CA {renewal.ca.name}: serial {cert.serial_number:X}, "
+        f"valid until {cert.not_valid_after_utc:%Y-%m-%d}"
+        + (", new key" if renewal.rekeyed else ", same key")
+    )
+    if renewal.orphaned_leaves:
+        print(
+            f"warning: {renewal.orphaned_leaves} unexpired certificates were signed by the old "
+            "key; their OCSP/CRL status is no longer published",
+            file=sys.stderr,
+        )
+    await _refresh_bundle(s)
+    return 0
+
+
+async def _refresh_bundle(s: Services) -> None:
+    """Rewrite ca-bundle.pem when it exists, so it holds the current root certificate."""
+    bundle = s.settings.data_dir / "ca-bundle.pem"
+    issuing = await s.engine.find_ca(s.settings.ca.issuing_name)
+    if bundle.exists() and issuing is not None and issuing.cert_der is not None:
+        chain = await s.engine.chain_of(issuing)
+        bundle.write_bytes(chain[-1].public_bytes(serialization.Encoding.PEM))
+
+
+_RENEW_HELP = """\
+A new CA certificate from the parent (self-signed for a root): same subject, path
+length and name constraints, same key unless --rekey. Chains, EST cacerts, ACME
+chains and ca-bundle.pem publish the new certificate; CAs below get the new chain.
+Same key: everything issued before still chains and keeps its OCSP/CRL status.
+--rekey is refused while the CA has unexpired, unrevoked child CAs; leaves signed
+by the old key stay valid but their OCSP/CRL status is no longer published (the
+count is printed and audited): revoke or replace them first."""
 
 
 def register(sub: Subparsers) -> None:
@@ -161,7 +230,7 @@ def register(sub: Subparsers) -> None:
     p = ca.add_parser(
         "import-csr",
         help="create a CA key and CSR for an external signer",
-        parents=[STORAGE, KEY_TYPE],
+        parents=[STORAGE, KEY_TYPE, KEY_BACKEND],
     )
     p.add_argument("name")
     p.add_argument("--subject", type=parse_subject)
@@ -189,3 +258,38 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--chain", action="store_true", help="include the issuers up to the root")
     p.add_argument("--out")
     p.set_defaults(handler=_export)
+    p = ca.add_parser(
+        "disable",
+        help="stop a CA issuing; CRL, OCSP and revocations keep working",
+        parents=[STORAGE],
+    )
+    p.add_argument("name")
+    p.set_defaults(handler=_disable)
+    p = ca.add_parser("enable", help="let a disabled CA issue again", parents=[STORAGE])
+    p.add_argument("name")
+    p.set_defaults(handler=_enable)
+    p = ca.add_parser(
+        "revoke",
+        help="revoke a CA's certificate at its parent; it and every CA under it stop issuing",
+        parents=[STORAGE],
+    )
+    p.add_argument("name")
+    p.add_argument("--reason", required=True, type=RevocationReason, choices=list(RevocationReason))
+    p.set_defaults(handler=_revoke)
+    p = ca.add_parser(
+        "renew",
+        help="issue a CA a new certificate (same key unless --rekey)",
+        description=_RENEW_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[STORAGE],
+    )
+    p.add_argument("name")
+    p.add_argument(
+        "--rekey",
+        action="store_true",
+        help="new key pair; refused while child CAs are live; old-key leaves lose OCSP/CRL",
+    )
+    p.add_argument(
+        "--days", type=int, help="lifetime (default: the configured root/sub CA lifetime)"
+    )
+    p.set_defaults(handler=_renew)

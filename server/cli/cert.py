@@ -115,7 +115,15 @@ async def _show(s: Services, a: argparse.Namespace) -> int:
 
 
 async def _revoke(s: Services, a: argparse.Namespace) -> int:
-    rec = await s.engine.revoke(int(a.serial, 16), principal=OPERATOR, reason=a.reason, ca=a.ca)
+    found = await s.engine.get_certificate(a.ca, int(a.serial, 16))
+    if found.is_ca:
+        # A CA's current certificate: revoke the CA, so it and its subtree stop issuing.
+        holder = next((c for c in await s.engine.list_cas() if c.cert_der == found.der), None)
+        if holder is not None:
+            await s.engine.revoke_ca(holder.name, reason=a.reason, actor=OPERATOR)
+            print(f"revoked {found.serial_hex} ({a.reason}): CA {holder.name} is revoked")
+            return 0
+    rec = await s.engine.revoke(found.serial, principal=OPERATOR, reason=a.reason, ca=found.ca_id)
     print(f"revoked {rec.serial_hex} ({a.reason})")
     return 0
 

@@ -1,7 +1,7 @@
 """Options and argument types shared by the ``privca`` commands.
 
 Parent parsers (argparse ``parents=``) declare each shared option once: the
-storage options every command takes, ``--key-type``, and the CA options of
+storage options every command takes, ``--key-type``, ``--key-backend``, and the CA options of
 ``ca create-root``/``create-sub``. Output helpers write to a file or stdout.
 Must not import aiohttp or the storage layer.
 """
@@ -26,6 +26,7 @@ from server.wiring import Services
 
 __all__ = [
     "CA_OPTIONS",
+    "KEY_BACKEND",
     "KEY_TYPE",
     "OPERATOR",
     "STORAGE",
@@ -128,8 +129,19 @@ def _key_type() -> argparse.ArgumentParser:
     return p
 
 
+def _key_backend() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(
+        "--key-backend",
+        choices=["pkcs8", "pkcs11"],
+        help="where the CA key lives: pkcs8 (encrypted in the database, default) or "
+        "pkcs11 (generated in the [pkcs11] token, never leaves it)",
+    )
+    return p
+
+
 def _ca_options() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False, parents=[KEY_TYPE])
+    p = argparse.ArgumentParser(add_help=False, parents=[KEY_TYPE, KEY_BACKEND])
     p.add_argument("--subject", type=parse_subject, help="subject DN (default CN=NAME,O=privca)")
     p.add_argument("--days", type=int, help="lifetime in days")
     p.add_argument("--path-len", type=int, help="pathLenConstraint (default from the tier)")
@@ -140,7 +152,9 @@ def _ca_options() -> argparse.ArgumentParser:
 
 
 # Parents of every command (--data-dir, --config, --database-url), of each command that
-# makes a key (--key-type), and of the CA creation commands.
+# makes a key (--key-type), of each that makes a CA key (--key-backend), and of the CA
+# creation commands.
 STORAGE: Final = _storage()
 KEY_TYPE: Final = _key_type()
+KEY_BACKEND: Final = _key_backend()
 CA_OPTIONS: Final = _ca_options()

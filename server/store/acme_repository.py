@@ -227,9 +227,6 @@ class SqlAcmeRepository:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        # Single statements run in autocommit: no BEGIN/COMMIT (or ROLLBACK after a read)
-        # round trips. Each is atomic on its own; multi-statement writes use Database.write().
-        self._auto = db.engine.execution_options(isolation_level="AUTOCOMMIT")
         # PostgreSQL: nine queries keep a raw asyncpg copy. bench/acme.py against one
         # `privca serve` on PostgreSQL (1000 flows after 300 warm-up, concurrency 16, 2-core
         # VM): all twelve in Core cost 22.8 ms server CPU a flow against 12.4 (36 -> 22
@@ -241,12 +238,16 @@ class SqlAcmeRepository:
 
     @contextlib.asynccontextmanager
     async def _write1(self) -> AsyncIterator[AsyncConnection]:
-        """One autocommitted write statement (SQLite: still behind the write lock)."""
+        """One autocommitted write statement (SQLite: still behind the write lock).
+
+        Autocommit: no BEGIN/COMMIT round trips. Each statement is atomic on its own;
+        multi-statement writes use Database.write().
+        """
         if self._db.write_lock is None:
-            async with self._auto.connect() as conn:
+            async with self._db.connect(autocommit=True) as conn:
                 yield conn
             return
-        async with self._db.write_lock, self._auto.connect() as conn:
+        async with self._db.write_lock, self._db.connect(autocommit=True) as conn:
             yield conn
 
     async def add_account(self, account: at.Account) -> at.Account:

@@ -213,7 +213,7 @@ class SqlStatusRepository:
             if since is not None:
                 stmt = stmt.where(_CERT.c.revoked_at >= since)
             # Not on the reader thread: a large CRL read would hold up every other read.
-            async with self._db.engine.connect() as conn:
+            async with self._db.connect() as conn:
                 rows: Sequence[Any] = (await conn.execute(stmt)).all()
             return [
                 status_ports.RevokedEntry(
@@ -261,7 +261,7 @@ class SqlStatusRepository:
                 yield True
             return
         key = _lock_key(name)
-        async with self._db.engine.connect() as conn:
+        async with self._db.connect() as conn:
             got = bool(
                 (
                     await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})

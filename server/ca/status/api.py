@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from server.ca.errors import EngineError, ProblemKind
+from server.ca import health
+from server.ca.errors import EngineError, ProblemKind, StorageUnavailableError
 from server.ca.ports import Clock, Repository, SystemClock
 from server.ca.status import crls, responder
 from server.ca.status import ports as status_ports
-from server.ca.types import CAStatus, CertificateRecord, CrlRecord
+from server.ca.types import CAStatus, CertificateRecord, CertStatus, CrlRecord
 
 if TYPE_CHECKING:
     from server.ca.api import CAEngine
@@ -60,6 +61,13 @@ class StatusService:
         )
         self.crls = crls.CrlPublisher(engine, repo, store, settings=self.settings.crl, clock=clock)
         self._store = store
+        # Certificates whose OCSP answer could not be stored (storage went away between
+        # storing the certificate and pre-signing): signed again once storage is back;
+        # meanwhile a query is answered by live signing, as for any unsigned serial.
+        self._unsigned: dict[tuple[str, int], CertificateRecord] = {}
+        # caIssuers: the last good copy of each CA certificate (public and signed), served
+        # while storage is unreachable.
+        self._ca_certs: dict[str, bytes] = {}
 
     def attach(self) -> StatusService:
         """Register with the engine so issuances and revocations reach this service."""
@@ -67,13 +75,44 @@ class StatusService:
         return self
 
     async def issued(self, record: CertificateRecord) -> None:
-        """Pre-sign the OCSP response of a new certificate."""
-        await self.responder.issued(record)
+        """Pre-sign the OCSP response of a new certificate (later, if storage is away)."""
+        try:
+            await self.responder.issued(record)
+        except StorageUnavailableError:
+            self._sign_later(record)
 
     async def revoked(self, record: CertificateRecord) -> None:
-        """Re-sign its OCSP response and schedule its CA's CRL."""
-        await self.crls.revoked(record.ca_id)
-        await self.responder.revoked(record)
+        """Re-sign its OCSP response and schedule its CA's CRL (later, if storage is away)."""
+        try:
+            await self.crls.revoked(record.ca_id)
+            await self.responder.revoked(record)
+        except StorageUnavailableError:
+            self._sign_later(record)
+
+    def _sign_later(self, record: CertificateRecord) -> None:
+        log.warning(
+            "OCSP answer of %s not stored (storage unavailable); signing it when storage is back",
+            record.serial_hex,
+        )
+        self._unsigned[(record.ca_id, record.serial)] = record
+
+    async def sign_pending(self) -> int:
+        """Pre-sign the answers that an outage kept from storage; return how many.
+
+        A revocation also marks its CA's CRL dirty again.
+        """
+        done = 0
+        for key, record in list(self._unsigned.items()):
+            if record.status is CertStatus.REVOKED:
+                await self.crls.revoked(record.ca_id)
+            await self.responder.presign(record)
+            # A newer event for the same certificate may have arrived meanwhile.
+            if self._unsigned.get(key) is record:
+                del self._unsigned[key]
+            done += 1
+        if done:
+            log.info("signed %d OCSP answer(s) held back by a storage outage", done)
+        return done
 
     # ------------------------------------------------------------------ front-end surface
 
@@ -119,9 +158,15 @@ class StatusService:
         Raises:
             EngineError: NOT_FOUND.
         """
-        ca = await self._engine.find_ca(ca_id)
+        try:
+            ca = await self._engine.find_ca(ca_id)
+        except StorageUnavailableError:
+            if ca_id in self._ca_certs:
+                return self._ca_certs[ca_id]
+            raise
         if ca is None or ca.id != ca_id or ca.cert_der is None or ca.status is CAStatus.PENDING:
             raise EngineError(ProblemKind.NOT_FOUND, f"no CA certificate {ca_id!r}")
+        self._ca_certs[ca_id] = ca.cert_der
         return ca.cert_der
 
     # ------------------------------------------------------------------ background
@@ -133,11 +178,15 @@ class StatusService:
     async def run_pollers(self) -> None:
         """Forever: pick up responses other processes replaced (every poll interval)."""
         interval = self.settings.poll_interval.total_seconds()
+        loop_health = health.LoopHealth("OCSP change poll", log)
         while True:
             try:
                 await self.responder.poll_changes()
-            except Exception:
-                log.exception("OCSP change poll failed")
+                await self.sign_pending()
+            except Exception as exc:  # noqa: BLE001 - task supervisor: the loop goes on
+                loop_health.failed(exc)
+            else:
+                loop_health.succeeded()
             await asyncio.sleep(interval)
 
     async def run_maintenance(self) -> None:
@@ -146,6 +195,7 @@ class StatusService:
         refresh_every = self.settings.refresh_interval.total_seconds()
         loop = asyncio.get_running_loop()
         next_refresh = loop.time()
+        loop_health = health.LoopHealth("revocation maintenance", log)
         while True:
             try:
                 await self.crls.tick()
@@ -155,8 +205,10 @@ class StatusService:
                     async with self._store.leader("ocsp-refresh") as leader:
                         if leader:
                             await self.responder.refresh_stale()
-            except Exception:
-                log.exception("revocation maintenance failed")
+            except Exception as exc:  # noqa: BLE001 - task supervisor: the loop goes on
+                loop_health.failed(exc)
+            else:
+                loop_health.succeeded()
             self.crls.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.crls.wake.wait(), timeout=poll)

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from server.ca.errors import EngineError, ProblemKind
+from server.ca import lifecycle
+from server.ca.errors import EngineError, ProblemKind, StorageUnavailableError
 from server.ca.ports import Clock, Repository, SystemClock
 from server.ca.status import crl_codec
 from server.ca.status import ports as status_ports
-from server.ca.types import CA, AuditEvent, CAId, CAStatus, CrlRecord
+from server.ca.types import CA, AuditEvent, CAId, CrlRecord
 
 if TYPE_CHECKING:
     from server.ca.api import CAEngine
@@ -148,16 +149,31 @@ class CrlPublisher:
     async def latest(self, ca_id: str) -> CrlRecord:
         """Return the newest CRL of a CA, generating one if none is current.
 
+        While storage is unreachable the last CRL this process served is served on
+        (it is public and signed) until its nextUpdate.
+
         Raises:
-            EngineError: NOT_FOUND (unknown CA), POLICY (CA not active),
-                UNAVAILABLE (another node is generating the first CRL).
+            EngineError: NOT_FOUND (unknown CA, pending, or revoked and expired),
+                UNAVAILABLE (another node is generating the first CRL, or storage
+                is unreachable and no current CRL is in memory).
         """
         cached = self._latest.get(CAId(ca_id))
         now_mono = time.monotonic()
         if cached is not None and now_mono - cached[0] < _CACHE_SECONDS:
             return cached[1]
+        try:
+            return await self._load_latest(ca_id, cached, now_mono)
+        except StorageUnavailableError:
+            if cached is not None and cached[1].next_update > self._clock.now():
+                return cached[1]
+            raise
+
+    async def _load_latest(
+        self, ca_id: str, cached: tuple[float, CrlRecord] | None, now_mono: float
+    ) -> CrlRecord:
         ca = await self._engine.get_ca(ca_id)
-        if ca.id != ca_id or ca.status is not CAStatus.ACTIVE:
+        # Disabled and revoked CAs keep publishing (``lifecycle.publishes_status``).
+        if ca.id != ca_id or not lifecycle.publishes_status(ca, self._clock.now()):
             raise EngineError(ProblemKind.NOT_FOUND, f"no CRL for {ca_id!r}")
         info = await self._store.latest_crl_info(ca.id)
         if (
@@ -183,7 +199,7 @@ class CrlPublisher:
         done: list[CAId] = []
         dirty = dict(await self._store.dirty_crls())
         for ca in await self._engine.list_cas():
-            if ca.status is not CAStatus.ACTIVE or ca.cert_der is None:
+            if not lifecycle.publishes_status(ca, now):
                 continue
             due = False
             marked = dirty.get(ca.id)
@@ -201,6 +217,8 @@ class CrlPublisher:
                 try:
                     if await self.regenerate(ca) is not None:
                         done.append(ca.id)
+                except StorageUnavailableError:
+                    raise  # the loop reports an outage once, not once per CA
                 except EngineError as exc:
                     log.warning("CRL of CA %s not regenerated: %s", ca.name, exc.detail)
         return done

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import time
@@ -24,8 +25,10 @@ from email.utils import format_datetime
 from typing import TYPE_CHECKING, Final
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
+from server.ca import lifecycle
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import Clock, Repository, SystemClock
 from server.ca.status import answer_cache, ocsp_codec
@@ -33,7 +36,6 @@ from server.ca.status import ports as status_ports
 from server.ca.types import (
     CA,
     CAId,
-    CAStatus,
     CertificateRecord,
     CertStatus,
     RevocationReason,
@@ -106,6 +108,16 @@ class _CaInfo:
 class _Signer:
     key: ocsp_codec.SignerKey
     not_after: datetime
+    # The CA certificate it signs for: a renewal (perhaps with a new key) replaces the signer.
+    ca_der: bytes | None = None
+
+
+def _is_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def _reason_code(reason: RevocationReason | None) -> int | None:
@@ -155,8 +167,10 @@ class Responder:
     async def _load_cas(self) -> None:
         by_hash: dict[tuple[bytes, bytes, bytes], CAId] = {}
         infos: dict[CAId, _CaInfo] = {}
+        now = self._clock.now()
         for ca in await self._engine.list_cas():
-            if ca.status is not CAStatus.ACTIVE or ca.cert_der is None:
+            # Disabled and revoked CAs still answer for the certificates they issued.
+            if not lifecycle.publishes_status(ca, now) or ca.cert_der is None:
                 continue
             cert = ca.certificate
             name_der = cert.subject.public_bytes()
@@ -191,7 +205,9 @@ class Responder:
 
     async def _ca_info(self, ca_id: CAId) -> _CaInfo | None:
         info = self._cas.get(ca_id)
-        if info is None:
+        current = await self._engine.find_ca(ca_id)  # the engine's copy, re-read every STATE_TTL
+        if info is None or (current is not None and current.cert_der != info.ca.cert_der):
+            # New, or renewed (perhaps with a new key): sign with its current certificate.
             await self._load_cas()
             info = self._cas.get(ca_id)
         return info
@@ -204,7 +220,11 @@ class Responder:
     async def _signer(self, info: _CaInfo) -> _Signer:
         now = self._now()
         cached = self._signers.get(info.ca.id)
-        if cached is not None and cached.not_after - now > self._rotate_margin():
+        if (
+            cached is not None
+            and cached.ca_der == info.ca.cert_der
+            and cached.not_after - now > self._rotate_margin()
+        ):
             return cached
         if not self.settings.delegated_signer:
             issuer = await self._engine.status_issuer(info.ca)
@@ -214,6 +234,7 @@ class Responder:
             )
         else:
             signer = await self._delegated(info, now)
+        signer = dataclasses.replace(signer, ca_der=info.ca.cert_der)
         self._signers[info.ca.id] = signer
         return signer
 
@@ -225,10 +246,17 @@ class Responder:
 
     async def _delegated(self, info: _CaInfo, now: datetime) -> _Signer:
         record = await self._store.current_signer(info.ca.id)
-        if record is None or record.not_after - now <= self._rotate_margin():
+        cert = x509.load_der_x509_certificate(record.cert_der) if record is not None else None
+        if (
+            record is None
+            or cert is None
+            or record.not_after - now <= self._rotate_margin()
+            # After ``ca renew --rekey`` a signer certified by the old key proves nothing.
+            or not _is_issued_by(cert, info.ca.certificate)
+        ):
             record = await self.issue_signer(info.ca)
+            cert = x509.load_der_x509_certificate(record.cert_der)
         key = await self._engine.key_signer(record.key)
-        cert = x509.load_der_x509_certificate(record.cert_der)
         bits = ocsp_codec.public_key_bits(
             cert.public_key().public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 from typing import cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, insert, select, text
 
-from server.store.database import Database
+from server.store.database import Database, sqlite_url
 from server.store.models import MetaRow
 
 meta_table = cast(Table, MetaRow.__table__)
@@ -38,3 +39,15 @@ async def test_concurrent_reads_and_close(database: Database) -> None:
     assert all(r is not None for r in rows)
     await database.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("privca-sqlite-read")]
+
+
+async def test_sqlite_commits_survive_a_power_loss(tmp_path: Path) -> None:
+    """WAL with synchronous=FULL (2): every commit is synced, not only checkpoints."""
+    db = Database(sqlite_url(tmp_path / "t.db"))
+    try:
+        async with db.connect() as conn:
+            mode = (await conn.execute(text("PRAGMA synchronous"))).scalar_one()
+            journal = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
+        assert (mode, journal) == (2, "wal")
+    finally:
+        await db.close()

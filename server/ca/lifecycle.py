@@ -1,0 +1,350 @@
+"""CA lifecycle: disable, enable, revoke and renew a CA; the state shown for it.
+
+States: PENDING (an import waiting for its certificate), ACTIVE, DISABLED, REVOKED,
+and "expired", which is not stored but follows from the certificate. A disabled or
+revoked CA issues nothing (``pipeline.check_ca_state`` refuses it and everything
+under a revoked one); both keep publishing CRLs and OCSP answers and accept
+revocations (a revoked one while its own certificate is valid), so validators keep
+learning about the certificates already out (``publishes_status``).
+
+Renewal gives a CA a new certificate from its parent (self-signed for a root), with
+the same subject and, unless ``rekey``, the same key: certificates issued under the
+old certificate still chain (same name, same key identifier) and CRLs/OCSP signed
+with the key cover both. ``rekey`` is refused while the CA has unexpired, unrevoked
+child CAs (their certificates were signed by the old key, so no chain through the
+new certificate could verify them). Leaves issued under the old key keep their
+validity but lose status coverage: the responder answers for the current key only
+and new CRLs are signed by the new key (documented limit; the count is in the audit
+detail and printed by the CLI).
+
+``CAEngine.disable_ca`` and friends are thin calls into this module. Nodes sharing
+the database see a change within ``api.STATE_TTL``. Must not import aiohttp,
+josepy or sqlalchemy.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from server.ca import hierarchy, issuance
+from server.ca.errors import EngineError, ProblemKind
+from server.ca.types import (
+    CA,
+    CAKind,
+    CAStatus,
+    CertQuery,
+    CertStatus,
+    Principal,
+    RevocationReason,
+)
+
+if TYPE_CHECKING:
+    from server.ca.api import CAEngine
+
+__all__ = [
+    "Renewal",
+    "disable",
+    "enable",
+    "publishes_status",
+    "renew",
+    "revoke",
+    "state_of",
+]
+
+_log = logging.getLogger(__name__)
+
+_BACKDATE: Final = timedelta(minutes=5)
+# Leaves counted for the rekey warning; the count only says "some" beyond this.
+_LEAF_COUNT_LIMIT: Final = 10_000
+
+
+def state_of(ca: CA, now: datetime) -> str:
+    """Return the state an operator sees: pending-import, active, disabled, revoked, expired."""
+    if ca.status is CAStatus.PENDING or ca.cert_der is None:
+        return "pending-import"
+    if ca.status is CAStatus.REVOKED:
+        return "revoked"
+    if ca.certificate.not_valid_after_utc <= now:
+        return "expired"
+    return str(ca.status)
+
+
+def publishes_status(ca: CA, now: datetime) -> bool:
+    """Return whether the CA's CRL and OCSP answers are served.
+
+    Active and disabled CAs publish; a revoked CA publishes while its own
+    certificate is valid (its leaves' revocations still matter to validators that
+    have not yet seen the CA's); a pending import has nothing to sign with.
+    """
+    if ca.status is CAStatus.PENDING or ca.cert_der is None:
+        return False
+    if ca.status is CAStatus.REVOKED:
+        return now < ca.certificate.not_valid_after_utc
+    return True
+
+
+async def _fresh(engine: CAEngine, name: str) -> tuple[CA, list[CA]]:
+    """Return the CA as stored now (not the engine's cached copy) and every CA."""
+    cas = list(await engine.list_cas())
+    found = next((c for c in cas if c.name == name), None) or next(
+        (c for c in cas if c.id == name), None
+    )
+    if found is None:
+        raise EngineError(ProblemKind.NOT_FOUND, f"unknown CA {name!r}")
+    return found, cas
+
+
+def _descendants(ca: CA, cas: list[CA]) -> list[CA]:
+    """Return every CA below ``ca``, parents before children."""
+    out: list[CA] = []
+    frontier = [ca.id]
+    while frontier:
+        children = [c for c in cas if c.parent_id in frontier]
+        out.extend(children)
+        frontier = [c.id for c in children]
+    return out
+
+
+async def disable(engine: CAEngine, name: str, *, actor: Principal) -> CA:
+    """Stop an active CA from issuing; it keeps publishing CRLs/OCSP and accepting revocations.
+
+    Raises:
+        EngineError: NOT_FOUND, CONFLICT (not active).
+    """
+    ca, _ = await _fresh(engine, name)
+    if ca.status is not CAStatus.ACTIVE:
+        raise EngineError(ProblemKind.CONFLICT, f"CA {ca.name} is {ca.status}, not active")
+    updated = replace(ca, status=CAStatus.DISABLED)
+    await engine.replace_ca(ca, updated, actor=actor, action="ca.disable", target=ca.name)
+    _log.info("CA %s disabled by %s", ca.name, actor)
+    return updated
+
+
+async def enable(engine: CAEngine, name: str, *, actor: Principal) -> CA:
+    """Let a disabled CA issue again (only from DISABLED: revoked and pending CAs stay).
+
+    Raises:
+        EngineError: NOT_FOUND, CONFLICT (not disabled).
+    """
+    ca, _ = await _fresh(engine, name)
+    if ca.status is not CAStatus.DISABLED:
+        why = {
+            CAStatus.REVOKED: "revocation is permanent",
+            CAStatus.PENDING: "activate the import with `privca ca import-activate`",
+            CAStatus.ACTIVE: "it is already active",
+        }[ca.status]
+        raise EngineError(ProblemKind.CONFLICT, f"CA {ca.name} is {ca.status}, not disabled: {why}")
+    updated = replace(ca, status=CAStatus.ACTIVE)
+    await engine.replace_ca(ca, updated, actor=actor, action="ca.enable", target=ca.name)
+    _log.info("CA %s enabled by %s", ca.name, actor)
+    return updated
+
+
+async def revoke(engine: CAEngine, name: str, *, reason: RevocationReason, actor: Principal) -> CA:
+    """Revoke a CA: its certificate at its parent (OCSP, CRL), then it and its subtree.
+
+    The CA's certificate record under its parent is revoked with ``reason`` (the
+    parent's OCSP answers revoked and its next CRL lists it); the CA and every CA
+    below it are marked REVOKED, so nothing in the subtree issues again. A root, or
+    an imported CA whose issuer is outside privca, is only marked: no CRL privca
+    publishes can carry it (the audit detail says so).
+
+    Raises:
+        EngineError: NOT_FOUND, CONFLICT (already revoked, or pending),
+            BAD_REVOCATION_REASON.
+    """
+    ca, cas = await _fresh(engine, name)
+    if ca.status is CAStatus.REVOKED:
+        raise EngineError(ProblemKind.ALREADY_REVOKED, f"CA {ca.name} is already revoked")
+    if ca.status is CAStatus.PENDING or ca.cert_der is None:
+        raise EngineError(
+            ProblemKind.CONFLICT, f"CA {ca.name} has no certificate to revoke (pending import)"
+        )
+    if reason is RevocationReason.REMOVE_FROM_CRL:
+        raise EngineError(ProblemKind.BAD_REVOCATION_REASON, "removeFromCRL is only for delta CRLs")
+    parent = next((c for c in cas if c.id == ca.parent_id), None)
+    detail: dict[str, str] = {"reason": str(reason)}
+    if parent is None:
+        detail["crl"] = (
+            "none: a root has no issuer whose CRL could list it; remove it from trust stores"
+            if not ca.external
+            else "none: its issuer is outside privca; ask that CA to revoke it"
+        )
+    else:
+        serial = ca.certificate.serial_number
+        record = await engine.get_certificate(parent.id, serial)
+        if record.status is CertStatus.REVOKED:
+            detail["certificate"] = f"{record.serial_hex} was already revoked at {parent.name}"
+        else:
+            await engine.revoke(serial, principal=actor, reason=reason, ca=parent.id)
+            detail["certificate"] = f"{record.serial_hex} revoked at {parent.name}"
+    updated = replace(ca, status=CAStatus.REVOKED)
+    await engine.replace_ca(ca, updated, actor=actor, action="ca.revoke", target=ca.name, **detail)
+    for below in _descendants(ca, cas):
+        if below.status is CAStatus.REVOKED:
+            continue
+        await engine.replace_ca(
+            below,
+            replace(below, status=CAStatus.REVOKED),
+            actor=actor,
+            action="ca.revoke",
+            target=below.name,
+            cause=f"under revoked CA {ca.name}",
+        )
+    _log.warning("CA %s revoked by %s (%s)", ca.name, actor, reason)
+    return updated
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """A renewed CA with what the operator should know about it."""
+
+    ca: CA
+    certificate: x509.Certificate
+    rekeyed: bool
+    # Unexpired, unrevoked leaves signed by the old key (rekey only): they lose status coverage.
+    orphaned_leaves: int = 0
+
+
+def _name_constraints(cert: x509.Certificate) -> x509.NameConstraints | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+async def renew(
+    engine: CAEngine,
+    name: str,
+    *,
+    actor: Principal,
+    rekey: bool = False,
+    days: int | None = None,
+) -> Renewal:
+    """Give a CA a new certificate from its parent (a root signs its own).
+
+    Same subject, path length and name constraints; the same key unless ``rekey``.
+    The new certificate is recorded under the parent, becomes the CA's current one
+    (what chains, cacerts and the CA bundle publish) and replaces the old one in
+    the stored chain of every CA below. The lifetime is ``days`` (default: the
+    configured root or subordinate lifetime), never past the parent's expiry.
+
+    Raises:
+        EngineError: NOT_FOUND, CONFLICT (pending, revoked, imported or Matter CA;
+            rekey with live child CAs), MALFORMED (days), POLICY (the parent may
+            not issue: ``ca.*`` rules).
+    """
+    ca, cas = await _fresh(engine, name)
+    if ca.status not in (CAStatus.ACTIVE, CAStatus.DISABLED) or ca.cert_der is None:
+        raise EngineError(ProblemKind.CONFLICT, f"CA {ca.name} is {ca.status}: cannot renew")
+    if ca.external:
+        raise EngineError(
+            ProblemKind.CONFLICT,
+            f"CA {ca.name} was signed outside privca: import a new certificate instead",
+        )
+    if ca.kind is not CAKind.GENERAL:
+        raise EngineError(
+            ProblemKind.CONFLICT, f"CA {ca.name} is a {ca.kind} CA: renewal is not supported"
+        )
+    if days is not None and days < 1:
+        raise EngineError(ProblemKind.MALFORMED, "--days must be at least 1")
+    now = engine.now().replace(microsecond=0)
+    below = _descendants(ca, cas)
+    if rekey:
+        live = [
+            c
+            for c in below
+            if c.parent_id == ca.id
+            and c.status is not CAStatus.REVOKED
+            and c.cert_der is not None
+            and c.certificate.not_valid_after_utc > now
+        ]
+        if live:
+            raise EngineError(
+                ProblemKind.CONFLICT,
+                f"CA {ca.name} has child CAs signed by its current key "
+                f"({', '.join(c.name for c in live)}): renew without --rekey, "
+                "or revoke them first",
+            )
+    old = ca.certificate
+    parent = next((c for c in cas if c.id == ca.parent_id), None)
+    lifetime = (
+        timedelta(days=days)
+        if days is not None
+        else (engine.settings.root_lifetime if parent is None else engine.settings.sub_lifetime)
+    )
+    key = ca.key
+    public_key = old.public_key()
+    if rekey:
+        # A new key in the backend that holds the current one (HSM stays HSM).
+        key, new_signer = await engine.new_key(
+            ca.key_algorithm, label=ca.name, key_backend=ca.key.backend
+        )
+        public_key = new_signer.public_key()
+    if parent is None:
+        self_key = await engine.key_signer(key)
+        signer = None
+        not_after = now + lifetime
+    else:
+        # Refuses a parent that may not issue (``ca.*`` rules, its lineage included).
+        signer = await engine.ca_issuer(await engine.get_ca(parent.id))
+        self_key = None
+        not_after = min(now + lifetime, signer.not_after)
+    cert = issuance.build_ca_certificate(
+        subject=old.subject,
+        public_key=public_key,
+        issuer=signer,
+        self_key=self_key,
+        not_before=now - _BACKDATE,
+        not_after=not_after,
+        serial=engine.new_serial(),
+        path_length=hierarchy.path_length_of(old),
+        name_constraints=_name_constraints(old),
+    )
+    orphaned = 0
+    if rekey:
+        orphaned = len(
+            await engine.find_certificates(
+                CertQuery(
+                    ca_id=ca.id,
+                    status=CertStatus.VALID,
+                    expires_after=now,
+                    limit=_LEAF_COUNT_LIMIT,
+                )
+            )
+        )
+    new_der = cert.public_bytes(serialization.Encoding.DER)
+    updated = replace(ca, cert_der=new_der, key=key)
+    detail = {
+        "serial": format(cert.serial_number, "X"),
+        "replaces": format(old.serial_number, "X"),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "rekey": "yes" if rekey else "no",
+    }
+    if rekey:
+        detail["orphaned_leaves"] = str(orphaned)
+    await engine.replace_ca(ca, updated, actor=actor, action="ca.renew", target=ca.name, **detail)
+    # Recorded under the issuer like every CA certificate (its OCSP and CRL cover it);
+    # this function is bound as a CAEngine method, so it uses the engine's own helper.
+    await engine._store_ca_record(parent or updated, updated, cert, actor)
+    for child in below:
+        if ca.cert_der not in child.chain_der:
+            continue
+        chain = tuple(new_der if d == ca.cert_der else d for d in child.chain_der)
+        await engine.replace_ca(
+            child,
+            replace(child, chain_der=chain),
+            actor=actor,
+            action="ca.chain-update",
+            target=child.name,
+            issuer=ca.name,
+            serial=detail["serial"],
+        )
+    _log.info("CA %s renewed by %s (serial %s)", ca.name, actor, detail["serial"])
+    return Renewal(ca=updated, certificate=cert, rekeyed=rekey, orphaned_leaves=orphaned)
