@@ -34,12 +34,14 @@ from protocols.est import routes as est_routes
 from protocols.ocsp import lean as ocsp_lean
 from protocols.ocsp import links as ocsp_links
 from protocols.ocsp import routes as ocsp_routes
-from server import wiring, workers
+from server import logs, wiring, workers
 from server.ca.acme import api as acme_api
 from server.ca.api import CAEngine
 from server.ca.est import api as est_api
 from server.ca.status import api as status_api
-from server.config import Settings
+from server.config import ConfigError, Settings
+from server.metrics import process as metrics_process
+from server.metrics.runtime import ProcessMetrics
 from server.tls_anchors import ClientAnchors
 
 __all__ = ["ENGINE", "SETTINGS", "create_http_app", "create_https_app", "run", "run_server"]
@@ -51,8 +53,9 @@ _X509_V_FLAG_NO_CHECK_TIME: Final = 0x200000
 SETTINGS: Final = web.AppKey("settings", Settings)
 
 
-def _base(services: wiring.Services) -> web.Application:
-    app = web.Application(client_max_size=services.settings.max_body_bytes)
+def _base(services: wiring.Services, metrics: ProcessMetrics | None) -> web.Application:
+    middlewares = [metrics.middleware()] if metrics is not None else []
+    app = web.Application(client_max_size=services.settings.max_body_bytes, middlewares=middlewares)
     app[ENGINE] = services.engine
     app[SETTINGS] = services.settings
     return app
@@ -94,10 +97,13 @@ def _acme_app(services: wiring.Services) -> web.Application:
 
 
 def create_https_app(
-    services: wiring.Services, *, est_service: est_api.EstService | None = None
+    services: wiring.Services,
+    *,
+    est_service: est_api.EstService | None = None,
+    metrics: ProcessMetrics | None = None,
 ) -> web.Application:
     """Return the HTTPS application with every TLS protocol front end mounted."""
-    app = _base(services)
+    app = _base(services, metrics)
     app.router.add_get("/", _index)
     app.add_subapp("/acme", _acme_app(services))
     est = services.settings.est
@@ -133,12 +139,17 @@ def _status_context(
     return ctx
 
 
-def create_http_app(services: wiring.Services, *, maintenance: bool = True) -> web.Application:
+def create_http_app(
+    services: wiring.Services,
+    *,
+    maintenance: bool = True,
+    metrics: ProcessMetrics | None = None,
+) -> web.Application:
     """Return the plain-HTTP application (revocation and caIssuers).
 
     ``maintenance`` runs CRL regeneration and OCSP refresh here (off in extra workers).
     """
-    app = _base(services)
+    app = _base(services, metrics)
     app.router.add_get("/", _index)
     if services.status is not None:
         status = services.status
@@ -191,6 +202,7 @@ async def _listeners(
     *,
     maintenance: bool,
     reuse_port: bool | None,
+    metrics: ProcessMetrics | None = None,
 ) -> AsyncIterator[None]:
     """Serve HTTPS (ACME, EST) and HTTP (OCSP, CRL, caIssuers) until the block ends.
 
@@ -202,9 +214,10 @@ async def _listeners(
     ssl_context = server_ssl_context(tls, anchors)
     refresh = ClientAnchors(ssl_context, est_service.tls_trust_anchors, anchors)
     trust_refresh = asyncio.create_task(refresh.run(), name="privca-tls-client-trust")
-    https = web.AppRunner(create_https_app(services, est_service=est_service))
+    https = web.AppRunner(create_https_app(services, est_service=est_service, metrics=metrics))
     http = web.AppRunner(
-        create_http_app(services, maintenance=maintenance), **_http_runner_options(settings)
+        create_http_app(services, maintenance=maintenance, metrics=metrics),
+        **_http_runner_options(settings),
     )
     await https.setup()
     await http.setup()
@@ -218,7 +231,7 @@ async def _listeners(
             ssl_context=ssl_context,
             reuse_port=reuse_port,
         )
-        stop_http = await _start_http_site(http, services, reuse_port=reuse_port)
+        stop_http = await _start_http_site(http, services, reuse_port=reuse_port, metrics=metrics)
         yield
     finally:
         trust_refresh.cancel()
@@ -250,11 +263,20 @@ async def _serve(
     # A config directory's CA must exist (stored ones were checked when added).
     await wiring.build_acme_directories(services).check_config()
     extra_workers = settings.revocation.workers - 1
+    metrics = _process_metrics(services, workers=extra_workers)
     # Before the banner: a Ctrl-C right after it must shut down cleanly (exit 0).
     stop = _stop_on_signals()
     procs: list[BaseProcess] = []
-    async with _listeners(
-        services, tls, est_service, maintenance=True, reuse_port=extra_workers > 0 or None
+    async with (
+        _metrics_running(metrics, listener=True),
+        _listeners(
+            services,
+            tls,
+            est_service,
+            maintenance=True,
+            reuse_port=extra_workers > 0 or None,
+            metrics=metrics,
+        ),
     ):
         try:
             procs = workers.start(_worker_main, (settings, tls), extra_workers)
@@ -266,13 +288,15 @@ async def _serve(
             print(f"  EST              {base}/.well-known/est/", flush=True)  # noqa: T201
             print(f"  OCSP/CRL (HTTP)  {settings.http_base_url}/", flush=True)  # noqa: T201
             print(f"  trust bundle     {tls.bundle}", flush=True)  # noqa: T201
+            if metrics is not None and metrics.url is not None:
+                print(f"  metrics          {metrics.url}", flush=True)  # noqa: T201
             if ready is not None:
                 ready.set()
             _freeze_startup_objects()
             await stop.wait()
             print("privca: shutting down", flush=True)  # noqa: T201
         finally:
-            await asyncio.to_thread(workers.stop, procs)
+            await asyncio.to_thread(_stop_workers, procs)
 
 
 # ---------------------------------------------------------------------- worker processes
@@ -286,7 +310,11 @@ async def _serve(
 
 
 async def _start_http_site(
-    runner: web.AppRunner, services: wiring.Services, *, reuse_port: bool | None
+    runner: web.AppRunner,
+    services: wiring.Services,
+    *,
+    reuse_port: bool | None,
+    metrics: ProcessMetrics | None = None,
 ) -> Callable[[], Awaitable[None]]:
     """Listen on the HTTP port (OCSP answered by the lean protocol); return the stopper."""
     settings = services.settings
@@ -307,6 +335,8 @@ async def _start_http_site(
         limits=_listener_limits(settings),
     )
     await lean.start(settings.host, settings.http_port, reuse_port=reuse_port)
+    if metrics is not None:
+        metrics.watch_lean(lean.answers)
     return lean.stop
 
 
@@ -350,6 +380,35 @@ def _http_runner_options(settings: Settings) -> dict[str, Any]:
     return {} if settings.revocation.http_access_log else {"access_log": None}
 
 
+def _stop_workers(procs: list[BaseProcess]) -> None:
+    workers.stop(procs)
+    for proc in procs:
+        if proc.pid is not None:
+            metrics_process.mark_dead(proc.pid)
+
+
+def _process_metrics(services: wiring.Services, *, workers: int) -> ProcessMetrics | None:
+    """Return this process's metrics, or None when no metrics port is configured.
+
+    Raises:
+        ConfigError: extra workers without the multiprocess directory (their counts
+            would be lost); ``privca serve`` prepares it.
+    """
+    if services.settings.metrics.port is None:
+        return None
+    if workers > 0 and not metrics_process.is_active():
+        raise ConfigError(
+            f"metrics with --workers need {metrics_process.ENV} (set by `privca serve`)"
+        )
+    return ProcessMetrics(services)
+
+
+def _metrics_running(
+    metrics: ProcessMetrics | None, *, listener: bool
+) -> contextlib.AbstractAsyncContextManager[None]:
+    return metrics.running(listener=listener) if metrics is not None else contextlib.nullcontext()
+
+
 def run(main: Coroutine[Any, Any, None]) -> None:
     """Run a server coroutine on uvloop when it is installed (libuv: cheaper per request)."""
     try:
@@ -364,10 +423,7 @@ def run(main: Coroutine[Any, Any, None]) -> None:
 def _worker_main(settings: Settings, tls: wiring.TlsFiles, parent_pid: int) -> None:
     """Run one worker process (both listeners) until SIGTERM/SIGINT or its parent's end."""
     workers.die_with_parent(parent_pid)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s"
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logs.configure(settings.logging.format, worker="worker")
     with contextlib.suppress(KeyboardInterrupt):
         run(_worker(settings, tls))
 
@@ -376,6 +432,12 @@ async def _worker(settings: Settings, tls: wiring.TlsFiles) -> None:
     async with wiring.open_services(settings) as services:
         est_service = wiring.build_est_service(services)
         stop = _stop_on_signals()
-        async with _listeners(services, tls, est_service, maintenance=False, reuse_port=True):
+        metrics = ProcessMetrics(services) if settings.metrics.port is not None else None
+        async with (
+            _metrics_running(metrics, listener=False),
+            _listeners(
+                services, tls, est_service, maintenance=False, reuse_port=True, metrics=metrics
+            ),
+        ):
             _freeze_startup_objects()
             await stop.wait()

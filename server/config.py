@@ -10,7 +10,7 @@ import ipaddress
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -25,6 +25,8 @@ from server.store.database import sqlite_url
 
 __all__ = [
     "ConfigError",
+    "LoggingSettings",
+    "MetricsSettings",
     "Pkcs11Config",
     "RevocationSettings",
     "Settings",
@@ -336,6 +338,29 @@ class Pkcs11Config(_Model):
     pool_size: int = Field(default=4, ge=1, le=64)
 
 
+class MetricsSettings(_Model):
+    """The Prometheus listener (``[metrics]``; ``serve --metrics-port``): off without a port."""
+
+    port: int | None = Field(default=None, ge=0, le=65535)
+    # Loopback by default: the metrics name CAs and labels, and carry no authentication.
+    host: str = "127.0.0.1"
+    # How often the database gauges (CA expiry, CRL age, expiring leaves, pending
+    # approvals) are re-read and each process's pool and OCSP-cache figures published.
+    refresh_seconds: float = Field(default=15.0, gt=0, le=3600)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        ipaddress.ip_address(value)
+        return value
+
+
+class LoggingSettings(_Model):
+    """Log output (``[logging]``): ``format = "json"`` writes one JSON object per line."""
+
+    format: Literal["text", "json"] = "text"
+
+
 class Settings(_Model):
     """Everything ``privca serve`` and the CLI need."""
 
@@ -361,6 +386,8 @@ class Settings(_Model):
     est: EstSettings = EstSettings()
     acme: AcmeConfig = AcmeConfig()
     pkcs11: Pkcs11Config | None = None
+    metrics: MetricsSettings = MetricsSettings()
+    logging: LoggingSettings = LoggingSettings()
 
     @field_validator("public_http_url")
     @classmethod

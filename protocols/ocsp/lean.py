@@ -44,6 +44,7 @@ _MAX_DECODED_TAIL: Final = 256
 _POST_PATHS: Final = frozenset({links.PREFIX.encode(), links.PREFIX.encode() + b"/"})
 _GET_PREFIX: Final = links.PREFIX.encode() + b"/"
 _REQUEST_TYPE: Final = messages.REQUEST_TYPE.encode()
+_SUCCESSFUL: Final = 0
 _HANDED_OFF: Final = frozenset({b"transfer-encoding", b"content-encoding", b"expect", b"upgrade"})
 
 
@@ -63,6 +64,9 @@ class LeanContext:
         self.max_request_bytes = max_request_bytes
         self.keepalive_timeout = keepalive_timeout
         self.connections: set[LeanHttp] = set()
+        # Answers sent, by OCSPResponseStatus (0 successful; RFC 6960 §4.2.1): plain
+        # counts the metrics copy every few seconds, so the hot path pays an increment.
+        self.answers: dict[int, int] = {}
         # GET path tail -> decoded request: validators repeat the same URLs (RFC 5019).
         self.decoded: dict[bytes, bytes] = {}
         self._date_second = 0
@@ -260,6 +264,7 @@ class LeanHttp(asyncio.Protocol):
             self._send_error(err, keep_alive=keep_alive, http10=http10)
         except Exception:
             log.exception("OCSP request failed")
+            self._count(messages.INTERNAL_ERROR)
             self._write(
                 messages.unsuccessful_body(messages.INTERNAL_ERROR),
                 messages.error_headers(),
@@ -273,6 +278,10 @@ class LeanHttp(asyncio.Protocol):
         self._resume_reading()
         self._process()
 
+    def _count(self, status: int) -> None:
+        answers = self._ctx.answers
+        answers[status] = answers.get(status, 0) + 1
+
     def _send(
         self,
         answer: status_api.OcspAnswer,
@@ -281,6 +290,7 @@ class LeanHttp(asyncio.Protocol):
         http10: bool,
         etag: bytes | None,
     ) -> None:
+        self._count(_SUCCESSFUL)
         headers = messages.response_headers(answer)
         if answer.cacheable and etag is not None and etag.decode("latin-1") == answer.etag:
             headers.pop("Content-Type")
@@ -292,6 +302,7 @@ class LeanHttp(asyncio.Protocol):
 
     def _send_error(self, err: EngineError, *, keep_alive: bool, http10: bool) -> None:
         status = messages.unsuccessful_status(err.kind)
+        self._count(status)
         log.info("OCSP request -> status %d: %s", status, err.detail)
         self._write(
             messages.unsuccessful_body(status),
@@ -392,6 +403,11 @@ class LeanSite:
         """Listen on host:port."""
         ctx = self._ctx
         await self.listener.start(lambda: LeanHttp(ctx), host, port, reuse_port=reuse_port)
+
+    @property
+    def answers(self) -> dict[int, int]:
+        """Return the answers sent so far by OCSPResponseStatus (live; do not modify)."""
+        return self._ctx.answers
 
     @property
     def port(self) -> int:

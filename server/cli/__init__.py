@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from server import logs
 from server.ca.errors import EngineError
 from server.cli import acme, audit, ca, cert, crl, est, matter, serve
 from server.cli.options import Handler
@@ -49,18 +50,18 @@ async def _run(handler: Handler, settings: Settings, args: argparse.Namespace) -
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``privca`` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    level = logging.DEBUG if args.verbose else logging.INFO
+    logs.configure("text", level=level)
     try:
         if args.command == "serve":
             settings = _settings(
                 args, host=args.host, https_port=args.https_port, http_port=args.http_port
             )
+            logs.configure(settings.logging.format, level=level)
             return serve.serve(settings, args)
-        return asyncio.run(_run(args.handler, _settings(args), args))
+        settings = _settings(args)
+        logs.configure(settings.logging.format, level=level)
+        return asyncio.run(_run(args.handler, settings, args))
     except ConfigError as exc:
         print(f"privca: {exc}", file=sys.stderr)
         return 2

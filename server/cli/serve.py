@@ -89,17 +89,32 @@ def _apply_workers(settings: Settings, args: argparse.Namespace) -> Settings:
     return settings.model_copy(update={"revocation": revocation})
 
 
+def _apply_metrics(settings: Settings, args: argparse.Namespace) -> Settings:
+    if args.metrics_port is None:
+        return settings
+    if not 0 <= args.metrics_port <= 65535:
+        raise ConfigError("--metrics-port must be between 0 and 65535")
+    metrics = settings.metrics.model_copy(update={"port": args.metrics_port})
+    return settings.model_copy(update={"metrics": metrics})
+
+
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     """Apply the serve flags over ``settings`` and run the server until it is stopped.
 
     Raises:
         ConfigError: a bad flag value.
     """
-    from server.app import run, run_server  # the aiohttp stack, only for this command
-
     settings = apply_est_flags(settings, args)
     settings = apply_acme_flags(settings, args)
     settings = _apply_workers(settings, args)
+    settings = _apply_metrics(settings, args)
+    if settings.metrics.port is not None:
+        # Before the server (and prometheus_client) is imported: see server/metrics/process.py.
+        from server.metrics import process
+
+        process.prepare(settings.data_dir)
+    from server.app import run, run_server  # the aiohttp stack, only for this command
+
     run(run_server(settings))
     return 0
 
@@ -116,6 +131,12 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--http-port", type=int, help="plain HTTP port (default 8080)")
     p.add_argument(
         "--workers", type=int, help="processes serving the HTTPS and HTTP ports (default 1)"
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="serve Prometheus metrics on this port ([metrics] host, default 127.0.0.1)",
     )
     p.add_argument("--est-client-cert-header", help="header a TLS proxy forwards client certs in")
     p.add_argument(

@@ -208,6 +208,16 @@ class Database:
         async with self._pg_pool.acquire() as conn:
             yield conn
 
+    def connections_in_use(self) -> int:
+        """Return the connections checked out of this process's pools right now."""
+        in_use = 0
+        checkedout = getattr(self.engine.pool, "checkedout", None)
+        if callable(checkedout):
+            in_use += int(checkedout())
+        if self._pg_pool is not None:
+            in_use += self._pg_pool.get_size() - self._pg_pool.get_idle_size()
+        return in_use
+
     async def close(self) -> None:
         """Dispose of every pooled connection."""
         if self._pg_pool is not None:

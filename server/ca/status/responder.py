@@ -155,6 +155,9 @@ class Responder:
         self._live_tokens = 2 * rate
         self._live_at = 0.0
         self.live_signatures = 0
+        # Answers served from the cache / looked up or signed (metrics read these).
+        self.cache_hits = 0
+        self.cache_misses = 0
         self._seen: datetime | None = None
         self._handled: dict[tuple[CAId, int], datetime] = {}
         self._inflight: dict[bytes, asyncio.Future[OcspAnswer]] = {}
@@ -367,7 +370,10 @@ class Responder:
         by ``answer`` and found by its CertIDs.
         """
         key = self.cache.key_of(body)
-        return self.cache.get(key, self._clock.now().timestamp()) if key is not None else None
+        hit = self.cache.get(key, self._clock.now().timestamp()) if key is not None else None
+        if hit is not None:
+            self.cache_hits += 1
+        return hit
 
     def _remember(
         self,
@@ -451,9 +457,11 @@ class Responder:
         if nonce is None:
             hit = self.cache.get(key, self._clock.now().timestamp())
             if hit is not None:
+                self.cache_hits += 1
                 if alias is not None:
                     self.cache.add_alias(alias, key)
                 return hit
+        self.cache_misses += 1
         if len(request.items) == 1 and nonce is None:
             item = request.items[0]
             # Single flight: concurrent misses for one request share one lookup.
