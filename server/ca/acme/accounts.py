@@ -106,7 +106,7 @@ class Accounts:
             # An account exists only in the directory it was created in.
             raise EngineError(ProblemKind.ACCOUNT_DOES_NOT_EXIST, "no account with this key id")
         if found.status is not at.AccountStatus.VALID:
-            raise EngineError(ProblemKind.UNAUTHORIZED, f"the account is {found.status}")
+            raise EngineError(ProblemKind.ACCOUNT_NOT_VALID, f"the account is {found.status}")
         return found
 
     async def find_account(self, thumbprint: str) -> at.Account | None:
@@ -145,7 +145,9 @@ class Accounts:
             )
         if existing is not None:
             if existing.status is not at.AccountStatus.VALID:
-                raise EngineError(ProblemKind.UNAUTHORIZED, f"the account is {existing.status}")
+                raise EngineError(
+                    ProblemKind.ACCOUNT_NOT_VALID, f"the account is {existing.status}"
+                )
             return existing, False
         if only_return_existing:
             raise EngineError(ProblemKind.ACCOUNT_DOES_NOT_EXIST, "no account exists for this key")

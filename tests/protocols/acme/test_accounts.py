@@ -116,9 +116,16 @@ async def test_update_contact_and_deactivate(acme_env: AcmeEnv, acme: AcmeClient
     assert bad.problem_type == "malformed"
     gone = await acme.post(acme.kid, {"status": "deactivated"})
     assert gone.json()["status"] == "deactivated"
+    # RFC 8555 §7.3.6: every later request from the account is 401 unauthorized.
     after = await acme.new_order("after.internal")
-    assert after.status == 403
+    assert after.status == 401
     assert after.problem_type == "unauthorized"
+    fetched_after = await acme.get(acme.kid)
+    assert fetched_after.status == 401
+    assert fetched_after.problem_type == "unauthorized"
+    again = await acme.new_account()
+    assert again.status == 401
+    assert again.problem_type == "unauthorized"
 
 
 async def test_account_url_of_another_account_is_unauthorized(
