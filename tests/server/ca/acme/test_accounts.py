@@ -79,10 +79,10 @@ async def test_contacts_update_and_deactivation(service: AcmeService) -> None:
     assert gone.status is at.AccountStatus.DEACTIVATED
     with pytest.raises(EngineError) as err:
         await service.account(account.id)
-    assert err.value.kind is ProblemKind.UNAUTHORIZED
+    assert err.value.kind is ProblemKind.ACCOUNT_NOT_VALID
     with pytest.raises(EngineError) as again:
         await service.accounts.new_account(account.key)
-    assert again.value.kind is ProblemKind.UNAUTHORIZED
+    assert again.value.kind is ProblemKind.ACCOUNT_NOT_VALID
 
 
 async def test_unknown_account_id(service: AcmeService) -> None:

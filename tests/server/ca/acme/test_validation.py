@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
+
+import pytest
 
 from server.ca.acme import api as acme_api
 from server.ca.acme import validation
@@ -93,7 +96,85 @@ async def test_attempts_are_bounded_and_errors_typed() -> None:
         settings=settings,
     )
     assert slow is not None
-    assert "no answer" in slow.detail
+    assert slow.kind is ProblemKind.CONNECTION
+
+
+class Failing:
+    """Validation ports failing one way: refused, timed out, an HTTP status, a TLS alert."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    async def _fail(self) -> None:
+        if self.how == "timeout":
+            await asyncio.sleep(10)
+        kind, _, detail = self.how.partition(":")
+        raise acme_api.NetworkError(kind, detail)
+
+    async def fetch(self, *, address: str, port: int, host: str, path: str) -> acme_api.FetchResult:
+        if self.how.startswith("status:"):
+            return acme_api.FetchResult(int(self.how.removeprefix("status:")), b"secret page")
+        await self._fail()
+        raise AssertionError
+
+    async def txt(self, name: str) -> Sequence[str]:
+        await self._fail()
+        raise AssertionError
+
+    async def probe(self, *, address: str, port: int, server_name: str) -> bytes:
+        await self._fail()
+        raise AssertionError
+
+
+FAILURES: dict[acme_api.ChallengeType, tuple[str, ...]] = {
+    acme_api.ChallengeType.HTTP_01: (
+        "connection:connection refused",
+        "connection:no route to host",
+        "timeout",
+        "status:404",
+        "status:500",
+        "status:301",
+        "tls:handshake failed",
+    ),
+    acme_api.ChallengeType.TLS_ALPN_01: (
+        "connection:connection refused",
+        "timeout",
+        "tls:handshake failed",
+        "tls:did not negotiate acme-tls/1",
+    ),
+    acme_api.ChallengeType.DNS_01: ("dns:SERVFAIL", "dns:REFUSED", "timeout"),
+}
+
+
+async def test_unreachable_targets_look_alike_to_the_client(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Issue 13: refused vs timeout vs status vs TLS error made challenges a port scanner.
+    settings = validation.ValidationSettings(attempts=1, retry_delay=0, timeout=0.05)
+    caplog.set_level(logging.INFO, logger="server.ca.acme.validation")
+    for kind, hows in FAILURES.items():
+        seen = set()
+        for how in hows:
+            net = Failing(how)
+            problem = await validation.validate(
+                kind,
+                ident("a.internal"),
+                token="t",
+                thumbprint="x",
+                ports=acme_api.ValidationPorts(http=net, dns=net, tls=net),
+                settings=settings,
+            )
+            assert problem is not None
+            seen.add(problem)
+            # The reason is kept for the operator.
+            reason = "no answer" if how == "timeout" else how.partition(":")[2]
+            assert reason in caplog.text, how
+        assert len(seen) == 1, (kind, seen)
+        (only,) = seen
+        assert only.kind is (
+            ProblemKind.DNS if kind is acme_api.ChallengeType.DNS_01 else ProblemKind.CONNECTION
+        )
+        assert "could not" in only.detail
 
 
 def test_alpn_certificate_without_san_is_refused() -> None:
