@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, case, delete, insert, or_, select, update
+from sqlalchemy import Table, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -447,6 +447,16 @@ class SqlAcmeRepository:
         )
         row = await self._db.fetch_first(stmt)
         return _authz_to_domain(row._mapping) if row else None
+
+    async def count_pending_authzs(self, account_id: at.AccountId, *, now: datetime) -> int:
+        # Once per newOrder that creates authorizations; ix_acme_authzs_pending serves it.
+        stmt = select(func.count()).where(
+            _AUTHZ.c.account_id == account_id,
+            _AUTHZ.c.status == str(at.AuthzStatus.PENDING),
+            _AUTHZ.c.expires > now,
+        )
+        row = await self._db.fetch_first(stmt)
+        return int(row[0]) if row else 0
 
     async def add_authz(self, authz: at.Authorization) -> None:
         async with self._write1() as conn:

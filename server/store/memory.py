@@ -242,6 +242,13 @@ class MemoryAcmeRepository:
         ]
         return max(found, key=lambda a: a.expires, default=None)
 
+    async def count_pending_authzs(self, account_id: at.AccountId, *, now: datetime) -> int:
+        return sum(
+            1
+            for a in self.authzs.values()
+            if a.account_id == account_id and a.status is at.AuthzStatus.PENDING and a.expires > now
+        )
+
     async def add_authz(self, authz: at.Authorization) -> None:
         async with self._lock:
             self.authzs[authz.id] = authz

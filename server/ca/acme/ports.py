@@ -124,6 +124,10 @@ class AcmeRepository(Protocol):
         """Return a reusable valid, unexpired authorization of an account for an identifier."""
         ...
 
+    async def count_pending_authzs(self, account_id: at.AccountId, *, now: datetime) -> int:
+        """Return how many unexpired pending authorizations an account holds."""
+        ...
+
     async def add_authz(self, authz: at.Authorization) -> None:
         """Insert a stand-alone authorization (newAuthz)."""
         ...
