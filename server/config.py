@@ -236,6 +236,8 @@ class AcmeConfig(_Model):
     # link-local, unspecified, multicast); private ranges are always allowed.
     validation_allow: list[str] = Field(default_factory=list)
     eab_required: bool = False
+    # An EAB key admits one account; true lets it admit several (each one recorded).
+    eab_reuse: bool = False
     authz_reuse: bool = True
     # Limits (rateLimited + Retry-After beyond); 0 disables one.
     orders_per_account_per_hour: int = Field(default=300, ge=0)
@@ -291,6 +293,7 @@ class AcmeConfig(_Model):
         """Return the ACME engine's settings."""
         return acme_api.AcmeSettings(
             eab_required=self.eab_required,
+            eab_reuse=self.eab_reuse,
             authz_reuse=self.authz_reuse,
             orders_per_account_per_hour=self.orders_per_account_per_hour,
             accounts_per_ip_per_hour=self.accounts_per_ip_per_hour,

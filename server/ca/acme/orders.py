@@ -284,8 +284,9 @@ class Orders:
         idents = await self.check_identifiers(account, identifiers, profile=engine_profile)
         now = self._clock.now()
         self._check_window(engine_profile, not_before, not_after, now)
+        superseding: Sequence[at.OrderId] = ()
         if replaces is not None:
-            await self._check_replaces(account, replaces)
+            superseding = await self._check_replaces(account, replaces)
         await self._limit.hit(f"acct:{account.id}", "new orders for this account")
         authzs: list[at.Authorization] = []
         fresh: list[at.Authorization] = []
@@ -318,7 +319,7 @@ class Orders:
             replaces=replaces,
             authorizations=tuple(authzs),
         )
-        await self._repo.add_order(order, fresh)
+        await self._repo.add_order(order, fresh, superseding=superseding)
         return derive_order(order, now)
 
     def _check_window(
@@ -352,13 +353,18 @@ class Orders:
                 retry_after=_RETRY_AFTER_PENDING,
             )
 
-    async def _check_replaces(self, account: at.Account, cert_id: str) -> None:
+    async def _check_replaces(self, account: at.Account, cert_id: str) -> list[at.OrderId]:
+        """Return the dead orders that named ``cert_id`` (a new order may take their place).
+
+        The repository's replacement slot settles a race between two new orders.
+        """
         rec = await self._renewal.find_certificate(cert_id)
         if rec.requester != f"acme:{account.id}":
             raise EngineError(
                 ProblemKind.UNAUTHORIZED, "replaces names a certificate of another account"
             )
         now = self._clock.now()
+        dead = []
         for order in await self._repo.orders_replacing(cert_id):
             if derive_order(order, now).status is not at.OrderStatus.INVALID:
                 # RFC 9773 §5: one live replacement per certificate.
@@ -366,6 +372,8 @@ class Orders:
                     ProblemKind.ALREADY_REPLACED,
                     f"order {order.id} already replaces this certificate",
                 )
+            dead.append(order.id)
+        return dead
 
     async def get_order(self, account: at.Account, order_id: str) -> at.Order:
         """Return an order of this account with its current status.

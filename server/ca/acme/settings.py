@@ -41,6 +41,8 @@ class AcmeSettings:
     ca: str | None = None
     grant: grants.Grant = VALIDATED_NAMES
     eab_required: bool = False
+    # An EAB key admits one account unless reuse is on (every bound account is recorded).
+    eab_reuse: bool = False
     authz_reuse: bool = True
     # Limits on by default (issue 13); 0 turns one off. Each is well above what a
     # client renewing its certificates needs, and far below what fills a database.

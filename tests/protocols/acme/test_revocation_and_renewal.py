@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -121,6 +122,38 @@ async def test_renewal_info_and_replaces(acme_env: AcmeEnv, acme: AcmeClient) ->
         "suggestedWindow"
     ]
     assert datetime.fromisoformat(window["end"].replace("Z", "+00:00")) <= datetime.now(UTC)
+
+
+async def test_racing_replacements_of_one_certificate(
+    acme_env: AcmeEnv, acme: AcmeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 13: two newOrders naming the same ``replaces`` both passed the check.
+    _, certs = await obtain(acme_env, acme, "race.internal")
+    cert_id = acme_api.cert_id_of(certs[0])
+    both_looked = asyncio.Barrier(2)
+    look = acme_env.repo.orders_replacing
+
+    async def look_together(cert: str) -> Sequence[acme_api.Order]:
+        found = await look(cert)
+        await both_looked.wait()  # each saw no live replacement before either wrote
+        return found
+
+    monkeypatch.setattr(acme_env.repo, "orders_replacing", look_together)
+    replies = await asyncio.gather(
+        *(acme.new_order("race.internal", replaces=cert_id) for _ in range(2))
+    )
+    assert sorted(r.status for r in replies) == [201, 409]
+    (lost,) = [r for r in replies if r.status == 409]
+    assert lost.problem_type == "alreadyReplaced"
+    monkeypatch.undo()
+    # Once the winner is dead (its authorization deactivated) the slot is free again.
+    (won,) = [r for r in replies if r.status == 201]
+    await acme.post(won.json()["authorizations"][0], {"status": "deactivated"})
+    assert (await acme.get(won.headers["Location"])).json()["status"] == "invalid"
+    again = await acme.new_order("race.internal", replaces=cert_id)
+    assert again.status == 201, again.body
+    third = await acme.new_order("race.internal", replaces=cert_id)
+    assert third.problem_type == "alreadyReplaced"
 
 
 @pytest.mark.parametrize(
