@@ -287,7 +287,6 @@ class Orders:
         superseding: Sequence[at.OrderId] = ()
         if replaces is not None:
             superseding = await self._check_replaces(account, replaces)
-        await self._limit.hit(f"acct:{account.id}", "new orders for this account")
         authzs: list[at.Authorization] = []
         fresh: list[at.Authorization] = []
         for ident in idents:
@@ -304,6 +303,8 @@ class Orders:
                 fresh.append(reused)
             authzs.append(reused)
         await self._check_pending(account, len(fresh), now)
+        # Counted after the checks above: an order they refuse does not use up the hour.
+        await self._limit.hit(f"acct:{account.id}", "new orders for this account")
         expires = min([now + self._settings.order_lifetime, *(a.expires for a in authzs)])
         order = at.Order(
             id=at.OrderId(at.new_id()),
