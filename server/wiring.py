@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from protocols.acme import network
-from server.ca import api, grants, hsm, keys
+from server import private_files
+from server.ca import api, grants, hsm, keys, pkcs8, sealing
 from server.ca.acme import api as acme_api
 from server.ca.est import api as est_api
 from server.ca.status import api as status_api
@@ -64,6 +65,11 @@ _LISTENER_GRANT: Final = grants.Grant(
 )
 _TLS_LIFETIME: Final = timedelta(days=90)
 _HTTP_URL_KEY: Final = "public_http_url"
+# systemd: `LoadCredential=privca-passphrase:/etc/privca/ca-key.passphrase` puts it here.
+CREDENTIAL_NAME: Final = "privca-passphrase"
+# PBKDF2 rounds of the CA keys this process writes (and re-wraps weaker ones to);
+# the test suite lowers it, nothing else does.
+KDF_ROUNDS = pkcs8.DEFAULT_ROUNDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,8 @@ class Services:
     db: Database
     repo: SqlRepository
     engine: api.CAEngine
+    # Seals the server secrets kept in the database (EAB HMAC keys, nonce MAC key).
+    sealer: sealing.Sealer
     # OCSP/CRL services; attached to the engine so every process pre-signs on issue/revoke.
     status: status_api.StatusService | None = None
 
@@ -88,7 +96,7 @@ class TlsFiles:
 
 
 def load_passphrase(settings: Settings, *, create: bool) -> bytes:
-    """Return the CA key passphrase from the env var or the passphrase file.
+    """Return the CA key passphrase: env var, systemd credential, then passphrase file.
 
     With ``create`` a missing file is made with a random passphrase (mode 0600).
 
@@ -98,6 +106,9 @@ def load_passphrase(settings: Settings, *, create: bool) -> bytes:
     from_env = os.environ.get(settings.key_passphrase_env)
     if from_env:
         return from_env.encode()
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials and (Path(credentials) / CREDENTIAL_NAME).is_file():
+        return (Path(credentials) / CREDENTIAL_NAME).read_bytes().strip()
     path = settings.passphrase_file
     if path.exists():
         return path.read_bytes().strip()
@@ -121,26 +132,40 @@ async def open_services(
 
     ``create`` allows an empty data dir; ``serving`` records this node's public URL.
     """
+    database = settings.data_dir / "privca.db"
+    if settings.database_url is None and not create and not database.exists():
+        raise ConfigError(f"no privca database in {settings.data_dir} (run `privca serve` first)")
+    if create or settings.data_dir.exists():
+        # It holds the TLS key, maybe the passphrase file and the SQLite database.
+        private_files.ensure_private_dir(settings.data_dir)
     if settings.database_url is None:
-        if not create and not (settings.data_dir / "privca.db").exists():
-            raise ConfigError(
-                f"no privca database in {settings.data_dir} (run `privca serve` first)"
-            )
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_files.secure_sqlite_files(database)
     db = Database(settings.db_url)
     try:
         await db.migrate()
         repo = SqlRepository(db)
         settings = await _shared_http_url(repo, settings, serving=serving)
-        pkcs8 = keys.Pkcs8KeyBackend(load_passphrase(settings, create=create))
+        passphrase = load_passphrase(settings, create=create)
+        software = keys.Pkcs8KeyBackend(passphrase, kdf_rounds=KDF_ROUNDS)
+        sealer = sealing.Sealer(passphrase)
+        resealed = await SqlAcmeRepository(db, sealer).seal_stored_secrets()
+        if resealed:
+            log.info("sealed %d server secrets stored in plain text", resealed)
         token = pkcs11_backend(settings.pkcs11)
-        backend = keys.KeyBackends(pkcs8, *([token] if token else []))
+        backend = keys.KeyBackends(software, *([token] if token else []))
         engine = api.CAEngine(repo, backend, settings=settings.engine_settings())
         status = status_api.StatusService(
             engine, repo, SqlStatusRepository(db), settings=status_settings(settings)
         ).attach()
         try:
-            yield Services(settings=settings, db=db, repo=repo, engine=engine, status=status)
+            yield Services(
+                settings=settings,
+                db=db,
+                repo=repo,
+                engine=engine,
+                sealer=sealer,
+                status=status,
+            )
         finally:
             if token is not None:
                 token.close()
@@ -202,7 +227,7 @@ def build_acme_service(
     acme = services.settings.acme
     return acme_api.AcmeService(
         services.engine,
-        repo or SqlAcmeRepository(services.db),
+        repo or SqlAcmeRepository(services.db, services.sealer),
         ports=ports or network.default_ports(acme.dns_resolver, permit=validation_permit(services)),
         settings=acme.to_engine(),
     )
@@ -218,7 +243,7 @@ def build_acme_directories(
     acme = services.settings.acme
     return acme_api.Directories(
         services.engine,
-        repo or SqlAcmeRepository(services.db),
+        repo or SqlAcmeRepository(services.db, services.sealer),
         ports=ports or network.default_ports(acme.dns_resolver, permit=validation_permit(services)),
         settings=acme.to_engine(),
         config=acme.to_directories(),
@@ -282,9 +307,11 @@ async def ensure_first_start(services: Services) -> TlsFiles:
     issuing = await engine.get_ca(settings.ca.issuing_name)
     chain = await engine.chain_of(issuing)
     data = settings.data_dir
-    data.mkdir(parents=True, exist_ok=True)
+    private_files.ensure_private_dir(data)
     bundle = data / "ca-bundle.pem"
-    bundle.write_bytes(chain[-1].public_bytes(serialization.Encoding.PEM))
+    private_files.write_private(
+        bundle, chain[-1].public_bytes(serialization.Encoding.PEM), mode=0o644
+    )
     tls_dir = data / "tls"
     files = TlsFiles(cert=tls_dir / "server.pem", key=tls_dir / "server.key", bundle=bundle)
     if not _tls_still_good(files, chain[-1]):
@@ -322,12 +349,11 @@ async def _issue_tls(engine: api.CAEngine, files: TlsFiles) -> None:
         names=names,
         lifetime=_TLS_LIFETIME,
     )
-    files.cert.parent.mkdir(parents=True, exist_ok=True)
+    private_files.ensure_private_dir(files.cert.parent)
     pem = b"".join(
         c.public_bytes(serialization.Encoding.PEM) for c in (issued.certificate, *issued.chain[:-1])
     )
-    files.cert.write_bytes(pem)
-    fd = os.open(files.key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(issued.private_key_pem or b"")
+    # Key first: a reader that sees the new certificate finds its key already there.
+    private_files.write_private(files.key, issued.private_key_pem or b"")
+    private_files.write_private(files.cert, pem, mode=0o644)
     log.info("issued TLS certificate for %s", ", ".join(_TLS_NAMES))
