@@ -20,6 +20,7 @@ from server.ca.est import ports as est_ports
 from server.ca.status import api as status_api
 from server.ca.status import crls, responder
 from server.ca.types import KeyAlgorithm
+from server.store import pgtls
 from server.store.database import sqlite_url
 
 __all__ = [
@@ -324,6 +325,10 @@ class Settings(_Model):
 
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None
+    # PostgreSQL TLS, as libpq's sslmode/sslrootcert; the same parameters in
+    # database_url win. Production: "verify-full" and the database CA's file.
+    database_sslmode: str | None = None
+    database_sslrootcert: Path | None = None
     host: str = "127.0.0.1"
     https_port: int = Field(default=8443, ge=0, le=65535)
     http_port: int = Field(default=8080, ge=0, le=65535)
@@ -344,6 +349,13 @@ class Settings(_Model):
     est: EstSettings = EstSettings()
     acme: AcmeConfig = AcmeConfig()
     pkcs11: Pkcs11Config | None = None
+
+    @field_validator("database_sslmode")
+    @classmethod
+    def _sslmode(cls, value: str | None) -> str | None:
+        if value is not None and value not in pgtls.SSLMODES:
+            raise ValueError(f"must be one of {', '.join(pgtls.SSLMODES)}")
+        return value
 
     @field_validator("public_http_url")
     @classmethod

@@ -140,7 +140,14 @@ async def open_services(
         private_files.ensure_private_dir(settings.data_dir)
     if settings.database_url is None:
         private_files.secure_sqlite_files(database)
-    db = Database(settings.db_url)
+    try:
+        db = Database(
+            settings.db_url,
+            sslmode=settings.database_sslmode,
+            sslrootcert=settings.database_sslrootcert,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"database TLS: {exc}") from exc
     try:
         await db.migrate()
         repo = SqlRepository(db)
