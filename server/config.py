@@ -12,7 +12,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from server.ca import api
 from server.ca.acme import api as acme_api
@@ -21,6 +28,7 @@ from server.ca.est import ports as est_ports
 from server.ca.status import api as status_api
 from server.ca.status import crls, responder
 from server.ca.types import KeyAlgorithm
+from server.store import pgtls
 from server.store.database import sqlite_url
 
 __all__ = [
@@ -248,14 +256,21 @@ class AcmeConfig(_Model):
     validation_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     validation_attempts: int = Field(default=3, ge=1, le=10)
     validation_concurrency: int = Field(default=32, ge=1, le=1024)
+    # Validations queued or running per process; a challenge POST beyond it is
+    # answered rateLimited (Retry-After) and the challenge stays pending.
+    validation_queue: int = Field(default=1000, ge=1, le=1_000_000)
     # CIDRs validation may reach although they are denied by default (loopback,
     # link-local, unspecified, multicast); private ranges are always allowed.
     validation_allow: list[str] = Field(default_factory=list)
     eab_required: bool = False
+    # An EAB key admits one account; true lets it admit several (each one recorded).
+    eab_reuse: bool = False
     authz_reuse: bool = True
-    # 0 disables a limit.
-    orders_per_account_per_hour: int = Field(default=0, ge=0)
-    accounts_per_ip_per_hour: int = Field(default=0, ge=0)
+    # Limits (rateLimited + Retry-After beyond); 0 disables one.
+    orders_per_account_per_hour: int = Field(default=300, ge=0)
+    accounts_per_ip_per_hour: int = Field(default=50, ge=0)
+    # Unexpired pending authorizations per account; newOrder/newAuthz beyond it is refused.
+    pending_authzs_per_account: int = Field(default=1000, ge=0)
     account_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
     terms_of_service: str | None = None
     website: str | None = None
@@ -305,11 +320,14 @@ class AcmeConfig(_Model):
         """Return the ACME engine's settings."""
         return acme_api.AcmeSettings(
             eab_required=self.eab_required,
+            eab_reuse=self.eab_reuse,
             authz_reuse=self.authz_reuse,
             orders_per_account_per_hour=self.orders_per_account_per_hour,
             accounts_per_ip_per_hour=self.accounts_per_ip_per_hour,
+            pending_authzs_per_account=self.pending_authzs_per_account,
             account_cache_seconds=self.account_cache_seconds,
             validation_concurrency=self.validation_concurrency,
+            validation_queue=self.validation_queue,
             terms_of_service=self.terms_of_service,
             website=self.website,
             caa_identities=tuple(self.caa_identities),
@@ -366,9 +384,21 @@ class Settings(_Model):
 
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None
+    # PostgreSQL TLS, as libpq's sslmode/sslrootcert; the same parameters in
+    # database_url win. Production: "verify-full" and the database CA's file.
+    database_sslmode: str | None = None
+    database_sslrootcert: Path | None = None
     host: str = "127.0.0.1"
     https_port: int = Field(default=8443, ge=0, le=65535)
     http_port: int = Field(default=8080, ge=0, le=65535)
+    # Names (DNS or IP) the self-issued HTTPS certificate carries: what clients connect to.
+    tls_names: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"], min_length=1
+    )
+    # An operator-provided certificate chain and key instead (both or neither; reloaded
+    # by every serving process when replaced).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
     # Base URL written into CDP/AIA of issued certificates; defaults to http://host:http_port.
     public_http_url: str | None = None
     key_passphrase_env: str = "PRIVCA_KEY_PASSPHRASE"  # noqa: S105 - an env var name
@@ -388,6 +418,33 @@ class Settings(_Model):
     pkcs11: Pkcs11Config | None = None
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
+
+    @field_validator("tls_names")
+    @classmethod
+    def _tls_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            try:
+                ipaddress.ip_address(name)
+            except ValueError:
+                labels = name.rstrip(".").split(".")
+                if "*" in name or not all(
+                    0 < len(label) < 64 and label.replace("-", "").isalnum() for label in labels
+                ):
+                    raise ValueError(f"{name!r} is neither a DNS name nor an IP address") from None
+        return value
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both tls_cert_file and tls_key_file, or neither")
+        return self
+
+    @field_validator("database_sslmode")
+    @classmethod
+    def _sslmode(cls, value: str | None) -> str | None:
+        if value is not None and value not in pgtls.SSLMODES:
+            raise ValueError(f"must be one of {', '.join(pgtls.SSLMODES)}")
+        return value
 
     @field_validator("public_http_url")
     @classmethod

@@ -20,7 +20,7 @@ from server.store.database import Database
 from server.store.repository import SqlRepository
 from tests.protocols.acme.conftest import OP, AiohttpClient
 from tests.protocols.acme.support import AcmeClient, FakeNetwork, b64u, csr_der, eab_binding, jwk_of
-from tests.support import openssl_verify
+from tests.support import TEST_SEALER, openssl_verify
 
 SETTINGS = acme_api.AcmeSettings(
     validation=acme_api.ValidationSettings(attempts=1, retry_delay=0.0, timeout=2.0)
@@ -77,7 +77,7 @@ async def env(
     )
     await engine.create_subordinate("corp", parent="root", actor=OP, path_length=0)
     network = FakeNetwork()
-    repo = SqlAcmeRepository(database)
+    repo = SqlAcmeRepository(database, TEST_SEALER)
     default = acme_api.AcmeService(engine, repo, ports=network.ports(), settings=SETTINGS)
     dirs = acme_api.Directories(
         engine,
@@ -250,7 +250,7 @@ async def test_eab_required_on_one_directory_is_not_bypassed(env: DirsEnv) -> No
     assert reply.status == 403
     assert reply.problem_type == "unauthorized"
     # With a binding a fresh key gets in.
-    key = await (await env.dirs.service("locked")).accounts.create_eab_key()
+    key = await (await env.dirs.service("locked")).accounts.create_eab_key(actor=OP)
     ok = env.client("/acme/locked")
     await ok.directory()
     binding = eab_binding(key.kid, key.hmac_key, jwk_of(ok.key), ok.dir["newAccount"])
