@@ -10,10 +10,10 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from server.ca import api, grants, keys
+from server.ca import api, grants, keys, profiles
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.matter import api as matter_api
-from server.ca.types import CA, CAStatus, KeyAlgorithm, Principal
+from server.ca.types import CA, CAStatus, CertQuery, KeyAlgorithm, Principal
 from server.store.memory import MemoryRepository
 from tests.support import make_csr
 
@@ -230,3 +230,43 @@ def test_signers_keep_the_key_inside() -> None:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])
     csr = signer.sign_csr(x509.CertificateSigningRequestBuilder().subject_name(name))
     assert csr.is_signature_valid
+
+
+async def test_profile_key_rule_applies_to_csrs_and_generated_keys(
+    memory_repo: MemoryRepository, key_backend: keys.Pkcs8KeyBackend
+) -> None:
+    """A profile's key algorithms refuse a CSR's key and a key the engine would generate."""
+    ec_only = replace(
+        profiles.BUILTIN_PROFILES["tls-server"],
+        name="ec-only",
+        allowed_key_algorithms=frozenset({KeyAlgorithm.EC_P256}),
+    )
+    engine = api.CAEngine(
+        memory_repo,
+        key_backend,
+        settings=api.EngineSettings(
+            default_ca="issuing", profiles={**profiles.BUILTIN_PROFILES, "ec-only": ec_only}
+        ),
+    )
+    await _tiers(engine)
+    stored = len(await engine.find_certificates(CertQuery(limit=1000)))
+    csr, _ = make_csr(["dns:a.corp.internal"], alg=KeyAlgorithm.ED25519)
+    with pytest.raises(EngineError) as info:
+        await engine.issue(csr, principal=OP, grant=grants.OPERATOR, profile="ec-only")
+    assert info.value.kind is ProblemKind.BAD_PUBLIC_KEY
+    assert info.value.detail.startswith("profile.key: ")
+    with pytest.raises(EngineError) as info:
+        await engine.issue_with_generated_key(
+            principal=OP,
+            grant=grants.OPERATOR,
+            profile="ec-only",
+            key_algorithm=KeyAlgorithm.ED25519,
+            subject=x509.Name([]),
+            names=[x509.DNSName("a.corp.internal")],
+        )
+    assert info.value.kind is ProblemKind.BAD_PUBLIC_KEY
+    assert info.value.detail.startswith("profile.key: ")
+    assert len(await engine.find_certificates(CertQuery(limit=1000))) == stored
+    # The control: an allowed key is issued both ways.
+    csr, _ = make_csr(["dns:a.corp.internal"])
+    await engine.issue(csr, principal=OP, grant=grants.OPERATOR, profile="ec-only")
