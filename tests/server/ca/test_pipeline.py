@@ -157,6 +157,12 @@ async def test_an_expired_ca_issues_nothing(
             ca="issuing",
         )
     assert info.value.detail.startswith("ca.expired: ")
+    # Nor does it get a delegated OCSP signer: its status is no longer answered.
+    stored = len(await later.find_certificates(CertQuery(limit=1000)))
+    with pytest.raises(EngineError) as info:
+        await later.issue_ocsp_signer(await later.get_ca("issuing"), lifetime=timedelta(days=7))
+    assert info.value.detail == "ca.expired: CA issuing expired"
+    assert len(await later.find_certificates(CertQuery(limit=1000))) == stored
 
 
 async def test_a_state_change_reaches_another_node_within_the_ttl(
