@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -302,3 +303,17 @@ async def test_finalize_applies_the_directory_policy_of_the_moment(env: DirsEnv)
     assert done.problem_type == "rejectedIdentifier"
     assert "grant.dns-suffix" in done.json()["detail"]
     assert await SqlRepository(env.db).list_certificates(CertQuery(limit=1000)) == before
+
+
+async def test_directory_ip_ranges_refuse_other_addresses(env: DirsEnv) -> None:
+    lab = acme_api.AcmeDirectory(
+        name="lab", ca="corp", ip_ranges=(ipaddress.ip_network("10.0.0.0/8"),)
+    )
+    await env.dirs.add(lab, actor=OP)
+    client = await _account(env, "/acme/lab")
+    reply = await client.new_order("192.0.2.7")
+    assert reply.status == 400, reply.body
+    assert reply.problem_type == "rejectedIdentifier"
+    assert "grant.ip-range: 192.0.2.7 is outside 10.0.0.0/8" in reply.json()["detail"]
+    assert (await client.new_order("10.1.2.3")).status == 201
+    await (await env.dirs.service("lab")).orders.wait_idle()
