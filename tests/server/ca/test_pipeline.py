@@ -276,3 +276,17 @@ async def test_profile_key_rule_applies_to_csrs_and_generated_keys(
     # The control: an allowed key is issued both ways.
     csr, _ = make_csr(["dns:a.corp.internal"])
     await engine.issue(csr, principal=OP, grant=grants.OPERATOR, profile="ec-only")
+
+
+async def test_a_request_naming_nobody_is_refused(engine: api.CAEngine) -> None:
+    """A device profile needs no SAN, but a certificate must name someone (RFC 5280 §4.1.2.6)."""
+    await _tiers(engine)
+    stored = len(await engine.find_certificates(CertQuery(limit=1000)))
+    csr, _ = make_csr([])
+    with pytest.raises(EngineError) as info:
+        await engine.issue(csr, principal=OP, grant=grants.OPERATOR, profile="device")
+    assert info.value.kind is ProblemKind.BAD_CSR
+    assert info.value.detail == "request.subject: the request names no subject and no SAN"
+    assert len(await engine.find_certificates(CertQuery(limit=1000))) == stored
+    csr, _ = make_csr([], subject="fire-sensor-1")
+    await engine.issue(csr, principal=OP, grant=grants.OPERATOR, profile="device")
