@@ -290,3 +290,12 @@ async def test_a_request_naming_nobody_is_refused(engine: api.CAEngine) -> None:
     assert len(await engine.find_certificates(CertQuery(limit=1000))) == stored
     csr, _ = make_csr([], subject="fire-sensor-1")
     await engine.issue(csr, principal=OP, grant=grants.OPERATOR, profile="device")
+
+
+async def test_a_leaf_never_outlives_its_issuer(engine: api.CAEngine) -> None:
+    await engine.create_root("root", actor=OP)
+    await engine.create_subordinate("issuing", parent="root", actor=OP, lifetime=timedelta(days=2))
+    ca = await engine.get_ca("issuing")
+    csr, _ = make_csr(["dns:a.internal"])
+    issued = await engine.issue(csr, principal=OP, grant=grants.OPERATOR, profile="tls-server")
+    assert issued.certificate.not_valid_after_utc == ca.certificate.not_valid_after_utc
