@@ -299,3 +299,17 @@ async def test_a_leaf_never_outlives_its_issuer(engine: api.CAEngine) -> None:
     csr, _ = make_csr(["dns:a.internal"])
     issued = await engine.issue(csr, principal=OP, grant=grants.OPERATOR, profile="tls-server")
     assert issued.certificate.not_valid_after_utc == ca.certificate.not_valid_after_utc
+
+
+async def test_a_window_that_ended_is_refused(engine: api.CAEngine) -> None:
+    """notBefore within the backdate limit, notAfter already past: nothing to issue."""
+    await _tiers(engine)
+    now = engine.now()
+    err = await _refused(
+        engine,
+        grants.OPERATOR,
+        not_before=now - timedelta(minutes=3),
+        not_after=now - timedelta(minutes=1),
+    )
+    assert err.kind is ProblemKind.MALFORMED
+    assert err.detail == "notAfter is in the past"
