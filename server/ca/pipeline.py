@@ -90,7 +90,9 @@ def check_status_signer(lineage: Sequence[CA], now: datetime) -> None:
         EngineError: POLICY (``ca.state``, ``ca.expired``).
     """
     ca = lineage[0]
-    if ca.cert_der is None or ca.status is CAStatus.PENDING:
+    # A pending import is the only state without a certificate (``activate_import``
+    # sets both), so this refuses it too.
+    if ca.cert_der is None:
         raise EngineError(ProblemKind.POLICY, f"{Rule.CA_STATE}: CA {ca.name} is {ca.status}")
     if ca.certificate.not_valid_after_utc <= now:
         raise EngineError(ProblemKind.POLICY, f"{Rule.CA_EXPIRED}: CA {ca.name} expired")

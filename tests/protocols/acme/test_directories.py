@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -14,7 +15,7 @@ from cryptography import x509
 from protocols.acme import routes
 from server.ca import api, keys
 from server.ca.acme import api as acme_api
-from server.ca.types import AuditEvent, CAStatus
+from server.ca.types import AuditEvent, CAStatus, CertQuery
 from server.store.acme_repository import SqlAcmeRepository
 from server.store.database import Database
 from server.store.repository import SqlRepository
@@ -284,3 +285,35 @@ async def test_directory_of_a_disabled_ca_answers_a_problem_not_500(env: DirsEnv
     reply = await client.new_order("api.corp.example")
     assert reply.status == 403
     assert "ca.state" in reply.json()["detail"]
+
+
+async def test_finalize_applies_the_directory_policy_of_the_moment(env: DirsEnv) -> None:
+    """An order authorized under a wider policy is not issued after the policy narrows."""
+    team = acme_api.AcmeDirectory(name="team", ca="corp", dns_suffixes=("team.example",))
+    await env.dirs.add(team, actor=OP)
+    client = await _account(env, "/acme/team")
+    order = await _ready(env, client, "www.team.example")
+    await (await env.dirs.service("team")).orders.wait_idle()
+    await env.dirs.remove("team", actor=OP)
+    await env.dirs.add(replace(team, dns_suffixes=("elsewhere.example",)), actor=OP)
+    before = await SqlRepository(env.db).list_certificates(CertQuery(limit=1000))
+    der, _ = csr_der(["www.team.example"])
+    done = await client.post(order["finalize"], {"csr": b64u(der)})
+    assert done.status == 400, done.body
+    assert done.problem_type == "rejectedIdentifier"
+    assert "grant.dns-suffix" in done.json()["detail"]
+    assert await SqlRepository(env.db).list_certificates(CertQuery(limit=1000)) == before
+
+
+async def test_directory_ip_ranges_refuse_other_addresses(env: DirsEnv) -> None:
+    lab = acme_api.AcmeDirectory(
+        name="lab", ca="corp", ip_ranges=(ipaddress.ip_network("10.0.0.0/8"),)
+    )
+    await env.dirs.add(lab, actor=OP)
+    client = await _account(env, "/acme/lab")
+    reply = await client.new_order("192.0.2.7")
+    assert reply.status == 400, reply.body
+    assert reply.problem_type == "rejectedIdentifier"
+    assert "grant.ip-range: 192.0.2.7 is outside 10.0.0.0/8" in reply.json()["detail"]
+    assert (await client.new_order("10.1.2.3")).status == 201
+    await (await env.dirs.service("lab")).orders.wait_idle()

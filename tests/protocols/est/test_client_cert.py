@@ -231,3 +231,25 @@ async def test_privca_cert_enrolls_only_its_own_identity(est_env: EstEnv) -> Non
     der, _ = csr_der("sensor-a")
     resp = await est_env.client.post(f"{PREFIX}/simpleenroll", data=b64(der), headers=headers)
     assert resp.status == 200
+
+
+async def test_certificate_of_an_expired_trust_anchor_refused(est_env: EstEnv) -> None:
+    """A vendor anchor past its validity logs in nobody, though its leaves are still valid."""
+    vendor, vendor_key = make_external_ca(expired=True)
+    await est_env.service.add_label(
+        est_api.EstLabel(
+            name="factory", trust_anchors_pem=vendor.public_bytes(serialization.Encoding.PEM)
+        ),
+        actor=OP,
+    )
+    idevid, _ = external_leaf(vendor, vendor_key)
+    der, _ = csr_der()
+    before = await est_env.cert_count()
+    resp = await est_env.client.post(
+        f"{PREFIX}/factory/simpleenroll",
+        data=b64(der),
+        headers={**PKCS10, "Client-Cert": rfc9440(idevid)},
+    )
+    assert resp.status == 403
+    assert "not issued by a trust anchor of label factory" in await resp.text()
+    assert await est_env.cert_count() == before

@@ -10,10 +10,10 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from server.ca import api, grants, keys
+from server.ca import api, grants, keys, profiles
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.matter import api as matter_api
-from server.ca.types import CA, CAStatus, KeyAlgorithm, Principal
+from server.ca.types import CA, CAStatus, CertQuery, KeyAlgorithm, Principal
 from server.store.memory import MemoryRepository
 from tests.support import make_csr
 
@@ -157,6 +157,12 @@ async def test_an_expired_ca_issues_nothing(
             ca="issuing",
         )
     assert info.value.detail.startswith("ca.expired: ")
+    # Nor does it get a delegated OCSP signer: its status is no longer answered.
+    stored = len(await later.find_certificates(CertQuery(limit=1000)))
+    with pytest.raises(EngineError) as info:
+        await later.issue_ocsp_signer(await later.get_ca("issuing"), lifetime=timedelta(days=7))
+    assert info.value.detail == "ca.expired: CA issuing expired"
+    assert len(await later.find_certificates(CertQuery(limit=1000))) == stored
 
 
 async def test_a_state_change_reaches_another_node_within_the_ttl(
@@ -230,3 +236,80 @@ def test_signers_keep_the_key_inside() -> None:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])
     csr = signer.sign_csr(x509.CertificateSigningRequestBuilder().subject_name(name))
     assert csr.is_signature_valid
+
+
+async def test_profile_key_rule_applies_to_csrs_and_generated_keys(
+    memory_repo: MemoryRepository, key_backend: keys.Pkcs8KeyBackend
+) -> None:
+    """A profile's key algorithms refuse a CSR's key and a key the engine would generate."""
+    ec_only = replace(
+        profiles.BUILTIN_PROFILES["tls-server"],
+        name="ec-only",
+        allowed_key_algorithms=frozenset({KeyAlgorithm.EC_P256}),
+    )
+    engine = api.CAEngine(
+        memory_repo,
+        key_backend,
+        settings=api.EngineSettings(
+            default_ca="issuing", profiles={**profiles.BUILTIN_PROFILES, "ec-only": ec_only}
+        ),
+    )
+    await _tiers(engine)
+    stored = len(await engine.find_certificates(CertQuery(limit=1000)))
+    csr, _ = make_csr(["dns:a.corp.internal"], alg=KeyAlgorithm.ED25519)
+    with pytest.raises(EngineError) as info:
+        await engine.issue(csr, principal=OP, grant=grants.OPERATOR, profile="ec-only")
+    assert info.value.kind is ProblemKind.BAD_PUBLIC_KEY
+    assert info.value.detail.startswith("profile.key: ")
+    with pytest.raises(EngineError) as info:
+        await engine.issue_with_generated_key(
+            principal=OP,
+            grant=grants.OPERATOR,
+            profile="ec-only",
+            key_algorithm=KeyAlgorithm.ED25519,
+            subject=x509.Name([]),
+            names=[x509.DNSName("a.corp.internal")],
+        )
+    assert info.value.kind is ProblemKind.BAD_PUBLIC_KEY
+    assert info.value.detail.startswith("profile.key: ")
+    assert len(await engine.find_certificates(CertQuery(limit=1000))) == stored
+    # The control: an allowed key is issued both ways.
+    csr, _ = make_csr(["dns:a.corp.internal"])
+    await engine.issue(csr, principal=OP, grant=grants.OPERATOR, profile="ec-only")
+
+
+async def test_a_request_naming_nobody_is_refused(engine: api.CAEngine) -> None:
+    """A device profile needs no SAN, but a certificate must name someone (RFC 5280 §4.1.2.6)."""
+    await _tiers(engine)
+    stored = len(await engine.find_certificates(CertQuery(limit=1000)))
+    csr, _ = make_csr([])
+    with pytest.raises(EngineError) as info:
+        await engine.issue(csr, principal=OP, grant=grants.OPERATOR, profile="device")
+    assert info.value.kind is ProblemKind.BAD_CSR
+    assert info.value.detail == "request.subject: the request names no subject and no SAN"
+    assert len(await engine.find_certificates(CertQuery(limit=1000))) == stored
+    csr, _ = make_csr([], subject="fire-sensor-1")
+    await engine.issue(csr, principal=OP, grant=grants.OPERATOR, profile="device")
+
+
+async def test_a_leaf_never_outlives_its_issuer(engine: api.CAEngine) -> None:
+    await engine.create_root("root", actor=OP)
+    await engine.create_subordinate("issuing", parent="root", actor=OP, lifetime=timedelta(days=2))
+    ca = await engine.get_ca("issuing")
+    csr, _ = make_csr(["dns:a.internal"])
+    issued = await engine.issue(csr, principal=OP, grant=grants.OPERATOR, profile="tls-server")
+    assert issued.certificate.not_valid_after_utc == ca.certificate.not_valid_after_utc
+
+
+async def test_a_window_that_ended_is_refused(engine: api.CAEngine) -> None:
+    """notBefore within the backdate limit, notAfter already past: nothing to issue."""
+    await _tiers(engine)
+    now = engine.now()
+    err = await _refused(
+        engine,
+        grants.OPERATOR,
+        not_before=now - timedelta(minutes=3),
+        not_after=now - timedelta(minutes=1),
+    )
+    assert err.kind is ProblemKind.MALFORMED
+    assert err.detail == "notAfter is in the past"
