@@ -53,7 +53,7 @@ from tests.protocols.est.conftest import (
     make_external_ca,
     rfc9440,
 )
-from tests.support import FakeClock
+from tests.support import TEST_SEALER, FakeClock
 
 OP: Final = Principal("operator", "matrix")
 EST: Final = "/.well-known/est"
@@ -133,7 +133,7 @@ async def matrix(
         actor=OP,
     )
     network = FakeNetwork()
-    repo = SqlAcmeRepository(database)
+    repo = SqlAcmeRepository(database, TEST_SEALER)
     default = acme_api.AcmeService(engine, repo, ports=network.ports(), settings=ACME_SETTINGS)
     dirs = acme_api.Directories(
         engine, repo, ports=network.ports(), settings=ACME_SETTINGS, config={"corp": CORP}
