@@ -51,9 +51,11 @@ __all__ = [
     "Renewal",
     "disable",
     "enable",
+    "offline_refusal",
     "publishes_status",
     "renew",
     "revoke",
+    "set_offline",
     "state_of",
 ]
 
@@ -87,6 +89,37 @@ def publishes_status(ca: CA, now: datetime) -> bool:
     if ca.status is CAStatus.REVOKED:
         return now < ca.certificate.not_valid_after_utc
     return True
+
+
+def offline_refusal(ca: CA) -> str:
+    """Return the refusal for using an offline CA's key outside a ceremony (rule ``ca.offline``)."""
+    return (
+        f"ca.offline: CA {ca.name} is offline: it issues nothing here and its key is used "
+        f"only by `privca ca sign-offline {ca.name}` where the key is"
+    )
+
+
+async def set_offline(engine: CAEngine, name: str, *, offline: bool, actor: Principal) -> CA:
+    """Mark a CA offline (serving processes never load its key) or back online.
+
+    An offline CA issues no leaves; its CRL and the OCSP answers for what it signed
+    are made by ``privca ca sign-offline`` and served until they expire.
+
+    Raises:
+        EngineError: NOT_FOUND, CONFLICT (already in that state, or pending).
+    """
+    ca, _ = await _fresh(engine, name)
+    if ca.cert_der is None:
+        raise EngineError(ProblemKind.CONFLICT, f"CA {ca.name} has no certificate yet")
+    if ca.offline is offline:
+        raise EngineError(
+            ProblemKind.CONFLICT, f"CA {ca.name} is already {'offline' if offline else 'online'}"
+        )
+    updated = replace(ca, offline=offline)
+    action = "ca.set-offline" if offline else "ca.set-online"
+    await engine.replace_ca(ca, updated, actor=actor, action=action, target=ca.name)
+    _log.info("CA %s marked %s by %s", ca.name, "offline" if offline else "online", actor)
+    return updated
 
 
 async def _fresh(engine: CAEngine, name: str) -> tuple[CA, list[CA]]:
@@ -254,6 +287,9 @@ async def renew(
         )
     if days is not None and days < 1:
         raise EngineError(ProblemKind.MALFORMED, "--days must be at least 1")
+    if ca.parent_id is None and ca.offline and not engine.in_ceremony:
+        # A root signs its own renewal: with its key, which only a ceremony may load.
+        raise EngineError(ProblemKind.POLICY, offline_refusal(ca))
     now = engine.now().replace(microsecond=0)
     below = _descendants(ca, cas)
     if rekey:
