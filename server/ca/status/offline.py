@@ -88,8 +88,8 @@ class OfflineStatus:
 
         Raises:
             EngineError: NOT_FOUND (CA), CONFLICT (the CA is online), MALFORMED (days),
-                POLICY (not a ceremony engine; no certificate), UNAVAILABLE (another
-                node is generating this CA's CRL).
+                POLICY (``ca.offline``: the engine is not a ceremony's, so it may not
+                load the key), UNAVAILABLE (another node is generating this CA's CRL).
         """
         ca = await self._engine.get_ca(ref)
         if not ca.offline:
@@ -100,8 +100,6 @@ class OfflineStatus:
             )
         if not 1 <= days <= _MAX_DAYS:
             raise EngineError(ProblemKind.MALFORMED, f"--days must be 1-{_MAX_DAYS}")
-        if not self._engine.in_ceremony:
-            raise EngineError(ProblemKind.POLICY, lifecycle.offline_refusal(ca))
         validity = timedelta(days=days)
         signer = await self._ocsp.issue_signer(ca, lifetime=validity) if ocsp_signer else None
         crl = await self._crls.regenerate(ca, actor=actor, validity=validity)

@@ -317,3 +317,15 @@ async def test_a_revocation_makes_the_ceremony_due_now(cli: Cli, serving: Servic
     # The stored answer still says good: the next ceremony is due at once.
     assert _days_left(await serving.status.offline.valid_until(root)) <= 0
     assert await serving.status.offline.check() == ["root"]
+
+
+async def test_renewing_under_an_offline_root_is_a_ceremony(cli: Cli, serving: Services) -> None:
+    code, out, err = await cli("ca", "renew", "sub")
+    assert code == 0, err
+    assert "renewed CA sub" in out
+    code, out, err = await cli("ca", "renew", "root")
+    assert code == 0, err
+    # Issuance from the offline root stays refused, in any process.
+    code, _, err = await cli("cert", "issue", "--ca", "root", "--san", "dns:x.internal")
+    assert code == 1
+    assert "ca.offline" in err
