@@ -1,4 +1,4 @@
-"""CA lifecycle: disable, enable, revoke and renew a CA; the state shown for it.
+"""CA lifecycle: disable, enable, revoke, renew, mark offline; the state shown for it.
 
 States: PENDING (an import waiting for its certificate), ACTIVE, DISABLED, REVOKED,
 and "expired", which is not stored but follows from the certificate. A disabled or
@@ -16,6 +16,10 @@ new certificate could verify them). Leaves issued under the old key keep their
 validity but lose status coverage: the responder answers for the current key only
 and new CRLs are signed by the new key (documented limit; the count is in the audit
 detail and printed by the CLI).
+
+An offline CA (``set_offline``) keeps its state; only its key is kept from
+serving processes (``CAEngine._issuer`` refuses it outside a ceremony, and it
+issues no leaves): see ``server/ca/status/offline.py``.
 
 ``CAEngine.disable_ca`` and friends are thin calls into this module. Nodes sharing
 the database see a change within ``api.STATE_TTL``. Must not import aiohttp,
