@@ -88,9 +88,14 @@ def _acme_app(services: wiring.Services) -> web.Application:
         dns=network.DnsResolver(services.settings.acme.dns_resolver),
         tls=network.AlpnProber(permit),
     )
+    acme = services.settings.acme
+    # One bounded queue of background validations for every directory of the process.
+    queue = acme_api.ValidationQueue(
+        limit=acme.validation_queue, concurrency=acme.validation_concurrency
+    )
     return acme_routes.build_app(
-        wiring.build_acme_service(services, ports=ports),
-        directories=wiring.build_acme_directories(services, ports=ports),
+        wiring.build_acme_service(services, ports=ports, queue=queue),
+        directories=wiring.build_acme_directories(services, ports=ports, queue=queue),
         client_max_size=services.settings.max_body_bytes,
         closers=[fetcher.close],
     )

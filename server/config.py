@@ -233,14 +233,21 @@ class AcmeConfig(_Model):
     validation_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     validation_attempts: int = Field(default=3, ge=1, le=10)
     validation_concurrency: int = Field(default=32, ge=1, le=1024)
+    # Validations queued or running per process; a challenge POST beyond it is
+    # answered rateLimited (Retry-After) and the challenge stays pending.
+    validation_queue: int = Field(default=1000, ge=1, le=1_000_000)
     # CIDRs validation may reach although they are denied by default (loopback,
     # link-local, unspecified, multicast); private ranges are always allowed.
     validation_allow: list[str] = Field(default_factory=list)
     eab_required: bool = False
+    # An EAB key admits one account; true lets it admit several (each one recorded).
+    eab_reuse: bool = False
     authz_reuse: bool = True
-    # 0 disables a limit.
-    orders_per_account_per_hour: int = Field(default=0, ge=0)
-    accounts_per_ip_per_hour: int = Field(default=0, ge=0)
+    # Limits (rateLimited + Retry-After beyond); 0 disables one.
+    orders_per_account_per_hour: int = Field(default=300, ge=0)
+    accounts_per_ip_per_hour: int = Field(default=50, ge=0)
+    # Unexpired pending authorizations per account; newOrder/newAuthz beyond it is refused.
+    pending_authzs_per_account: int = Field(default=1000, ge=0)
     account_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
     terms_of_service: str | None = None
     website: str | None = None
@@ -290,11 +297,14 @@ class AcmeConfig(_Model):
         """Return the ACME engine's settings."""
         return acme_api.AcmeSettings(
             eab_required=self.eab_required,
+            eab_reuse=self.eab_reuse,
             authz_reuse=self.authz_reuse,
             orders_per_account_per_hour=self.orders_per_account_per_hour,
             accounts_per_ip_per_hour=self.accounts_per_ip_per_hour,
+            pending_authzs_per_account=self.pending_authzs_per_account,
             account_cache_seconds=self.account_cache_seconds,
             validation_concurrency=self.validation_concurrency,
+            validation_queue=self.validation_queue,
             terms_of_service=self.terms_of_service,
             website=self.website,
             caa_identities=tuple(self.caa_identities),

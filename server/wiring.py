@@ -197,6 +197,7 @@ def build_acme_service(
     *,
     ports: acme_api.ValidationPorts | None = None,
     repo: SqlAcmeRepository | None = None,
+    queue: acme_api.ValidationQueue | None = None,
 ) -> acme_api.AcmeService:
     """Return the ACME state machine over this process's engine and database."""
     acme = services.settings.acme
@@ -205,6 +206,7 @@ def build_acme_service(
         repo or SqlAcmeRepository(services.db),
         ports=ports or network.default_ports(acme.dns_resolver, permit=validation_permit(services)),
         settings=acme.to_engine(),
+        queue=queue,
     )
 
 
@@ -213,6 +215,7 @@ def build_acme_directories(
     *,
     ports: acme_api.ValidationPorts | None = None,
     repo: SqlAcmeRepository | None = None,
+    queue: acme_api.ValidationQueue | None = None,
 ) -> acme_api.Directories:
     """Return the named ACME directories (config file, then stored) over the same parts."""
     acme = services.settings.acme
@@ -222,6 +225,7 @@ def build_acme_directories(
         ports=ports or network.default_ports(acme.dns_resolver, permit=validation_permit(services)),
         settings=acme.to_engine(),
         config=acme.to_directories(),
+        queue=queue,
     )
 
 

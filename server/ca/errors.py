@@ -31,6 +31,8 @@ class ProblemKind(StrEnum):
     REJECTED_IDENTIFIER = "rejectedIdentifier"
     UNSUPPORTED_IDENTIFIER = "unsupportedIdentifier"
     UNAUTHORIZED = "unauthorized"
+    # A deactivated or revoked account: ACME "unauthorized" with 401 (RFC 8555 §7.3.6).
+    ACCOUNT_NOT_VALID = "accountNotValid"
     RATE_LIMITED = "rateLimited"
     ACCOUNT_DOES_NOT_EXIST = "accountDoesNotExist"
     EXTERNAL_ACCOUNT_REQUIRED = "externalAccountRequired"

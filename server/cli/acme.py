@@ -26,7 +26,7 @@ def _b64u(data: bytes) -> str:
 
 
 async def _eab_create(s: Services, a: argparse.Namespace) -> int:
-    key = await build_acme_service(s).accounts.create_eab_key()
+    key = await build_acme_service(s).accounts.create_eab_key(actor=OPERATOR)
     if a.json:
         print(json.dumps({"kid": key.kid, "hmac": _b64u(key.hmac_key)}))
     else:
@@ -41,22 +41,27 @@ async def _eab_list(s: Services, a: argparse.Namespace) -> int:
             "kid": k.kid,
             "created": k.created_at.isoformat(),
             "revoked": k.revoked,
-            "account": k.account_id,
+            "accounts": list(k.account_ids),
         }
         for k in keys
     ]
     if a.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'KID':<24} {'CREATED':<26} {'REVOKED':<8} ACCOUNT")
-    for r in rows:
-        print(f"{r['kid']:<24} {r['created']:<26} {r['revoked']!s:<8} {r['account'] or '-'}")
+    print(f"{'KID':<24} {'CREATED':<26} {'REVOKED':<8} ACCOUNTS")
+    for k in keys:
+        bound = ",".join(k.account_ids) or "-"
+        print(f"{k.kid:<24} {k.created_at.isoformat():<26} {k.revoked!s:<8} {bound}")
     return 0
 
 
 async def _eab_revoke(s: Services, a: argparse.Namespace) -> int:
-    await build_acme_service(s).accounts.revoke_eab_key(a.kid)
+    done = await build_acme_service(s).accounts.revoke_eab_key(
+        a.kid, actor=OPERATOR, deactivate_accounts=a.deactivate_accounts
+    )
     print(f"revoked EAB key {a.kid}")
+    for account_id in done:
+        print(f"deactivated account {account_id}")
     return 0
 
 
@@ -176,5 +181,10 @@ def register(sub: Subparsers) -> None:
     p.set_defaults(handler=_eab_list)
     p = eab.add_parser("revoke", help="revoke a key", parents=[STORAGE])
     p.add_argument("kid")
+    p.add_argument(
+        "--deactivate-accounts",
+        action="store_true",
+        help="also deactivate every account bound with the key",
+    )
     p.set_defaults(handler=_eab_revoke)
     _register_directories(groups)

@@ -1,4 +1,4 @@
-"""SQLAlchemy tables of the ACME server; the schema is owned by migrations 0002 and 0005.
+"""SQLAlchemy tables of the ACME server; the schema is owned by migrations 0002, 0005 and 0006.
 
 Rows never leave ``server/store``: ``acme_repository.py`` converts them to
 ``server.ca.acme.types``. Challenges live inside their authorization row (JSON)
@@ -23,6 +23,7 @@ __all__ = [
     "AcmeNonceRow",
     "AcmeOrderRow",
     "AcmeRateLimitRow",
+    "AcmeReplacementRow",
     "AcmeStateRow",
 ]
 
@@ -102,6 +103,20 @@ class AcmeEabKeyRow(Base):
     hmac_key: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked: Mapped[bool] = mapped_column(Boolean)
+    # Accounts bound with the key (migration 0006); a single-use key binds while it is 0.
+    bindings: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class AcmeReplacementRow(Base):
+    """The order holding a certificate's one replacement slot (RFC 9773 §5; migration 0006).
+
+    The primary key makes two racing newOrders naming the same ``replaces`` collide.
+    """
+
+    __tablename__ = "acme_replacements"
+
+    cert_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(32))
 
 
 class AcmeStateRow(Base):

@@ -10,10 +10,11 @@ import contextlib
 import ipaddress
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, case, delete, insert, or_, select, update
+from sqlalchemy import Table, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +32,7 @@ from server.store.acme_models import (
     AcmeNonceRow,
     AcmeOrderRow,
     AcmeRateLimitRow,
+    AcmeReplacementRow,
     AcmeStateRow,
 )
 from server.store.database import Database
@@ -46,6 +48,7 @@ _EAB = cast(Table, AcmeEabKeyRow.__table__)
 _STATE = cast(Table, AcmeStateRow.__table__)
 _RATE = cast(Table, AcmeRateLimitRow.__table__)
 _DIR = cast(Table, AcmeDirectoryRow.__table__)
+_REPL = cast(Table, AcmeReplacementRow.__table__)
 _AUDIT = cast(Table, AuditRow.__table__)
 _NONCE_KEY = "nonce-secret"
 
@@ -294,6 +297,33 @@ class SqlAcmeRepository:
                 raise
             return existing
 
+    async def add_eab_account(
+        self, account: at.Account, *, single_use: bool, audit: types.AuditEvent
+    ) -> at.Account:
+        # Rare (once per EAB sign-up): Core in one transaction, no raw-driver twin.
+        usable = [_EAB.c.kid == account.eab_kid, _EAB.c.revoked.is_(False)]
+        if single_use:
+            usable.append(_EAB.c.bindings == 0)
+        try:
+            async with self._db.write() as conn:
+                bound = await conn.execute(
+                    update(_EAB).where(*usable).values(bindings=_EAB.c.bindings + 1)
+                )
+                if bound.rowcount != 1:
+                    raise EngineError(
+                        ProblemKind.UNAUTHORIZED,
+                        "this external account key is unknown, revoked or already used",
+                    )
+                await conn.execute(insert(_ACC).values(**_account_from_domain(account)))
+                await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+        except IntegrityError:
+            # Another request stored an account for this key first; the binding rolled back.
+            existing = await self.get_account_by_thumbprint(account.key.thumbprint)
+            if existing is None:
+                raise
+            return existing
+        return account
+
     async def get_account(self, account_id: at.AccountId) -> at.Account | None:
         row = await self._db.fetch_first(select(_ACC).where(_ACC.c.id == account_id))
         return _account_to_domain(row._mapping) if row else None
@@ -315,7 +345,16 @@ class SqlAcmeRepository:
 
     # ------------------------------------------------------------ orders / authzs
 
-    async def add_order(self, order: at.Order, new_authzs: Sequence[at.Authorization]) -> None:
+    async def add_order(
+        self,
+        order: at.Order,
+        new_authzs: Sequence[at.Authorization],
+        *,
+        superseding: Sequence[at.OrderId] = (),
+    ) -> None:
+        if order.replaces is not None:
+            await self._add_replacing_order(order, new_authzs, superseding)
+            return
         if self._raw_pg:
             o = _order_from_domain(order)
             async with self._db.pg() as pg, pg.transaction():
@@ -342,6 +381,35 @@ class SqlAcmeRepository:
             if new_authzs:
                 await conn.execute(insert(_AUTHZ), [_authz_from_domain(a) for a in new_authzs])
             await conn.execute(insert(_ORD).values(**_order_from_domain(order)))
+
+    async def _add_replacing_order(
+        self,
+        order: at.Order,
+        new_authzs: Sequence[at.Authorization],
+        superseding: Sequence[at.OrderId],
+    ) -> None:
+        # Renewals only: Core in one transaction. The slot row is taken over from a
+        # dead holder (compare-and-set) or inserted; the primary key stops a racer.
+        cert_id = order.replaces
+        taken = False
+        try:
+            async with self._db.write() as conn:
+                if superseding:
+                    moved = await conn.execute(
+                        update(_REPL)
+                        .where(_REPL.c.cert_id == cert_id, _REPL.c.order_id.in_(superseding))
+                        .values(order_id=order.id)
+                    )
+                    taken = moved.rowcount == 1
+                if not taken:
+                    await conn.execute(insert(_REPL).values(cert_id=cert_id, order_id=order.id))
+                if new_authzs:
+                    await conn.execute(insert(_AUTHZ), [_authz_from_domain(a) for a in new_authzs])
+                await conn.execute(insert(_ORD).values(**_order_from_domain(order)))
+        except IntegrityError as exc:
+            raise EngineError(
+                ProblemKind.ALREADY_REPLACED, "another order already replaces this certificate"
+            ) from exc
 
     async def get_order(self, order_id: at.OrderId) -> at.Order | None:
         if self._raw_pg:
@@ -447,6 +515,16 @@ class SqlAcmeRepository:
         )
         row = await self._db.fetch_first(stmt)
         return _authz_to_domain(row._mapping) if row else None
+
+    async def count_pending_authzs(self, account_id: at.AccountId, *, now: datetime) -> int:
+        # Once per newOrder that creates authorizations; ix_acme_authzs_pending serves it.
+        stmt = select(func.count()).where(
+            _AUTHZ.c.account_id == account_id,
+            _AUTHZ.c.status == str(at.AuthzStatus.PENDING),
+            _AUTHZ.c.expires > now,
+        )
+        row = await self._db.fetch_first(stmt)
+        return int(row[0]) if row else 0
 
     async def add_authz(self, authz: at.Authorization) -> None:
         async with self._write1() as conn:
@@ -566,13 +644,18 @@ class SqlAcmeRepository:
 
     # ------------------------------------------------------------ EAB
 
-    async def add_eab_key(self, key: at.EabKey) -> None:
-        async with self._write1() as conn:
+    async def add_eab_key(self, key: at.EabKey, *, audit: types.AuditEvent) -> None:
+        async with self._db.write() as conn:
             await conn.execute(
                 insert(_EAB).values(
-                    kid=key.kid, hmac_key=key.hmac_key, created_at=key.created_at, revoked=False
+                    kid=key.kid,
+                    hmac_key=key.hmac_key,
+                    created_at=key.created_at,
+                    revoked=False,
+                    bindings=0,
                 )
             )
+            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
 
     async def get_eab_key(self, kid: str) -> at.EabKey | None:
         row = await self._db.fetch_first(select(_EAB).where(_EAB.c.kid == kid))
@@ -593,22 +676,38 @@ class SqlAcmeRepository:
                     select(_ACC.c.eab_kid, _ACC.c.id).where(_ACC.c.eab_kid.is_not(None))
                 )
             ).all()
-        bound = {r[0]: r[1] for r in used}
+        bound: dict[str, list[at.AccountId]] = {}
+        for kid, account_id in used:
+            bound.setdefault(kid, []).append(at.AccountId(account_id))
         return [
             at.EabKey(
                 kid=r.kid,
                 hmac_key=bytes(r.hmac_key),
                 created_at=convert.aware(r.created_at),
                 revoked=r.revoked,
-                account_id=at.AccountId(bound[r.kid]) if r.kid in bound else None,
+                account_ids=tuple(sorted(bound.get(r.kid, []))),
             )
             for r in rows
         ]
 
-    async def revoke_eab_key(self, kid: str) -> bool:
-        async with self._write1() as conn:
+    async def revoke_eab_key(
+        self, kid: str, *, deactivate_accounts: bool, audit: types.AuditEvent
+    ) -> Sequence[at.AccountId] | None:
+        async with self._db.write() as conn:
             result = await conn.execute(update(_EAB).where(_EAB.c.kid == kid).values(revoked=True))
-        return bool(result.rowcount == 1)
+            if result.rowcount != 1:
+                return None
+            done: list[at.AccountId] = []
+            if deactivate_accounts:
+                valid = [_ACC.c.eab_kid == kid, _ACC.c.status == str(at.AccountStatus.VALID)]
+                ids = (await conn.execute(select(_ACC.c.id).where(*valid))).scalars().all()
+                done = sorted(at.AccountId(i) for i in ids)
+                await conn.execute(
+                    update(_ACC).where(*valid).values(status=str(at.AccountStatus.DEACTIVATED))
+                )
+                audit = replace(audit, detail={**audit.detail, "deactivated": ",".join(done)})
+            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+        return done
 
     # ------------------------------------------------------------ named directories
 

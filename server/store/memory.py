@@ -152,6 +152,8 @@ class MemoryAcmeRepository:
         self.used_nonces: dict[str, datetime] = {}
         self.rate_limits: dict[str, tuple[datetime, int]] = {}
         self.eab_keys: dict[str, at.EabKey] = {}
+        # certificate id -> the order holding its one replacement slot (RFC 9773 §5)
+        self.replacements: dict[str, at.OrderId] = {}
         self.directories: dict[str, at.AcmeDirectory] = {}
         self.audit: list[types.AuditEvent] = []
         self._nonce_secret: bytes | None = None
@@ -182,9 +184,43 @@ class MemoryAcmeRepository:
                 self.accounts[account.id] = replace(account, created_at=stored.created_at)
             return True
 
-    # orders and authorizations
-    async def add_order(self, order: at.Order, new_authzs: Sequence[at.Authorization]) -> None:
+    async def add_eab_account(
+        self, account: at.Account, *, single_use: bool, audit: types.AuditEvent
+    ) -> at.Account:
         async with self._lock:
+            existing = await self.get_account_by_thumbprint(account.key.thumbprint)
+            if existing is not None:
+                return existing
+            key = self.eab_keys.get(account.eab_kid or "")
+            if key is None or key.revoked:
+                raise EngineError(
+                    ProblemKind.UNAUTHORIZED, "unknown or revoked external account key id"
+                )
+            if single_use and any(a.eab_kid == key.kid for a in self.accounts.values()):
+                raise EngineError(
+                    ProblemKind.UNAUTHORIZED, "this external account key has already been used"
+                )
+            self.accounts[account.id] = account
+            self.audit.append(audit)
+            return account
+
+    # orders and authorizations
+    async def add_order(
+        self,
+        order: at.Order,
+        new_authzs: Sequence[at.Authorization],
+        *,
+        superseding: Sequence[at.OrderId] = (),
+    ) -> None:
+        async with self._lock:
+            if order.replaces is not None:
+                holder = self.replacements.get(order.replaces)
+                if holder is not None and holder not in superseding:
+                    raise EngineError(
+                        ProblemKind.ALREADY_REPLACED,
+                        f"order {holder} already replaces this certificate",
+                    )
+                self.replacements[order.replaces] = order.id
             for authz in new_authzs:
                 self.authzs[authz.id] = authz
             self.orders[order.id] = replace(order, authorizations=())
@@ -241,6 +277,13 @@ class MemoryAcmeRepository:
             and a.expires > now
         ]
         return max(found, key=lambda a: a.expires, default=None)
+
+    async def count_pending_authzs(self, account_id: at.AccountId, *, now: datetime) -> int:
+        return sum(
+            1
+            for a in self.authzs.values()
+            if a.account_id == account_id and a.status is at.AuthzStatus.PENDING and a.expires > now
+        )
 
     async def add_authz(self, authz: at.Authorization) -> None:
         async with self._lock:
@@ -303,27 +346,42 @@ class MemoryAcmeRepository:
             return True
 
     # external account binding
-    async def add_eab_key(self, key: at.EabKey) -> None:
+    async def add_eab_key(self, key: at.EabKey, *, audit: types.AuditEvent) -> None:
         async with self._lock:
-            self.eab_keys[key.kid] = replace(key, revoked=False, account_id=None)
+            self.eab_keys[key.kid] = replace(key, revoked=False, account_ids=())
+            self.audit.append(audit)
 
     async def get_eab_key(self, kid: str) -> at.EabKey | None:
         return self.eab_keys.get(kid)
 
     async def list_eab_keys(self) -> Sequence[at.EabKey]:
-        bound = {a.eab_kid: a.id for a in self.accounts.values() if a.eab_kid is not None}
         return [
-            replace(k, account_id=bound.get(k.kid))
+            replace(
+                k,
+                account_ids=tuple(
+                    sorted(a.id for a in self.accounts.values() if a.eab_kid == k.kid)
+                ),
+            )
             for k in sorted(self.eab_keys.values(), key=lambda k: k.created_at)
         ]
 
-    async def revoke_eab_key(self, kid: str) -> bool:
+    async def revoke_eab_key(
+        self, kid: str, *, deactivate_accounts: bool, audit: types.AuditEvent
+    ) -> Sequence[at.AccountId] | None:
         async with self._lock:
             key = self.eab_keys.get(kid)
             if key is None:
-                return False
+                return None
             self.eab_keys[kid] = replace(key, revoked=True)
-            return True
+            done: list[at.AccountId] = []
+            if deactivate_accounts:
+                for a in sorted(self.accounts.values(), key=lambda a: a.id):
+                    if a.eab_kid == kid and a.status is at.AccountStatus.VALID:
+                        self.accounts[a.id] = replace(a, status=at.AccountStatus.DEACTIVATED)
+                        done.append(a.id)
+                audit = replace(audit, detail={**audit.detail, "deactivated": ",".join(done)})
+            self.audit.append(audit)
+            return done
 
     # named directories
     async def add_directory(self, directory: at.AcmeDirectory, *, audit: types.AuditEvent) -> None:

@@ -1,7 +1,8 @@
 """ACME accounts (RFC 8555 §7.3): creation, contacts, key change, EAB keys and binding.
 
 Decides who may hold an account: contact rules, terms agreement, External
-Account Binding (§7.3.4) and the per-address creation limit. Must not import
+Account Binding (§7.3.4; a key admits one account unless ``eab_reuse``; creation,
+binding and revocation are audited) and the per-address creation limit. Must not import
 aiohttp, josepy or sqlalchemy.
 """
 
@@ -22,6 +23,7 @@ from server.ca.acme.ratelimit import RateLimiter
 from server.ca.acme.settings import AcmeSettings
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import Clock
+from server.ca.types import AuditEvent, Principal
 
 __all__ = ["Accounts", "check_contact", "check_eab_binding"]
 
@@ -106,7 +108,7 @@ class Accounts:
             # An account exists only in the directory it was created in.
             raise EngineError(ProblemKind.ACCOUNT_DOES_NOT_EXIST, "no account with this key id")
         if found.status is not at.AccountStatus.VALID:
-            raise EngineError(ProblemKind.UNAUTHORIZED, f"the account is {found.status}")
+            raise EngineError(ProblemKind.ACCOUNT_NOT_VALID, f"the account is {found.status}")
         return found
 
     async def find_account(self, thumbprint: str) -> at.Account | None:
@@ -130,8 +132,9 @@ class Accounts:
             The account and True when it was created now.
 
         Raises:
-            EngineError: ACCOUNT_DOES_NOT_EXIST (onlyReturnExisting), UNAUTHORIZED
-                (deactivated account, bad EAB), EXTERNAL_ACCOUNT_REQUIRED,
+            EngineError: ACCOUNT_DOES_NOT_EXIST (onlyReturnExisting), ACCOUNT_NOT_VALID
+                (deactivated account), UNAUTHORIZED (bad, revoked or used-up EAB key),
+                EXTERNAL_ACCOUNT_REQUIRED,
                 INVALID_CONTACT, UNSUPPORTED_CONTACT, MALFORMED (terms not agreed),
                 RATE_LIMITED, UNAUTHORIZED (the key holds an account of another directory).
         """
@@ -145,7 +148,9 @@ class Accounts:
             )
         if existing is not None:
             if existing.status is not at.AccountStatus.VALID:
-                raise EngineError(ProblemKind.UNAUTHORIZED, f"the account is {existing.status}")
+                raise EngineError(
+                    ProblemKind.ACCOUNT_NOT_VALID, f"the account is {existing.status}"
+                )
             return existing, False
         if only_return_existing:
             raise EngineError(ProblemKind.ACCOUNT_DOES_NOT_EXIST, "no account exists for this key")
@@ -159,17 +164,33 @@ class Accounts:
         if eab is not None:
             check_eab_binding(await self._repo.get_eab_key(eab.kid), eab)
         await self._limit.hit(f"ip:{client}", "new accounts from this address")
+        now = self._clock.now()
         account = at.Account(
             id=at.AccountId(at.new_id()),
             status=at.AccountStatus.VALID,
             key=key,
             contact=contacts,
             tos_agreed=tos_agreed,
-            created_at=self._clock.now(),
+            created_at=now,
             eab_kid=eab.kid if eab else None,
             directory=self._settings.directory,
         )
-        stored = await self._repo.add_account(account)
+        if eab is None:
+            stored = await self._repo.add_account(account)
+        else:
+            # The key is used up in the same transaction that stores the account, so
+            # two racing newAccounts cannot both bind a single-use key.
+            stored = await self._repo.add_eab_account(
+                account,
+                single_use=not self._settings.eab_reuse,
+                audit=AuditEvent(
+                    at=now,
+                    actor=f"acme:{account.id}",
+                    action="acme.eab-bind",
+                    target=eab.kid,
+                    detail={"account": account.id, "directory": account.directory},
+                ),
+            )
         if stored.directory != account.directory:
             # Lost a race with the same key on another directory.
             raise EngineError(
@@ -209,21 +230,49 @@ class Accounts:
         self._cache(updated)
         return updated
 
-    async def create_eab_key(self) -> at.EabKey:
-        """Create an External Account Binding key (HS256, 256 bits)."""
+    async def create_eab_key(self, *, actor: Principal) -> at.EabKey:
+        """Create an External Account Binding key (HS256, 256 bits; audited, MAC key never)."""
         key = at.EabKey(
             kid=secrets.token_urlsafe(16),
             hmac_key=secrets.token_bytes(32),
             created_at=self._clock.now(),
         )
-        await self._repo.add_eab_key(key)
+        audit = AuditEvent(
+            at=key.created_at,
+            actor=str(actor),
+            action="acme.eab-create",
+            target=key.kid,
+            detail={"reuse": str(self._settings.eab_reuse).lower()},
+        )
+        await self._repo.add_eab_key(key, audit=audit)
         return key
 
     async def list_eab_keys(self) -> Sequence[at.EabKey]:
         """Return every EAB key."""
         return await self._repo.list_eab_keys()
 
-    async def revoke_eab_key(self, kid: str) -> None:
-        """Revoke an EAB key. Raises: EngineError NOT_FOUND."""
-        if not await self._repo.revoke_eab_key(kid):
+    async def revoke_eab_key(
+        self, kid: str, *, actor: Principal, deactivate_accounts: bool = False
+    ) -> Sequence[at.AccountId]:
+        """Revoke an EAB key (audited); optionally deactivate the accounts bound to it.
+
+        Returns:
+            The accounts deactivated now (RFC 8555 §7.3.6: they can no longer log in).
+
+        Raises:
+            EngineError: NOT_FOUND.
+        """
+        audit = AuditEvent(
+            at=self._clock.now(),
+            actor=str(actor),
+            action="acme.eab-revoke",
+            target=kid,
+            detail={"deactivate_accounts": str(deactivate_accounts).lower()},
+        )
+        done = await self._repo.revoke_eab_key(
+            kid, deactivate_accounts=deactivate_accounts, audit=audit
+        )
+        if done is None:
             raise EngineError(ProblemKind.NOT_FOUND, f"no EAB key {kid!r}")
+        self._cached.clear()
+        return done

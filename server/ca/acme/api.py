@@ -52,6 +52,7 @@ from server.ca.acme.validation import (
     key_authorization,
     target_permitted,
 )
+from server.ca.acme.workqueue import ValidationQueue
 
 __all__ = [
     "ACME_IDENTIFIER_OID",
@@ -86,6 +87,7 @@ __all__ = [
     "TlsAlpnProber",
     "TxtResolver",
     "ValidationPorts",
+    "ValidationQueue",
     "ValidationSettings",
     "cert_id_of",
     "dns01_value",

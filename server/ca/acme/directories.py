@@ -22,6 +22,7 @@ from server.ca.acme import validation
 from server.ca.acme.ports import AcmeRepository
 from server.ca.acme.service import AcmeService
 from server.ca.acme.settings import AcmeSettings
+from server.ca.acme.workqueue import ValidationQueue
 from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import Clock, SystemClock
@@ -107,6 +108,7 @@ class Directories:
         config: Mapping[str, at.AcmeDirectory] | None = None,
         clock: Clock | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        queue: ValidationQueue | None = None,
     ) -> None:
         self._engine = engine
         self._repo = repo
@@ -118,6 +120,14 @@ class Directories:
         self._cache: dict[str, tuple[float, at.AcmeDirectory | None]] = {}
         self._services: dict[str, tuple[at.AcmeDirectory, AcmeService]] = {}
         self._retired: list[AcmeService] = []
+        # One bounded validation queue for every directory of the process.
+        self._queue = (
+            queue
+            if queue is not None
+            else ValidationQueue(
+                limit=settings.validation_queue, concurrency=settings.validation_concurrency
+            )
+        )
 
     async def get(self, name: str) -> at.AcmeDirectory:
         """Return a named directory (config first, then storage).
@@ -159,6 +169,7 @@ class Directories:
             ports=self._ports,
             settings=settings_for(directory, self._base),
             clock=self._clock,
+            queue=self._queue,
         )
         self._services[name] = (directory, svc)
         return svc

@@ -25,6 +25,7 @@ from server.ca.acme.ports import AcmeRepository
 from server.ca.acme.ratelimit import RateLimiter
 from server.ca.acme.renewal import Renewal
 from server.ca.acme.settings import AcmeSettings
+from server.ca.acme.workqueue import ValidationQueue
 from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind, SubProblem
 from server.ca.ports import Clock
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 
 _ORDERS_LISTED: Final = 1000
 _RETRY_AFTER_PROCESSING: Final = 1
+# Pending authorizations leave the count when validated, deactivated or expired;
+# a client at the limit is asked back after an hour (deactivating frees room now).
+_RETRY_AFTER_PENDING: Final = 3600
 _DEAD_AUTHZ: Final = frozenset(
     {
         at.AuthzStatus.INVALID,
@@ -115,6 +119,7 @@ class Orders:
         settings: AcmeSettings,
         clock: Clock,
         renewal: Renewal,
+        queue: ValidationQueue | None = None,
     ) -> None:
         self._engine = engine
         self._repo = repo
@@ -123,8 +128,13 @@ class Orders:
         self._clock = clock
         self._renewal = renewal
         self._limit = RateLimiter(repo, clock, settings.orders_per_account_per_hour)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._validation_slots = asyncio.Semaphore(max(1, settings.validation_concurrency))
+        self._queue = (
+            queue
+            if queue is not None
+            else ValidationQueue(
+                limit=settings.validation_queue, concurrency=settings.validation_concurrency
+            )
+        )
 
     @property
     def settings(self) -> AcmeSettings:
@@ -135,15 +145,11 @@ class Orders:
 
     async def close(self) -> None:
         """Cancel validation still running (called on shutdown)."""
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._queue.close()
 
     async def wait_idle(self) -> None:
         """Wait until every background validation has finished (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._queue.wait_idle()
 
     # ------------------------------------------------------------ profiles
 
@@ -270,16 +276,17 @@ class Orders:
 
         Raises:
             EngineError: MALFORMED, UNSUPPORTED_IDENTIFIER, REJECTED_IDENTIFIER,
-                INVALID_PROFILE, RATE_LIMITED, UNAUTHORIZED (replaces a foreign cert),
-                NOT_FOUND (replaces an unknown cert).
+                INVALID_PROFILE, RATE_LIMITED (orders per hour, pending authorizations),
+                UNAUTHORIZED (replaces a foreign cert), NOT_FOUND (replaces an unknown
+                cert), ALREADY_REPLACED.
         """
         engine_profile = self.engine_profile(profile)
         idents = await self.check_identifiers(account, identifiers, profile=engine_profile)
         now = self._clock.now()
         self._check_window(engine_profile, not_before, not_after, now)
+        superseding: Sequence[at.OrderId] = ()
         if replaces is not None:
-            await self._check_replaces(account, replaces)
-        await self._limit.hit(f"acct:{account.id}", "new orders for this account")
+            superseding = await self._check_replaces(account, replaces)
         authzs: list[at.Authorization] = []
         fresh: list[at.Authorization] = []
         for ident in idents:
@@ -295,6 +302,9 @@ class Orders:
                 reused = self._new_authz(account, ident)
                 fresh.append(reused)
             authzs.append(reused)
+        await self._check_pending(account, len(fresh), now)
+        # Counted after the checks above: an order they refuse does not use up the hour.
+        await self._limit.hit(f"acct:{account.id}", "new orders for this account")
         expires = min([now + self._settings.order_lifetime, *(a.expires for a in authzs)])
         order = at.Order(
             id=at.OrderId(at.new_id()),
@@ -310,7 +320,7 @@ class Orders:
             replaces=replaces,
             authorizations=tuple(authzs),
         )
-        await self._repo.add_order(order, fresh)
+        await self._repo.add_order(order, fresh, superseding=superseding)
         return derive_order(order, now)
 
     def _check_window(
@@ -331,13 +341,31 @@ class Orders:
         if not_before is not None and not_before > now + self._settings.order_lifetime:
             raise EngineError(ProblemKind.MALFORMED, "notBefore is too far in the future")
 
-    async def _check_replaces(self, account: at.Account, cert_id: str) -> None:
+    async def _check_pending(self, account: at.Account, adding: int, now: datetime) -> None:
+        limit = self._settings.pending_authzs_per_account
+        if limit <= 0 or not adding:
+            return
+        pending = await self._repo.count_pending_authzs(account.id, now=now)
+        if pending + adding > limit:
+            raise EngineError(
+                ProblemKind.RATE_LIMITED,
+                f"too many pending authorizations: at most {limit} per account"
+                " (complete or deactivate some)",
+                retry_after=_RETRY_AFTER_PENDING,
+            )
+
+    async def _check_replaces(self, account: at.Account, cert_id: str) -> list[at.OrderId]:
+        """Return the dead orders that named ``cert_id`` (a new order may take their place).
+
+        The repository's replacement slot settles a race between two new orders.
+        """
         rec = await self._renewal.find_certificate(cert_id)
         if rec.requester != f"acme:{account.id}":
             raise EngineError(
                 ProblemKind.UNAUTHORIZED, "replaces names a certificate of another account"
             )
         now = self._clock.now()
+        dead = []
         for order in await self._repo.orders_replacing(cert_id):
             if derive_order(order, now).status is not at.OrderStatus.INVALID:
                 # RFC 9773 §5: one live replacement per certificate.
@@ -345,6 +373,8 @@ class Orders:
                     ProblemKind.ALREADY_REPLACED,
                     f"order {order.id} already replaces this certificate",
                 )
+            dead.append(order.id)
+        return dead
 
     async def get_order(self, account: at.Account, order_id: str) -> at.Order:
         """Return an order of this account with its current status.
@@ -405,13 +435,15 @@ class Orders:
         """Pre-authorize an identifier (RFC 8555 §7.4.1).
 
         Raises:
-            EngineError: MALFORMED (wildcards), UNSUPPORTED_IDENTIFIER, REJECTED_IDENTIFIER.
+            EngineError: MALFORMED (wildcards), UNSUPPORTED_IDENTIFIER, REJECTED_IDENTIFIER,
+                RATE_LIMITED (pending authorizations).
         """
         if value.startswith("*."):
             raise EngineError(ProblemKind.MALFORMED, "wildcards cannot be pre-authorized")
         (ident,) = await self.check_identifiers(
             account, [(kind, value)], profile=self.engine_profile(None)
         )
+        await self._check_pending(account, 1, self._clock.now())
         authz = self._new_authz(account, ident)
         await self._repo.add_authz(authz)
         return authz
@@ -427,7 +459,8 @@ class Orders:
         returned as it is.
 
         Raises:
-            EngineError: NOT_FOUND (no such challenge), UNAUTHORIZED.
+            EngineError: NOT_FOUND (no such challenge), UNAUTHORIZED, RATE_LIMITED (the
+                process's validation queue is full; the challenge stays pending).
         """
         authz = await self.get_authz(account, authz_id)
         try:
@@ -442,6 +475,7 @@ class Orders:
             or chall.status is not at.ChallengeStatus.PENDING
         ):
             return authz, chall
+        self._queue.check_room()
         started = replace(chall, status=at.ChallengeStatus.PROCESSING)
         updated = replace(
             authz, challenges=tuple(started if c.type is ctype else c for c in authz.challenges)
@@ -449,25 +483,22 @@ class Orders:
         if not await self._repo.claim_challenge(authz.id, updated):
             current = await self.get_authz(account, authz_id)
             return current, current.challenge(ctype) or chall
-        task = asyncio.create_task(self._validate(updated, started, account.key.thumbprint))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        thumbprint = account.key.thumbprint
+        self._queue.submit(lambda: self._validate(updated, started, thumbprint))
         return updated, started
 
     async def _validate(
         self, authz: at.Authorization, chall: at.Challenge, thumbprint: str
     ) -> None:
         try:
-            async with self._validation_slots:
-                ident = authz.identifier
-                problem = await validation.validate(
-                    chall.type,
-                    ident,
-                    token=chall.token,
-                    thumbprint=thumbprint,
-                    ports=self._ports,
-                    settings=self._settings.validation,
-                )
+            problem = await validation.validate(
+                chall.type,
+                authz.identifier,
+                token=chall.token,
+                thumbprint=thumbprint,
+                ports=self._ports,
+                settings=self._settings.validation,
+            )
         except asyncio.CancelledError:
             raise
         except Exception:  # task supervisor: record the failure, never crash

@@ -74,6 +74,19 @@ class AcmeRepository(Protocol):
         """Insert an account; on a thumbprint race return the existing one."""
         ...
 
+    async def add_eab_account(
+        self, account: at.Account, *, single_use: bool, audit: types.AuditEvent
+    ) -> at.Account:
+        """Bind ``account.eab_kid`` and insert the account and the audit event atomically.
+
+        On a thumbprint race return the existing account (the key is not used up).
+
+        Raises:
+            EngineError: UNAUTHORIZED when the key is unknown, revoked or, with
+                ``single_use``, already bound to an account.
+        """
+        ...
+
     async def get_account(self, account_id: at.AccountId) -> at.Account | None:
         """Return an account by id."""
         ...
@@ -87,8 +100,22 @@ class AcmeRepository(Protocol):
         ...
 
     # orders and authorizations
-    async def add_order(self, order: at.Order, new_authzs: Sequence[at.Authorization]) -> None:
-        """Insert an order and its new authorizations in one transaction."""
+    async def add_order(
+        self,
+        order: at.Order,
+        new_authzs: Sequence[at.Authorization],
+        *,
+        superseding: Sequence[at.OrderId] = (),
+    ) -> None:
+        """Insert an order and its new authorizations in one transaction.
+
+        An order with ``replaces`` also claims the certificate's one replacement
+        slot (RFC 9773 §5): free, or held by one of ``superseding`` (orders the
+        engine found dead). Two racing orders cannot both claim it.
+
+        Raises:
+            EngineError: ALREADY_REPLACED when another order holds the slot.
+        """
         ...
 
     async def get_order(self, order_id: at.OrderId) -> at.Order | None:
@@ -122,6 +149,10 @@ class AcmeRepository(Protocol):
         self, account_id: at.AccountId, identifier: at.Identifier, *, now: datetime, wildcard: bool
     ) -> at.Authorization | None:
         """Return a reusable valid, unexpired authorization of an account for an identifier."""
+        ...
+
+    async def count_pending_authzs(self, account_id: at.AccountId, *, now: datetime) -> int:
+        """Return how many unexpired pending authorizations an account holds."""
         ...
 
     async def add_authz(self, authz: at.Authorization) -> None:
@@ -165,8 +196,8 @@ class AcmeRepository(Protocol):
         ...
 
     # external account binding
-    async def add_eab_key(self, key: at.EabKey) -> None:
-        """Insert an EAB key."""
+    async def add_eab_key(self, key: at.EabKey, *, audit: types.AuditEvent) -> None:
+        """Insert an EAB key and its audit event."""
         ...
 
     async def get_eab_key(self, kid: str) -> at.EabKey | None:
@@ -174,11 +205,16 @@ class AcmeRepository(Protocol):
         ...
 
     async def list_eab_keys(self) -> Sequence[at.EabKey]:
-        """Return every EAB key, oldest first."""
+        """Return every EAB key with its bound accounts, oldest first."""
         ...
 
-    async def revoke_eab_key(self, kid: str) -> bool:
-        """Mark an EAB key revoked; False if unknown."""
+    async def revoke_eab_key(
+        self, kid: str, *, deactivate_accounts: bool, audit: types.AuditEvent
+    ) -> Sequence[at.AccountId] | None:
+        """Mark an EAB key revoked (audited), optionally deactivating its valid accounts.
+
+        Returns the accounts deactivated now, or None when the key is unknown.
+        """
         ...
 
     # named directories (managed by the CLI; config-file ones never reach storage)

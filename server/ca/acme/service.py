@@ -21,6 +21,7 @@ from server.ca.acme.ports import AcmeRepository
 from server.ca.acme.renewal import Renewal
 from server.ca.acme.revocation import Revocation
 from server.ca.acme.settings import AcmeSettings
+from server.ca.acme.workqueue import ValidationQueue
 from server.ca.api import CAEngine
 from server.ca.ports import Clock, SystemClock
 
@@ -38,6 +39,7 @@ class AcmeService:
         ports: validation.ValidationPorts,
         settings: AcmeSettings | None = None,
         clock: Clock | None = None,
+        queue: ValidationQueue | None = None,
     ) -> None:
         self.settings = settings or AcmeSettings()
         clock = clock or SystemClock()
@@ -45,7 +47,13 @@ class AcmeService:
         self.accounts = Accounts(repo, clock, self.settings)
         self.renewal = Renewal(engine, clock)
         self.orders = Orders(
-            engine, repo, ports=ports, settings=self.settings, clock=clock, renewal=self.renewal
+            engine,
+            repo,
+            ports=ports,
+            settings=self.settings,
+            clock=clock,
+            renewal=self.renewal,
+            queue=queue,
         )
         self.finalizer = Finalizer(engine, repo, self.orders)
         self.revocation = Revocation(engine, repo, clock)

@@ -41,9 +41,14 @@ class AcmeSettings:
     ca: str | None = None
     grant: grants.Grant = VALIDATED_NAMES
     eab_required: bool = False
+    # An EAB key admits one account unless reuse is on (every bound account is recorded).
+    eab_reuse: bool = False
     authz_reuse: bool = True
-    orders_per_account_per_hour: int = 0
-    accounts_per_ip_per_hour: int = 0
+    # Limits on by default (issue 13); 0 turns one off. Each is well above what a
+    # client renewing its certificates needs, and far below what fills a database.
+    orders_per_account_per_hour: int = 300
+    accounts_per_ip_per_hour: int = 50
+    pending_authzs_per_account: int = 1000
     order_lifetime: timedelta = timedelta(days=7)
     pending_authz_lifetime: timedelta = timedelta(days=7)
     valid_authz_lifetime: timedelta = timedelta(days=30)
@@ -51,6 +56,8 @@ class AcmeSettings:
     account_cache_seconds: float = 5.0
     max_identifiers: int = 100
     validation_concurrency: int = 32
+    # Validations queued or running per process; beyond it a challenge POST is rateLimited.
+    validation_queue: int = 1000
     # ACME profile name (draft-aaron-acme-profiles) -> engine profile name.
     profiles: Mapping[str, str] = field(
         default_factory=lambda: {"tls-server": "tls-server", "shortlived": "short-lived"}

@@ -226,13 +226,16 @@ class Order:
 
 @dataclass(frozen=True, slots=True)
 class EabKey:
-    """An External Account Binding MAC key (RFC 8555 §7.3.4)."""
+    """An External Account Binding MAC key (RFC 8555 §7.3.4).
+
+    ``account_ids`` lists every account bound with the key (one unless reuse is on).
+    """
 
     kid: str
     hmac_key: bytes
     created_at: datetime
     revoked: bool = False
-    account_id: AccountId | None = None
+    account_ids: tuple[AccountId, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

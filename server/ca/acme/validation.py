@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import ipaddress
+import logging
 from dataclasses import dataclass
 from typing import Final
 
@@ -32,13 +33,34 @@ __all__ = [
     "validate",
 ]
 
+log = logging.getLogger(__name__)
+
 ACME_IDENTIFIER_OID: Final = ObjectIdentifier("1.3.6.1.5.5.7.1.31")
 _HTTP01_PATH: Final = "/.well-known/acme-challenge/"
-_KIND: Final = {
-    "connection": ProblemKind.CONNECTION,
-    "dns": ProblemKind.DNS,
-    "tls": ProblemKind.TLS,
+# What the client sees when the target could not be reached, per challenge type.
+# Refused, timed out, an HTTP status, a TLS alert or a resolver failure all read
+# the same (the reason goes to the log): otherwise a challenge is a port scanner
+# for the networks the validator can reach.
+_UNREACHABLE: Final[dict[at.ChallengeType, at.StoredProblem]] = {
+    at.ChallengeType.HTTP_01: at.StoredProblem(
+        ProblemKind.CONNECTION, "http-01: could not fetch the http-01 response from the target"
+    ),
+    at.ChallengeType.TLS_ALPN_01: at.StoredProblem(
+        ProblemKind.CONNECTION,
+        "tls-alpn-01: could not get an acme-tls/1 certificate from the target",
+    ),
+    at.ChallengeType.DNS_01: at.StoredProblem(
+        ProblemKind.DNS, "dns-01: could not look up the TXT record"
+    ),
 }
+
+
+class _UnreachableError(Exception):
+    """The target did not give a usable answer; ``reason`` is for the log only."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -157,10 +179,7 @@ async def _http01(
         address=_address(identifier, s), port=s.http01_port, host=host, path=_HTTP01_PATH + token
     )
     if result.status != 200:
-        return at.StoredProblem(
-            ProblemKind.INCORRECT_RESPONSE,
-            f"http-01: {identifier.value} answered HTTP {result.status} for the token",
-        )
+        raise _UnreachableError(f"HTTP {result.status}")
     if result.body.strip().decode("utf-8", "replace") != key_auth:
         return at.StoredProblem(
             ProblemKind.INCORRECT_RESPONSE,
@@ -257,13 +276,13 @@ async def _once(
                 return await _dns01(identifier, key_auth, ports)
             return await _tlsalpn01(identifier, key_auth, ports, s)
     except NetworkError as exc:
-        return at.StoredProblem(
-            _KIND.get(exc.kind, ProblemKind.CONNECTION), f"{kind}: {exc.detail}"
-        )
+        reason = f"{exc.kind}: {exc.detail}"
     except TimeoutError:
-        return at.StoredProblem(
-            ProblemKind.CONNECTION, f"{kind}: no answer from {identifier.value} in {s.timeout:g}s"
-        )
+        reason = f"no answer in {s.timeout:g}s"
+    except _UnreachableError as exc:
+        reason = exc.reason
+    log.info("%s validation of %s failed: %s", kind, identifier, reason)
+    return _UNREACHABLE[kind]
 
 
 async def validate(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -223,9 +224,13 @@ class FakeNetwork:
         self.alpn_certs: dict[str, bytes] = {}
         self.requests: list[tuple[str, str, int, str]] = []
         self.fail_with: acme_api.NetworkError | None = None
+        # When set, http-01 fetches wait for it (validations stay in flight).
+        self.gate: asyncio.Event | None = None
 
     async def fetch(self, *, address: str, port: int, host: str, path: str) -> acme_api.FetchResult:
         self.requests.append(("http", address, port, host))
+        if self.gate is not None:
+            await self.gate.wait()
         if self.fail_with is not None:
             raise self.fail_with
         token = path.rsplit("/", 1)[-1]

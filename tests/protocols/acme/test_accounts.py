@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from server.ca.acme import api as acme_api
-from tests.protocols.acme.conftest import AcmeEnv
-from tests.protocols.acme.support import AcmeClient, eab_binding, jwk_of, jws
+from tests.protocols.acme.conftest import OP, AcmeEnv
+from tests.protocols.acme.support import AcmeClient, Reply, eab_binding, jwk_of, jws
 
 
 async def test_directory_lists_every_endpoint(acme_env: AcmeEnv) -> None:
@@ -116,9 +117,16 @@ async def test_update_contact_and_deactivate(acme_env: AcmeEnv, acme: AcmeClient
     assert bad.problem_type == "malformed"
     gone = await acme.post(acme.kid, {"status": "deactivated"})
     assert gone.json()["status"] == "deactivated"
+    # RFC 8555 §7.3.6: every later request from the account is 401 unauthorized.
     after = await acme.new_order("after.internal")
-    assert after.status == 403
+    assert after.status == 401
     assert after.problem_type == "unauthorized"
+    fetched_after = await acme.get(acme.kid)
+    assert fetched_after.status == 401
+    assert fetched_after.problem_type == "unauthorized"
+    again = await acme.new_account()
+    assert again.status == 401
+    assert again.problem_type == "unauthorized"
 
 
 async def test_account_url_of_another_account_is_unauthorized(
@@ -217,6 +225,14 @@ async def test_key_rollover_to_a_key_in_use_is_409_with_location(
     assert reply.headers["Location"] == other.kid
 
 
+async def sign_up(acme_env: AcmeEnv, key: acme_api.EabKey) -> tuple[AcmeClient, Reply]:
+    """Open an account bound with ``key`` from a fresh client key."""
+    client = acme_env.client()
+    await client.directory()
+    binding = eab_binding(key.kid, key.hmac_key, jwk_of(client.key), client.dir["newAccount"])
+    return client, await client.new_account(externalAccountBinding=binding)
+
+
 class TestEab:
     @pytest.fixture
     def acme_settings(self) -> acme_api.AcmeSettings:
@@ -232,21 +248,87 @@ class TestEab:
         assert reply.problem_type == "externalAccountRequired"
 
     async def test_account_with_eab(self, acme_env: AcmeEnv) -> None:
-        key = await acme_env.registration.accounts.create_eab_key()
+        key = await acme_env.registration.accounts.create_eab_key(actor=OP)
         client = acme_env.client()
         await client.directory()
         binding = eab_binding(key.kid, key.hmac_key, jwk_of(client.key), client.dir["newAccount"])
         reply = await client.new_account(externalAccountBinding=binding)
         assert reply.status == 201, reply.body
         listed = await acme_env.registration.accounts.list_eab_keys()
-        assert listed[0].account_id is not None
+        assert listed[0].account_ids == (reply.headers["Location"].rsplit("/", 1)[1],)
+
+    async def test_a_key_admits_one_account(self, acme_env: AcmeEnv) -> None:
+        accounts = acme_env.registration.accounts
+        key = await accounts.create_eab_key(actor=OP)
+        _, first = await sign_up(acme_env, key)
+        assert first.status == 201
+        # Issue 13: a second account with the same key was admitted.
+        second, reused = await sign_up(acme_env, key)
+        assert reused.status == 403
+        assert reused.problem_type == "unauthorized"
+        assert (
+            await second.new_account(onlyReturnExisting=True)
+        ).problem_type == "accountDoesNotExist"
+        (listed,) = await accounts.list_eab_keys()
+        assert len(listed.account_ids) == 1
+
+    async def test_racing_sign_ups_bind_a_key_once(self, acme_env: AcmeEnv) -> None:
+        key = await acme_env.registration.accounts.create_eab_key(actor=OP)
+        replies = await asyncio.gather(*(sign_up(acme_env, key) for _ in range(4)))
+        assert sorted(r.status for _, r in replies) == [201, 403, 403, 403]
+
+    async def test_revocation_can_deactivate_bound_accounts(self, acme_env: AcmeEnv) -> None:
+        accounts = acme_env.registration.accounts
+        kept_key = await accounts.create_eab_key(actor=OP)
+        gone_key = await accounts.create_eab_key(actor=OP)
+        kept, _ = await sign_up(acme_env, kept_key)
+        gone, _ = await sign_up(acme_env, gone_key)
+        revoked = gone_key.kid
+        assert await accounts.revoke_eab_key(kept_key.kid, actor=OP) == []
+        done = await accounts.revoke_eab_key(revoked, actor=OP, deactivate_accounts=True)
+        assert gone.kid is not None
+        assert done == [gone.kid.rsplit("/", 1)[1]]
+        refused = await gone.new_order("eab.internal")
+        assert refused.status == 401
+        assert refused.problem_type == "unauthorized"
+        # Revoking without --deactivate-accounts leaves the bound account working.
+        assert (await kept.new_order("eab.internal")).status == 201
+        trail = [
+            (e.action, e.target)
+            for e in await acme_env.engine.audit_log(limit=20)
+            if e.action.startswith("acme.eab")
+        ]
+        for kid in (kept_key.kid, revoked):
+            assert ("acme.eab-create", kid) in trail
+            assert ("acme.eab-bind", kid) in trail
+            assert ("acme.eab-revoke", kid) in trail
+
+
+class TestEabReuse:
+    @pytest.fixture
+    def acme_settings(self) -> acme_api.AcmeSettings:
+        return acme_api.AcmeSettings(eab_required=True, eab_reuse=True)
+
+    async def test_reuse_admits_and_records_every_account(self, acme_env: AcmeEnv) -> None:
+        accounts = acme_env.registration.accounts
+        key = await accounts.create_eab_key(actor=OP)
+        ids = []
+        for _ in range(3):
+            client, reply = await sign_up(acme_env, key)
+            assert reply.status == 201
+            assert client.kid is not None
+            ids.append(client.kid.rsplit("/", 1)[1])
+        (listed,) = await accounts.list_eab_keys()
+        assert listed.account_ids == tuple(sorted(ids))
+        done = await accounts.revoke_eab_key(key.kid, actor=OP, deactivate_accounts=True)
+        assert sorted(done) == sorted(ids)
 
     @pytest.mark.parametrize(
         "variant",
         ["fail/wrong-mac", "fail/revoked", "fail/unknown-kid", "fail/other-jwk", "fail/wrong-url"],
     )
     async def test_bad_eab_is_refused(self, acme_env: AcmeEnv, variant: str) -> None:
-        key = await acme_env.registration.accounts.create_eab_key()
+        key = await acme_env.registration.accounts.create_eab_key(actor=OP)
         client = acme_env.client()
         await client.directory()
         hmac_key, kid, jwk = key.hmac_key, key.kid, jwk_of(client.key)
@@ -254,7 +336,7 @@ class TestEab:
         if variant == "fail/wrong-mac":
             hmac_key = b"x" * 32
         elif variant == "fail/revoked":
-            await acme_env.registration.accounts.revoke_eab_key(kid)
+            await acme_env.registration.accounts.revoke_eab_key(kid, actor=OP)
         elif variant == "fail/unknown-kid":
             kid = "nope"
         elif variant == "fail/other-jwk":

@@ -250,7 +250,7 @@ async def test_eab_required_on_one_directory_is_not_bypassed(env: DirsEnv) -> No
     assert reply.status == 403
     assert reply.problem_type == "unauthorized"
     # With a binding a fresh key gets in.
-    key = await (await env.dirs.service("locked")).accounts.create_eab_key()
+    key = await (await env.dirs.service("locked")).accounts.create_eab_key(actor=OP)
     ok = env.client("/acme/locked")
     await ok.directory()
     binding = eab_binding(key.kid, key.hmac_key, jwk_of(ok.key), ok.dir["newAccount"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -12,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from server.ca.acme import api as acme_api
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import CertStatus, RevocationReason
+from server.config import AcmeConfig
 from tests.protocols.acme.conftest import AcmeEnv
 from tests.protocols.acme.support import AcmeClient, b64u, jws
 from tests.protocols.acme.test_flow import authorize, obtain
@@ -121,6 +124,38 @@ async def test_renewal_info_and_replaces(acme_env: AcmeEnv, acme: AcmeClient) ->
     assert datetime.fromisoformat(window["end"].replace("Z", "+00:00")) <= datetime.now(UTC)
 
 
+async def test_racing_replacements_of_one_certificate(
+    acme_env: AcmeEnv, acme: AcmeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 13: two newOrders naming the same ``replaces`` both passed the check.
+    _, certs = await obtain(acme_env, acme, "race.internal")
+    cert_id = acme_api.cert_id_of(certs[0])
+    both_looked = asyncio.Barrier(2)
+    look = acme_env.repo.orders_replacing
+
+    async def look_together(cert: str) -> Sequence[acme_api.Order]:
+        found = await look(cert)
+        await both_looked.wait()  # each saw no live replacement before either wrote
+        return found
+
+    monkeypatch.setattr(acme_env.repo, "orders_replacing", look_together)
+    replies = await asyncio.gather(
+        *(acme.new_order("race.internal", replaces=cert_id) for _ in range(2))
+    )
+    assert sorted(r.status for r in replies) == [201, 409]
+    (lost,) = [r for r in replies if r.status == 409]
+    assert lost.problem_type == "alreadyReplaced"
+    monkeypatch.undo()
+    # Once the winner is dead (its authorization deactivated) the slot is free again.
+    (won,) = [r for r in replies if r.status == 201]
+    await acme.post(won.json()["authorizations"][0], {"status": "deactivated"})
+    assert (await acme.get(won.headers["Location"])).json()["status"] == "invalid"
+    again = await acme.new_order("race.internal", replaces=cert_id)
+    assert again.status == 201, again.body
+    third = await acme.new_order("race.internal", replaces=cert_id)
+    assert third.problem_type == "alreadyReplaced"
+
+
 @pytest.mark.parametrize(
     ("cert_id", "status", "problem"),
     [
@@ -197,6 +232,15 @@ class TestRateLimits:
         assert limited.status == 429
         assert limited.problem_type == "rateLimited"
 
+    async def test_limits_are_on_by_default(self) -> None:
+        # Issue 13: 0 (unlimited) was the default for every limit.
+        plain = acme_api.AcmeSettings()
+        assert plain.orders_per_account_per_hour == 300
+        assert plain.accounts_per_ip_per_hour == 50
+        assert plain.pending_authzs_per_account == 1000
+        assert plain.validation_queue == 1000
+        assert AcmeConfig().to_engine() == plain
+
     async def test_order_limit_holds_across_nodes(
         self, acme_env: AcmeEnv, acme: AcmeClient
     ) -> None:
@@ -216,3 +260,64 @@ class TestRateLimits:
         with pytest.raises(EngineError) as err:
             await other.orders.new_order(account, [("dns", "n4.internal")])
         assert err.value.kind is ProblemKind.RATE_LIMITED
+
+
+class TestPendingAuthorizations:
+    @pytest.fixture
+    def acme_settings(self) -> acme_api.AcmeSettings:
+        return acme_api.AcmeSettings(pending_authzs_per_account=2)
+
+    async def test_new_order_beyond_the_pending_limit_is_refused(
+        self, acme_env: AcmeEnv, acme: AcmeClient
+    ) -> None:
+        first = await acme.new_order("p1.internal", "p2.internal")
+        assert first.status == 201
+        limited = await acme.new_order("p3.internal")
+        assert limited.status == 429
+        assert limited.problem_type == "rateLimited"
+        assert int(limited.headers["Retry-After"]) > 0
+        pre = await acme.post(
+            acme.dir["newAuthz"], {"identifier": {"type": "dns", "value": "p4.internal"}}
+        )
+        assert pre.problem_type == "rateLimited"
+        # Another account has its own allowance.
+        other = acme_env.client()
+        await other.new_account()
+        assert (await other.new_order("p5.internal")).status == 201
+        # Deactivating a pending authorization frees room.
+        done = await acme.post(first.json()["authorizations"][0], {"status": "deactivated"})
+        assert done.json()["status"] == "deactivated"
+        assert (await acme.new_order("p3.internal")).status == 201
+
+
+class TestValidationQueue:
+    @pytest.fixture
+    def acme_settings(self) -> acme_api.AcmeSettings:
+        return acme_api.AcmeSettings(
+            validation_queue=1,
+            validation=acme_api.ValidationSettings(attempts=1, retry_delay=0.0, timeout=5.0),
+        )
+
+    async def test_a_full_queue_answers_rate_limited(
+        self, acme_env: AcmeEnv, acme: AcmeClient
+    ) -> None:
+        gate = acme_env.network.gate = asyncio.Event()
+        order = (await acme.new_order("q1.internal", "q2.internal")).json()
+        challs = []
+        for url in order["authorizations"]:
+            authz = (await acme.get(url)).json()
+            chall = next(c for c in authz["challenges"] if c["type"] == "http-01")
+            acme_env.network.http_answers[chall["token"]] = acme.key_authorization(chall["token"])
+            challs.append(chall["url"])
+        assert (await acme.post(challs[0], {})).json()["status"] == "processing"
+        full = await acme.post(challs[1], {})
+        assert full.status == 429
+        assert full.problem_type == "rateLimited"
+        assert int(full.headers["Retry-After"]) > 0
+        # The refused challenge stays pending and can be answered once there is room.
+        assert (await acme.get(challs[1])).json()["status"] == "pending"
+        gate.set()
+        await acme_env.registration.orders.wait_idle()
+        assert (await acme.post(challs[1], {})).json()["status"] == "processing"
+        await acme_env.registration.orders.wait_idle()
+        assert (await acme.get(order["authorizations"][1])).json()["status"] == "valid"

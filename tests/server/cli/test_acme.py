@@ -22,8 +22,9 @@ def test_eab_create_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert len(base64.urlsafe_b64decode(hmac_b64 + "=")) == 32
     assert main(["acme", "eab", "list", "--data-dir", data, "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [(k["kid"], k["revoked"]) for k in listed] == [(kid, False)]
-    assert main(["acme", "eab", "revoke", "--data-dir", data, kid]) == 0
+    assert [(k["kid"], k["revoked"], k["accounts"]) for k in listed] == [(kid, False, [])]
+    revoke = ["acme", "eab", "revoke", "--data-dir", data, kid, "--deactivate-accounts"]
+    assert main(revoke) == 0
     assert f"revoked EAB key {kid}" in capsys.readouterr().out
     assert main(["acme", "eab", "list", "--data-dir", data, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["revoked"] is True

@@ -7,12 +7,15 @@ and PostgreSQL when configured), so engine tests on the fake mean what they say.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from server.ca.acme import types as at
 from server.ca.acme.ports import AcmeRepository
+from server.ca.errors import EngineError, ProblemKind
+from server.ca.types import AuditEvent
 from server.store.acme_repository import SqlAcmeRepository
 from server.store.database import Database
 from server.store.memory import MemoryAcmeRepository
@@ -112,30 +115,67 @@ async def _nonces_and_limits(repo: AcmeRepository) -> None:
     assert await repo.hit_rate_limit("k", window_start=next_hour, limit=2)
 
 
+def _audit(action: str, kid: str) -> AuditEvent:
+    return AuditEvent(at=NOW, actor="operator:test", action=action, target=kid)
+
+
+def _eab_account(name: str, kid: str) -> at.Account:
+    return at.Account(
+        id=at.AccountId(f"acct-{name}"),
+        status=at.AccountStatus.VALID,
+        key=at.AccountKey(jwk="{}", thumbprint=f"t-{name}", spki=b""),
+        contact=(),
+        tos_agreed=False,
+        created_at=NOW,
+        eab_kid=kid,
+    )
+
+
 async def _eab_keys(repo: AcmeRepository) -> None:
     first = at.EabKey(kid="kid-1", hmac_key=b"1" * 32, created_at=NOW)
     second = at.EabKey(kid="kid-2", hmac_key=b"2" * 32, created_at=NOW + timedelta(seconds=1))
-    await repo.add_eab_key(second)
-    await repo.add_eab_key(first)
-    bound = await repo.add_account(
-        at.Account(
-            id=at.AccountId("acct-eab"),
-            status=at.AccountStatus.VALID,
-            key=at.AccountKey(jwk="{}", thumbprint="t-eab", spki=b""),
-            contact=(),
-            tos_agreed=False,
-            created_at=NOW,
-            eab_kid="kid-1",
-        )
-    )
+    await repo.add_eab_key(second, audit=_audit("acme.eab-create", "kid-2"))
+    await repo.add_eab_key(first, audit=_audit("acme.eab-create", "kid-1"))
+    bind = _audit("acme.eab-bind", "kid-1")
+    bound = await repo.add_eab_account(_eab_account("a", "kid-1"), single_use=True, audit=bind)
+    # Single use: a second account cannot bind the key, a raced same key gets the first.
+    with pytest.raises(EngineError) as used:
+        await repo.add_eab_account(_eab_account("b", "kid-1"), single_use=True, audit=bind)
+    assert used.value.kind is ProblemKind.UNAUTHORIZED
+    assert await repo.get_account(at.AccountId("acct-b")) is None
+    same_key = replace(_eab_account("a", "kid-2"), id=at.AccountId("acct-a2"))
+    assert await repo.add_eab_account(same_key, single_use=True, audit=bind) == bound
+    # Reuse: every bound account is recorded.
+    also = await repo.add_eab_account(_eab_account("c", "kid-1"), single_use=False, audit=bind)
     assert await repo.get_eab_key("kid-1") == first
-    assert await repo.revoke_eab_key("kid-2")
-    assert not await repo.revoke_eab_key("kid-3")
+    assert (
+        await repo.revoke_eab_key(
+            "kid-2", deactivate_accounts=True, audit=_audit("acme.eab-revoke", "kid-2")
+        )
+        == []
+    )
+    assert (
+        await repo.revoke_eab_key(
+            "kid-3", deactivate_accounts=False, audit=_audit("acme.eab-revoke", "kid-3")
+        )
+        is None
+    )
     listed = await repo.list_eab_keys()
-    assert [(k.kid, k.revoked, k.account_id) for k in listed] == [
-        ("kid-1", False, bound.id),
-        ("kid-2", True, None),
+    assert [(k.kid, k.revoked, k.account_ids) for k in listed] == [
+        ("kid-1", False, (bound.id, also.id)),
+        ("kid-2", True, ()),
     ]
+    # A revoked key binds nothing, reuse or not.
+    with pytest.raises(EngineError):
+        await repo.add_eab_account(_eab_account("d", "kid-2"), single_use=False, audit=bind)
+    done = await repo.revoke_eab_key(
+        "kid-1", deactivate_accounts=True, audit=_audit("acme.eab-revoke", "kid-1")
+    )
+    assert done == [bound.id, also.id]
+    for account_id in done:
+        account = await repo.get_account(account_id)
+        assert account is not None
+        assert account.status is at.AccountStatus.DEACTIVATED
 
 
 CHECKS = [

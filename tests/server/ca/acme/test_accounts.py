@@ -13,6 +13,7 @@ from server.ca.acme.service import AcmeService
 from server.ca.acme.settings import AcmeSettings
 from server.ca.errors import EngineError, ProblemKind
 from server.store.memory import MemoryAcmeRepository
+from tests.server.ca.acme.conftest import OP
 from tests.server.ca.acme.support import account_key, new_account
 
 
@@ -79,10 +80,10 @@ async def test_contacts_update_and_deactivation(service: AcmeService) -> None:
     assert gone.status is at.AccountStatus.DEACTIVATED
     with pytest.raises(EngineError) as err:
         await service.account(account.id)
-    assert err.value.kind is ProblemKind.UNAUTHORIZED
+    assert err.value.kind is ProblemKind.ACCOUNT_NOT_VALID
     with pytest.raises(EngineError) as again:
         await service.accounts.new_account(account.key)
-    assert again.value.kind is ProblemKind.UNAUTHORIZED
+    assert again.value.kind is ProblemKind.ACCOUNT_NOT_VALID
 
 
 async def test_unknown_account_id(service: AcmeService) -> None:
@@ -118,13 +119,13 @@ class TestExternalAccountBinding:
         assert err.value.kind is ProblemKind.EXTERNAL_ACCOUNT_REQUIRED
 
     async def test_binding_admits_and_is_listed(self, service: AcmeService) -> None:
-        key = await service.accounts.create_eab_key()
+        key = await service.accounts.create_eab_key(actor=OP)
         account, created = await service.accounts.new_account(account_key("a"), eab=_binding(key))
         assert created
         assert account.eab_kid == key.kid
         (listed,) = await service.accounts.list_eab_keys()
         assert listed.kid == key.kid
-        assert listed.account_id == account.id
+        assert listed.account_ids == (account.id,)
 
     @pytest.mark.parametrize(
         "mutate",
@@ -135,21 +136,21 @@ class TestExternalAccountBinding:
         ],
     )
     async def test_bad_bindings_are_refused(self, service: AcmeService, mutate: str) -> None:
-        key = await service.accounts.create_eab_key()
+        key = await service.accounts.create_eab_key(actor=OP)
         binding = _binding(key)
         if mutate == "mac":
             binding = replace(binding, signature=bytes(32))
         elif mutate == "kid":
             binding = replace(binding, kid="unknown")
         else:
-            await service.accounts.revoke_eab_key(key.kid)
+            await service.accounts.revoke_eab_key(key.kid, actor=OP)
         with pytest.raises(EngineError) as err:
             await service.accounts.new_account(account_key("a"), eab=binding)
         assert err.value.kind is ProblemKind.UNAUTHORIZED
 
     async def test_revoking_an_unknown_key(self, service: AcmeService) -> None:
         with pytest.raises(EngineError) as err:
-            await service.accounts.revoke_eab_key("unknown")
+            await service.accounts.revoke_eab_key("unknown", actor=OP)
         assert err.value.kind is ProblemKind.NOT_FOUND
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
 from server.ca import api, grants
 from server.ca.acme import types as at
 from server.ca.acme.directories import Directories, is_valid_directory_name, settings_for
+from server.ca.acme.ports import FetchResult
 from server.ca.acme.service import AcmeService
 from server.ca.acme.settings import AcmeSettings
 from server.ca.errors import EngineError, ProblemKind
@@ -244,3 +247,47 @@ async def test_a_key_raced_onto_another_directory_is_refused(
     assert err.value.kind is ProblemKind.UNAUTHORIZED
     await dirs.close()
     await default.close()
+
+
+class _GatedPorts(FakePorts):
+    """http-01 fetches wait until ``gate`` is set (validations stay queued)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def fetch(self, *, address: str, port: int, host: str, path: str) -> FetchResult:
+        await self.gate.wait()
+        return await super().fetch(address=address, port=port, host=host, path=path)
+
+
+async def test_every_directory_shares_one_validation_queue(
+    ca: api.CAEngine, acme_repo: MemoryAcmeRepository, clock: FakeClock
+) -> None:
+    # The queue bounds validations per process, not per directory.
+    await ca.create_subordinate("corp", parent="root", actor=OP, path_length=0)
+    net = _GatedPorts()
+    team = replace(CORP, name="team")
+    d = Directories(
+        ca,
+        acme_repo,
+        ports=net.ports(),
+        settings=AcmeSettings(validation_queue=1),
+        config={"corp": CORP, "team": team},
+        clock=clock,
+    )
+    try:
+        outcomes = []
+        for name in ("corp", "team"):
+            svc = await d.service(name)
+            acct, _ = await svc.accounts.new_account(account_key(name))
+            order = await svc.orders.new_order(acct, [("dns", f"{name}.corp.example")])
+            try:
+                await svc.orders.respond_challenge(acct, order.authz_ids[0], "http-01")
+                outcomes.append("queued")
+            except EngineError as err:
+                outcomes.append(str(err.kind))
+        assert outcomes == ["queued", "rateLimited"]
+    finally:
+        net.gate.set()
+        await d.close()

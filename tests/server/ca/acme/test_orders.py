@@ -148,6 +148,9 @@ async def test_wrong_answer_invalidates_authz_and_order(
     account = await new_account(service)
     order = await service.orders.new_order(account, [("dns", "a.corp.internal")])
     (authz,) = order.authorizations
+    token = authz.challenge(HTTP)
+    assert token is not None
+    net.http_answers[token.token] = "not the key authorization"
     await service.orders.respond_challenge(account, authz.id, "http-01")
     await service.orders.wait_idle()
     failed = await service.orders.get_authz(account, authz.id)
