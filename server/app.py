@@ -35,6 +35,7 @@ from protocols.ocsp import lean as ocsp_lean
 from protocols.ocsp import links as ocsp_links
 from protocols.ocsp import routes as ocsp_routes
 from server import logs, wiring, workers
+from server.ca import health
 from server.ca.acme import api as acme_api
 from server.ca.api import CAEngine
 from server.ca.est import api as est_api
@@ -43,6 +44,7 @@ from server.config import ConfigError, Settings
 from server.metrics import process as metrics_process
 from server.metrics.runtime import ProcessMetrics
 from server.tls_anchors import ClientAnchors
+from server.tls_listener import ListenerCertificate
 
 __all__ = ["ENGINE", "SETTINGS", "create_http_app", "create_https_app", "run", "run_server"]
 
@@ -51,6 +53,8 @@ log = logging.getLogger(__name__)
 ENGINE: Final = web.AppKey("engine", CAEngine)
 _X509_V_FLAG_NO_CHECK_TIME: Final = 0x200000
 SETTINGS: Final = web.AppKey("settings", Settings)
+# A 90-day certificate is renewed after 60 days; checking hourly is ample.
+_TLS_RENEW_CHECK_SECONDS: Final = 3600.0
 
 
 def _base(services: wiring.Services, metrics: ProcessMetrics | None) -> web.Application:
@@ -220,6 +224,9 @@ async def _listeners(
     ssl_context = server_ssl_context(tls, anchors)
     refresh = ClientAnchors(ssl_context, est_service.tls_trust_anchors, anchors)
     trust_refresh = asyncio.create_task(refresh.run(), name="privca-tls-client-trust")
+    # Renewed by the main process or replaced by the operator: every process reloads it.
+    own_cert = ListenerCertificate(ssl_context, tls.cert, tls.key)
+    cert_reload = asyncio.create_task(own_cert.run(), name="privca-tls-cert-reload")
     https = web.AppRunner(create_https_app(services, est_service=est_service, metrics=metrics))
     http = web.AppRunner(
         create_http_app(services, maintenance=maintenance, metrics=metrics),
@@ -241,6 +248,7 @@ async def _listeners(
         yield
     finally:
         trust_refresh.cancel()
+        cert_reload.cancel()
         https_listener.close()
         if stop_http is not None:
             await stop_http()
@@ -273,6 +281,11 @@ async def _serve(
     # Before the banner: a Ctrl-C right after it must shut down cleanly (exit 0).
     stop = _stop_on_signals()
     procs: list[BaseProcess] = []
+    renewal = (
+        asyncio.create_task(_renew_tls(services, tls), name="privca-tls-renewal")
+        if tls.managed
+        else None
+    )
     async with (
         _metrics_running(metrics, listener=True),
         _listeners(
@@ -302,7 +315,22 @@ async def _serve(
             await stop.wait()
             print("privca: shutting down", flush=True)  # noqa: T201
         finally:
+            if renewal is not None:
+                renewal.cancel()
             await asyncio.to_thread(_stop_workers, procs)
+
+
+async def _renew_tls(services: wiring.Services, tls: wiring.TlsFiles) -> None:
+    """Renew the self-issued HTTPS certificate 2/3 through its life (main process only)."""
+    loop_health = health.LoopHealth("HTTPS certificate renewal", log)
+    while True:
+        await asyncio.sleep(_TLS_RENEW_CHECK_SECONDS)
+        try:
+            await wiring.renew_tls(services.engine, tls, names=services.settings.tls_names)
+        except Exception as exc:  # noqa: BLE001 - task supervisor: the current one keeps serving
+            loop_health.failed(exc)
+        else:
+            loop_health.succeeded()
 
 
 # ---------------------------------------------------------------------- worker processes

@@ -12,7 +12,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from server.ca import api
 from server.ca.acme import api as acme_api
@@ -20,6 +27,7 @@ from server.ca.est import ports as est_ports
 from server.ca.status import api as status_api
 from server.ca.status import crls, responder
 from server.ca.types import KeyAlgorithm
+from server.store import pgtls
 from server.store.database import sqlite_url
 
 __all__ = [
@@ -361,9 +369,21 @@ class Settings(_Model):
 
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None
+    # PostgreSQL TLS, as libpq's sslmode/sslrootcert; the same parameters in
+    # database_url win. Production: "verify-full" and the database CA's file.
+    database_sslmode: str | None = None
+    database_sslrootcert: Path | None = None
     host: str = "127.0.0.1"
     https_port: int = Field(default=8443, ge=0, le=65535)
     http_port: int = Field(default=8080, ge=0, le=65535)
+    # Names (DNS or IP) the self-issued HTTPS certificate carries: what clients connect to.
+    tls_names: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"], min_length=1
+    )
+    # An operator-provided certificate chain and key instead (both or neither; reloaded
+    # by every serving process when replaced).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
     # Base URL written into CDP/AIA of issued certificates; defaults to http://host:http_port.
     public_http_url: str | None = None
     key_passphrase_env: str = "PRIVCA_KEY_PASSPHRASE"  # noqa: S105 - an env var name
@@ -383,6 +403,33 @@ class Settings(_Model):
     pkcs11: Pkcs11Config | None = None
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
+
+    @field_validator("tls_names")
+    @classmethod
+    def _tls_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            try:
+                ipaddress.ip_address(name)
+            except ValueError:
+                labels = name.rstrip(".").split(".")
+                if "*" in name or not all(
+                    0 < len(label) < 64 and label.replace("-", "").isalnum() for label in labels
+                ):
+                    raise ValueError(f"{name!r} is neither a DNS name nor an IP address") from None
+        return value
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both tls_cert_file and tls_key_file, or neither")
+        return self
+
+    @field_validator("database_sslmode")
+    @classmethod
+    def _sslmode(cls, value: str | None) -> str | None:
+        if value is not None and value not in pgtls.SSLMODES:
+            raise ValueError(f"must be one of {', '.join(pgtls.SSLMODES)}")
+        return value
 
     @field_validator("public_http_url")
     @classmethod

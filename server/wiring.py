@@ -14,9 +14,9 @@ import ipaddress
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
 
@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from protocols.acme import network
-from server.ca import api, grants, hsm, keys
+from server import private_files
+from server.ca import api, grants, hsm, keys, pkcs8, sealing
 from server.ca.acme import api as acme_api
 from server.ca.est import api as est_api
 from server.ca.status import api as status_api
@@ -44,26 +45,29 @@ __all__ = [
     "build_acme_service",
     "build_est_service",
     "ensure_first_start",
+    "listener_files",
+    "listener_grant",
+    "listener_names",
     "load_passphrase",
     "open_services",
     "pkcs11_backend",
     "read_pkcs11_pin",
+    "renew_tls",
     "validation_permit",
 ]
 
 log = logging.getLogger(__name__)
 
 SYSTEM: Final = Principal("system", "privca")
-_TLS_NAMES: Final = ("localhost", "127.0.0.1", "::1")
-# What the server may issue itself for its HTTPS listener: nothing but its own names.
-_LISTENER_GRANT: Final = grants.Grant(
-    cas=frozenset({grants.ANY}),
-    profiles=frozenset({"tls-server"}),
-    dns_suffixes=("localhost",),
-    ip_ranges=(ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128")),
-)
 _TLS_LIFETIME: Final = timedelta(days=90)
+# Renewed once less than this share of its life is left (2/3 of it used).
+_TLS_RENEW_LEFT: Final = 1 / 3
 _HTTP_URL_KEY: Final = "public_http_url"
+# systemd: `LoadCredential=privca-passphrase:/etc/privca/ca-key.passphrase` puts it here.
+CREDENTIAL_NAME: Final = "privca-passphrase"
+# PBKDF2 rounds of the CA keys this process writes (and re-wraps weaker ones to);
+# the test suite lowers it, nothing else does.
+KDF_ROUNDS = pkcs8.DEFAULT_ROUNDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,8 @@ class Services:
     db: Database
     repo: SqlRepository
     engine: api.CAEngine
+    # Seals the server secrets kept in the database (EAB HMAC keys, nonce MAC key).
+    sealer: sealing.Sealer
     # OCSP/CRL services; attached to the engine so every process pre-signs on issue/revoke.
     status: status_api.StatusService | None = None
 
@@ -85,10 +91,12 @@ class TlsFiles:
     cert: Path
     key: Path
     bundle: Path
+    # False: the operator's tls_cert_file/tls_key_file, never issued nor renewed here.
+    managed: bool = True
 
 
 def load_passphrase(settings: Settings, *, create: bool) -> bytes:
-    """Return the CA key passphrase from the env var or the passphrase file.
+    """Return the CA key passphrase: env var, systemd credential, then passphrase file.
 
     With ``create`` a missing file is made with a random passphrase (mode 0600).
 
@@ -98,6 +106,9 @@ def load_passphrase(settings: Settings, *, create: bool) -> bytes:
     from_env = os.environ.get(settings.key_passphrase_env)
     if from_env:
         return from_env.encode()
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials and (Path(credentials) / CREDENTIAL_NAME).is_file():
+        return (Path(credentials) / CREDENTIAL_NAME).read_bytes().strip()
     path = settings.passphrase_file
     if path.exists():
         return path.read_bytes().strip()
@@ -121,26 +132,47 @@ async def open_services(
 
     ``create`` allows an empty data dir; ``serving`` records this node's public URL.
     """
+    database = settings.data_dir / "privca.db"
+    if settings.database_url is None and not create and not database.exists():
+        raise ConfigError(f"no privca database in {settings.data_dir} (run `privca serve` first)")
+    if create or settings.data_dir.exists():
+        # It holds the TLS key, maybe the passphrase file and the SQLite database.
+        private_files.ensure_private_dir(settings.data_dir)
     if settings.database_url is None:
-        if not create and not (settings.data_dir / "privca.db").exists():
-            raise ConfigError(
-                f"no privca database in {settings.data_dir} (run `privca serve` first)"
-            )
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.db_url)
+        private_files.secure_sqlite_files(database)
+    try:
+        db = Database(
+            settings.db_url,
+            sslmode=settings.database_sslmode,
+            sslrootcert=settings.database_sslrootcert,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"database TLS: {exc}") from exc
     try:
         await db.migrate()
         repo = SqlRepository(db)
         settings = await _shared_http_url(repo, settings, serving=serving)
-        pkcs8 = keys.Pkcs8KeyBackend(load_passphrase(settings, create=create))
+        passphrase = load_passphrase(settings, create=create)
+        software = keys.Pkcs8KeyBackend(passphrase, kdf_rounds=KDF_ROUNDS)
+        sealer = sealing.Sealer(passphrase)
+        resealed = await SqlAcmeRepository(db, sealer).seal_stored_secrets()
+        if resealed:
+            log.info("sealed %d server secrets stored in plain text", resealed)
         token = pkcs11_backend(settings.pkcs11)
-        backend = keys.KeyBackends(pkcs8, *([token] if token else []))
+        backend = keys.KeyBackends(software, *([token] if token else []))
         engine = api.CAEngine(repo, backend, settings=settings.engine_settings())
         status = status_api.StatusService(
             engine, repo, SqlStatusRepository(db), settings=status_settings(settings)
         ).attach()
         try:
-            yield Services(settings=settings, db=db, repo=repo, engine=engine, status=status)
+            yield Services(
+                settings=settings,
+                db=db,
+                repo=repo,
+                engine=engine,
+                sealer=sealer,
+                status=status,
+            )
         finally:
             if token is not None:
                 token.close()
@@ -203,7 +235,7 @@ def build_acme_service(
     acme = services.settings.acme
     return acme_api.AcmeService(
         services.engine,
-        repo or SqlAcmeRepository(services.db),
+        repo or SqlAcmeRepository(services.db, services.sealer),
         ports=ports or network.default_ports(acme.dns_resolver, permit=validation_permit(services)),
         settings=acme.to_engine(),
         queue=queue,
@@ -221,7 +253,7 @@ def build_acme_directories(
     acme = services.settings.acme
     return acme_api.Directories(
         services.engine,
-        repo or SqlAcmeRepository(services.db),
+        repo or SqlAcmeRepository(services.db, services.sealer),
         ports=ports or network.default_ports(acme.dns_resolver, permit=validation_permit(services)),
         settings=acme.to_engine(),
         config=acme.to_directories(),
@@ -286,52 +318,105 @@ async def ensure_first_start(services: Services) -> TlsFiles:
     issuing = await engine.get_ca(settings.ca.issuing_name)
     chain = await engine.chain_of(issuing)
     data = settings.data_dir
-    data.mkdir(parents=True, exist_ok=True)
+    private_files.ensure_private_dir(data)
     bundle = data / "ca-bundle.pem"
-    bundle.write_bytes(chain[-1].public_bytes(serialization.Encoding.PEM))
-    tls_dir = data / "tls"
-    files = TlsFiles(cert=tls_dir / "server.pem", key=tls_dir / "server.key", bundle=bundle)
-    if not _tls_still_good(files, chain[-1]):
-        await _issue_tls(engine, files)
+    private_files.write_private(
+        bundle, chain[-1].public_bytes(serialization.Encoding.PEM), mode=0o644
+    )
+    files = listener_files(settings)
+    if files.managed:
+        await renew_tls(engine, files, names=settings.tls_names)
     return files
 
 
-def _tls_still_good(files: TlsFiles, root: x509.Certificate) -> bool:
+def listener_files(settings: Settings) -> TlsFiles:
+    """Return where the HTTPS listener's certificate and key are (operator's or privca's)."""
+    bundle = settings.data_dir / "ca-bundle.pem"
+    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+        return TlsFiles(
+            cert=settings.tls_cert_file, key=settings.tls_key_file, bundle=bundle, managed=False
+        )
+    tls_dir = settings.data_dir / "tls"
+    return TlsFiles(cert=tls_dir / "server.pem", key=tls_dir / "server.key", bundle=bundle)
+
+
+async def renew_tls(engine: api.CAEngine, files: TlsFiles, *, names: Sequence[str]) -> bool:
+    """Issue the listener's certificate if missing, 2/3 through its life, for other names,
+    or under another root; return True when a new one was written.
+
+    Raises:
+        EngineError: issuance refused (the issuing CA disabled or expired).
+    """
+    issuing = await engine.get_ca(engine.settings.default_ca)
+    root = (await engine.chain_of(issuing))[-1]
+    if _tls_still_good(files, root, names=names, now=engine.now()):
+        return False
+    await _issue_tls(engine, files, names)
+    return True
+
+
+def listener_names(names: Sequence[str]) -> list[x509.GeneralName]:
+    """Return ``tls_names`` as subjectAltName entries (IP addresses and DNS names)."""
+    out: list[x509.GeneralName] = []
+    for n in names:
+        try:
+            out.append(x509.IPAddress(ipaddress.ip_address(n)))
+        except ValueError:
+            out.append(x509.DNSName(n))
+    return out
+
+
+def listener_grant(names: Sequence[str]) -> grants.Grant:
+    """Return what the server may issue itself for its HTTPS listener: its own names only."""
+    general = listener_names(names)
+    return grants.Grant(
+        cas=frozenset({grants.ANY}),
+        profiles=frozenset({"tls-server"}),
+        dns_suffixes=tuple(g.value for g in general if isinstance(g, x509.DNSName)),
+        ip_ranges=tuple(
+            ipaddress.ip_network(g.value) for g in general if isinstance(g, x509.IPAddress)
+        ),
+    )
+
+
+def _tls_still_good(
+    files: TlsFiles, root: x509.Certificate, *, names: Sequence[str], now: datetime
+) -> bool:
     if not files.cert.exists() or not files.key.exists():
         return False
     try:
         certs = x509.load_pem_x509_certificates(files.cert.read_bytes())
-    except ValueError:
+        san = certs[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
         return False
     leaf = certs[0]
     lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
-    left = leaf.not_valid_after_utc - datetime.now(UTC)
+    left = leaf.not_valid_after_utc - now
     same_root = len(certs) >= 2 and certs[-1].issuer == root.subject
-    return same_root and left > lifetime / 3
+    same_names = set(san) == set(listener_names(names))
+    return same_root and same_names and left > lifetime * _TLS_RENEW_LEFT
 
 
-async def _issue_tls(engine: api.CAEngine, files: TlsFiles) -> None:
-    names: list[x509.GeneralName] = []
-    for n in _TLS_NAMES:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(n)))
-        except ValueError:
-            names.append(x509.DNSName(n))
+async def _issue_tls(engine: api.CAEngine, files: TlsFiles, names: Sequence[str]) -> None:
     issued = await engine.issue_with_generated_key(
         principal=SYSTEM,
-        grant=_LISTENER_GRANT,
+        grant=listener_grant(names),
         profile="tls-server",
         key_algorithm=KeyAlgorithm.EC_P256,
-        subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]),
-        names=names,
+        subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]),
+        names=listener_names(names),
         lifetime=_TLS_LIFETIME,
     )
-    files.cert.parent.mkdir(parents=True, exist_ok=True)
+    private_files.ensure_private_dir(files.cert.parent)
     pem = b"".join(
         c.public_bytes(serialization.Encoding.PEM) for c in (issued.certificate, *issued.chain[:-1])
     )
-    files.cert.write_bytes(pem)
-    fd = os.open(files.key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(issued.private_key_pem or b"")
-    log.info("issued TLS certificate for %s", ", ".join(_TLS_NAMES))
+    # Key first: a reader that sees the new certificate finds its key already there
+    # (serving processes only load a pair that matches: server.tls_listener).
+    private_files.write_private(files.key, issued.private_key_pem or b"")
+    private_files.write_private(files.cert, pem, mode=0o644)
+    log.info(
+        "issued HTTPS listener certificate for %s (until %s)",
+        ", ".join(names),
+        issued.certificate.not_valid_after_utc.isoformat(),
+    )

@@ -20,12 +20,13 @@ import asyncpg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
+from server import wiring
 from server.ca import api, keys
 from server.ca.types import KeyAlgorithm
 from server.store.database import Database, sqlite_url
 from server.store.memory import MemoryRepository
 from server.store.repository import SqlRepository
-from tests.support import SOFTHSM_MODULES, TEST_PASSPHRASE, FakeClock, SoftHsm
+from tests.support import SOFTHSM_MODULES, TEST_KDF_ROUNDS, TEST_PASSPHRASE, FakeClock, SoftHsm
 
 
 def _pg_base_url() -> str | None:
@@ -191,7 +192,9 @@ def clock() -> FakeClock:
 
 @pytest.fixture(scope="session")
 def key_backend() -> keys.Pkcs8KeyBackend:
-    return keys.Pkcs8KeyBackend(TEST_PASSPHRASE)
+    # Few rounds: the suite makes hundreds of CA keys (the default, 600,000, is
+    # asserted in tests/server/ca/test_pkcs8.py).
+    return keys.Pkcs8KeyBackend(TEST_PASSPHRASE, kdf_rounds=TEST_KDF_ROUNDS)
 
 
 @pytest.fixture
@@ -253,3 +256,10 @@ def sql_repo(database: Database) -> SqlRepository:
 def sql_engine(sql_repo: SqlRepository, key_backend: keys.Pkcs8KeyBackend) -> api.CAEngine:
     """An engine on a real database (both backends)."""
     return api.CAEngine(sql_repo, key_backend, settings=api.EngineSettings(default_ca="issuing"))
+
+
+@pytest.fixture(autouse=True)
+def _fast_kdf(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make CA keys written through the wiring use few PBKDF2 rounds (production_kdf: not)."""
+    if request.node.get_closest_marker("production_kdf") is None:
+        monkeypatch.setattr(wiring, "KDF_ROUNDS", TEST_KDF_ROUNDS)

@@ -19,7 +19,7 @@ from pkilint import loader, report
 from pkilint.pkix import certificate, extension, name
 from pkilint.validation import ValidationFindingSeverity
 
-from server.ca import keys
+from server.ca import keys, sealing
 from server.ca.types import KeyAlgorithm
 
 __all__ = [
@@ -35,6 +35,9 @@ __all__ = [
 ]
 
 TEST_PASSPHRASE = b"test-passphrase-0123456789"
+# PBKDF2 rounds of test CA keys (production: server.ca.pkcs8.DEFAULT_ROUNDS).
+TEST_KDF_ROUNDS = 1000
+TEST_SEALER: Final = sealing.Sealer(TEST_PASSPHRASE)
 # Fixed vectors live in tests/data (each folder has a README giving its origin).
 MATTER_VECTORS: Final = Path(__file__).resolve().parent / "data" / "matter"
 

@@ -65,6 +65,7 @@ class StatusListener(Protocol):
 _SERIAL_ATTEMPTS: Final = 5
 OCSP_SIGNER_PROFILE: Final = "ocsp-signer"
 _OCSP: Final = Principal("system", "ocsp")
+_KEYS: Final = Principal("system", "keys")
 # A CA's state is re-read at most this often, so every node sharing the database
 # sees a disable or revocation within the promised 5 seconds.
 STATE_TTL: Final = 2.0
@@ -188,10 +189,22 @@ class CAEngine:
         if cached is not None and cached[0] == ca.cert_der:
             return cached[1]
         key = await asyncio.to_thread(self._keys.load, ca.key)
+        await self._rewrap_key(ca)
         chain = [x509.load_der_x509_certificate(d) for d in ca.chain_der]
         built = issuance.Issuer.create(ca.certificate, key, urls=self._child_urls(ca), chain=chain)
         self._issuers[ca.id] = (ca.cert_der, built)
         return built
+
+    async def _rewrap_key(self, ca: CA) -> None:
+        """Store ``ca``'s software key re-encrypted if it was wrapped with a weaker KDF."""
+        fresh = await asyncio.to_thread(keys.rewrap, self._keys, ca.key)
+        if fresh is None:
+            return
+        audit = self._audit(_KEYS, "ca.key-rewrap", ca.name)
+        if await self._repo.replace_ca_key(ca.id, old=ca.key, new=fresh, audit=audit):
+            _log.info("CA %s: key re-encrypted with the current KDF parameters", ca.name)
+        self._cas.pop(ca.id, None)
+        self._cas.pop(ca.name, None)
 
     def _forget(self, ca: CA) -> None:
         self._issuers.pop(ca.id, None)

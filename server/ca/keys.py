@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
 )
 
-from server.ca import der
+from server.ca import der, pkcs8
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.signer import Signer
 from server.ca.types import KeyAlgorithm, KeyHandle
@@ -36,6 +36,7 @@ __all__ = [
     "as_signer",
     "choose",
     "generate_private_key",
+    "rewrap",
     "sign",
     "signature_algorithm",
     "signature_hash",
@@ -152,14 +153,19 @@ class KeyBackend(Protocol):
 
 
 class Pkcs8KeyBackend:
-    """CA keys as passphrase-encrypted PKCS#8 PEM (AES-256-CBC, PBKDF2) kept in storage."""
+    """CA keys as passphrase-encrypted PKCS#8 PEM (PBES2: PBKDF2-SHA256, AES-256-CBC) in storage.
+
+    ``kdf_rounds`` is the PBKDF2 iteration count of keys written from now on; keys
+    stored with fewer (or another scheme) are re-wrapped by ``rewrap``.
+    """
 
     name: Final[str] = "pkcs8"
 
-    def __init__(self, passphrase: bytes) -> None:
+    def __init__(self, passphrase: bytes, *, kdf_rounds: int = pkcs8.DEFAULT_ROUNDS) -> None:
         if len(passphrase) < 16:
             raise ValueError("the CA key passphrase must be at least 16 bytes")
         self._passphrase = passphrase
+        self.kdf_rounds = kdf_rounds
 
     def create(
         self, alg: KeyAlgorithm, *, label: str
@@ -170,16 +176,28 @@ class Pkcs8KeyBackend:
 
     def wrap(self, key: CertificateIssuerPrivateKeyTypes, *, label: str) -> KeyHandle:
         """Encrypt an existing private key into a handle."""
-        blob = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(self._passphrase),
-        )
+        blob = pkcs8.encrypt(key, self._passphrase, rounds=self.kdf_rounds)
         return KeyHandle(backend=self.name, ref=f"{label}-{secrets.token_hex(4)}", blob=blob)
+
+    def rewrap(self, handle: KeyHandle) -> KeyHandle | None:
+        """Return ``handle`` encrypted with today's parameters, or None if it already is.
+
+        Raises:
+            EngineError: SERVER_INTERNAL on a wrong passphrase or a damaged key.
+        """
+        rounds = pkcs8.kdf_rounds(handle.blob)
+        if rounds is not None and rounds >= self.kdf_rounds:
+            return None
+        key = self._decrypt(handle)
+        blob = pkcs8.encrypt(key, self._passphrase, rounds=self.kdf_rounds)
+        return KeyHandle(backend=handle.backend, ref=handle.ref, blob=blob)
 
     def load(self, handle: KeyHandle) -> Signer:
         """Decrypt the handle's key into a signer; EngineError(SERVER_INTERNAL) on a wrong
         passphrase."""
+        return KeySigner(self._decrypt(handle))
+
+    def _decrypt(self, handle: KeyHandle) -> CertificateIssuerPrivateKeyTypes:
         try:
             key = serialization.load_pem_private_key(handle.blob, password=self._passphrase)
         except (ValueError, TypeError) as exc:
@@ -189,7 +207,7 @@ class Pkcs8KeyBackend:
             ) from exc
         if isinstance(key, (ed448.Ed448PrivateKey,)) or not _is_issuer_key(key):
             raise EngineError(ProblemKind.SERVER_INTERNAL, f"CA key {handle.ref} has a bad type")
-        return KeySigner(key)  # type: ignore[arg-type]  # narrowed by _is_issuer_key
+        return key  # type: ignore[return-value]  # narrowed by _is_issuer_key
 
 
 class KeyBackends:
@@ -228,6 +246,10 @@ class KeyBackends:
         """Create a key in the default backend."""
         return self._default.create(alg, label=label)
 
+    def owner(self, handle: KeyHandle) -> KeyBackend | None:
+        """Return the backend that made ``handle`` (None: not configured here)."""
+        return self._by_name.get(handle.backend)
+
     def load(self, handle: KeyHandle) -> Signer:
         """Load a handle through the backend that made it.
 
@@ -243,6 +265,21 @@ class KeyBackends:
                 "which is not configured",
             )
         return backend.load(handle)
+
+
+def rewrap(backend: KeyBackend, handle: KeyHandle) -> KeyHandle | None:
+    """Return a software key's handle re-encrypted with today's KDF, None when not needed.
+
+    Token keys (and handles of unconfigured backends) are never re-wrapped.
+
+    Raises:
+        EngineError: SERVER_INTERNAL on a wrong passphrase or a damaged key.
+    """
+    if isinstance(backend, KeyBackends):
+        backend = backend.owner(handle) or backend
+    if isinstance(backend, Pkcs8KeyBackend) and handle.backend == backend.name:
+        return backend.rewrap(handle)
+    return None
 
 
 def choose(backend: KeyBackend, name: str | None) -> KeyBackend:

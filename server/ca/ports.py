@@ -53,6 +53,17 @@ class Repository(Protocol):
         """Replace a CA row (status, certificate, chain, policy)."""
         ...
 
+    async def replace_ca_key(
+        self,
+        ca_id: types.CAId,
+        *,
+        old: types.KeyHandle,
+        new: types.KeyHandle,
+        audit: types.AuditEvent,
+    ) -> bool:
+        """Swap a CA's key handle if it is still ``old`` (re-wrapping); False if it was not."""
+        ...
+
     async def get_ca(self, ca_id: types.CAId) -> types.CA | None:
         """Return a CA by id."""
         ...

@@ -10,6 +10,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from server import private_files
 from server.ca import grants
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import CertificateRecord, CertQuery, CertStatus, RevocationReason
@@ -55,8 +56,8 @@ async def _issue(s: Services, a: argparse.Namespace) -> int:
             lifetime=lifetime(a),
         )
         if a.key_out:
-            Path(a.key_out).touch(mode=0o600)
-            Path(a.key_out).write_bytes(issued.private_key_pem or b"")
+            # A new 0600 file renamed over the path: an existing file's wider mode never stays.
+            private_files.write_private(Path(a.key_out), issued.private_key_pem or b"")
     # Leaf first, then the chain without the root (the trust anchor).
     write(a.out, pem([issued.certificate, *issued.chain[:-1]]))
     if a.out:

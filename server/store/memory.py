@@ -48,6 +48,22 @@ class MemoryRepository:
             self.cas[ca.id] = ca
             self._log(audit)
 
+    async def replace_ca_key(
+        self,
+        ca_id: types.CAId,
+        *,
+        old: types.KeyHandle,
+        new: types.KeyHandle,
+        audit: types.AuditEvent,
+    ) -> bool:
+        async with self._lock:
+            ca = self.cas.get(ca_id)
+            if ca is None or ca.key != old:
+                return False
+            self.cas[ca_id] = replace(ca, key=new)
+            self._log(audit)
+            return True
+
     async def get_ca(self, ca_id: types.CAId) -> types.CA | None:
         return self.cas.get(ca_id)
 

@@ -171,6 +171,30 @@ class SqlRepository:
             await conn.execute(update(_CA).where(_CA.c.id == ca.id).values(**values))
             await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
 
+    async def replace_ca_key(
+        self,
+        ca_id: types.CAId,
+        *,
+        old: types.KeyHandle,
+        new: types.KeyHandle,
+        audit: types.AuditEvent,
+    ) -> bool:
+        async with self._db.write() as conn:
+            swapped = await conn.execute(
+                update(_CA)
+                .where(
+                    _CA.c.id == ca_id,
+                    _CA.c.key_backend == old.backend,
+                    _CA.c.key_ref == old.ref,
+                    _CA.c.key_blob == old.blob,
+                )
+                .values(key_backend=new.backend, key_ref=new.ref, key_blob=new.blob)
+            )
+            if swapped.rowcount != 1:
+                return False
+            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+            return True
+
     async def get_ca(self, ca_id: types.CAId) -> types.CA | None:
         row = await self._db.fetch_first(select(_CA).where(_CA.c.id == ca_id))
         return _ca_to_domain(row) if row else None

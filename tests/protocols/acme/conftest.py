@@ -18,6 +18,7 @@ from server.store.acme_repository import SqlAcmeRepository
 from server.store.database import Database
 from server.store.repository import SqlRepository
 from tests.protocols.acme.support import AcmeClient, FakeNetwork
+from tests.support import TEST_SEALER
 
 OP = Principal("operator", "test")
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
@@ -71,7 +72,7 @@ async def acme_env(
 ) -> AsyncIterator[AcmeEnv]:
     engine = await make_engine(database, key_backend, **ca_options)
     network = FakeNetwork()
-    repo = SqlAcmeRepository(database)
+    repo = SqlAcmeRepository(database, TEST_SEALER)
     registration = acme_api.AcmeService(engine, repo, ports=network.ports(), settings=acme_settings)
     root = web.Application()
     root.add_subapp("/acme", routes.build_app(registration))

@@ -20,7 +20,7 @@ from server.store.database import Database
 from server.store.repository import SqlRepository
 from tests.protocols.acme.conftest import OP, AiohttpClient
 from tests.protocols.acme.support import AcmeClient, FakeNetwork, b64u, csr_der, eab_binding, jwk_of
-from tests.support import openssl_verify
+from tests.support import TEST_SEALER, openssl_verify
 
 SETTINGS = acme_api.AcmeSettings(
     validation=acme_api.ValidationSettings(attempts=1, retry_delay=0.0, timeout=2.0)
@@ -77,7 +77,7 @@ async def env(
     )
     await engine.create_subordinate("corp", parent="root", actor=OP, path_length=0)
     network = FakeNetwork()
-    repo = SqlAcmeRepository(database)
+    repo = SqlAcmeRepository(database, TEST_SEALER)
     default = acme_api.AcmeService(engine, repo, ports=network.ports(), settings=SETTINGS)
     dirs = acme_api.Directories(
         engine,

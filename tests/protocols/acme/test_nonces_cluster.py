@@ -14,6 +14,7 @@ from server.store.database import Database
 from server.store.repository import SqlRepository
 from tests.protocols.acme.conftest import AiohttpClient, make_engine
 from tests.protocols.acme.support import AcmeClient, FakeNetwork, jws
+from tests.support import TEST_SEALER
 
 
 async def node(
@@ -22,7 +23,7 @@ async def node(
     engine = api.CAEngine(
         SqlRepository(db), key_backend, settings=api.EngineSettings(default_ca="issuing")
     )
-    repo = SqlAcmeRepository(db)
+    repo = SqlAcmeRepository(db, TEST_SEALER)
     reg = acme_api.AcmeService(engine, repo, ports=FakeNetwork().ports())
     app = web.Application()
     app.add_subapp("/acme", routes.build_app(reg))

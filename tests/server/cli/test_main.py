@@ -87,7 +87,10 @@ def test_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     listing = capsys.readouterr().out
     assert "issuing" in listing
     assert "ec-p384" in listing
-    # Generated-key issuance with a free-form device subject.
+    # Generated-key issuance with a free-form device subject, over a key file left
+    # world-readable: the new key must not inherit that mode.
+    (tmp_path / "dev.key").write_bytes(b"old")
+    (tmp_path / "dev.key").chmod(0o644)
     assert (
         _privca(
             "cert",

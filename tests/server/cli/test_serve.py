@@ -9,11 +9,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
+from server import private_files
 from server.cli import build_parser, main, serve
 from server.config import ConfigError, load_settings
 from tests.support import make_csr
@@ -171,3 +176,73 @@ def test_serve_refuses_a_directory_of_an_unknown_ca(
     args += ["--https-port", str(_free_port()), "--http-port", str(_free_port())]
     assert main(args) == 1
     assert "acme.directories.team: unknown CA 'nope'" in capsys.readouterr().err
+
+
+def _self_signed(tmp_path: Path, name: str) -> tuple[bytes, bytes, int]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem, cert.serial_number
+
+
+def _served_serial(port: int) -> int:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        ctx.wrap_socket(raw) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_every_serving_process_reloads_replaced_operator_files(tmp_path: Path) -> None:
+    cert, key = tmp_path / "op.pem", tmp_path / "op.key"
+    first = _self_signed(tmp_path, "first")
+    private_files.write_private(cert, first[0], mode=0o644)
+    private_files.write_private(key, first[1])
+    cfg = tmp_path / "privca.toml"
+    cfg.write_text(f'tls_cert_file = "{cert}"\ntls_key_file = "{key}"\n[revocation]\nworkers = 2\n')
+    https, http = _free_port(), _free_port()
+    args = ["serve", "--config", str(cfg), "--data-dir", str(tmp_path / "data")]
+    args += ["--https-port", str(https), "--http-port", str(http)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for(proc, "trust bundle")
+        assert _served_serial(https) == first[2]
+        second = _self_signed(tmp_path, "second")
+        private_files.write_private(key, second[1])
+        private_files.write_private(cert, second[0], mode=0o644)
+        # Both processes listen on the port (SO_REUSEPORT): once every one reloaded,
+        # twenty connections in a row all see the new certificate, with no restart.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if all(_served_serial(https) == second[2] for _ in range(20)):
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the replaced certificate was not served by every process")
+        assert not (tmp_path / "data" / "tls").exists()  # never issued over the operator's
+    finally:
+        _stop(proc)

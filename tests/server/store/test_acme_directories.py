@@ -13,6 +13,7 @@ from server.ca.types import AuditEvent
 from server.store.acme_repository import SqlAcmeRepository
 from server.store.database import Database
 from server.store.repository import SqlRepository
+from tests.support import TEST_SEALER
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -22,7 +23,7 @@ def _event(action: str) -> AuditEvent:
 
 
 async def test_directories_round_trip_with_audit(database: Database) -> None:
-    repo = SqlAcmeRepository(database)
+    repo = SqlAcmeRepository(database, TEST_SEALER)
     corp = at.AcmeDirectory(
         name="corp",
         ca="corp-ca",
@@ -49,7 +50,7 @@ async def test_directories_round_trip_with_audit(database: Database) -> None:
 
 
 async def test_accounts_keep_their_directory(database: Database) -> None:
-    repo = SqlAcmeRepository(database)
+    repo = SqlAcmeRepository(database, TEST_SEALER)
     key = at.AccountKey(jwk="{}", thumbprint="t1", spki=b"k")
     acct = at.Account(
         id=at.AccountId("a1"),

@@ -19,6 +19,7 @@ from server.ca.types import AuditEvent
 from server.store.acme_repository import SqlAcmeRepository
 from server.store.database import Database
 from server.store.memory import MemoryAcmeRepository
+from tests.support import TEST_SEALER
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 Check = Callable[[AcmeRepository], Awaitable[None]]
@@ -193,4 +194,4 @@ async def test_memory_fake(check: Check) -> None:
 
 @pytest.mark.parametrize("check", CHECKS)
 async def test_sql_reference(check: Check, database: Database) -> None:
-    await check(SqlAcmeRepository(database))
+    await check(SqlAcmeRepository(database, TEST_SEALER))
