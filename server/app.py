@@ -125,7 +125,6 @@ def create_https_app(
             max_body_bytes=services.settings.max_body_bytes,
             requests_per_second=est.requests_per_second,
             request_burst=est.request_burst,
-            failed_logins_per_minute=est.failed_logins_per_minute,
         ),
     )
     return app

@@ -23,6 +23,7 @@ from pydantic import (
 
 from server.ca import api
 from server.ca.acme import api as acme_api
+from server.ca.est import logins as est_logins
 from server.ca.est import ports as est_ports
 from server.ca.status import api as status_api
 from server.ca.status import crls, responder
@@ -112,7 +113,14 @@ class EstSettings(_Model):
     # Per client address and process (503 + Retry-After beyond); 0 turns a limit off.
     requests_per_second: float = Field(default=200.0, ge=0, le=1_000_000)
     request_burst: int = Field(default=400, ge=1, le=1_000_000)
-    failed_logins_per_minute: int = Field(default=10, ge=0, le=100_000)
+    # Failed password logins a minute, per client address and per account (label, user),
+    # counted in the database so every process and node shares them; 0 turns one off.
+    failed_logins_per_minute: int = Field(default=30, ge=0, le=100_000)
+    failed_logins_per_account_per_minute: int = Field(default=10, ge=0, le=100_000)
+    # PBKDF2 checks at once per process (0: the CPU count); a login waits at most
+    # password_check_wait_seconds for a slot, then gets 503 + Retry-After.
+    password_checks_in_flight: int = Field(default=0, ge=0, le=1024)
+    password_check_wait_seconds: float = Field(default=2.0, gt=0, le=60)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -122,6 +130,15 @@ class EstSettings(_Model):
         for cidr in value:
             ipaddress.ip_network(cidr, strict=False)
         return value
+
+    def to_login_limits(self) -> est_logins.LoginLimits:
+        """Return the failed-login budgets and the PBKDF2 bound as engine settings."""
+        return est_logins.LoginLimits(
+            per_address=self.failed_logins_per_minute,
+            per_account=self.failed_logins_per_account_per_minute,
+            concurrent_checks=self.password_checks_in_flight,
+            check_wait=self.password_check_wait_seconds,
+        )
 
     def to_labels(self) -> dict[str, est_ports.EstLabel]:
         """Return the configured labels as engine ``EstLabel`` values (anchor files read).

@@ -278,6 +278,7 @@ def build_est_service(services: Services) -> est_api.EstService:
         SqlEstRepository(services.db),
         config_labels=services.settings.est.to_labels(),
         retry_after=services.settings.est.retry_after_seconds,
+        login_limits=services.settings.est.to_login_limits(),
     )
 
 

@@ -394,8 +394,8 @@ else
   skip "libest-estclient" "estclient (Cisco libest) is not on PATH: not packaged in Debian or on PyPI; the curl/openssl cases above cover every operation"
 fi
 
-# ---- brute force: wrong passwords from one client end in 503 + Retry-After (last: it locks
-# this address out of Basic auth for a while)
+# ---- brute force: wrong passwords for one account end in 503 + Retry-After (last: it locks
+# dev1 out of Basic auth for a while, from every address)
 locked=""
 for i in $(seq 1 15); do
   code=$(post "neg-lockout-$i" "$BASE/simpleenroll" dev.b64 -u "dev1:wrong-password-$i")

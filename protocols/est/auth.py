@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives import serialization
 
 from protocols.common.ratelimit import TokenBuckets
 from protocols.est.messages import EstError
-from server.ca.errors import EngineError, ProblemKind
 from server.ca.est import api as est_api
 
 __all__ = ["AuthSettings", "authenticate", "parse_basic", "parse_forwarded_cert"]
@@ -39,9 +38,8 @@ class AuthSettings:
 
     client_cert_header: str = DEFAULT_CERT_HEADER
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    # Per client: every request, and failed password checks (brute force).
+    # Per client and process: every request. Failed logins are the engine's (shared) limit.
     requests: TokenBuckets = field(default_factory=lambda: TokenBuckets(0, 1))
-    failed_logins: TokenBuckets = field(default_factory=lambda: TokenBuckets(0, 1))
 
     @classmethod
     def create(
@@ -51,16 +49,12 @@ class AuthSettings:
         *,
         requests_per_second: float = 0,
         request_burst: int = 1,
-        failed_logins_per_minute: int = 0,
     ) -> AuthSettings:
-        """Parse proxy CIDRs (ValueError on a bad one) and set up the per-client limits."""
+        """Parse proxy CIDRs (ValueError on a bad one) and set up the per-client request limit."""
         return cls(
             client_cert_header=header or DEFAULT_CERT_HEADER,
             trusted_proxies=tuple(ipaddress.ip_network(p, strict=False) for p in proxies),
             requests=TokenBuckets(requests_per_second, max(1, request_burst)),
-            failed_logins=TokenBuckets(
-                failed_logins_per_minute / 60, max(1, failed_logins_per_minute)
-            ),
         )
 
     def client_key(self, request: web.BaseRequest) -> str:
@@ -175,7 +169,8 @@ async def authenticate(
     Raises:
         EstError: 401 with WWW-Authenticate for missing or wrong credentials, 403
             when authenticated by password but a certificate is required.
-        EngineError: UNAUTHORIZED (403) for a refused client certificate.
+        EngineError: UNAUTHORIZED (403) for a refused client certificate; RATE_LIMITED
+            and UNAVAILABLE (503 + Retry-After) from the failed-login limits.
     """
     cert_der = client_cert_der(request, settings)
     modes = label.auth_modes
@@ -188,15 +183,10 @@ async def authenticate(
         except EstError as err:
             raise _challenge(label, err.reason) from err
         client = settings.client_key(request)
-        if wait := settings.failed_logins.peek(client):
-            raise EngineError(
-                ProblemKind.RATE_LIMITED,
-                "too many failed logins from this client; try again later",
-                retry_after=wait,
-            )
-        identity = await service.authenticate_password(label, username, password)
+        # The facade takes a failed-login token of the address and of the account
+        # before checking (RATE_LIMITED: 503 + Retry-After when either is spent).
+        identity = await service.authenticate_password(label, username, password, client=client)
         if identity is None:
-            settings.failed_logins.take(client)
             log.warning("EST: wrong password for %r from %s", username[:64], client)
             raise _challenge(label, "wrong username or password")
         if reenroll:

@@ -95,13 +95,12 @@ def build_app(
     max_body_bytes: int = 64 * 1024,
     requests_per_second: float = 0,
     request_burst: int = 1,
-    failed_logins_per_minute: int = 0,
 ) -> web.Application:
     """Return the EST sub-application (mount it at ``links.PREFIX``).
 
     Per client address: at most ``requests_per_second`` requests (bursts of
-    ``request_burst``) and ``failed_logins_per_minute`` wrong passwords, else
-    503 with Retry-After; 0 turns a limit off.
+    ``request_burst``), else 503 with Retry-After; 0 turns the limit off. Failed
+    logins are limited by the service (``est_api.LoginLimits``), answered the same way.
     """
     app = web.Application(middlewares=[_errors, _rate_limit], client_max_size=max_body_bytes)
     app[handlers.SERVICE] = service
@@ -110,7 +109,6 @@ def build_app(
         trusted_proxies,
         requests_per_second=requests_per_second,
         request_burst=request_burst,
-        failed_logins_per_minute=failed_logins_per_minute,
     )
     gets = {"cacerts": handlers.cacerts, "csrattrs": handlers.csrattrs}
     posts = {

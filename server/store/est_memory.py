@@ -14,7 +14,14 @@ from datetime import datetime
 
 from server.ca import types
 from server.ca.errors import EngineError, ProblemKind
-from server.ca.est.ports import EstLabel, EstUser, PendingEnrollment, PendingId, PendingStatus
+from server.ca.est.ports import (
+    EstLabel,
+    EstUser,
+    LoginBudget,
+    PendingEnrollment,
+    PendingId,
+    PendingStatus,
+)
 
 __all__ = ["MemoryEstRepository"]
 
@@ -27,6 +34,7 @@ class MemoryEstRepository:
         self.users: dict[tuple[str, str], EstUser] = {}
         self.pending: dict[PendingId, PendingEnrollment] = {}
         self.audit: list[types.AuditEvent] = []
+        self.login_budgets: dict[str, LoginBudget] = {}
         self._lock = asyncio.Lock()
 
     async def add_label(self, label: EstLabel, *, audit: types.AuditEvent) -> None:
@@ -132,3 +140,45 @@ class MemoryEstRepository:
             if audit is not None:
                 self.audit.append(audit)
             return True
+
+    # ------------------------------------------------------------------ failed-login budgets
+
+    async def take_login_tokens(
+        self, budgets: Sequence[LoginBudget], *, now: float
+    ) -> Sequence[LoginBudget]:
+        async with self._lock:
+            taken: dict[str, LoginBudget] = {}
+            refused: list[LoginBudget] = []
+            for budget in budgets:
+                stored = self.login_budgets.get(budget.key)
+                if stored is None:
+                    level, at = float(budget.burst), now
+                else:
+                    current = replace(stored, rate=budget.rate, burst=budget.burst)
+                    level, at = current.level(now), max(now, stored.at)
+                if level >= 1:
+                    taken[budget.key] = replace(budget, tokens=level - 1, at=at)
+                elif stored is not None:
+                    refused.append(stored)
+            if refused:
+                return refused
+            self.login_budgets |= taken
+            return []
+
+    async def return_login_tokens(self, keys: Sequence[str]) -> None:
+        async with self._lock:
+            for key in keys:
+                stored = self.login_budgets.get(key)
+                if stored is not None:
+                    tokens = min(float(stored.burst), stored.tokens + 1)
+                    self.login_budgets[key] = replace(stored, tokens=tokens)
+
+    async def get_login_budgets(self, keys: Sequence[str]) -> Sequence[LoginBudget]:
+        return [self.login_budgets[k] for k in keys if k in self.login_budgets]
+
+    async def prune_login_budgets(self, *, now: float) -> int:
+        async with self._lock:
+            full = [k for k, b in self.login_budgets.items() if b.at + b.burst / b.rate < now]
+            for key in full:
+                del self.login_budgets[key]
+            return len(full)

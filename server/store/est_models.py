@@ -1,7 +1,7 @@
 """SQLAlchemy models of the EST front end's state: labels, enrollment accounts, approvals.
 
 Rows never leave ``server/store``: ``est_repository.py`` converts them to engine types.
-The schema is owned by migrations 0003_est and 0005_est_policy.
+The schema is owned by migrations 0003_est, 0005_est_policy and 0006_est_login_budgets.
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Double, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.store.models import Base
 
-__all__ = ["EstLabelRow", "EstPendingRow", "EstUserRow"]
+__all__ = ["EstLabelRow", "EstLoginBudgetRow", "EstPendingRow", "EstUserRow"]
 
 
 class EstLabelRow(Base):
@@ -79,3 +79,20 @@ class EstPendingRow(Base):
     decided_by: Mapped[str | None] = mapped_column(String(255))
     ca_id: Mapped[str | None] = mapped_column(String(32))
     serial: Mapped[str | None] = mapped_column(String(42))
+
+
+class EstLoginBudgetRow(Base):
+    """A failed-login token bucket of one client address or one account (``ports.LoginBudget``).
+
+    ``key`` is a digest (``a:``/``u:`` plus SHA-256 hex), so a hostile username or
+    forwarded address never sizes a row. Times are Unix seconds, so the refill is
+    plain arithmetic on SQLite and PostgreSQL alike.
+    """
+
+    __tablename__ = "est_login_budgets"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Double)
+    at: Mapped[float] = mapped_column(Double)
+    rate: Mapped[float] = mapped_column(Double)
+    burst: Mapped[int] = mapped_column(Integer)

@@ -7,11 +7,13 @@ write lock (optionally shared with the engine repository).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, delete, insert, select, update
+from sqlalchemy import Row, Table, Update, case, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from server.ca import types
@@ -22,13 +24,14 @@ from server.ca.est.ports import (
     EstLabel,
     EstOperation,
     EstUser,
+    LoginBudget,
     PendingEnrollment,
     PendingId,
     PendingStatus,
 )
 from server.store import convert
 from server.store.database import Database
-from server.store.est_models import EstLabelRow, EstPendingRow, EstUserRow
+from server.store.est_models import EstLabelRow, EstLoginBudgetRow, EstPendingRow, EstUserRow
 from server.store.models import AuditRow
 
 __all__ = ["SqlEstRepository"]
@@ -36,6 +39,7 @@ __all__ = ["SqlEstRepository"]
 _LABEL = cast(Table, EstLabelRow.__table__)
 _USER = cast(Table, EstUserRow.__table__)
 _PENDING = cast(Table, EstPendingRow.__table__)
+_BUDGET = cast(Table, EstLoginBudgetRow.__table__)
 _AUDIT = cast(Table, AuditRow.__table__)
 
 
@@ -118,6 +122,10 @@ def _pending_to_domain(row: Row[Any]) -> PendingEnrollment:
         ca_id=types.CAId(row.ca_id) if row.ca_id else None,
         serial=types.Serial(int(row.serial, 16)) if row.serial else None,
     )
+
+
+def _budget_to_domain(row: Row[Any]) -> LoginBudget:
+    return LoginBudget(key=row.key, rate=row.rate, burst=row.burst, tokens=row.tokens, at=row.at)
 
 
 class SqlEstRepository:
@@ -282,3 +290,77 @@ class SqlEstRepository:
             if audit is not None:
                 await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
         return True
+
+    # ------------------------------------------------------------------ failed-login budgets
+
+    async def take_login_tokens(
+        self, budgets: Sequence[LoginBudget], *, now: float
+    ) -> Sequence[LoginBudget]:
+        if not budgets:
+            return []
+        # One upsert takes every token whose bucket holds one: the row lock (PostgreSQL)
+        # or the database write lock (SQLite) makes the check and the take one step, so
+        # parallel attempts on any node never see the same token. Keys in a fixed order
+        # keep two such statements from deadlocking on PostgreSQL.
+        ordered = sorted(budgets, key=lambda b: b.key)
+        insert_fn = sqlite_insert if self._db.is_sqlite else pg_insert
+        stmt = insert_fn(_BUDGET).values(
+            [
+                {"key": b.key, "tokens": b.burst - 1, "at": now, "rate": b.rate, "burst": b.burst}
+                for b in ordered
+            ]
+        )
+        new = stmt.excluded
+        later = new.at > _BUDGET.c.at
+        refilled = _BUDGET.c.tokens + case((later, new.at - _BUDGET.c.at), else_=0.0) * new.rate
+        level = case((refilled > new.burst, new.burst), else_=refilled)
+        upsert = stmt.on_conflict_do_update(
+            index_elements=[_BUDGET.c.key],
+            set_={
+                "tokens": level - 1,
+                "at": case((later, new.at), else_=_BUDGET.c.at),
+                "rate": new.rate,
+                "burst": new.burst,
+            },
+            where=level >= 1,
+        ).returning(_BUDGET.c.key)
+        async with self._db.write() as conn:
+            taken = {r[0] for r in (await conn.execute(upsert)).all()}
+            if len(taken) == len(ordered):
+                return []
+            # All or none: give back what this statement took, in the same transaction.
+            await conn.execute(_give_back(taken))
+            rows = (
+                await conn.execute(
+                    select(_BUDGET).where(_BUDGET.c.key.in_([b.key for b in ordered]))
+                )
+            ).all()
+        return [_budget_to_domain(r) for r in rows if r.key not in taken]
+
+    async def return_login_tokens(self, keys: Sequence[str]) -> None:
+        if keys:
+            async with self._db.write() as conn:
+                await conn.execute(_give_back(keys))
+
+    async def get_login_budgets(self, keys: Sequence[str]) -> Sequence[LoginBudget]:
+        if not keys:
+            return []
+        rows = await self._db.fetch_all(select(_BUDGET).where(_BUDGET.c.key.in_(list(keys))))
+        return [_budget_to_domain(r) for r in rows]
+
+    async def prune_login_budgets(self, *, now: float) -> int:
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                delete(_BUDGET).where(_BUDGET.c.at + _BUDGET.c.burst / _BUDGET.c.rate < now)
+            )
+        return int(result.rowcount or 0)
+
+
+def _give_back(keys: Collection[str]) -> Update:
+    """Return one token to each bucket in ``keys``, at most up to its burst."""
+    plus_one = _BUDGET.c.tokens + 1
+    return (
+        update(_BUDGET)
+        .where(_BUDGET.c.key.in_(sorted(keys)))
+        .values(tokens=case((plus_one > _BUDGET.c.burst, _BUDGET.c.burst), else_=plus_one))
+    )

@@ -79,7 +79,11 @@ async def stack(
         None,
         data_dir=tmp_path / "data",
         database_url=sqlite_url(tmp_path / "fuzz.db"),
-        est={"requests_per_second": 0, "failed_logins_per_minute": 0},
+        est={
+            "requests_per_second": 0,
+            "failed_logins_per_minute": 0,
+            "failed_logins_per_account_per_minute": 0,
+        },
         revocation={"crl_debounce_seconds": 0},
     )
     async with open_services(settings, create=True) as services:

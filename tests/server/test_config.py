@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from server.ca.est import api as est_api
 from server.config import ConfigError, load_settings, status_settings
 
 
@@ -143,3 +144,16 @@ def test_acme_directories(tmp_path: Path) -> None:
     assert lab.wildcard is True
     assert lab.profiles is None
     assert lab.eab_required is None
+
+
+def test_est_login_limits(tmp_path: Path) -> None:
+    defaults = load_settings(None, data_dir=tmp_path).est.to_login_limits()
+    assert defaults == est_api.LoginLimits(per_address=30, per_account=10)
+    cfg = tmp_path / "privca.toml"
+    cfg.write_text(
+        "[est]\nfailed_logins_per_minute = 50\nfailed_logins_per_account_per_minute = 4\n"
+        "password_checks_in_flight = 3\npassword_check_wait_seconds = 0.5\n"
+    )
+    assert load_settings(cfg).est.to_login_limits() == est_api.LoginLimits(
+        per_address=50, per_account=4, concurrent_checks=3, check_wait=0.5
+    )

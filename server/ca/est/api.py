@@ -18,6 +18,7 @@ from server.ca.est.labels import (
     parse_trust_anchors,
     policy_summary,
 )
+from server.ca.est.logins import LoginLimits
 from server.ca.est.ports import (
     AuthMode,
     CsrAttr,
@@ -44,6 +45,7 @@ __all__ = [
     "EstOperation",
     "EstService",
     "EstUser",
+    "LoginLimits",
     "PendingEnrollment",
     "PendingId",
     "PendingStatus",

@@ -9,6 +9,7 @@ Imports only engine types; must not import aiohttp, josepy or sqlalchemy.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,7 @@ __all__ = [
     "EstOperation",
     "EstRepository",
     "EstUser",
+    "LoginBudget",
     "PendingEnrollment",
     "PendingId",
     "PendingStatus",
@@ -139,6 +141,30 @@ class EstUser:
 
 
 @dataclass(frozen=True, slots=True)
+class LoginBudget:
+    """One failed-login token bucket: ``burst`` tokens, refilled at ``rate`` a second.
+
+    ``tokens`` is the level at ``at`` (Unix seconds); a login attempt takes a token
+    before its password is checked, and a success gives it back.
+    """
+
+    key: str
+    rate: float
+    burst: int
+    tokens: float = 0.0
+    at: float = 0.0
+
+    def level(self, now: float) -> float:
+        """Return the tokens in the bucket at ``now``: what it held plus the refill, capped."""
+        return min(float(self.burst), self.tokens + max(0.0, now - self.at) * self.rate)
+
+    def wait(self, now: float) -> int:
+        """Return the whole seconds until a token is there again (0: one is there now)."""
+        missing = 1.0 - self.level(now)
+        return 0 if missing <= 0 else max(1, math.ceil(missing / self.rate))
+
+
+@dataclass(frozen=True, slots=True)
 class PendingEnrollment:
     """An enrollment request waiting for (or past) an operator's decision."""
 
@@ -223,4 +249,27 @@ class EstRepository(Protocol):
         audit: types.AuditEvent | None = None,
     ) -> bool:
         """Move an enrollment from one status to another atomically; False if it was not there."""
+        ...
+
+    async def take_login_tokens(
+        self, budgets: Sequence[LoginBudget], *, now: float
+    ) -> Sequence[LoginBudget]:
+        """Take one token from each bucket, all or none, atomically across processes.
+
+        A missing bucket starts full (``burst``); ``rate`` and ``burst`` of the
+        arguments replace the stored ones. Returns the buckets that had no token
+        (their stored state; empty: every token was taken), in which case none is taken.
+        """
+        ...
+
+    async def return_login_tokens(self, keys: Sequence[str]) -> None:
+        """Give one token back to each bucket (at most its ``burst``)."""
+        ...
+
+    async def get_login_budgets(self, keys: Sequence[str]) -> Sequence[LoginBudget]:
+        """Return the stored buckets among ``keys`` (a missing one is full)."""
+        ...
+
+    async def prune_login_budgets(self, *, now: float) -> int:
+        """Delete the buckets that have refilled by ``now`` (they read as full); return how many."""
         ...

@@ -21,6 +21,7 @@ from server.ca.est.client_certs import ClientCerts
 from server.ca.est.enrollment import Enrolled, EnrollmentPending, Enrollments
 from server.ca.est.identity import ClientIdentity
 from server.ca.est.labels import Labels
+from server.ca.est.logins import LoginLimits
 from server.ca.est.ports import (
     CsrAttr,
     CsrTemplate,
@@ -49,6 +50,7 @@ class EstService:
         config_labels: Mapping[str, EstLabel] | None = None,
         clock: Clock | None = None,
         retry_after: int = 60,
+        login_limits: LoginLimits | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         clock = clock or SystemClock()
@@ -56,7 +58,9 @@ class EstService:
         self._labels = Labels(
             engine, repo, config_labels=config_labels or {}, clock=clock, monotonic=monotonic
         )
-        self._users = Users(self._labels, repo, clock=clock, monotonic=monotonic)
+        self._users = Users(
+            self._labels, repo, clock=clock, limits=login_limits, monotonic=monotonic
+        )
         self._certs = ClientCerts(engine, self._labels, clock=clock, monotonic=monotonic)
         self._enrollments = Enrollments(engine, repo, clock=clock, retry_after=retry_after)
 
@@ -118,10 +122,14 @@ class EstService:
         return await self._users.list_all(label)
 
     async def authenticate_password(
-        self, label: EstLabel, username: str, password: str
+        self, label: EstLabel, username: str, password: str, *, client: str
     ) -> ClientIdentity | None:
-        """Check HTTP Basic credentials (None when wrong); UNAUTHORIZED if the label refuses."""
-        return await self._users.authenticate(label, username, password)
+        """Check HTTP Basic credentials from address ``client`` (None when wrong).
+
+        Raises UNAUTHORIZED if the label refuses passwords, RATE_LIMITED when the
+        address or account is out of failed logins, UNAVAILABLE when PBKDF2 is saturated.
+        """
+        return await self._users.authenticate(label, username, password, client=client)
 
     # ------------------------------------------------------------------ client certificates
 

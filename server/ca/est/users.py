@@ -2,13 +2,16 @@
 
 Owns salted PBKDF2 hashing, constant-time verification (unknown users pay the
 same PBKDF2 cost), and a short cache of successful checks keyed by an HMAC
-under a per-process secret. Must not import aiohttp, josepy or sqlalchemy.
+under a per-process secret. Every login draws on the failed-login budgets of
+``logins.py`` before PBKDF2 runs, cached or not. Must not import aiohttp, josepy
+or sqlalchemy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -22,6 +25,7 @@ from server.ca.errors import EngineError, ProblemKind
 from server.ca.est import identity
 from server.ca.est.identity import ClientIdentity
 from server.ca.est.labels import Labels, narrow_for_account
+from server.ca.est.logins import LoginLimits, Logins
 from server.ca.est.ports import AuthMode, EstLabel, EstRepository, EstUser
 from server.ca.ports import Clock
 from server.ca.types import AuditEvent, Principal
@@ -86,12 +90,14 @@ class Users:
         repo: EstRepository,
         *,
         clock: Clock,
+        limits: LoginLimits | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._labels = labels
         self._repo = repo
         self._clock = clock
         self._monotonic = monotonic
+        self._logins = Logins(repo, limits or LoginLimits(), clock=clock, monotonic=monotonic)
         # Keyed by HMAC(process secret, label/user/password): never the password itself.
         self._auth_key = secrets.token_bytes(32)
         self._auth_ok: dict[bytes, tuple[float, EstUser]] = {}
@@ -181,21 +187,29 @@ class Users:
         return await self._repo.list_users(label)
 
     async def authenticate(
-        self, label: EstLabel, username: str, password: str
+        self, label: EstLabel, username: str, password: str, *, client: str
     ) -> ClientIdentity | None:
         """Check HTTP Basic credentials for a label; None when they are wrong.
 
-        A successful check is remembered for a minute (keyed by an HMAC under a
-        per-process secret) so PBKDF2 does not dominate enrollment throughput.
+        ``client`` is the client's address: with the account it names the two
+        failed-login budgets (``logins.py``) the attempt draws on. A token of each is
+        taken before PBKDF2 runs and given back on success, so parallel wrong
+        passwords cannot outrun the limit. A successful check is remembered for a
+        minute (keyed by an HMAC under a per-process secret) so PBKDF2 does not
+        dominate enrollment throughput; a remembered login still waits out a lockout.
 
         Raises:
-            EngineError: UNAUTHORIZED when the label does not allow Basic auth.
+            EngineError: UNAUTHORIZED when the label does not allow Basic auth;
+                RATE_LIMITED (retry_after) when the address or account is out of
+                failed logins; UNAVAILABLE (retry_after) when every PBKDF2 slot stays busy.
         """
         if AuthMode.BASIC not in label.auth_modes:
             raise EngineError(
                 ProblemKind.UNAUTHORIZED, f"label {label.name} does not accept passwords"
             )
         principal = identity.principal(identity.USER_KIND, label.name, username)
+        budgets = self._logins.budgets(client=client, label=label.name, username=username)
+        attempt = f"{label.name}/{username[:64]!r} from {client[:64]}"
         token = hmac.new(
             self._auth_key,
             b"\x00".join((label.name.encode(), username.encode(), password.encode())),
@@ -204,12 +218,22 @@ class Users:
         now = self._monotonic()
         cached = self._auth_ok.get(token)
         if cached is not None and cached[0] > now:
+            await self._logins.check_open(budgets, attempt=attempt)
             return _client(principal, cached[1])
-        user = await self._repo.get_user(label.name, username)
-        stored = user.password_hash if user is not None else _DUMMY_HASH
-        ok = await asyncio.to_thread(verify_password_hash, password, stored)
+        await self._logins.reserve(budgets, attempt=attempt)
+        try:
+            user = await self._repo.get_user(label.name, username)
+            stored = user.password_hash if user is not None else _DUMMY_HASH
+            ok = await self._logins.verify(
+                functools.partial(verify_password_hash, password, stored)
+            )
+        except Exception:
+            # No verdict (storage down, no PBKDF2 slot): the attempt costs no token.
+            await self._logins.release(budgets)
+            raise
         if not ok or user is None:
-            return None
+            return None  # the tokens stay taken: this is a failed login
+        await self._logins.release(budgets)
         if len(self._auth_ok) >= _AUTH_CACHE_MAX:
             self._auth_ok = {k: v for k, v in self._auth_ok.items() if v[0] > now}
             if len(self._auth_ok) >= _AUTH_CACHE_MAX:

@@ -10,7 +10,7 @@ import pytest
 
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.est import api as est_api
-from server.ca.est.ports import EstRepository
+from server.ca.est.ports import EstRepository, LoginBudget
 from server.ca.types import AuditEvent, CAId, Serial
 from server.store.database import Database
 from server.store.est_memory import MemoryEstRepository
@@ -150,12 +150,51 @@ async def _labels(repo: EstRepository) -> None:
     assert [u.label for u in await repo.list_users(None)] == ["alpha"]
 
 
+async def _login_budgets(repo: EstRepository) -> None:
+    addr = LoginBudget("a:1", rate=1.0, burst=2)
+    acct = LoginBudget("u:1", rate=0.5, burst=1)
+    assert await repo.take_login_tokens([addr, acct], now=100.0) == []
+    # The account bucket is empty: all or none, so the address keeps its last token.
+    refused = await repo.take_login_tokens([addr, acct], now=100.0)
+    assert [(b.key, b.tokens, b.at, b.burst) for b in refused] == [("u:1", 0.0, 100.0, 1)]
+    levels = {b.key: b.level(100.0) for b in await repo.get_login_budgets(["a:1", "u:1", "x"])}
+    assert levels == {"a:1": 1.0, "u:1": 0.0}
+    # Two seconds refill one token at 0.5/s; a clock running backwards refills nothing.
+    assert await repo.take_login_tokens([acct], now=102.0) == []
+    assert [b.key for b in await repo.take_login_tokens([acct], now=50.0)] == ["u:1"]
+    (stored,) = await repo.get_login_budgets(["u:1"])
+    assert (stored.tokens, stored.at) == (0.0, 102.0)
+    # The last token of the address goes; giving back stops at the burst.
+    assert await repo.take_login_tokens([addr], now=100.0) == []
+    await repo.return_login_tokens(["a:1", "ghost"])
+    await repo.return_login_tokens(["a:1"])
+    await repo.return_login_tokens(["a:1"])
+    (stored,) = await repo.get_login_budgets(["a:1"])
+    assert stored.tokens == 2.0
+    # Another node's clock behind this one's: no refill, no drain, the time stays.
+    assert await repo.take_login_tokens([addr], now=90.0) == []
+    (stored,) = await repo.get_login_budgets(["a:1"])
+    assert (stored.tokens, stored.at) == (1.0, 100.0)
+    # New settings replace the stored rate and burst.
+    assert await repo.take_login_tokens([LoginBudget("a:1", rate=2.0, burst=5)], now=100.0) == []
+    (stored,) = await repo.get_login_budgets(["a:1"])
+    assert (stored.rate, stored.burst, stored.tokens) == (2.0, 5, 0.0)
+    # A long idle bucket holds its burst, no more.
+    assert await repo.take_login_tokens([acct], now=1000.0) == []
+    (stored,) = await repo.get_login_budgets(["u:1"])
+    assert (stored.tokens, stored.at) == (0.0, 1000.0)
+    # a:1 refills by 100 + 5/2, u:1 by 1000 + 1/0.5: only the first is gone at 103.
+    assert await repo.prune_login_budgets(now=103.0) == 1
+    assert [b.key for b in await repo.get_login_budgets(["a:1", "u:1"])] == ["u:1"]
+
+
 _CONTRACT: list[Callable[[EstRepository], Awaitable[None]]] = [
     _pending_transitions,
     _users,
     _labels,
+    _login_budgets,
 ]
-_IDS = ["pending-transitions", "users", "labels"]
+_IDS = ["pending-transitions", "users", "labels", "login-budgets"]
 
 
 @pytest.mark.parametrize("check", _CONTRACT, ids=_IDS)

@@ -314,7 +314,10 @@ async def test_account_narrowing(service: est_api.EstService) -> None:
     )
     label = await service.get_label("corp")
     # The second login comes from the verified-password cache: the same narrowing.
-    logins = [await service.authenticate_password(label, "lab", "long-enough-pw") for _ in "12"]
+    logins = [
+        await service.authenticate_password(label, "lab", "long-enough-pw", client="192.0.2.1")
+        for _ in "12"
+    ]
     for client in logins:
         assert client is not None
         cert = await _issue(
@@ -332,7 +335,7 @@ async def test_account_narrowing(service: est_api.EstService) -> None:
         assert err.value.detail.startswith(rule)
     # The label's other accounts keep the label's grant.
     await service.add_user("corp", "ops", "long-enough-pw", actor=OP)
-    ops = await service.authenticate_password(label, "ops", "long-enough-pw")
+    ops = await service.authenticate_password(label, "ops", "long-enough-pw", client="192.0.2.1")
     assert ops is not None
     await _issue(service, label, _csr("dns:b.corp.internal"), client=ops)
     # Never wider than the label.

@@ -35,13 +35,22 @@ async def test_users_and_password_cache(
         return real(password, stored)
 
     monkeypatch.setattr(users, "verify_password_hash", counting)
-    ident = await service.authenticate_password(label, "dev1", "password-one")
+    ident = await service.authenticate_password(label, "dev1", "password-one", client="192.0.2.1")
     assert ident is not None
     assert str(ident.principal) == "est-user:default/dev1"
-    assert await service.authenticate_password(label, "dev1", "password-one") is not None
+    assert (
+        await service.authenticate_password(label, "dev1", "password-one", client="192.0.2.1")
+        is not None
+    )
     assert len(calls) == 1  # the second check hit the cache
-    assert await service.authenticate_password(label, "dev1", "password-two") is None
-    assert await service.authenticate_password(label, "ghost", "password-one") is None
+    assert (
+        await service.authenticate_password(label, "dev1", "password-two", client="192.0.2.1")
+        is None
+    )
+    assert (
+        await service.authenticate_password(label, "ghost", "password-one", client="192.0.2.1")
+        is None
+    )
     assert len(calls) == 3  # failures are never cached; unknown users still pay PBKDF2
     # Resetting the password replaces the hash.
     await service.add_user("default", "dev1", "password-two", actor=OP)
@@ -74,17 +83,26 @@ async def test_login_cache_expires(
         return real(password, stored)
 
     monkeypatch.setattr(users, "verify_password_hash", counting)
-    assert await service.authenticate_password(label, "dev1", "password-one") is not None
+    assert (
+        await service.authenticate_password(label, "dev1", "password-one", client="192.0.2.1")
+        is not None
+    )
     now[0] += 59
-    assert await service.authenticate_password(label, "dev1", "password-one") is not None
+    assert (
+        await service.authenticate_password(label, "dev1", "password-one", client="192.0.2.1")
+        is not None
+    )
     assert len(calls) == 1
     now[0] += 2  # past the one-minute cache
-    assert await service.authenticate_password(label, "dev1", "password-one") is not None
+    assert (
+        await service.authenticate_password(label, "dev1", "password-one", client="192.0.2.1")
+        is not None
+    )
     assert len(calls) == 2
 
 
 async def test_password_refused_on_cert_only_label(service: est_api.EstService) -> None:
     label = est_api.EstLabel(name="certonly", auth_modes=frozenset({est_api.AuthMode.CERT}))
     with pytest.raises(EngineError) as err:
-        await service.authenticate_password(label, "dev1", "password-one")
+        await service.authenticate_password(label, "dev1", "password-one", client="192.0.2.1")
     assert err.value.kind is ProblemKind.UNAUTHORIZED
