@@ -62,6 +62,8 @@ class CASettings(_Model):
     organization: str = "privca"
     crl_validity_hours: int = Field(default=24, ge=1, le=24 * 30)
     ocsp_validity_hours: int = Field(default=96, ge=1, le=24 * 14)
+    # ``serve`` warns this many days before an offline CA's ceremony-signed status expires.
+    offline_warn_days: int = Field(default=7, ge=1, le=365)
 
 
 class EstLabelSettings(_Model):
@@ -518,6 +520,7 @@ def status_settings(settings: Settings) -> status_api.StatusSettings:
             debounce=timedelta(seconds=rev.crl_debounce_seconds),
         ),
         poll_interval=timedelta(seconds=rev.poll_seconds),
+        offline_warn=timedelta(days=settings.ca.offline_warn_days),
     )
 
 

@@ -138,6 +138,9 @@ class CAEngine:
         self._constraints: dict[CAId, tuple[CA, tuple[x509.NameConstraints, ...]]] = {}
         self._cas: dict[str, tuple[float, CA]] = {}
         self._listeners: list[StatusListener] = []
+        # Set only by ``privca ca sign-offline`` (and CLI steps that sign under an offline
+        # CA): never in a serving process, so an offline CA's key is never loaded there.
+        self._ceremony = False
 
     # ------------------------------------------------------------------ helpers
 
@@ -180,6 +183,8 @@ class CAEngine:
         """Return the CA's loaded signer (its key never leaves the engine)."""
         if ca.cert_der is None:
             raise EngineError(ProblemKind.POLICY, f"CA {ca.name} has no certificate yet")
+        if ca.offline and not self._ceremony:
+            raise EngineError(ProblemKind.POLICY, lifecycle.offline_refusal(ca))
         cached = self._issuers.get(ca.id)
         if cached is not None and cached[0] == ca.cert_der:
             return cached[1]
@@ -283,6 +288,16 @@ class CAEngine:
     enable_ca = lifecycle.enable
     revoke_ca = lifecycle.revoke
     renew_ca = lifecycle.renew
+    set_ca_offline = lifecycle.set_offline
+
+    def begin_ceremony(self) -> None:
+        """Let this engine load offline CAs' keys (the ceremony commands only, never serve)."""
+        self._ceremony = True
+
+    @property
+    def in_ceremony(self) -> bool:
+        """Return whether this engine may load offline CAs' keys."""
+        return self._ceremony
 
     # ------------------------------------------------------------------ CA storage
     # Used by ``hierarchy`` and the Matter service: they build a CA certificate, the
@@ -388,12 +403,14 @@ class CAEngine:
 
         Raises:
             EngineError: NOT_FOUND (CA), UNAUTHORIZED/INVALID_PROFILE (``grant.*``),
-                POLICY (``ca.*``: not active, expired, under a revoked CA).
+                POLICY (``ca.*``: not active, expired, under a revoked CA, offline).
         """
         issuer_ca = await self.get_ca(ca)
         lineage = await self.lineage(issuer_ca)
         try:
             pipeline.authorize(grant, lineage, profile=profile, now=self._now())
+            if issuer_ca.offline:
+                raise EngineError(ProblemKind.POLICY, lifecycle.offline_refusal(issuer_ca))
         except EngineError as exc:
             _log.info("refused %s on CA %s: %s", principal, issuer_ca.name, exc.detail)
             raise
@@ -719,7 +736,7 @@ class CAEngine:
         certificate is valid, keep publishing status for their certificates.
 
         Raises:
-            EngineError: POLICY (no certificate yet).
+            EngineError: POLICY (no certificate yet; ``ca.offline`` outside a ceremony).
         """
         return await self._issuer(ca)
 

@@ -1,4 +1,4 @@
-"""CA lifecycle: disable, enable, revoke and renew a CA; the state shown for it.
+"""CA lifecycle: disable, enable, revoke, renew, mark offline; the state shown for it.
 
 States: PENDING (an import waiting for its certificate), ACTIVE, DISABLED, REVOKED,
 and "expired", which is not stored but follows from the certificate. A disabled or
@@ -16,6 +16,10 @@ new certificate could verify them). Leaves issued under the old key keep their
 validity but lose status coverage: the responder answers for the current key only
 and new CRLs are signed by the new key (documented limit; the count is in the audit
 detail and printed by the CLI).
+
+An offline CA (``set_offline``) keeps its state; only its key is kept from
+serving processes (``CAEngine._issuer`` refuses it outside a ceremony, and it
+issues no leaves): see ``server/ca/status/offline.py``.
 
 ``CAEngine.disable_ca`` and friends are thin calls into this module. Nodes sharing
 the database see a change within ``api.STATE_TTL``. Must not import aiohttp,
@@ -51,9 +55,11 @@ __all__ = [
     "Renewal",
     "disable",
     "enable",
+    "offline_refusal",
     "publishes_status",
     "renew",
     "revoke",
+    "set_offline",
     "state_of",
 ]
 
@@ -87,6 +93,37 @@ def publishes_status(ca: CA, now: datetime) -> bool:
     if ca.status is CAStatus.REVOKED:
         return now < ca.certificate.not_valid_after_utc
     return True
+
+
+def offline_refusal(ca: CA) -> str:
+    """Return the refusal for using an offline CA's key outside a ceremony (rule ``ca.offline``)."""
+    return (
+        f"ca.offline: CA {ca.name} is offline: it issues nothing here and its key is used "
+        f"only by `privca ca sign-offline {ca.name}` where the key is"
+    )
+
+
+async def set_offline(engine: CAEngine, name: str, *, offline: bool, actor: Principal) -> CA:
+    """Mark a CA offline (serving processes never load its key) or back online.
+
+    An offline CA issues no leaves; its CRL and the OCSP answers for what it signed
+    are made by ``privca ca sign-offline`` and served until they expire.
+
+    Raises:
+        EngineError: NOT_FOUND, CONFLICT (already in that state, or pending).
+    """
+    ca, _ = await _fresh(engine, name)
+    if ca.cert_der is None:
+        raise EngineError(ProblemKind.CONFLICT, f"CA {ca.name} has no certificate yet")
+    if ca.offline is offline:
+        raise EngineError(
+            ProblemKind.CONFLICT, f"CA {ca.name} is already {'offline' if offline else 'online'}"
+        )
+    updated = replace(ca, offline=offline)
+    action = "ca.set-offline" if offline else "ca.set-online"
+    await engine.replace_ca(ca, updated, actor=actor, action=action, target=ca.name)
+    _log.info("CA %s marked %s by %s", ca.name, "offline" if offline else "online", actor)
+    return updated
 
 
 async def _fresh(engine: CAEngine, name: str) -> tuple[CA, list[CA]]:
@@ -254,6 +291,9 @@ async def renew(
         )
     if days is not None and days < 1:
         raise EngineError(ProblemKind.MALFORMED, "--days must be at least 1")
+    if ca.parent_id is None and ca.offline and not engine.in_ceremony:
+        # A root signs its own renewal: with its key, which only a ceremony may load.
+        raise EngineError(ProblemKind.POLICY, offline_refusal(ca))
     now = engine.now().replace(microsecond=0)
     below = _descendants(ca, cas)
     if rekey:

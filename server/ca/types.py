@@ -177,6 +177,9 @@ class CA:
     allowed_dns_suffixes: tuple[str, ...] = ()
     allowed_ip_networks: tuple[str, ...] = ()
     publish_revocation: bool = True
+    # Offline: serving processes never load its key; its CRL and OCSP answers come
+    # from ``privca ca sign-offline`` ceremonies (``server/ca/status/offline.py``).
+    offline: bool = False
 
     @property
     def certificate(self) -> x509.Certificate:

@@ -1,4 +1,9 @@
-"""``privca ca ...``: create, import, list, show, export, disable, enable, revoke and renew CAs."""
+"""``privca ca ...``: create, import, list, show, export, disable, enable, revoke, renew CAs.
+
+Offline CAs: ``set-offline``/``set-online`` and the ceremony ``sign-offline``, the one
+command (with ``create-sub``/``renew`` under an offline CA) that lets the engine load an
+offline CA's key; ``serve`` never does.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from server.ca import lifecycle
+from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import CA, CAMode, RevocationReason
 from server.cli.options import (
     CA_OPTIONS,
@@ -45,10 +51,74 @@ async def _create_root(s: Services, a: argparse.Namespace) -> int:
         key_backend=a.key_backend,
     )
     print(f"created root CA {ca.name} (id {ca.id}, {ca.key_algorithm})")
+    if a.offline:
+        await s.engine.set_ca_offline(ca.name, offline=True, actor=OPERATOR)
+        print(
+            f"CA {ca.name} is offline: run `privca ca sign-offline {ca.name} --days N` "
+            "after creating its sub-CAs, where its key is"
+        )
     return 0
 
 
+async def _ceremony_if_offline(s: Services, name: str) -> None:
+    """Let this command load the key of ``name`` (or its parent) when that CA is offline.
+
+    ``create-sub`` and ``renew`` sign with it like ``sign-offline``: run them where the key is.
+    """
+    ca = await s.engine.get_ca(name)
+    parent = await s.engine.get_ca(ca.parent_id) if ca.parent_id else None
+    if ca.offline or (parent is not None and parent.offline):
+        s.engine.begin_ceremony()
+
+
+async def _set_offline(s: Services, a: argparse.Namespace) -> int:
+    ca = await s.engine.set_ca_offline(a.name, offline=True, actor=OPERATOR)
+    print(
+        f"CA {ca.name} is offline: serving processes no longer load its key; "
+        f"run `privca ca sign-offline {ca.name} --days N` where the key is"
+    )
+    return 0
+
+
+async def _set_online(s: Services, a: argparse.Namespace) -> int:
+    ca = await s.engine.set_ca_offline(a.name, offline=False, actor=OPERATOR)
+    print(f"CA {ca.name} is online: serving processes sign its CRL and OCSP answers")
+    return 0
+
+
+async def _sign_offline(s: Services, a: argparse.Namespace) -> int:
+    if s.status is None:
+        raise EngineError(ProblemKind.UNAVAILABLE, "the revocation services are not running")
+    s.engine.begin_ceremony()
+    done = await s.status.sign_offline(
+        a.name, days=a.days, ocsp_signer=a.ocsp_signer, actor=str(OPERATOR)
+    )
+    print(
+        f"offline CA {done.ca.name}: CRL {done.crl.number} and {done.answers} OCSP answer(s) "
+        f"valid until {done.crl.next_update:%Y-%m-%d %H:%M}Z"
+    )
+    if done.signer is not None:
+        print(
+            f"delegated OCSP signer {done.signer.serial:X} valid until "
+            f"{done.signer.not_after:%Y-%m-%d %H:%M}Z (serving processes answer with it)"
+        )
+    return 0
+
+
+async def _offline_json(s: Services, c: CA) -> dict[str, Any]:
+    """Return when an offline CA's signed status lapses and its next ceremony is due."""
+    if not c.offline or s.status is None or c.cert_der is None:
+        return {}
+    until = await s.status.offline.valid_until(c)
+    due = until - s.status.offline.warn_before
+    return {
+        "status_valid_until": until.isoformat(timespec="seconds"),
+        "ceremony_due": due.isoformat(timespec="seconds"),
+    }
+
+
 async def _create_sub(s: Services, a: argparse.Namespace) -> int:
+    await _ceremony_if_offline(s, a.parent)
     ca = await s.engine.create_subordinate(
         a.name,
         parent=a.parent,
@@ -93,16 +163,21 @@ async def _import_activate(s: Services, a: argparse.Namespace) -> int:
 async def _list(s: Services, a: argparse.Namespace) -> int:
     cas = await s.engine.list_cas()
     now = s.engine.now()
+    offline = {c.id: await _offline_json(s, c) for c in cas}
     if a.json:
-        print(json.dumps([_ca_json(c, now) for c in cas], indent=2))
+        print(json.dumps([_ca_json(c, now) | offline[c.id] for c in cas], indent=2))
         return 0
-    print(f"{'NAME':<20} {'ID':<14} {'TIER':>4} {'STATE':<14} {'MODE':<12} {'KEY':<10} PARENT")
+    print(
+        f"{'NAME':<20} {'ID':<14} {'TIER':>4} {'STATE':<14} {'MODE':<12} {'KEY':<10} "
+        f"{'PARENT':<20} CEREMONY DUE"
+    )
     by_id = {c.id: c.name for c in cas}
     for c in cas:
         parent = by_id.get(c.parent_id, "-") if c.parent_id else ("external" if c.external else "-")
+        due = offline[c.id].get("ceremony_due", "offline" if c.offline else "-")
         print(
             f"{c.name:<20} {c.id:<14} {c.tier:>4} {lifecycle.state_of(c, now):<14} {c.mode:<12} "
-            f"{c.key_algorithm:<10} {parent}"
+            f"{c.key_algorithm:<10} {parent:<20} {due}"
         )
     return 0
 
@@ -119,6 +194,7 @@ def _ca_json(c: CA, now: datetime) -> dict[str, Any]:
         "key_algorithm": str(c.key_algorithm),
         "parent_id": c.parent_id,
         "external": c.external,
+        "offline": c.offline,
     }
     if c.cert_der:
         cert = c.certificate
@@ -133,7 +209,7 @@ def _ca_json(c: CA, now: datetime) -> dict[str, Any]:
 
 async def _show(s: Services, a: argparse.Namespace) -> int:
     ca = await s.engine.get_ca(a.name)
-    print(json.dumps(_ca_json(ca, s.engine.now()), indent=2))
+    print(json.dumps(_ca_json(ca, s.engine.now()) | await _offline_json(s, ca), indent=2))
     return 0
 
 
@@ -168,6 +244,7 @@ async def _revoke(s: Services, a: argparse.Namespace) -> int:
 
 
 async def _renew(s: Services, a: argparse.Namespace) -> int:
+    await _ceremony_if_offline(s, a.name)
     renewal = await s.engine.renew_ca(a.name, actor=OPERATOR, rekey=a.rekey, days=a.days)
     cert = renewal.certificate
     print(
@@ -204,6 +281,16 @@ by the old key stay valid but their OCSP/CRL status is no longer published (the
 count is printed and audited): revoke or replace them first."""
 
 
+_SIGN_OFFLINE_HELP = """\
+Run where the offline CA's key is, on the database serve uses. Stores the CA's
+CRL and a pre-signed OCSP answer for every certificate it issued (its sub-CAs),
+each valid for --days; serve serves them until they expire and warns
+[ca] offline_warn_days before. Without --ocsp-signer, OCSP requests for serials
+with no stored answer (unknown serials) get "unauthorized", and a revocation
+under the CA is published at the next ceremony. With --ocsp-signer, serve signs
+those answers with the delegated signer's key (never the CA's)."""
+
+
 def register(sub: Subparsers) -> None:
     """Add ``privca ca ...`` to the top-level subparsers."""
     ca = sub.add_parser("ca", help="certificate authorities").add_subparsers(
@@ -213,6 +300,11 @@ def register(sub: Subparsers) -> None:
         "create-root", help="create a self-signed root CA", parents=[STORAGE, CA_OPTIONS]
     )
     p.add_argument("name")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="serving processes never load its key; `sign-offline` signs its status",
+    )
     p.set_defaults(handler=_create_root, create=True)
     p = ca.add_parser(
         "create-sub", help="create a subordinate CA (tiers 2-5)", parents=[STORAGE, CA_OPTIONS]
@@ -293,3 +385,30 @@ def register(sub: Subparsers) -> None:
         "--days", type=int, help="lifetime (default: the configured root/sub CA lifetime)"
     )
     p.set_defaults(handler=_renew)
+    p = ca.add_parser(
+        "set-offline",
+        help="serving processes stop loading this CA's key; its status comes from ceremonies",
+        parents=[STORAGE],
+    )
+    p.add_argument("name")
+    p.set_defaults(handler=_set_offline)
+    p = ca.add_parser(
+        "set-online", help="serving processes sign this CA's status again", parents=[STORAGE]
+    )
+    p.add_argument("name")
+    p.set_defaults(handler=_set_online)
+    p = ca.add_parser(
+        "sign-offline",
+        help="ceremony: sign an offline CA's CRL and OCSP answers for N days (where its key is)",
+        description=_SIGN_OFFLINE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[STORAGE],
+    )
+    p.add_argument("name")
+    p.add_argument("--days", type=int, required=True, help="validity of what is signed")
+    p.add_argument(
+        "--ocsp-signer",
+        action="store_true",
+        help="also issue a delegated OCSP signer (valid --days) that serve answers with",
+    )
+    p.set_defaults(handler=_sign_offline)

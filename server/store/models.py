@@ -53,6 +53,7 @@ class CARow(Base):
     allowed_dns_suffixes: Mapped[list[str]] = mapped_column(JSON)
     allowed_ip_networks: Mapped[list[str]] = mapped_column(JSON)
     publish_revocation: Mapped[bool] = mapped_column(Boolean)
+    offline: Mapped[bool] = mapped_column(Boolean, default=False)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 

@@ -52,6 +52,7 @@ def _ca_to_domain(row: Row[Any]) -> types.CA:
         allowed_dns_suffixes=tuple(row.allowed_dns_suffixes),
         allowed_ip_networks=tuple(row.allowed_ip_networks),
         publish_revocation=row.publish_revocation,
+        offline=row.offline,
     )
 
 
@@ -76,6 +77,7 @@ def _ca_from_domain(ca: types.CA) -> dict[str, Any]:
         "allowed_dns_suffixes": list(ca.allowed_dns_suffixes),
         "allowed_ip_networks": list(ca.allowed_ip_networks),
         "publish_revocation": ca.publish_revocation,
+        "offline": ca.offline,
         "extra": {},
     }
 

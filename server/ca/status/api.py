@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from server.ca import health
 from server.ca.errors import EngineError, ProblemKind, StorageUnavailableError
 from server.ca.ports import Clock, Repository, SystemClock
-from server.ca.status import crls, responder
+from server.ca.status import crls, offline, responder
 from server.ca.status import ports as status_ports
 from server.ca.types import CAStatus, CertificateRecord, CertStatus, CrlRecord
 
@@ -39,6 +39,8 @@ class StatusSettings:
     crl: crls.CrlSettings = field(default_factory=crls.CrlSettings)
     poll_interval: timedelta = timedelta(seconds=1)
     refresh_interval: timedelta = timedelta(minutes=5)
+    # Warn this long before an offline CA's ceremony-signed CRL/OCSP answers expire.
+    offline_warn: timedelta = timedelta(days=7)
 
 
 class StatusService:
@@ -60,6 +62,15 @@ class StatusService:
             engine, repo, store, settings=self.settings.ocsp, clock=clock
         )
         self.crls = crls.CrlPublisher(engine, repo, store, settings=self.settings.crl, clock=clock)
+        self.offline = offline.OfflineStatus(
+            engine,
+            repo,
+            store,
+            crl_publisher=self.crls,
+            ocsp=self.responder,
+            warn_before=self.settings.offline_warn,
+            clock=clock,
+        )
         self._store = store
         # Certificates whose OCSP answer could not be stored (storage went away between
         # storing the certificate and pre-signing): signed again once storage is back;
@@ -152,6 +163,16 @@ class StatusService:
             )
         return record
 
+    async def sign_offline(
+        self, ca: str, *, days: int, ocsp_signer: bool, actor: str
+    ) -> offline.Ceremony:
+        """Run an offline CA's ceremony: its CRL and OCSP answers (and signer) for ``days``.
+
+        Raises:
+            EngineError: NOT_FOUND, CONFLICT (CA online), MALFORMED, POLICY, UNAVAILABLE.
+        """
+        return await self.offline.sign(ca, days=days, ocsp_signer=ocsp_signer, actor=actor)
+
     async def ca_certificate(self, ca_id: str) -> bytes:
         """Return the DER certificate of a CA (by id), as named in caIssuers.
 
@@ -190,7 +211,7 @@ class StatusService:
             await asyncio.sleep(interval)
 
     async def run_maintenance(self) -> None:
-        """Forever: regenerate CRLs (debounced, scheduled) and refresh OCSP responses."""
+        """Forever: regenerate CRLs, refresh OCSP responses, warn about offline CAs' status."""
         poll = self.settings.poll_interval.total_seconds()
         refresh_every = self.settings.refresh_interval.total_seconds()
         loop = asyncio.get_running_loop()
@@ -205,6 +226,7 @@ class StatusService:
                     async with self._store.leader("ocsp-refresh") as leader:
                         if leader:
                             await self.responder.refresh_stale()
+                    await self.offline.check()
             except Exception as exc:  # noqa: BLE001 - task supervisor: the loop goes on
                 loop_health.failed(exc)
             else:

@@ -88,11 +88,15 @@ class CrlPublisher:
         self._entries: dict[CAId, _Entries] = {}
         self.wake = asyncio.Event()
 
-    async def regenerate(self, ca: CA, *, actor: str = "system:crl") -> CrlRecord | None:
+    async def regenerate(
+        self, ca: CA, *, actor: str = "system:crl", validity: timedelta | None = None
+    ) -> CrlRecord | None:
         """Build, sign and keep a new CRL unless another node is doing it (then None).
 
+        ``validity`` overrides the configured one (an offline CA's ceremony CRL).
+
         Raises:
-            EngineError: POLICY (CA not active).
+            EngineError: POLICY (no certificate; ``ca.offline`` outside a ceremony).
         """
         async with self._store.leader(f"crl:{ca.id}") as leader:
             if not leader:
@@ -113,7 +117,7 @@ class CrlPublisher:
             await asyncio.to_thread(known.add, news, default_time=this_update)
             self._entries[ca.id] = known
             number = await self._repo.next_crl_number(ca.id)
-            next_update = this_update + self.settings.validity
+            next_update = this_update + (validity or self.settings.validity)
             der = await asyncio.to_thread(
                 crl_codec.sign,
                 issuer,
@@ -187,6 +191,12 @@ class CrlPublisher:
             return cached[1]
         record = await self._repo.latest_crl(ca.id)
         if record is None or record.next_update <= self._clock.now():
+            if ca.offline:
+                # Only a ceremony signs it (``status/offline.py``); serve never loads the key.
+                raise EngineError(
+                    ProblemKind.UNAVAILABLE,
+                    f"no current CRL of offline CA {ca.name}: run `privca ca sign-offline`",
+                )
             record = await self.regenerate(ca) or await self._repo.latest_crl(ca.id)
         if record is None:
             raise EngineError(ProblemKind.UNAVAILABLE, "the CRL is being generated", retry_after=2)
@@ -199,7 +209,8 @@ class CrlPublisher:
         done: list[CAId] = []
         dirty = dict(await self._store.dirty_crls())
         for ca in await self._engine.list_cas():
-            if not lifecycle.publishes_status(ca, now):
+            # An offline CA's CRL comes from its ceremony only (``status/offline.py``).
+            if ca.offline or not lifecycle.publishes_status(ca, now):
                 continue
             due = False
             marked = dirty.get(ca.id)

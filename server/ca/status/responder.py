@@ -7,7 +7,9 @@ Requests carrying a nonce get a fresh response echoing it when nonce echo is
 on; several CertIDs in one request are answered together in one fresh
 response. Signing uses the issuing CA's key or, when configured, a delegated
 signer certificate (id-kp-OCSPSigning + id-pkix-ocsp-nocheck) that this
-module issues and rotates. Must not import aiohttp, josepy or sqlalchemy.
+module issues and rotates. An offline CA's answers are signed at its ceremony
+(``offline.py``); here they are served as stored, and signed only with a
+delegated signer that ceremony left. Must not import aiohttp, josepy or sqlalchemy.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from server.ca.types import (
 if TYPE_CHECKING:
     from server.ca.api import CAEngine
 
-__all__ = ["OcspAnswer", "Responder", "ResponderSettings"]
+__all__ = ["OcspAnswer", "Responder", "ResponderSettings", "is_issued_by"]
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +112,12 @@ class _Signer:
     not_after: datetime
     # The CA certificate it signs for: a renewal (perhaps with a new key) replaces the signer.
     ca_der: bytes | None = None
+    # Made for an offline CA: marking a CA offline or online replaces the signer.
+    offline: bool = False
 
 
-def _is_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def is_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Return whether ``issuer``'s key signed ``cert`` (a delegated signer after a rekey)."""
     try:
         cert.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature):
@@ -206,7 +211,10 @@ class Responder:
     async def _ca_info(self, ca_id: CAId) -> _CaInfo | None:
         info = self._cas.get(ca_id)
         current = await self._engine.find_ca(ca_id)  # the engine's copy, re-read every STATE_TTL
-        if info is None or (current is not None and current.cert_der != info.ca.cert_der):
+        if info is None or (
+            current is not None
+            and (current.cert_der != info.ca.cert_der or current.offline is not info.ca.offline)
+        ):
             # New, or renewed (perhaps with a new key): sign with its current certificate.
             await self._load_cas()
             info = self._cas.get(ca_id)
@@ -218,15 +226,36 @@ class Responder:
         return self._clock.now().replace(microsecond=0)
 
     async def _signer(self, info: _CaInfo) -> _Signer:
+        signer = await self._signer_or_none(info)
+        if signer is None:
+            # Divergence: RFC 6960 §2.3 "unauthorized" rather than "tryLater": no retry
+            # helps before the next ceremony, and a stale answer would be refused anyway.
+            raise EngineError(
+                ProblemKind.UNAUTHORIZED,
+                f"CA {info.ca.name} is offline: only answers signed at its ceremony are served",
+            )
+        return signer
+
+    async def _signer_or_none(self, info: _CaInfo) -> _Signer | None:
+        """Return the signer of a CA's answers; None for an offline CA without a delegated one."""
         now = self._now()
+        # An offline CA's delegated signer cannot be rotated here: use it to the end.
+        margin = timedelta(0) if info.ca.offline else self._rotate_margin()
         cached = self._signers.get(info.ca.id)
         if (
             cached is not None
             and cached.ca_der == info.ca.cert_der
-            and cached.not_after - now > self._rotate_margin()
+            and cached.offline is info.ca.offline
+            and cached.not_after - now > margin
         ):
             return cached
-        if not self.settings.delegated_signer:
+        if info.ca.offline and not self._engine.in_ceremony:
+            found = await self._offline_delegated(info, now)
+            if found is None:
+                return None
+            signer = found
+        elif info.ca.offline or not self.settings.delegated_signer:
+            # The ceremony signs with the offline CA's own key (``status/offline.py``).
             issuer = await self._engine.status_issuer(info.ca)
             signer = _Signer(
                 key=ocsp_codec.SignerKey(signer=issuer.signer, key_hash=info.key_sha1),
@@ -234,7 +263,7 @@ class Responder:
             )
         else:
             signer = await self._delegated(info, now)
-        signer = dataclasses.replace(signer, ca_der=info.ca.cert_der)
+        signer = dataclasses.replace(signer, ca_der=info.ca.cert_der, offline=info.ca.offline)
         self._signers[info.ca.id] = signer
         return signer
 
@@ -252,10 +281,25 @@ class Responder:
             or cert is None
             or record.not_after - now <= self._rotate_margin()
             # After ``ca renew --rekey`` a signer certified by the old key proves nothing.
-            or not _is_issued_by(cert, info.ca.certificate)
+            or not is_issued_by(cert, info.ca.certificate)
         ):
             record = await self.issue_signer(info.ca)
             cert = x509.load_der_x509_certificate(record.cert_der)
+        return await self._load_delegated(record, cert)
+
+    async def _offline_delegated(self, info: _CaInfo, now: datetime) -> _Signer | None:
+        """Return the delegated signer an offline CA's ceremony left, if still valid."""
+        record = await self._store.current_signer(info.ca.id)
+        if record is None or record.not_after <= now:
+            return None
+        cert = x509.load_der_x509_certificate(record.cert_der)
+        if not is_issued_by(cert, info.ca.certificate):
+            return None
+        return await self._load_delegated(record, cert)
+
+    async def _load_delegated(
+        self, record: status_ports.SignerRecord, cert: x509.Certificate
+    ) -> _Signer:
         key = await self._engine.key_signer(record.key)
         bits = ocsp_codec.public_key_bits(
             cert.public_key().public_bytes(
@@ -271,14 +315,17 @@ class Responder:
             not_after=record.not_after,
         )
 
-    async def issue_signer(self, ca: CA) -> status_ports.SignerRecord:
+    async def issue_signer(
+        self, ca: CA, *, lifetime: timedelta | None = None
+    ) -> status_ports.SignerRecord:
         """Have the engine issue a delegated OCSP signer for ``ca`` and keep it (RFC 6960 §4.2.2.2).
 
         Raises:
-            EngineError: POLICY (CA without a valid certificate).
+            EngineError: POLICY (CA without a valid certificate; ``ca.offline``
+                outside a ceremony).
         """
         record, handle = await self._engine.issue_ocsp_signer(
-            ca, lifetime=self.settings.signer_lifetime
+            ca, lifetime=lifetime or self.settings.signer_lifetime
         )
         signer = status_ports.SignerRecord(
             ca_id=ca.id,
@@ -308,9 +355,11 @@ class Responder:
             )
         return ocsp_codec.SingleStatus(cert_id=cert_id, status="good")
 
-    def _window(self, signer: _Signer) -> tuple[datetime, datetime]:
+    def _window(
+        self, signer: _Signer, validity: timedelta | None = None
+    ) -> tuple[datetime, datetime]:
         now = self._now()
-        return now, min(now + self.settings.validity, signer.not_after)
+        return now, min(now + (validity or self.settings.validity), signer.not_after)
 
     async def _sign(
         self,
@@ -318,9 +367,11 @@ class Responder:
         items: Sequence[ocsp_codec.SingleStatus],
         *,
         nonce: bytes | None,
+        validity: timedelta | None = None,
+        signer: _Signer | None = None,
     ) -> tuple[bytes, datetime, datetime]:
-        signer = await self._signer(info)
-        this_update, next_update = self._window(signer)
+        signer = signer or await self._signer(info)
+        this_update, next_update = self._window(signer, validity)
         der = ocsp_codec.encode_response(
             signer.key, items, this_update=this_update, next_update=next_update, nonce=nonce
         )
@@ -331,13 +382,26 @@ class Responder:
             "sha1", name_der=info.name_der, key_bits=info.key_bits, serial=serial
         )
 
-    async def presign(self, rec: CertificateRecord) -> status_ports.StoredResponse | None:
-        """Sign and store the response of one certificate; None if its CA is not served."""
+    async def presign(
+        self, rec: CertificateRecord, *, validity: timedelta | None = None
+    ) -> status_ports.StoredResponse | None:
+        """Sign and store the response of one certificate.
+
+        ``validity`` overrides the configured one (an offline CA's ceremony). None when
+        its CA is not served, or is offline with no signer here (its ceremony's answer
+        stays).
+        """
         info = await self._ca_info(rec.ca_id)
         if info is None:
             return None
+        signer = await self._signer_or_none(info)
+        if signer is None:
+            log.debug("OCSP answer of %s left to CA %s's ceremony", rec.serial_hex, info.ca.name)
+            return None
         single = self._single(rec, self._canonical_id(info, rec.serial))
-        der, this_update, next_update = await self._sign(info, [single], nonce=None)
+        der, this_update, next_update = await self._sign(
+            info, [single], nonce=None, validity=validity, signer=signer
+        )
         stored = status_ports.StoredResponse(
             ca_id=rec.ca_id,
             serial=rec.serial,
@@ -514,7 +578,10 @@ class Responder:
             ):
                 rec = await self._repo.get_certificate(info.ca.id, Serial(item.serial))
                 if rec is not None:
-                    stored = await self.presign(rec)
+                    fresh = await self.presign(rec)
+                    # An offline CA's answer is not re-signed here: serve it to its end.
+                    still_valid = stored is not None and stored.next_update > now
+                    stored = fresh or (stored if still_valid else None)
                 else:
                     stored = None  # unknown serial: answered, never stored
             if stored is not None:
@@ -580,12 +647,14 @@ class Responder:
             )
             if not stale:
                 break
+            signed = 0
             for ca_id, serial in stale:
                 rec = await self._repo.get_certificate(ca_id, serial)
-                if rec is not None:
-                    await self.presign(rec)
-                    done += 1
-            if len(stale) < batch:
+                if rec is not None and await self.presign(rec) is not None:
+                    signed += 1
+            done += signed
+            # Offline CAs' answers stay stale here until their ceremony: no progress, stop.
+            if len(stale) < batch or not signed:
                 break
         return done
 
