@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -21,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from server.ca import api
+from server.ca import api, grants
 from server.ca.acme import api as acme_api
 from server.ca.est import logins as est_logins
 from server.ca.est import ports as est_ports
@@ -64,6 +65,21 @@ class CASettings(_Model):
     ocsp_validity_hours: int = Field(default=96, ge=1, le=24 * 14)
     # ``serve`` warns this many days before an offline CA's ceremony-signed status expires.
     offline_warn_days: int = Field(default=7, ge=1, le=365)
+
+
+class OperatorSettings(_Model):
+    """What the CLI operator may issue: CAs (each with its subtree) and profiles.
+
+    ``"*"`` means every CA or profile (the default: a shell on the database host
+    is break-glass). Names are otherwise unrestricted for the operator.
+    """
+
+    cas: tuple[str, ...] = (grants.ANY,)
+    profiles: tuple[str, ...] = (grants.ANY,)
+
+    def to_grant(self) -> grants.Grant:
+        """Return the operator's grant for the issuance pipeline."""
+        return replace(grants.OPERATOR, cas=frozenset(self.cas), profiles=frozenset(self.profiles))
 
 
 class EstLabelSettings(_Model):
@@ -414,6 +430,7 @@ class Settings(_Model):
     # Beyond this many open connections a listener answers 503 and closes.
     max_connections: int = Field(default=4096, ge=1, le=1_000_000)
     ca: CASettings = CASettings()
+    operator: OperatorSettings = OperatorSettings()
     revocation: RevocationSettings = RevocationSettings()
     est: EstSettings = EstSettings()
     acme: AcmeConfig = AcmeConfig()

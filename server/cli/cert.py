@@ -11,7 +11,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from server import private_files
-from server.ca import grants
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import CertificateRecord, CertQuery, CertStatus, RevocationReason
 from server.cli.options import (
@@ -35,7 +34,7 @@ async def _issue(s: Services, a: argparse.Namespace) -> int:
         issued = await s.engine.issue(
             Path(a.csr).read_bytes(),
             principal=OPERATOR,
-            grant=grants.OPERATOR,
+            grant=s.settings.operator.to_grant(),
             profile=a.profile,
             ca=a.ca,
             lifetime=lifetime(a),
@@ -47,7 +46,7 @@ async def _issue(s: Services, a: argparse.Namespace) -> int:
             )
         issued = await s.engine.issue_with_generated_key(
             principal=OPERATOR,
-            grant=grants.OPERATOR,
+            grant=s.settings.operator.to_grant(),
             profile=a.profile,
             key_algorithm=a.key_type,
             subject=a.subject or x509.Name([]),

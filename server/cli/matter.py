@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives import serialization
 from tqdm import tqdm
 
 from server import bundle_files
-from server.ca import grants
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.matter import api as matter_api
 from server.ca.matter import tlv
@@ -294,7 +293,7 @@ async def _dac_issue(s: Services, a: argparse.Namespace) -> int:
                 vid=a.vid,
                 pid=a.pid,
                 actor=OPERATOR,
-                grant=grants.OPERATOR,
+                grant=s.settings.operator.to_grant(),
                 count=None if csrs is not None else total,
                 csrs=csrs,
                 lifetime=_lifetime(a),
@@ -336,7 +335,7 @@ async def _noc_issue(s: Services, a: argparse.Namespace) -> int:
         csr,
         ca=a.ca,
         actor=OPERATOR,
-        grant=grants.OPERATOR,
+        grant=s.settings.operator.to_grant(),
         fabric_id=a.fabric_id,
         node_id=a.node_id,
         cats=a.cat or (),
