@@ -51,11 +51,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp as x509_ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from server.ca import keys
 from server.ca.status import ocsp_codec
 from server.ca.status import ports as status_ports
-from server.ca.types import RevocationReason
+from server.ca.types import CA, RevocationReason
 from server.config import load_settings
-from server.wiring import ensure_first_start, open_services
+from server.wiring import ensure_first_start, load_passphrase, open_services
 
 ROOT = Path(__file__).resolve().parent.parent
 PRIVCA = ROOT / ".venv" / "bin" / "privca"
@@ -93,13 +94,23 @@ async def drop_db(base_url: str, url: str) -> None:
 # ---------------------------------------------------------------------- data set
 
 
+def ca_private_key(settings: Any, ca: CA) -> Any:
+    """Return a PKCS#8-backed CA's key in process: the peer (openssl ocsp) and the bare
+    builder need it; privca itself only signs through its key backend."""
+    key = serialization.load_pem_private_key(
+        ca.key.blob, password=load_passphrase(settings, create=False)
+    )
+    return key, keys.signature_hash(key)  # type: ignore[arg-type]  # a CA key type
+
+
 async def populate(settings: Any, count: int, revoked_fraction: float, out: Path) -> dict[str, Any]:
     """Create the hierarchy, COPY ``count`` leaves and their pre-signed responses."""
     async with open_services(settings, create=True, serving=True) as svc:
         await ensure_first_start(svc)
         ca = await svc.engine.get_ca(None)
         root = (await svc.engine.chain_of(ca))[-1]
-        issuer = await svc.engine.signing_issuer(ca)
+        issuer = await svc.engine.status_issuer(ca)
+        issuer_key, issuer_hash = ca_private_key(settings, ca)
         if svc.status is None:
             raise RuntimeError("no status service")
         responder = svc.status.responder
@@ -129,7 +140,7 @@ async def populate(settings: Any, count: int, revoked_fraction: float, out: Path
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
                 .add_extension(issuer.aki, False)
-                .sign(issuer.key, issuer.hash)
+                .sign(issuer_key, issuer_hash)
             )
             revoked = random.random() < revoked_fraction
             der = cert.public_bytes(serialization.Encoding.DER)
@@ -197,7 +208,7 @@ async def populate(settings: Any, count: int, revoked_fraction: float, out: Path
             issuer.certificate.public_bytes(serialization.Encoding.PEM)
         )
         (out / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
-        key_pem = issuer.key.private_bytes(
+        key_pem = issuer_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
@@ -408,7 +419,9 @@ def make_entries(n: int) -> list[status_ports.RevokedEntry]:
     ]
 
 
-def bare_builder(issuer: Any, entries: list[status_ports.RevokedEntry]) -> tuple[float, int]:
+def bare_builder(
+    issuer: Any, key: Any, hash_: Any, entries: list[status_ports.RevokedEntry]
+) -> tuple[float, int]:
     """The baseline: RevokedCertificateBuilder per entry + one CRL builder given the list."""
     now = datetime.now(UTC).replace(microsecond=0)
     started = time.perf_counter()
@@ -434,7 +447,7 @@ def bare_builder(issuer: Any, entries: list[status_ports.RevokedEntry]) -> tuple
         last_update=now,
         next_update=now + timedelta(days=1),
         revoked_certificates=revoked,
-    ).sign(issuer.key, issuer.hash)
+    ).sign(key, hash_)
     der = crl.public_bytes(serialization.Encoding.DER)
     return time.perf_counter() - started, len(der)
 
@@ -448,7 +461,8 @@ async def crl_bench(base_url: str, sizes: list[int], tmp: Path) -> list[dict[str
             async with open_services(settings, create=True, serving=True) as svc:
                 await ensure_first_start(svc)
                 ca = await svc.engine.get_ca(None)
-                issuer = await svc.engine.signing_issuer(ca)
+                issuer = await svc.engine.status_issuer(ca)
+                issuer_key, issuer_hash = ca_private_key(settings, ca)
                 entries = make_entries(size)
                 conn = await asyncpg.connect(pg_dsn(url))
                 try:
@@ -475,7 +489,7 @@ async def crl_bench(base_url: str, sizes: list[int], tmp: Path) -> list[dict[str
                     await conn.execute("ANALYZE certificates")
                 finally:
                     await conn.close()
-                bare_s, bare_len = bare_builder(issuer, entries)
+                bare_s, bare_len = bare_builder(issuer, issuer_key, issuer_hash, entries)
                 if svc.status is None:
                     raise RuntimeError("no status service")
                 started = time.perf_counter()
