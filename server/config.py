@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from server.ca import api, grants
+from server.ca import api, grants, subjects
 from server.ca.acme import api as acme_api
 from server.ca.est import logins as est_logins
 from server.ca.est import ports as est_ports
@@ -108,6 +108,13 @@ class EstLabelSettings(_Model):
     def _ip_ranges(cls, value: list[str]) -> list[str]:
         for cidr in value:
             ipaddress.ip_network(cidr, strict=False)
+        return value
+
+    @field_validator("subject")
+    @classmethod
+    def _subject_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            subjects.check_pattern(pattern)
         return value
 
     @field_validator("auth")

@@ -19,6 +19,7 @@ from typing import Final
 
 from cryptography import x509
 
+from server.ca import subjects
 from server.ca.errors import EngineError, ProblemKind, SubProblem
 from server.ca.profiles import SanType
 
@@ -198,10 +199,8 @@ def check(
     if problems:
         detail = problems[0].detail if len(problems) == 1 else f"{len(problems)} names refused"
         raise EngineError(ProblemKind.REJECTED_IDENTIFIER, detail, subproblems=tuple(problems))
-    rendered = subject.rfc4514_string()
-    if grant.subject_patterns and not any(
-        fnmatch.fnmatchcase(rendered, p) for p in grant.subject_patterns
-    ):
+    if grant.subject_patterns and not subjects.matches(grant.subject_patterns, subject):
+        rendered = subject.rfc4514_string()
         patterns = ", ".join(grant.subject_patterns)
         raise EngineError(
             ProblemKind.REJECTED_IDENTIFIER,

@@ -115,6 +115,7 @@ def test_est_label_policy_from_toml(tmp_path: Path) -> None:
     for bad, field in (
         ('allow_ip = ["10.0.0/33"]', "allow_ip"),
         ("max_days = 0", "max_days"),
+        ('subject = ["fire-sensor-*"]', "subject"),
     ):
         cfg.write_text(f"[est.labels.x]\n{bad}\n")
         with pytest.raises(ConfigError, match=field):

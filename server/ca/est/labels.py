@@ -15,7 +15,7 @@ from typing import Final
 
 from cryptography import x509
 
-from server.ca import grants
+from server.ca import grants, subjects
 from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.est.ports import EstLabel, EstRepository
@@ -75,6 +75,11 @@ def _check_policy(label: EstLabel) -> None:
     ):
         if any(not v.strip() or v != v.strip() for v in values):
             raise EngineError(ProblemKind.MALFORMED, f"label {label.name}: an empty {kind}")
+    for pattern in label.subject_patterns:
+        try:
+            subjects.check_pattern(pattern)
+        except ValueError as exc:
+            raise EngineError(ProblemKind.MALFORMED, f"label {label.name}: {exc}") from exc
     if label.allow_wildcard and not label.dns_suffixes:
         raise EngineError(
             ProblemKind.MALFORMED, f"label {label.name}: wildcards need an allowed DNS suffix"

@@ -142,6 +142,14 @@ def test_subject_pattern() -> None:
     assert err.kind is ProblemKind.REJECTED_IDENTIFIER
     assert err.detail.startswith(f"{grants.Rule.SUBJECT}: ")
     _check(WEB, subject=_subject("web-42"))
+    # The glob covers the CN's value only: no extra RDN rides along with a granted CN.
+    extra = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Other Corp"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "web-42"),
+        ]
+    )
+    assert _refused(WEB, subject=extra).detail.startswith(f"{grants.Rule.SUBJECT}: ")
 
 
 def test_lifetime_cap_names_the_rule_only_when_the_grant_is_tighter() -> None:

@@ -145,6 +145,9 @@ async def test_label_policy_grants_what_it_names(service: est_api.EstService) ->
         pytest.param({"max_days": 0}, "max days", id="fail/max-days-0"),
         pytest.param({"dns_suffixes": ("",)}, "empty DNS suffix", id="fail/empty-suffix"),
         pytest.param({"subject_patterns": (" ",)}, "empty subject", id="fail/blank-subject"),
+        pytest.param(
+            {"subject_patterns": ("fire-*",)}, "not an RFC 4514", id="fail/subject-not-a-name"
+        ),
     ],
 )
 async def test_label_policy_is_validated(
