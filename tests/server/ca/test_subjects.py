@@ -17,6 +17,7 @@ def _name(text: str) -> x509.Name:
     [
         (["CN=fire-sensor-*"], "CN=fire-sensor-1", True),
         (["CN=fire-sensor-*"], "CN=door-lock-1", False),
+        (["CN=fire-sensor-*"], "OU=fire-sensor-1", False),
         # The whole-string glob let "*" swallow another RDN: the subject below was granted.
         (["CN=fire-sensor-*"], "CN=fire-sensor-1,O=Other Corp", False),
         (["CN=fire-sensor-*"], "O=Other Corp,CN=fire-sensor-1", False),
