@@ -2,7 +2,9 @@
 
 Offline CAs: ``set-offline``/``set-online`` and the ceremony ``sign-offline``, the one
 command (with ``create-sub``/``renew`` under an offline CA) that lets the engine load an
-offline CA's key; ``serve`` never does.
+offline CA's key; ``serve`` never does. A software key leaves the database when its CA
+goes offline (``--key-out FILE``, see ``server.ca.custody``); ceremonies take it back
+for their process only (``--key FILE``), ``set-online --key FILE`` for good.
 """
 
 from __future__ import annotations
@@ -351,7 +353,9 @@ each valid for --days; serve serves them until they expire and warns
 [ca] offline_warn_days before. Without --ocsp-signer, OCSP requests for serials
 with no stored answer (unknown serials) get "unauthorized", and a revocation
 under the CA is published at the next ceremony. With --ocsp-signer, serve signs
-those answers with the delegated signer's key (never the CA's)."""
+those answers with the delegated signer's key (never the CA's). A CA whose key
+was moved out with --key-out needs --key FILE (that file); a token CA needs the
+[pkcs11] token."""
 
 
 def register(sub: Subparsers) -> None:
