@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Final
 
-__all__ = ["ensure_private_dir", "secure_sqlite_files", "write_private"]
+__all__ = ["create_private", "ensure_private_dir", "secure_sqlite_files", "write_private"]
 
 _DIR_MODE: Final = 0o700
 _FILE_MODE: Final = 0o600
@@ -48,6 +48,33 @@ def write_private(path: Path, data: bytes, *, mode: int = _FILE_MODE) -> None:
         raise
     os.close(fd)
     os.replace(tmp, path)
+
+
+def create_private(path: Path, data: bytes) -> None:
+    """Create ``path`` (mode 0600) holding ``data``; refuse if it exists.
+
+    Written and synced under a temporary name, then hard-linked to ``path`` (which
+    fails if ``path`` exists, even if it appeared meanwhile): ``path`` never holds a
+    partial file, and an existing file is never replaced.
+
+    Raises:
+        FileExistsError: ``path`` exists.
+    """
+    if path.exists() or path.is_symlink():
+        raise FileExistsError(f"{path} exists: refusing to overwrite it")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    write_private(tmp, data)
+    try:
+        os.link(tmp, path)
+    except FileExistsError as exc:
+        raise FileExistsError(f"{path} exists: refusing to overwrite it") from exc
+    finally:
+        os.unlink(tmp)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the new name survives a crash right after the command
+    finally:
+        os.close(dir_fd)
 
 
 def secure_sqlite_files(database: Path) -> None:

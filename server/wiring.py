@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 
 from protocols.acme import network
 from server import private_files
-from server.ca import api, grants, hsm, keys, pkcs8, sealing
+from server.ca import api, custody, grants, hsm, keys, pkcs8, sealing
 from server.ca.acme import api as acme_api
 from server.ca.est import api as est_api
 from server.ca.status import api as status_api
@@ -159,7 +159,8 @@ async def open_services(
         if resealed:
             log.info("sealed %d server secrets stored in plain text", resealed)
         token = pkcs11_backend(settings.pkcs11)
-        backend = keys.KeyBackends(software, *([token] if token else []))
+        carried = custody.CarriedKeys(software)
+        backend = keys.KeyBackends(software, carried, *([token] if token else []))
         engine = api.CAEngine(repo, backend, settings=settings.engine_settings())
         status = status_api.StatusService(
             engine, repo, SqlStatusRepository(db), settings=status_settings(settings)

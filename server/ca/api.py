@@ -20,7 +20,17 @@ from typing import TYPE_CHECKING, Final, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from server.ca import grants, hierarchy, issuance, keys, lifecycle, pipeline, policy, profiles
+from server.ca import (
+    custody,
+    grants,
+    hierarchy,
+    issuance,
+    keys,
+    lifecycle,
+    pipeline,
+    policy,
+    profiles,
+)
 from server.ca.errors import EngineError, ProblemKind, StorageUnavailableError
 from server.ca.ports import Clock, Repository, SerialConflictError, SystemClock, random_serial
 from server.ca.signer import Signer
@@ -776,6 +786,58 @@ class CAEngine:
         """Return the signer of a stored key handle (delegated OCSP responder keys)."""
         return await asyncio.to_thread(self._keys.load, handle)
 
+    def _carried(self) -> custody.CarriedKeys:
+        backend = (
+            self._keys.owner(KeyHandle(backend=custody.CARRIED, ref="", blob=b""))
+            if isinstance(self._keys, keys.KeyBackends)
+            else None
+        )
+        if not isinstance(backend, custody.CarriedKeys):
+            raise EngineError(ProblemKind.SERVER_INTERNAL, "carried CA keys are not configured")
+        return backend
+
+    async def carry_out_key(self, ca: CA) -> tuple[KeyHandle, bytes]:
+        """Return the carried handle for ``ca``'s software key and the key file to write.
+
+        Nothing is stored: pass the handle to ``set_ca_offline(key=...)`` once the file is
+        safely written (``custody``).
+
+        Raises:
+            EngineError: CONFLICT (not a ``pkcs8`` key), SERVER_INTERNAL (wrong passphrase).
+        """
+        return await asyncio.to_thread(self._carried().carry_out, ca.key)
+
+    async def attach_key(self, ca: CA, key_file: bytes) -> None:
+        """Let this process sign with ``ca``'s carried key, read from its key file.
+
+        Raises:
+            EngineError: CONFLICT (the key is not carried), MALFORMED (wrong file).
+        """
+        await asyncio.to_thread(self._carried().attach, ca.key, key_file)
+        self._issuers.pop(ca.id, None)
+
+    async def bring_back_key(self, ca: CA, key_file: bytes) -> KeyHandle:
+        """Return the ``pkcs8`` handle of ``ca``'s carried key from its key file (not stored).
+
+        Raises:
+            EngineError: CONFLICT (the key is not carried), MALFORMED (wrong file).
+        """
+        handle, _ = await asyncio.to_thread(self._carried().open, ca.key, key_file)
+        return handle
+
+    def _signer_backend(self, ca: CA) -> keys.KeyBackend:
+        """Return where ``ca``'s delegated OCSP signer key is made.
+
+        An online CA's signer key goes where the CA's key is (a token CA's into the
+        token): the processes that may load the CA key are the ones that sign with it.
+        An offline CA's goes to the default backend: its ceremony makes the signer for
+        serving processes, which may have neither the ceremony's token nor its key file.
+        """
+        if ca.offline or custody.is_carried(ca.key):
+            return keys.choose(self._keys, None)
+        owner = self._keys.owner(ca.key) if isinstance(self._keys, keys.KeyBackends) else None
+        return owner or keys.choose(self._keys, None)
+
     async def issue_ocsp_signer(
         self, ca: CA, *, lifetime: timedelta
     ) -> tuple[CertificateRecord, KeyHandle]:
@@ -791,7 +853,7 @@ class CAEngine:
         pipeline.check_status_signer(await self.lineage(ca), now)
         issuer = await self._issuer(ca)
         handle, public_key = await asyncio.to_thread(
-            self._keys.create, KeyAlgorithm.EC_P256, label=f"{ca.name}-ocsp"
+            self._signer_backend(ca).create, KeyAlgorithm.EC_P256, label=f"{ca.name}-ocsp"
         )
         for _ in range(_SERIAL_ATTEMPTS):
             cert = issuance.build_ocsp_signer(

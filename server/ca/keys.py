@@ -2,8 +2,9 @@
 
 The only module that touches CA private keys. Backends hide where a key lives
 (encrypted PKCS#8 blob in storage by default; a PKCS#11 token through
-``server.ca.hsm``), and ``KeyBackends`` lets each CA pick its own. Must not import
-aiohttp, josepy or sqlalchemy.
+``server.ca.hsm``; an offline CA's file through ``server.ca.custody``), and
+``KeyBackends`` lets each CA pick its own. Must not import aiohttp, josepy or
+sqlalchemy.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Final
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from server.ca import hierarchy, issuance
+from server.ca import custody, hierarchy, issuance
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import (
     CA,
@@ -44,6 +44,7 @@ from server.ca.types import (
     CAStatus,
     CertQuery,
     CertStatus,
+    KeyHandle,
     Principal,
     RevocationReason,
 )
@@ -103,27 +104,70 @@ def offline_refusal(ca: CA) -> str:
     )
 
 
-async def set_offline(engine: CAEngine, name: str, *, offline: bool, actor: Principal) -> CA:
+async def set_offline(
+    engine: CAEngine,
+    name: str,
+    *,
+    offline: bool,
+    actor: Principal,
+    key: KeyHandle | None = None,
+) -> CA:
     """Mark a CA offline (serving processes never load its key) or back online.
 
     An offline CA issues no leaves; its CRL and the OCSP answers for what it signed
-    are made by ``privca ca sign-offline`` and served until they expire.
+    are made by ``privca ca sign-offline`` and served until they expire. ``key``
+    replaces the stored key handle in the same update: a ``carried`` one when the
+    key leaves the database (``custody``), the key brought back when coming online.
+    Taking an already offline CA's key out of the database is allowed (``key`` given).
 
     Raises:
-        EngineError: NOT_FOUND, CONFLICT (already in that state, or pending).
+        EngineError: NOT_FOUND, CONFLICT (already in that state, or pending), MALFORMED
+            (``key`` is not this CA's, a carried key going online, a carried key
+            missing when coming online).
     """
     ca, _ = await _fresh(engine, name)
     if ca.cert_der is None:
         raise EngineError(ProblemKind.CONFLICT, f"CA {ca.name} has no certificate yet")
-    if ca.offline is offline:
+    moves_key = key is not None and key != ca.key
+    if ca.offline is offline and not (offline and moves_key and not custody.is_carried(ca.key)):
         raise EngineError(
             ProblemKind.CONFLICT, f"CA {ca.name} is already {'offline' if offline else 'online'}"
         )
-    updated = replace(ca, offline=offline)
+    new_key = ca.key if key is None else key
+    if key is not None:
+        _check_key_swap(ca, key, offline=offline)
+    elif not offline and custody.is_carried(ca.key):
+        raise EngineError(
+            ProblemKind.MALFORMED,
+            f"CA {ca.name}'s key is kept outside the database: bring it back with --key FILE",
+        )
+    updated = replace(ca, offline=offline, key=new_key)
     action = "ca.set-offline" if offline else "ca.set-online"
-    await engine.replace_ca(ca, updated, actor=actor, action=action, target=ca.name)
-    _log.info("CA %s marked %s by %s", ca.name, "offline" if offline else "online", actor)
+    detail = {"key": new_key.backend} if moves_key else {}
+    await engine.replace_ca(ca, updated, actor=actor, action=action, target=ca.name, **detail)
+    _log.info(
+        "CA %s marked %s by %s%s",
+        ca.name,
+        "offline" if offline else "online",
+        actor,
+        f" (key now {new_key.backend})" if moves_key else "",
+    )
     return updated
+
+
+def _check_key_swap(ca: CA, key: KeyHandle, *, offline: bool) -> None:
+    """Refuse a key handle that is not ``ca``'s key, or not where ``offline`` puts it."""
+    if custody.is_carried(key) != offline:
+        where = "carried out of" if custody.is_carried(key) else "kept in"
+        raise EngineError(
+            ProblemKind.MALFORMED,
+            f"CA {ca.name}: a key {where} the database cannot go "
+            f"{'offline' if offline else 'online'} that way",
+        )
+    if custody.is_carried(key) and key.blob != ca.certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ):
+        raise EngineError(ProblemKind.MALFORMED, f"the key is not CA {ca.name}'s key")
 
 
 async def _fresh(engine: CAEngine, name: str) -> tuple[CA, list[CA]]:

@@ -147,7 +147,9 @@ class Principal:
 class KeyHandle:
     """Where a CA key lives: ``backend`` names the key backend, ``ref`` its locator.
 
-    For the ``pkcs8`` backend ``blob`` holds the passphrase-encrypted PKCS#8 PEM.
+    For the ``pkcs8`` backend ``blob`` holds the passphrase-encrypted PKCS#8 PEM; for
+    ``pkcs11`` (a token key) and ``carried`` (an offline CA's key in the operator's
+    file, ``custody``) only the public key (SubjectPublicKeyInfo DER).
     """
 
     backend: str

@@ -2,7 +2,9 @@
 
 Offline CAs: ``set-offline``/``set-online`` and the ceremony ``sign-offline``, the one
 command (with ``create-sub``/``renew`` under an offline CA) that lets the engine load an
-offline CA's key; ``serve`` never does.
+offline CA's key; ``serve`` never does. A software key leaves the database when its CA
+goes offline (``--key-out FILE``, see ``server.ca.custody``); ceremonies take it back
+for their process only (``--key FILE``), ``set-online --key FILE`` for good.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from server import private_files
 from server.ca import lifecycle
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import CA, CAMode, RevocationReason
@@ -38,7 +41,48 @@ from server.wiring import Services
 __all__ = ["register"]
 
 
+def _check_key_out(a: argparse.Namespace, *, offline: bool) -> Path | None:
+    """Return ``--key-out`` after the checks that must pass before anything changes.
+
+    A software (``pkcs8``) key of an offline CA must leave the database; a token key
+    stays in its token (nothing to write).
+    """
+    out = Path(a.key_out) if a.key_out else None
+    if out is not None and not offline:
+        raise EngineError(ProblemKind.MALFORMED, "--key-out goes with --offline")
+    if out is not None and out.exists():
+        raise EngineError(ProblemKind.CONFLICT, f"{out} exists: refusing to overwrite it")
+    return out
+
+
+async def _carry_out(s: Services, ca: CA, out: Path | None) -> CA:
+    """Mark ``ca`` offline; a software key moves to ``out`` first (written, then removed)."""
+    if ca.key.backend != "pkcs8":
+        if out is not None:
+            raise EngineError(
+                ProblemKind.MALFORMED,
+                f"CA {ca.name}'s key is in {ca.key.backend}: nothing to write with --key-out",
+            )
+        return await s.engine.set_ca_offline(ca.name, offline=True, actor=OPERATOR)
+    if out is None:
+        raise EngineError(
+            ProblemKind.MALFORMED,
+            f"CA {ca.name}'s key is encrypted in the database: give --key-out FILE to move "
+            "it out (a database copy plus the passphrase would unlock it otherwise)",
+        )
+    handle, key_file = await s.engine.carry_out_key(ca)
+    private_files.create_private(out, key_file)
+    return await s.engine.set_ca_offline(ca.name, offline=True, actor=OPERATOR, key=handle)
+
+
 async def _create_root(s: Services, a: argparse.Namespace) -> int:
+    out = _check_key_out(a, offline=a.offline)
+    if a.offline and out is None and a.key_backend in (None, "pkcs8"):
+        raise EngineError(
+            ProblemKind.MALFORMED,
+            "an offline root's key leaves the database: give --key-out FILE "
+            "(or --key-backend pkcs11 to keep it in the token)",
+        )
     ca = await s.engine.create_root(
         a.name,
         actor=OPERATOR,
@@ -52,43 +96,59 @@ async def _create_root(s: Services, a: argparse.Namespace) -> int:
     )
     print(f"created root CA {ca.name} (id {ca.id}, {ca.key_algorithm})")
     if a.offline:
-        await s.engine.set_ca_offline(ca.name, offline=True, actor=OPERATOR)
-        print(
-            f"CA {ca.name} is offline: run `privca ca sign-offline {ca.name} --days N` "
-            "after creating its sub-CAs, where its key is"
-        )
+        await _carry_out(s, ca, out)
+        _say_offline(ca.name, out, "after creating its sub-CAs")
     return 0
 
 
-async def _ceremony_if_offline(s: Services, name: str) -> None:
-    """Let this command load the key of ``name`` (or its parent) when that CA is offline.
+def _say_offline(name: str, out: Path | None, when: str) -> None:
+    if out is None:
+        print(
+            f"CA {name} is offline: serving processes never load its key; run "
+            f"`privca ca sign-offline {name} --days N` {when}, where its token is"
+        )
+        return
+    print(
+        f"CA {name} is offline; its key is in {out} (mode 0600, encrypted with the CA "
+        f"passphrase) and no longer in the database: carry it away. Run "
+        f"`privca ca sign-offline {name} --days N --key {out}` {when}"
+    )
 
-    ``create-sub`` and ``renew`` sign with it like ``sign-offline``: run them where the key is.
+
+async def _ceremony(s: Services, name: str, key_file: str | None) -> None:
+    """Let this command sign with offline CA ``name``'s key (its key file if carried).
+
+    ``create-sub`` and ``renew`` sign like ``sign-offline``: run them where the key is.
     """
     ca = await s.engine.get_ca(name)
     parent = await s.engine.get_ca(ca.parent_id) if ca.parent_id else None
     if ca.offline or (parent is not None and parent.offline):
         s.engine.begin_ceremony()
+    if key_file is not None:
+        await s.engine.attach_key(ca, Path(key_file).read_bytes())
 
 
 async def _set_offline(s: Services, a: argparse.Namespace) -> int:
-    ca = await s.engine.set_ca_offline(a.name, offline=True, actor=OPERATOR)
-    print(
-        f"CA {ca.name} is offline: serving processes no longer load its key; "
-        f"run `privca ca sign-offline {ca.name} --days N` where the key is"
-    )
+    out = _check_key_out(a, offline=True)
+    ca = await _carry_out(s, await s.engine.get_ca(a.name), out)
+    _say_offline(ca.name, out, "where the key is")
     return 0
 
 
 async def _set_online(s: Services, a: argparse.Namespace) -> int:
-    ca = await s.engine.set_ca_offline(a.name, offline=False, actor=OPERATOR)
+    ca = await s.engine.get_ca(a.name)
+    key = await s.engine.bring_back_key(ca, Path(a.key).read_bytes()) if a.key else None
+    ca = await s.engine.set_ca_offline(a.name, offline=False, actor=OPERATOR, key=key)
     print(f"CA {ca.name} is online: serving processes sign its CRL and OCSP answers")
+    if key is not None:
+        print(f"its key is back in the database; {a.key} may be destroyed")
     return 0
 
 
 async def _sign_offline(s: Services, a: argparse.Namespace) -> int:
     if s.status is None:
         raise EngineError(ProblemKind.UNAVAILABLE, "the revocation services are not running")
+    await _ceremony(s, a.name, a.key)
     s.engine.begin_ceremony()
     done = await s.status.sign_offline(
         a.name, days=a.days, ocsp_signer=a.ocsp_signer, actor=str(OPERATOR)
@@ -118,7 +178,7 @@ async def _offline_json(s: Services, c: CA) -> dict[str, Any]:
 
 
 async def _create_sub(s: Services, a: argparse.Namespace) -> int:
-    await _ceremony_if_offline(s, a.parent)
+    await _ceremony(s, a.parent, a.key)
     ca = await s.engine.create_subordinate(
         a.name,
         parent=a.parent,
@@ -244,7 +304,12 @@ async def _revoke(s: Services, a: argparse.Namespace) -> int:
 
 
 async def _renew(s: Services, a: argparse.Namespace) -> int:
-    await _ceremony_if_offline(s, a.name)
+    ca = await s.engine.get_ca(a.name)
+    # A root signs its own renewal; a sub-CA's parent signs it.
+    signer = ca if ca.parent_id is None else await s.engine.get_ca(ca.parent_id)
+    if ca.offline:
+        s.engine.begin_ceremony()
+    await _ceremony(s, signer.name, a.key)
     renewal = await s.engine.renew_ca(a.name, actor=OPERATOR, rekey=a.rekey, days=a.days)
     cert = renewal.certificate
     print(
@@ -288,7 +353,9 @@ each valid for --days; serve serves them until they expire and warns
 [ca] offline_warn_days before. Without --ocsp-signer, OCSP requests for serials
 with no stored answer (unknown serials) get "unauthorized", and a revocation
 under the CA is published at the next ceremony. With --ocsp-signer, serve signs
-those answers with the delegated signer's key (never the CA's)."""
+those answers with the delegated signer's key (never the CA's). A CA whose key
+was moved out with --key-out needs --key FILE (that file); a token CA needs the
+[pkcs11] token."""
 
 
 def register(sub: Subparsers) -> None:
@@ -305,6 +372,12 @@ def register(sub: Subparsers) -> None:
         action="store_true",
         help="serving processes never load its key; `sign-offline` signs its status",
     )
+    p.add_argument(
+        "--key-out",
+        metavar="FILE",
+        help="offline: move the CA's software key to FILE (new, mode 0600) and out of the "
+        "database; required for pkcs8 keys",
+    )
     p.set_defaults(handler=_create_root, create=True)
     p = ca.add_parser(
         "create-sub", help="create a subordinate CA (tiers 2-5)", parents=[STORAGE, CA_OPTIONS]
@@ -317,6 +390,11 @@ def register(sub: Subparsers) -> None:
         "--publish-revocation",
         action="store_true",
         help="short-lived mode: still put CDP/OCSP URLs in leaves",
+    )
+    p.add_argument(
+        "--key",
+        metavar="FILE",
+        help="the offline parent's key file (its --key-out), when carried",
     )
     p.set_defaults(handler=_create_sub)
     p = ca.add_parser(
@@ -384,6 +462,11 @@ def register(sub: Subparsers) -> None:
     p.add_argument(
         "--days", type=int, help="lifetime (default: the configured root/sub CA lifetime)"
     )
+    p.add_argument(
+        "--key",
+        metavar="FILE",
+        help="the signing offline CA's key file (its --key-out), when carried",
+    )
     p.set_defaults(handler=_renew)
     p = ca.add_parser(
         "set-offline",
@@ -391,11 +474,22 @@ def register(sub: Subparsers) -> None:
         parents=[STORAGE],
     )
     p.add_argument("name")
+    p.add_argument(
+        "--key-out",
+        metavar="FILE",
+        help="offline: move the CA's software key to FILE (new, mode 0600) and out of the "
+        "database; required for pkcs8 keys",
+    )
     p.set_defaults(handler=_set_offline)
     p = ca.add_parser(
         "set-online", help="serving processes sign this CA's status again", parents=[STORAGE]
     )
     p.add_argument("name")
+    p.add_argument(
+        "--key",
+        metavar="FILE",
+        help="the key file --key-out wrote: the key goes back into the database",
+    )
     p.set_defaults(handler=_set_online)
     p = ca.add_parser(
         "sign-offline",
@@ -410,5 +504,10 @@ def register(sub: Subparsers) -> None:
         "--ocsp-signer",
         action="store_true",
         help="also issue a delegated OCSP signer (valid --days) that serve answers with",
+    )
+    p.add_argument(
+        "--key",
+        metavar="FILE",
+        help="the CA's key file (its --key-out), when its key is carried",
     )
     p.set_defaults(handler=_sign_offline)

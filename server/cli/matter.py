@@ -28,7 +28,7 @@ from server import bundle_files
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.matter import api as matter_api
 from server.ca.matter import tlv
-from server.cli.options import OPERATOR, STORAGE, Subparsers
+from server.cli.options import KEY_BACKEND, OPERATOR, STORAGE, Subparsers
 from server.wiring import Services
 
 __all__ = ["BundleWriter", "register"]
@@ -93,14 +93,22 @@ async def _created(s: Services, name: str) -> int:
 
 async def _paa_create(s: Services, a: argparse.Namespace) -> int:
     service = matter_api.MatterService(s.engine)
-    await service.create_paa(a.name, actor=OPERATOR, vid=a.vid, lifetime=_lifetime(a))
+    await service.create_paa(
+        a.name, actor=OPERATOR, vid=a.vid, lifetime=_lifetime(a), key_backend=a.key_backend
+    )
     return await _created(s, a.name)
 
 
 async def _pai_create(s: Services, a: argparse.Namespace) -> int:
     service = matter_api.MatterService(s.engine)
     await service.create_pai(
-        a.name, paa=a.paa, vid=a.vid, pid=a.pid, actor=OPERATOR, lifetime=_lifetime(a)
+        a.name,
+        paa=a.paa,
+        vid=a.vid,
+        pid=a.pid,
+        actor=OPERATOR,
+        lifetime=_lifetime(a),
+        key_backend=a.key_backend,
     )
     return await _created(s, a.name)
 
@@ -108,7 +116,12 @@ async def _pai_create(s: Services, a: argparse.Namespace) -> int:
 async def _rcac_create(s: Services, a: argparse.Namespace) -> int:
     service = matter_api.MatterService(s.engine)
     await service.create_rcac(
-        a.name, actor=OPERATOR, fabric_id=a.fabric_id, rcac_id=a.rcac_id, lifetime=_lifetime(a)
+        a.name,
+        actor=OPERATOR,
+        fabric_id=a.fabric_id,
+        rcac_id=a.rcac_id,
+        lifetime=_lifetime(a),
+        key_backend=a.key_backend,
     )
     return await _created(s, a.name)
 
@@ -122,6 +135,7 @@ async def _icac_create(s: Services, a: argparse.Namespace) -> int:
         fabric_id=a.fabric_id,
         icac_id=a.icac_id,
         lifetime=_lifetime(a),
+        key_backend=a.key_backend,
     )
     return await _created(s, a.name)
 
@@ -364,22 +378,24 @@ def register(sub: Subparsers) -> None:
 
     actions: dict[str, Any] = {}
 
-    def action(group: str, name: str, help_text: str) -> argparse.ArgumentParser:
+    def action(
+        group: str, name: str, help_text: str, *, makes_key: bool = False
+    ) -> argparse.ArgumentParser:
         if group not in actions:
             parent = groups.add_parser(group, help=f"Matter {group.upper()}s")
             actions[group] = parent.add_subparsers(dest="sub_action", required=True)
         p: argparse.ArgumentParser = actions[group].add_parser(
-            name, help=help_text, parents=[STORAGE]
+            name, help=help_text, parents=[STORAGE, KEY_BACKEND] if makes_key else [STORAGE]
         )
         return p
 
-    p = action("paa", "create", "create a PAA (self-signed attestation root)")
+    p = action("paa", "create", "create a PAA (self-signed attestation root)", makes_key=True)
     p.add_argument("--name", required=True)
     p.add_argument("--vid", type=vid, help="Vendor ID (hex): VID-scoped PAA; omit: non-VID-scoped")
     p.add_argument("--days", type=int, help="lifetime in days (default: no expiry, 9999-12-31)")
     p.set_defaults(handler=_paa_create, create=True)
 
-    p = action("pai", "create", "create a PAI signed by a PAA")
+    p = action("pai", "create", "create a PAI signed by a PAA", makes_key=True)
     p.add_argument("--name", required=True)
     p.add_argument("--paa", required=True, help="name of the signing PAA")
     p.add_argument("--vid", type=vid, required=True, help="Vendor ID (hex)")
@@ -397,14 +413,14 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--days", type=int, help="lifetime in days (default: no expiry)")
     p.set_defaults(handler=_dac_issue)
 
-    p = action("rcac", "create", "create an RCAC (operational root of a fabric)")
+    p = action("rcac", "create", "create an RCAC (operational root of a fabric)", makes_key=True)
     p.add_argument("--name", required=True)
     p.add_argument("--fabric-id", type=id64, help="fabric id (hex) to put in the RCAC")
     p.add_argument("--rcac-id", type=id64, help="RCAC id (hex; default random)")
     p.add_argument("--days", type=int, help="lifetime in days (default 3650)")
     p.set_defaults(handler=_rcac_create, create=True)
 
-    p = action("icac", "create", "create an ICAC signed by an RCAC")
+    p = action("icac", "create", "create an ICAC signed by an RCAC", makes_key=True)
     p.add_argument("--name", required=True)
     p.add_argument("--rcac", required=True, help="name of the signing RCAC")
     p.add_argument("--fabric-id", type=id64, help="fabric id (hex; default: the RCAC's)")

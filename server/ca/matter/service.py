@@ -376,8 +376,9 @@ class MatterService:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _new_key(self, name: str) -> tuple[KeyHandle, Signer]:
-        return await self._engine.new_key(KeyAlgorithm.EC_P256, label=name)
+    async def _new_key(self, name: str, key_backend: str | None) -> tuple[KeyHandle, Signer]:
+        # P-256 only (Matter Core ch. 6): the token, when chosen, must have CKM_ECDSA.
+        return await self._engine.new_key(KeyAlgorithm.EC_P256, label=name, key_backend=key_backend)
 
     async def _signer(
         self,
@@ -422,6 +423,7 @@ class MatterService:
         actor: Principal,
         vid: int | None = None,
         lifetime: timedelta | None = None,
+        key_backend: str | None = None,
     ) -> CA:
         """Create a PAA: VID-scoped with ``vid``, non-VID-scoped without.
 
@@ -433,7 +435,7 @@ class MatterService:
         await self._engine.check_ca_name(name)
         _check_vid(vid)
         now = self._engine.now()
-        handle, key = await self._new_key(name)
+        handle, key = await self._new_key(name, key_backend)
         with _engine_errors():
             cert = profiles.build_paa(
                 key,
@@ -463,6 +465,7 @@ class MatterService:
         actor: Principal,
         pid: int | None = None,
         lifetime: timedelta | None = None,
+        key_backend: str | None = None,
     ) -> CA:
         """Create a PAI under a PAA (VID required; ``pid`` makes it PID-scoped).
 
@@ -483,7 +486,7 @@ class MatterService:
                 f"VID {vid:04X} differs from the VID-scoped PAA's {paa_vid:04X}",
             )
         now = self._engine.now()
-        handle, key = await self._new_key(name)
+        handle, key = await self._new_key(name, key_backend)
         with _engine_errors():
             cert = profiles.build_pai(
                 key.public_key(),
@@ -517,6 +520,7 @@ class MatterService:
         fabric_id: int | None = None,
         rcac_id: int | None = None,
         lifetime: timedelta | None = None,
+        key_backend: str | None = None,
     ) -> CA:
         """Create an RCAC (operational root); ``rcac_id`` defaults to a random 64-bit id.
 
@@ -526,7 +530,7 @@ class MatterService:
         await self._engine.check_ca_name(name)
         _check_fabric(fabric_id)
         now = self._engine.now()
-        handle, key = await self._new_key(name)
+        handle, key = await self._new_key(name, key_backend)
         with _engine_errors():
             cert = profiles.build_rcac(
                 key,
@@ -556,6 +560,7 @@ class MatterService:
         fabric_id: int | None = None,
         icac_id: int | None = None,
         lifetime: timedelta | None = None,
+        key_backend: str | None = None,
     ) -> CA:
         """Create an ICAC under an RCAC; the fabric id defaults to the RCAC's.
 
@@ -568,7 +573,7 @@ class MatterService:
         signer = await self._signer(rcac, allowed=(CAKind.MATTER_RCAC,), child="ICAC")
         fabric = fabric_id if fabric_id is not None else info_of(signer.ca).fabric_id
         now = self._engine.now()
-        handle, key = await self._new_key(name)
+        handle, key = await self._new_key(name, key_backend)
         with _engine_errors():
             cert = profiles.build_icac(
                 key.public_key(),

@@ -403,3 +403,45 @@ def test_missing_key_is_a_clear_error(token: hsm.Pkcs11KeyBackend) -> None:
         signer.sign(b"x")
     assert err.value.kind is ProblemKind.UNAVAILABLE
     assert "NoSuchKey" in err.value.detail
+
+
+async def test_delegated_ocsp_signer_key_follows_the_ca_into_the_token(
+    hsm_engine: api.CAEngine, memory_repo: MemoryRepository
+) -> None:
+    """A token CA's delegated OCSP signer key is made in the token too; a software CA's is not."""
+    await hsm_engine.create_root("root", actor=OP, key_backend="pkcs11")
+    await hsm_engine.create_subordinate("issuing", parent="root", actor=OP, key_backend="pkcs11")
+    await hsm_engine.create_subordinate("soft", parent="root", actor=OP)
+    store = MemoryStatusRepository(memory_repo)
+    status = status_api.StatusService(
+        hsm_engine,
+        memory_repo,
+        store,
+        settings=status_api.StatusSettings(ocsp=responder.ResponderSettings(delegated_signer=True)),
+    ).attach()
+    for name, backend in (("issuing", "pkcs11"), ("soft", "pkcs8")):
+        ca = await hsm_engine.get_ca(name)
+        csr, _ = make_csr([f"dns:{name}.hsm.internal"])
+        leaf = await hsm_engine.issue(
+            csr, grant=grants.OPERATOR, principal=OP, profile="tls-server", ca=name
+        )
+        answer = await status.ocsp(_ocsp_request(ca.certificate, leaf.certificate.serial_number))
+        resp = ocsp.load_der_ocsp_response(answer.der)
+        assert resp.certificate_status is ocsp.OCSPCertStatus.GOOD
+        record = await store.current_signer(ca.id)
+        assert record is not None
+        assert record.key.backend == backend
+        (signer_cert,) = resp.certificates
+        assert signer_cert.public_bytes(serialization.Encoding.DER) == record.cert_der
+        signer_cert.verify_directly_issued_by(ca.certificate)
+        _verify(signer_cert.public_key(), resp.signature, resp.tbs_response_bytes)  # type: ignore[arg-type]
+        if backend == "pkcs11":
+            # The database row holds the signer's public key only.
+            assert serialization.load_der_public_key(record.key.blob) == signer_cert.public_key()
+    # An offline token CA's ceremony makes its signer for serving processes, which
+    # may not have the token: that key goes to the default backend.
+    await hsm_engine.set_ca_offline("root", offline=True, actor=OP)
+    hsm_engine.begin_ceremony()
+    done = await status.sign_offline("root", days=7, ocsp_signer=True, actor=str(OP))
+    assert done.signer is not None
+    assert done.signer.key.backend == "pkcs8"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
+from server.ca.matter import rules
+from server.ca.matter.rules import MatterKind
 from server.cli import main
 from tests.support import SoftHsm, make_csr, openssl
 
@@ -74,3 +77,76 @@ def test_cli_pkcs11_needs_config(tmp_path: Path, capsys: pytest.CaptureFixture[s
     args = ["ca", "create-root", "--data-dir", str(tmp_path / "d"), "--key-backend", "pkcs11"]
     assert main([*args, "root"]) == 1
     assert "key backend 'pkcs11' is not configured" in capsys.readouterr().err
+
+
+def test_cli_matter_attestation_and_fabric_in_token(
+    tmp_path: Path, softhsm: SoftHsm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PAA, PAI, RCAC and ICAC keys made in the token; DACs and a NOC signed there."""
+    common = ["--data-dir", str(tmp_path / "data"), "--config", str(_config(tmp_path, softhsm))]
+    hsm = ["--key-backend", "pkcs11"]
+    m = ["matter"]
+    assert main([*m, "paa", "create", *common, *hsm, "--name", "paa", "--vid", "FFF1"]) == 0
+    pai = [*m, "pai", "create", *common, *hsm, "--name", "pai", "--paa", "paa", "--vid", "FFF1"]
+    assert main([*pai, "--pid", "8000"]) == 0
+    assert main([*m, "paa", "create", *common, "--name", "soft-paa", "--vid", "FFF1"]) == 0
+    dacs = tmp_path / "dacs"
+    issue = [*m, "dac", "issue", *common, "--pai", "pai", "--vid", "FFF1", "--pid", "8000"]
+    assert main([*issue, "--count", "3", "--out", str(dacs)]) == 0
+    csrs = tmp_path / "csrs"
+    csrs.mkdir()
+    csr, _ = make_csr([], subject="device")
+    (csrs / "dev.pem").write_bytes(csr)
+    assert main([*issue, "--csr-dir", str(csrs), "--out", str(tmp_path / "dacs2")]) == 0
+    rcac = [*m, "rcac", "create", *common, *hsm, "--name", "rcac"]
+    assert main([*rcac, "--fabric-id", "FAB000000000001D"]) == 0
+    assert main([*m, "icac", "create", *common, *hsm, "--name", "icac", "--rcac", "rcac"]) == 0
+    nocsr, _ = make_csr([], subject="node")
+    (tmp_path / "nocsr.pem").write_bytes(nocsr)
+    noc = tmp_path / "noc.pem"
+    noc_issue = [*m, "noc", "issue", *common, "--ca", "icac", "--csr", str(tmp_path / "nocsr.pem")]
+    assert main([*noc_issue, "--out", str(noc)]) == 0
+    capsys.readouterr()
+    for name in ("paa", "soft-paa", "rcac"):
+        assert main(["ca", "export", *common, name, "--out", str(tmp_path / f"{name}.pem")]) == 0
+    paa = x509.load_pem_x509_certificate((tmp_path / "paa.pem").read_bytes())
+    folders = sorted(dacs.glob("device-*")) + sorted((tmp_path / "dacs2").glob("device-*"))
+    assert len(folders) == 4
+    for folder in folders:
+        dac = x509.load_pem_x509_certificate((folder / "dac.pem").read_bytes())
+        pai_cert = x509.load_pem_x509_certificate((folder / "pai.pem").read_bytes())
+        rules.validate_chain(dac, MatterKind.DAC, [pai_cert, paa])
+        chain = ["-untrusted", str(folder / "pai.pem"), str(folder / "dac.pem")]
+        ok = openssl("verify", "-x509_strict", "-CAfile", str(tmp_path / "paa.pem"), *chain)
+        assert ok.returncode == 0, ok.stderr
+        # Negative control: the same VID's software PAA is not this DAC's anchor.
+        wrong = openssl("verify", "-x509_strict", "-CAfile", str(tmp_path / "soft-paa.pem"), *chain)
+        assert wrong.returncode != 0
+    ok = openssl(
+        "verify",
+        "-x509_strict",
+        "-CAfile",
+        str(tmp_path / "rcac.pem"),
+        "-untrusted",
+        str(noc),
+        str(noc),
+    )
+    assert ok.returncode == 0, ok.stderr
+    rules.validate_chain(
+        x509.load_pem_x509_certificate(noc.read_bytes()),
+        MatterKind.NOC,
+        [
+            *x509.load_pem_x509_certificates(noc.read_bytes())[1:],
+            x509.load_pem_x509_certificate((tmp_path / "rcac.pem").read_bytes()),
+        ],
+    )
+    # Only the software PAA's key is in the database; the other four are token objects.
+    with sqlite3.connect(tmp_path / "data" / "privca.db") as db:
+        stored = dict(db.execute("SELECT name, key_backend FROM cas").fetchall())
+    assert stored == {
+        "paa": "pkcs11",
+        "pai": "pkcs11",
+        "soft-paa": "pkcs8",
+        "rcac": "pkcs11",
+        "icac": "pkcs11",
+    }

@@ -1,18 +1,21 @@
 """Issue 14: an offline root served with no readable root key anywhere.
 
-The operator flow runs through the CLI (``create-root --offline``, ``create-sub``,
-``sign-offline``, ``cert revoke``); the root's key material is then deleted from the
-database and a fresh serving stack (the HTTP apps ``serve`` mounts, on the same
-database) must serve the ceremony's CRL and OCSP answers, keep issuing from the
-sub-CA, warn before expiry, and never ask the key backend for the root's key.
+The operator flow runs through the CLI (``create-root --offline --key-out``,
+``create-sub --key``, ``sign-offline --key``, ``cert revoke``); the root's key is only
+in the file the operator carries, and a fresh serving stack (the HTTP apps ``serve``
+mounts, on the same database) must serve the ceremony's CRL and OCSP answers, keep
+issuing from the sub-CA, warn before expiry, and never ask the key backend for the
+root's key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,6 +56,7 @@ class Cli:
         self.data = str(data)
         self.url = database.url
         self._capsys = capsys
+        self.key = ""  # the root's key file, written by create-root --key-out
 
     async def __call__(self, *args: str) -> tuple[int, str, str]:
         self._capsys.readouterr()
@@ -65,40 +69,46 @@ class Cli:
 @pytest.fixture
 async def cli(database: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
     run = Cli(tmp_path / "data", database, capsys)
-    assert (await run("ca", "create-root", "root", "--offline"))[0] == 0
+    key = run.key = str(tmp_path / "root.key")
+    assert (await run("ca", "create-root", "root", "--offline", "--key-out", key))[0] == 0
     # Signing under an offline CA is a ceremony too: run where the key is.
-    assert (await run("ca", "create-sub", "sub", "--parent", "root"))[0] == 0
-    code, out, err = await run("ca", "sign-offline", "root", "--days", str(DAYS))
+    assert (await run("ca", "create-sub", "sub", "--parent", "root", "--key", key))[0] == 0
+    code, out, err = await run("ca", "sign-offline", "root", "--days", str(DAYS), "--key", key)
     assert code == 0, err
     assert "2 OCSP answer(s)" in out  # the root's own certificate and the sub-CA's
     return run
 
 
-class RootKey:
-    """The root's key material in the database: removed for serving, brought to ceremonies."""
+async def stored_bytes(database: Database) -> bytes:
+    """Return every row of every table, as bytes, plus the SQLite files when there are any."""
+    out = bytearray()
+    async with database.engine.connect() as conn:
+        tables = await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names())
+        for table in tables:
+            for row in await conn.execute(sa.text(f'SELECT * FROM "{table}"')):  # noqa: S608 - names from the schema
+                for value in row:
+                    out += value if isinstance(value, bytes) else str(value).encode()
+                    out += b"\x00"
+    if database.url.startswith("sqlite"):
+        path = Path(database.url.split("///", 1)[1])
+        out += await asyncio.to_thread(_sqlite_files, path)
+    return bytes(out)
 
-    def __init__(self, database: Database) -> None:
-        self._db = database
-        self._saved: tuple[str, bytes] | None = None
 
-    async def remove(self) -> None:
-        async with self._db.engine.begin() as conn:
-            row = (
-                await conn.execute(sa.text("SELECT key_ref, key_blob FROM cas WHERE name = 'root'"))
-            ).one()
-            self._saved = (row.key_ref, bytes(row.key_blob))
-            await conn.execute(
-                sa.text("UPDATE cas SET key_ref = 'gone', key_blob = :b WHERE name = 'root'"),
-                {"b": b""},
-            )
+def _sqlite_files(path: Path) -> bytes:
+    out = b""
+    for suffix in ("", "-wal", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            out += Path(f"{path}{suffix}").read_bytes()
+    return out
 
-    async def bring(self) -> None:
-        assert self._saved is not None
-        async with self._db.engine.begin() as conn:
-            await conn.execute(
-                sa.text("UPDATE cas SET key_ref = :r, key_blob = :b WHERE name = 'root'"),
-                {"r": self._saved[0], "b": self._saved[1]},
-            )
+
+def key_material(key_file: Path) -> list[bytes]:
+    """Return what would betray the key: its PEM, its base64 body lines, its DER."""
+    text = key_file.read_bytes()
+    body = [line for line in text.splitlines() if line and not line.startswith(b"-----")]
+    der = base64.b64decode(b"".join(body))
+    return [text, der, *body[1:-1]]
 
 
 class LoadSpy:
@@ -178,8 +188,9 @@ async def test_offline_root_is_served_without_its_key(
     aiohttp_client: ClientFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    key = RootKey(database)
-    await key.remove()
+    # Only the operator's file holds the root's key: no row, no database file has it.
+    stored = await stored_bytes(database)
+    assert [m[:16] for m in key_material(Path(cli.key)) if m in stored] == []
     backend = serving.engine._keys
     assert isinstance(backend, keys.KeyBackends)
     spy = LoadSpy(backend, monkeypatch)
@@ -189,7 +200,10 @@ async def test_offline_root_is_served_without_its_key(
     sub = await serving.engine.get_ca("sub")
     assert root.offline
     assert not serving.engine.in_ceremony
-    assert root.key.blob == b""  # nothing readable left in the database
+    assert root.key.backend == "carried"  # the public key only
+    assert root.key.blob == root.certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     sub_serial = sub.certificate.serial_number
 
     # The ceremony's CRL: signed by the root, valid N days, accepted by openssl.
@@ -230,13 +244,18 @@ async def test_offline_root_is_served_without_its_key(
     assert root.id not in await serving.status.crls.tick()
     crl = await _crl(client, root)
     assert crl.get_revoked_certificate_by_serial_number(sub_serial) is None
-    # Without the key there is no ceremony.
+    # Without the key file there is no ceremony, nor with another CA's key file.
     code, _, err = await cli("ca", "sign-offline", "root", "--days", str(DAYS))
-    assert code == 1, err
-    await key.bring()
-    code, _, err = await cli("ca", "sign-offline", "root", "--days", str(DAYS))
+    assert code == 1
+    assert "ca.key-carried" in err
+    other = str(Path(cli.key).with_name("other.key"))
+    code, _, err = await cli("ca", "create-root", "other", "--offline", "--key-out", other)
     assert code == 0, err
-    await key.remove()
+    code, _, err = await cli("ca", "sign-offline", "root", "--days", str(DAYS), "--key", other)
+    assert code == 1
+    assert "does not hold CA key" in err
+    code, _, err = await cli("ca", "sign-offline", "root", "--days", str(DAYS), "--key", cli.key)
+    assert code == 0, err
     await serving.status.responder.poll_changes()
     crl = await _crl(client, root)
     assert crl.get_revoked_certificate_by_serial_number(sub_serial) is not None
@@ -244,7 +263,7 @@ async def test_offline_root_is_served_without_its_key(
     assert answer.certificate_status is ocsp.OCSPCertStatus.REVOKED
 
     # Not once did this serving stack ask for the root's key.
-    assert [h.ref for h in spy.loaded if h.ref in (root.key.ref, "gone")] == []
+    assert [h.ref for h in spy.loaded if h.ref == root.key.ref] == []
     assert any(h.ref == sub.key.ref for h in spy.loaded)  # the spy sees real loads
 
 
@@ -320,12 +339,76 @@ async def test_a_revocation_makes_the_ceremony_due_now(cli: Cli, serving: Servic
 
 
 async def test_renewing_under_an_offline_root_is_a_ceremony(cli: Cli, serving: Services) -> None:
-    code, out, err = await cli("ca", "renew", "sub")
+    code, _, err = await cli("ca", "renew", "sub")
+    assert code == 1
+    assert "ca.key-carried" in err
+    code, out, err = await cli("ca", "renew", "sub", "--key", cli.key)
     assert code == 0, err
     assert "renewed CA sub" in out
-    code, out, err = await cli("ca", "renew", "root")
+    code, out, err = await cli("ca", "renew", "root", "--key", cli.key)
     assert code == 0, err
     # Issuance from the offline root stays refused, in any process.
     code, _, err = await cli("cert", "issue", "--ca", "root", "--san", "dns:x.internal")
     assert code == 1
     assert "ca.offline" in err
+
+
+async def test_key_out_is_required_private_and_never_overwrites(
+    database: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = Cli(tmp_path / "data", database, capsys)
+    key = tmp_path / "root.key"
+    # An offline software root without --key-out would leave its key in the database.
+    code, _, err = await run("ca", "create-root", "root", "--offline")
+    assert code == 1
+    assert "--key-out" in err
+    key.write_text("precious\n")
+    code, _, err = await run("ca", "create-root", "root", "--offline", "--key-out", str(key))
+    assert code == 1
+    assert "refusing to overwrite" in err
+    assert key.read_text() == "precious\n"
+    code, _, err = await run("ca", "create-root", "root", "--key-out", str(tmp_path / "k"))
+    assert code == 1
+    assert "goes with --offline" in err
+    code, out, _ = await run("ca", "list")
+    assert "root" not in out  # nothing was created by the refused commands
+    key.unlink()
+
+    # An online root goes offline later: the key moves out then.
+    assert (await run("ca", "create-root", "root"))[0] == 0
+    code, _, err = await run("ca", "set-offline", "root")
+    assert code == 1
+    assert "--key-out" in err
+    code, out, err = await run("ca", "set-offline", "root", "--key-out", str(key))
+    assert code == 0, err
+    assert str(key) in out
+    assert key.stat().st_mode & 0o777 == 0o600
+    passphrase = (tmp_path / "data" / "ca-key.passphrase").read_text().strip()
+    opened = await asyncio.to_thread(
+        subprocess.run,
+        ["openssl", "pkey", "-in", str(key), "-passin", f"pass:{passphrase}", "-noout"],
+        capture_output=True,
+        check=False,
+    )
+    assert opened.returncode == 0, opened.stderr  # standard encrypted PKCS#8
+    stored = await stored_bytes(database)
+    assert [m[:16] for m in key_material(key) if m in stored] == []
+
+    # Coming online needs the file back, and the right one.
+    code, _, err = await run("ca", "set-online", "root")
+    assert code == 1
+    assert "--key FILE" in err
+    other = tmp_path / "other.key"
+    assert (await run("ca", "create-root", "other", "--offline", "--key-out", str(other)))[0] == 0
+    code, _, err = await run("ca", "set-online", "root", "--key", str(other))
+    assert code == 1
+    assert "does not hold CA key" in err
+    code, _, err = await run("ca", "set-online", "root", "--key", str(key))
+    assert code == 0, err
+    code, _, err = await run("ca", "renew", "root")  # signs with the key from the database
+    assert code == 0, err
+    async with database.engine.connect() as conn:
+        backend = (
+            await conn.execute(sa.text("SELECT key_backend FROM cas WHERE name = 'root'"))
+        ).scalar_one()
+    assert backend == "pkcs8"
