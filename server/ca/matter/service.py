@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Final
@@ -389,19 +389,37 @@ class MatterService:
     ) -> _Signer:
         return await _load_signer(self._engine, ref, allowed=allowed, child=child, access=access)
 
-    async def _store_ca(
+    async def _create_ca(
         self,
-        *,
         name: str,
+        *,
         kind: CAKind,
-        parent: CA | None,
-        handle: KeyHandle,
-        cert: x509.Certificate,
+        signer: _Signer | None,
+        lifetime: timedelta | None,
+        build: Callable[[Signer, datetime, datetime | None], x509.Certificate],
         actor: Principal,
         detail: dict[str, str],
     ) -> CA:
+        """Make the CA's key, build its certificate inside the issuer's validity, store it.
+
+        ``build(key, not_before, not_after)`` signs with ``key`` itself when ``signer`` is
+        None (a root) and certifies ``key.public_key()`` under ``signer`` otherwise.
+        """
+        issuer = signer.cert if signer is not None else None
+        now = self._engine.now()
+        handle, key = await self._new_key(name)
+        with _engine_errors():
+            cert = build(
+                key, _not_before(now, _CA_BACKDATE, issuer), _not_after(now, lifetime, issuer)
+            )
         return await self._engine.add_kind_ca(
-            name=name, kind=kind, parent=parent, key=handle, cert=cert, actor=actor, detail=detail
+            name=name,
+            kind=kind,
+            parent=signer.ca if signer is not None else None,
+            key=handle,
+            cert=cert,
+            actor=actor,
+            detail=detail,
         )
 
     # ------------------------------------------------------------------ CAs
@@ -432,26 +450,21 @@ class MatterService:
         """
         await self._engine.check_ca_name(name)
         _check_vid(vid)
-        now = self._engine.now()
-        handle, key = await self._new_key(name)
-        with _engine_errors():
-            cert = profiles.build_paa(
+        return await self._create_ca(
+            name,
+            kind=CAKind.MATTER_PAA,
+            signer=None,
+            lifetime=lifetime,
+            build=lambda key, not_before, not_after: profiles.build_paa(
                 key,
                 name=name,
                 vid=vid,
-                not_before=_not_before(now, _CA_BACKDATE, None),
-                not_after=_not_after(now, lifetime, None),
+                not_before=not_before,
+                not_after=not_after,
                 serial=matter_serial(),
-            )
-        detail = {"vid": f"{vid:04X}"} if vid is not None else {}
-        return await self._store_ca(
-            name=name,
-            kind=CAKind.MATTER_PAA,
-            parent=None,
-            handle=handle,
-            cert=cert,
+            ),
             actor=actor,
-            detail=detail,
+            detail={"vid": f"{vid:04X}"} if vid is not None else {},
         )
 
     async def create_pai(
@@ -482,29 +495,25 @@ class MatterService:
                 Rule.CHAIN_VID_MISMATCH,
                 f"VID {vid:04X} differs from the VID-scoped PAA's {paa_vid:04X}",
             )
-        now = self._engine.now()
-        handle, key = await self._new_key(name)
-        with _engine_errors():
-            cert = profiles.build_pai(
+        detail = {"vid": f"{vid:04X}", "parent": signer.ca.name}
+        if pid is not None:
+            detail["pid"] = f"{pid:04X}"
+        return await self._create_ca(
+            name,
+            kind=CAKind.MATTER_PAI,
+            signer=signer,
+            lifetime=lifetime,
+            build=lambda key, not_before, not_after: profiles.build_pai(
                 key.public_key(),
                 issuer_cert=signer.cert,
                 issuer_key=signer.key,
                 name=name,
                 vid=vid,
                 pid=pid,
-                not_before=_not_before(now, _CA_BACKDATE, signer.cert),
-                not_after=_not_after(now, lifetime, signer.cert),
+                not_before=not_before,
+                not_after=not_after,
                 serial=matter_serial(),
-            )
-        detail = {"vid": f"{vid:04X}", "parent": signer.ca.name}
-        if pid is not None:
-            detail["pid"] = f"{pid:04X}"
-        return await self._store_ca(
-            name=name,
-            kind=CAKind.MATTER_PAI,
-            parent=signer.ca,
-            handle=handle,
-            cert=cert,
+            ),
             actor=actor,
             detail=detail,
         )
@@ -525,26 +534,21 @@ class MatterService:
         """
         await self._engine.check_ca_name(name)
         _check_fabric(fabric_id)
-        now = self._engine.now()
-        handle, key = await self._new_key(name)
-        with _engine_errors():
-            cert = profiles.build_rcac(
+        return await self._create_ca(
+            name,
+            kind=CAKind.MATTER_RCAC,
+            signer=None,
+            lifetime=lifetime or _OPERATIONAL_CA_LIFETIME,
+            build=lambda key, not_before, not_after: profiles.build_rcac(
                 key,
                 rcac_id=rcac_id if rcac_id is not None else secrets.randbits(64),
                 fabric_id=fabric_id,
-                not_before=_not_before(now, _CA_BACKDATE, None),
-                not_after=_not_after(now, lifetime or _OPERATIONAL_CA_LIFETIME, None),
+                not_before=not_before,
+                not_after=not_after,
                 serial=matter_serial(),
-            )
-        detail = {"fabric_id": f"{fabric_id:016X}"} if fabric_id is not None else {}
-        return await self._store_ca(
-            name=name,
-            kind=CAKind.MATTER_RCAC,
-            parent=None,
-            handle=handle,
-            cert=cert,
+            ),
             actor=actor,
-            detail=detail,
+            detail={"fabric_id": f"{fabric_id:016X}"} if fabric_id is not None else {},
         )
 
     async def create_icac(
@@ -567,28 +571,24 @@ class MatterService:
         _check_fabric(fabric_id)
         signer = await self._signer(rcac, allowed=(CAKind.MATTER_RCAC,), child="ICAC")
         fabric = fabric_id if fabric_id is not None else info_of(signer.ca).fabric_id
-        now = self._engine.now()
-        handle, key = await self._new_key(name)
-        with _engine_errors():
-            cert = profiles.build_icac(
+        detail = {"parent": signer.ca.name}
+        if fabric is not None:
+            detail["fabric_id"] = f"{fabric:016X}"
+        return await self._create_ca(
+            name,
+            kind=CAKind.MATTER_ICAC,
+            signer=signer,
+            lifetime=lifetime or _OPERATIONAL_CA_LIFETIME,
+            build=lambda key, not_before, not_after: profiles.build_icac(
                 key.public_key(),
                 issuer_cert=signer.cert,
                 issuer_key=signer.key,
                 icac_id=icac_id if icac_id is not None else secrets.randbits(64),
                 fabric_id=fabric,
-                not_before=_not_before(now, _CA_BACKDATE, signer.cert),
-                not_after=_not_after(now, lifetime or _OPERATIONAL_CA_LIFETIME, signer.cert),
+                not_before=not_before,
+                not_after=not_after,
                 serial=matter_serial(),
-            )
-        detail = {"parent": signer.ca.name}
-        if fabric is not None:
-            detail["fabric_id"] = f"{fabric:016X}"
-        return await self._store_ca(
-            name=name,
-            kind=CAKind.MATTER_ICAC,
-            parent=signer.ca,
-            handle=handle,
-            cert=cert,
+            ),
             actor=actor,
             detail=detail,
         )
