@@ -846,19 +846,14 @@ class CAEngine:
         Raises:
             EngineError: CONFLICT (name taken).
         """
-        ca = CA(
-            id=hierarchy.new_ca_id(),
-            name=name,
-            parent_id=parent.id if parent else None,
-            tier=parent.tier + 1 if parent else 1,
+        ca = hierarchy.new_active_ca(
+            name,
+            parent=parent,
             key_algorithm=KeyAlgorithm.EC_P256,
             key=key,
-            status=CAStatus.ACTIVE,
-            mode=CAMode.GENERAL,
-            kind=kind,
+            cert=cert,
             created_at=self._now(),
-            cert_der=cert.public_bytes(serialization.Encoding.DER),
-            chain_der=(parent.cert_der or b"", *parent.chain_der) if parent else (),
+            kind=kind,
             publish_revocation=False,
         )
         action = "ca.create-root" if parent is None else "ca.create-sub"
