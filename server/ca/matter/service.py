@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -396,22 +397,31 @@ class MatterService:
         kind: CAKind,
         signer: _Signer | None,
         lifetime: timedelta | None,
-        build: Callable[[Signer, datetime, datetime | None], x509.Certificate],
+        build: Callable[..., x509.Certificate],
         actor: Principal,
         detail: dict[str, str],
     ) -> CA:
         """Make the CA's key, build its certificate inside the issuer's validity, store it.
 
-        ``build(key, not_before, not_after)`` signs with ``key`` itself when ``signer`` is
-        None (a root) and certifies ``key.public_key()`` under ``signer`` otherwise.
+        ``build`` is a ``profiles.build_*`` with its kind's own arguments bound: a root's
+        (``signer`` None) gets the new key to sign itself with, a subordinate's the public
+        key and the issuer; both get the validity and a serial.
         """
-        issuer = signer.cert if signer is not None else None
         now = self._engine.now()
         handle, key = await self._new_key(name)
+        issuer = signer.cert if signer is not None else None
+        validity = {
+            "not_before": _not_before(now, _CA_BACKDATE, issuer),
+            "not_after": _not_after(now, lifetime, issuer),
+            "serial": matter_serial(),
+        }
         with _engine_errors():
-            cert = build(
-                key, _not_before(now, _CA_BACKDATE, issuer), _not_after(now, lifetime, issuer)
-            )
+            if signer is None:
+                cert = build(key, **validity)
+            else:
+                cert = build(
+                    key.public_key(), issuer_cert=signer.cert, issuer_key=signer.key, **validity
+                )
         return await self._engine.add_kind_ca(
             name=name,
             kind=kind,
@@ -455,14 +465,7 @@ class MatterService:
             kind=CAKind.MATTER_PAA,
             signer=None,
             lifetime=lifetime,
-            build=lambda key, not_before, not_after: profiles.build_paa(
-                key,
-                name=name,
-                vid=vid,
-                not_before=not_before,
-                not_after=not_after,
-                serial=matter_serial(),
-            ),
+            build=functools.partial(profiles.build_paa, name=name, vid=vid),
             actor=actor,
             detail={"vid": f"{vid:04X}"} if vid is not None else {},
         )
@@ -503,17 +506,7 @@ class MatterService:
             kind=CAKind.MATTER_PAI,
             signer=signer,
             lifetime=lifetime,
-            build=lambda key, not_before, not_after: profiles.build_pai(
-                key.public_key(),
-                issuer_cert=signer.cert,
-                issuer_key=signer.key,
-                name=name,
-                vid=vid,
-                pid=pid,
-                not_before=not_before,
-                not_after=not_after,
-                serial=matter_serial(),
-            ),
+            build=functools.partial(profiles.build_pai, name=name, vid=vid, pid=pid),
             actor=actor,
             detail=detail,
         )
@@ -539,13 +532,10 @@ class MatterService:
             kind=CAKind.MATTER_RCAC,
             signer=None,
             lifetime=lifetime or _OPERATIONAL_CA_LIFETIME,
-            build=lambda key, not_before, not_after: profiles.build_rcac(
-                key,
+            build=functools.partial(
+                profiles.build_rcac,
                 rcac_id=rcac_id if rcac_id is not None else secrets.randbits(64),
                 fabric_id=fabric_id,
-                not_before=not_before,
-                not_after=not_after,
-                serial=matter_serial(),
             ),
             actor=actor,
             detail={"fabric_id": f"{fabric_id:016X}"} if fabric_id is not None else {},
@@ -579,15 +569,10 @@ class MatterService:
             kind=CAKind.MATTER_ICAC,
             signer=signer,
             lifetime=lifetime or _OPERATIONAL_CA_LIFETIME,
-            build=lambda key, not_before, not_after: profiles.build_icac(
-                key.public_key(),
-                issuer_cert=signer.cert,
-                issuer_key=signer.key,
+            build=functools.partial(
+                profiles.build_icac,
                 icac_id=icac_id if icac_id is not None else secrets.randbits(64),
                 fabric_id=fabric,
-                not_before=not_before,
-                not_after=not_after,
-                serial=matter_serial(),
             ),
             actor=actor,
             detail=detail,
