@@ -72,7 +72,9 @@ _LEAF_COUNT_LIMIT: Final = 10_000
 
 def state_of(ca: CA, now: datetime) -> str:
     """Return the state an operator sees: pending-import, active, disabled, revoked, expired."""
-    if ca.status is CAStatus.PENDING or ca.cert_der is None:
+    # No certificate and PENDING go together (``CA.cert_der``): testing the certificate
+    # covers the status and is what ``ca.certificate`` below needs.
+    if ca.cert_der is None:
         return "pending-import"
     if ca.status is CAStatus.REVOKED:
         return "revoked"
@@ -88,7 +90,7 @@ def publishes_status(ca: CA, now: datetime) -> bool:
     certificate is valid (its leaves' revocations still matter to validators that
     have not yet seen the CA's); a pending import has nothing to sign with.
     """
-    if ca.status is CAStatus.PENDING or ca.cert_der is None:
+    if ca.cert_der is None:  # pending import
         return False
     if ca.status is CAStatus.REVOKED:
         return now < ca.certificate.not_valid_after_utc
@@ -199,7 +201,7 @@ async def revoke(engine: CAEngine, name: str, *, reason: RevocationReason, actor
     ca, cas = await _fresh(engine, name)
     if ca.status is CAStatus.REVOKED:
         raise EngineError(ProblemKind.ALREADY_REVOKED, f"CA {ca.name} is already revoked")
-    if ca.status is CAStatus.PENDING or ca.cert_der is None:
+    if ca.cert_der is None:  # pending import
         raise EngineError(
             ProblemKind.CONFLICT, f"CA {ca.name} has no certificate to revoke (pending import)"
         )
@@ -278,7 +280,7 @@ async def renew(
             not issue: ``ca.*`` rules).
     """
     ca, cas = await _fresh(engine, name)
-    if ca.status not in (CAStatus.ACTIVE, CAStatus.DISABLED) or ca.cert_der is None:
+    if ca.status not in (CAStatus.ACTIVE, CAStatus.DISABLED):  # both have a certificate
         raise EngineError(ProblemKind.CONFLICT, f"CA {ca.name} is {ca.status}: cannot renew")
     if ca.external:
         raise EngineError(
