@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from server.ca import grants, hierarchy, issuance, keys, lifecycle, pipeline, policy, profiles
-from server.ca.errors import EngineError, ProblemKind, StorageUnavailableError
+from server.ca.errors import CAChangedError, EngineError, ProblemKind, StorageUnavailableError
 from server.ca.ports import Clock, Repository, SerialConflictError, SystemClock, random_serial
 from server.ca.signer import Signer
 from server.ca.types import (
@@ -336,9 +336,21 @@ class CAEngine:
         target: str,
         **detail: str,
     ) -> None:
-        """Store a changed CA (an activated import) and drop what was cached for it."""
-        await self._repo.update_ca(updated, audit=self._audit(actor, action, target, **detail))
+        """Store a changed CA if it is still as ``previous`` was read; drop its cached copy.
+
+        Raises:
+            CAChangedError: CONFLICT, when the stored status is no longer
+                ``previous.status`` (another node changed the CA in between).
+        """
+        stored = await self._repo.update_ca(
+            updated, expected=previous.status, audit=self._audit(actor, action, target, **detail)
+        )
         self._forget(previous)
+        if not stored:
+            raise CAChangedError(
+                detail=f"CA {previous.name} changed while this ran (it is no longer "
+                f"{previous.status}); nothing was written: check its state and retry"
+            )
 
     async def _store_ca_record(
         self, issuer: CA, ca: CA, cert: x509.Certificate, actor: Principal

@@ -28,6 +28,7 @@ josepy or sqlalchemy.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -37,7 +38,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from server.ca import hierarchy, issuance
-from server.ca.errors import EngineError, ProblemKind
+from server.ca.errors import CAChangedError, EngineError, ProblemKind
 from server.ca.types import (
     CA,
     CAKind,
@@ -66,6 +67,8 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 _BACKDATE: Final = timedelta(minutes=5)
+# Tries of a revocation that lost a race to another write of the same CA row.
+_RACE_ATTEMPTS: Final = 5
 # Leaves counted for the rekey warning; the count only says "some" beyond this.
 _LEAF_COUNT_LIMIT: Final = 10_000
 
@@ -194,10 +197,21 @@ async def revoke(engine: CAEngine, name: str, *, reason: RevocationReason, actor
     an imported CA whose issuer is outside privca, is only marked: no CRL privca
     publishes can carry it (the audit detail says so).
 
+    A concurrent enable or disable (here or on another node) does not make it fail:
+    when the CA's row changed between reading and writing (``CAChangedError``) it
+    starts again from what is stored, so revocation wins over every other change.
+
     Raises:
-        EngineError: NOT_FOUND, CONFLICT (already revoked, or pending),
-            BAD_REVOCATION_REASON.
+        EngineError: NOT_FOUND, CONFLICT (already revoked, or pending; still racing
+            after ``_RACE_ATTEMPTS`` tries), BAD_REVOCATION_REASON.
     """
+    for _ in range(_RACE_ATTEMPTS - 1):
+        with contextlib.suppress(CAChangedError):
+            return await _revoke(engine, name, reason=reason, actor=actor)
+    return await _revoke(engine, name, reason=reason, actor=actor)
+
+
+async def _revoke(engine: CAEngine, name: str, *, reason: RevocationReason, actor: Principal) -> CA:
     ca, cas = await _fresh(engine, name)
     if ca.status is CAStatus.REVOKED:
         raise EngineError(ProblemKind.ALREADY_REVOKED, f"CA {ca.name} is already revoked")
@@ -226,18 +240,30 @@ async def revoke(engine: CAEngine, name: str, *, reason: RevocationReason, actor
     updated = replace(ca, status=CAStatus.REVOKED)
     await engine.replace_ca(ca, updated, actor=actor, action="ca.revoke", target=ca.name, **detail)
     for below in _descendants(ca, cas):
-        if below.status is CAStatus.REVOKED:
-            continue
-        await engine.replace_ca(
-            below,
-            replace(below, status=CAStatus.REVOKED),
-            actor=actor,
-            action="ca.revoke",
-            target=below.name,
-            cause=f"under revoked CA {ca.name}",
-        )
+        await _mark_revoked(engine, below, actor=actor, cause=f"under revoked CA {ca.name}")
     _log.warning("CA %s revoked by %s (%s)", ca.name, actor, reason)
     return updated
+
+
+async def _mark_revoked(engine: CAEngine, ca: CA, *, actor: Principal, cause: str) -> None:
+    """Mark a CA below a revoked one REVOKED, re-reading it when another write got in first."""
+    for _ in range(_RACE_ATTEMPTS):
+        if ca.status is CAStatus.REVOKED:
+            return
+        try:
+            await engine.replace_ca(
+                ca,
+                replace(ca, status=CAStatus.REVOKED),
+                actor=actor,
+                action="ca.revoke",
+                target=ca.name,
+                cause=cause,
+            )
+        except CAChangedError:
+            ca, _ = await _fresh(engine, ca.id)
+        else:
+            return
+    raise CAChangedError(detail=f"CA {ca.name} kept changing while it was being revoked")
 
 
 @dataclass(frozen=True, slots=True)

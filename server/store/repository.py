@@ -175,12 +175,20 @@ class SqlRepository:
                 ProblemKind.CONFLICT, f"a CA named {ca.name!r} already exists"
             ) from exc
 
-    async def update_ca(self, ca: types.CA, *, audit: types.AuditEvent) -> None:
+    async def update_ca(
+        self, ca: types.CA, *, expected: types.CAStatus, audit: types.AuditEvent
+    ) -> bool:
         values = _ca_from_domain(ca)
         values.pop("id")
         async with self._db.write() as conn:
-            await conn.execute(update(_CA).where(_CA.c.id == ca.id).values(**values))
+            # One statement checks and writes, so two nodes cannot both pass the check.
+            done = await conn.execute(
+                update(_CA).where(_CA.c.id == ca.id, _CA.c.status == str(expected)).values(**values)
+            )
+            if done.rowcount != 1:
+                return False
             await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+            return True
 
     async def replace_ca_key(
         self,
