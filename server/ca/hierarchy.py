@@ -23,7 +23,6 @@ from cryptography.x509.oid import NameOID
 
 from server.ca import issuance
 from server.ca.errors import EngineError, ProblemKind
-from server.ca.signer import Signer
 from server.ca.types import (
     CA,
     CAId,
@@ -232,20 +231,28 @@ def new_active_ca(
     )
 
 
-def _build_ca_certificate(
+async def _new_signed_ca(
     engine: CAEngine,
-    subject: x509.Name,
-    signer: Signer,
+    name: str,
     *,
-    issuer: issuance.Issuer | None,
-    now: datetime,
+    parent: tuple[CA, issuance.Issuer] | None,
+    key_algorithm: KeyAlgorithm,
+    key_backend: str | None,
+    subject: x509.Name | None,
     lifetime: timedelta,
     path_length: int,
     name_constraints: x509.NameConstraints | None,
-) -> x509.Certificate:
-    """Certify ``signer``'s key: self-signed without ``issuer``, else within its validity."""
-    return issuance.build_ca_certificate(
-        subject=subject,
+    mode: CAMode,
+) -> tuple[CA, x509.Certificate]:
+    """Make a CA key and certify it: self-signed without ``parent``, else within its validity.
+
+    Returns the new ACTIVE CA record (not stored yet) and its certificate.
+    """
+    handle, signer = await engine.new_key(key_algorithm, label=name, key_backend=key_backend)
+    now = engine.now().replace(microsecond=0)
+    issuer = parent[1] if parent is not None else None
+    cert = issuance.build_ca_certificate(
+        subject=subject or ca_subject(name, engine.settings.organization),
         public_key=signer.public_key(),
         issuer=issuer,
         self_key=signer if issuer is None else None,
@@ -255,6 +262,16 @@ def _build_ca_certificate(
         path_length=path_length,
         name_constraints=name_constraints,
     )
+    ca = new_active_ca(
+        name,
+        parent=parent[0] if parent is not None else None,
+        key_algorithm=key_algorithm,
+        key=handle,
+        cert=cert,
+        created_at=now,
+        mode=mode,
+    )
+    return ca, cert
 
 
 def _check_ip_networks(networks: Sequence[str]) -> None:
@@ -285,25 +302,16 @@ async def create_root(
     """
     await engine.check_ca_name(name)
     plen = child_path_length(child_tier=1, parent_path_length=None, requested=path_length)
-    handle, signer = await engine.new_key(key_algorithm, label=name, key_backend=key_backend)
-    now = engine.now().replace(microsecond=0)
-    cert = _build_ca_certificate(
+    ca, cert = await _new_signed_ca(
         engine,
-        subject or ca_subject(name, engine.settings.organization),
-        signer,
-        issuer=None,
-        now=now,
-        lifetime=lifetime or engine.settings.root_lifetime,
-        path_length=plen,
-        name_constraints=name_constraints,
-    )
-    ca = new_active_ca(
         name,
         parent=None,
         key_algorithm=key_algorithm,
-        key=handle,
-        cert=cert,
-        created_at=now,
+        key_backend=key_backend,
+        subject=subject,
+        lifetime=lifetime or engine.settings.root_lifetime,
+        path_length=plen,
+        name_constraints=name_constraints,
         mode=mode,
     )
     await engine.store_ca(ca, cert=cert, issuer=None, actor=actor, action="ca.create-root")
@@ -342,26 +350,20 @@ async def create_subordinate(
         requested=path_length,
     )
     _check_ip_networks(ip_networks)
-    handle, signer = await engine.new_key(key_algorithm, label=name, key_backend=key_backend)
-    now = engine.now().replace(microsecond=0)
-    cert = _build_ca_certificate(
+    ca, cert = await _new_signed_ca(
         engine,
-        subject or ca_subject(name, engine.settings.organization),
-        signer,
-        issuer=parent_issuer,
-        now=now,
+        name,
+        parent=(parent_ca, parent_issuer),
+        key_algorithm=key_algorithm,
+        key_backend=key_backend,
+        subject=subject,
         lifetime=lifetime or engine.settings.sub_lifetime,
         path_length=plen,
         name_constraints=name_constraints,
-    )
-    ca = new_active_ca(
-        name,
-        parent=parent_ca,
-        key_algorithm=key_algorithm,
-        key=handle,
-        cert=cert,
-        created_at=now,
         mode=mode,
+    )
+    ca = replace(
+        ca,
         allowed_dns_suffixes=tuple(dns_suffixes),
         allowed_ip_networks=tuple(ip_networks),
         publish_revocation=(

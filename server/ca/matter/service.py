@@ -291,6 +291,11 @@ def info_of(ca: CA) -> MatterCAInfo:
     )
 
 
+def _id_or_random(value: int | None) -> int:
+    """Return an RCAC/ICAC id as given, or a random 64-bit one."""
+    return value if value is not None else secrets.randbits(64)
+
+
 def _check_vid(vid: int | None) -> None:
     if vid is not None and not 1 <= vid <= _MAX_VID:
         raise _refuse(Rule.VID_RANGE, f"Vendor ID 0x{vid:X} is outside 0x0001-0xFFF4")
@@ -533,9 +538,7 @@ class MatterService:
             signer=None,
             lifetime=lifetime or _OPERATIONAL_CA_LIFETIME,
             build=functools.partial(
-                profiles.build_rcac,
-                rcac_id=rcac_id if rcac_id is not None else secrets.randbits(64),
-                fabric_id=fabric_id,
+                profiles.build_rcac, rcac_id=_id_or_random(rcac_id), fabric_id=fabric_id
             ),
             actor=actor,
             detail={"fabric_id": f"{fabric_id:016X}"} if fabric_id is not None else {},
@@ -570,9 +573,7 @@ class MatterService:
             signer=signer,
             lifetime=lifetime or _OPERATIONAL_CA_LIFETIME,
             build=functools.partial(
-                profiles.build_icac,
-                icac_id=icac_id if icac_id is not None else secrets.randbits(64),
-                fabric_id=fabric,
+                profiles.build_icac, icac_id=_id_or_random(icac_id), fabric_id=fabric
             ),
             actor=actor,
             detail=detail,
