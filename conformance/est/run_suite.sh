@@ -11,12 +11,7 @@ check() {  # name condition-description command...
   if "$@"; then pass "$name"; else fail "$name" "$why"; fi
 }
 
-for tool in curl openssl; do
-  if ! command -v "$tool" >/dev/null; then
-    missing "tools" "$tool is not installed"
-    summary; exit $?
-  fi
-done
+require_tools tools curl openssl || { summary; exit $?; }
 command -v "$PRIVCA" >/dev/null || { fail "privca" "privca is not installed"; summary; exit 1; }
 
 WORK=$(mktemp -d /tmp/privca-est-conf.XXXXXX)

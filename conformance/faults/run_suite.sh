@@ -11,19 +11,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
 
 command -v "$PRIVCA" >/dev/null || { fail "privca" "privca is not installed"; summary; exit 1; }
-PY="$(dirname "$(command -v "$PRIVCA")")/python"
-[ -x "$PY" ] || PY=python3
-PG_BASE=${PRIVCA_PG_URL:-postgresql+asyncpg://postgres@127.0.0.1:5432/postgres}
-if ! "$PY" - "$PG_BASE" <<'PYEOF' >/dev/null 2>&1
-import asyncio, sys, asyncpg
-async def main() -> None:
-    conn = await asyncpg.connect(sys.argv[1].replace("+asyncpg", ""), timeout=5)
-    await conn.close()
-asyncio.run(main())
-PYEOF
-then
-  missing "faults" "no PostgreSQL at $PG_BASE"; summary; exit $?
-fi
+PY=$(privca_python)
+pg_sql >/dev/null 2>&1 || { missing "faults" "no PostgreSQL at $PG_BASE"; summary; exit $?; }
 
 work=$(mktemp -d /tmp/privca-faults.XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -9,8 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
 
 command -v "$PRIVCA" >/dev/null || { fail "privca" "privca is not installed"; summary; exit 1; }
-PY="$(dirname "$(command -v "$PRIVCA")")/python"
-[ -x "$PY" ] || PY=python3
+PY=$(privca_python)
 "$PY" -c "import cryptography" 2>/dev/null || { missing "hostile" "python with cryptography not found"; summary; exit $?; }
 
 work=$(mktemp -d)

@@ -9,11 +9,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
 
-for tool in openssl curl python3; do
-  if ! command -v "$tool" >/dev/null; then
-    missing "lifecycle" "$tool is not installed"; summary; exit $?
-  fi
-done
+require_tools lifecycle openssl curl python3 || { summary; exit $?; }
 
 work=$(mktemp -d)
 cleanup() { stop_privca; rm -rf "$work"; }

@@ -8,11 +8,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib.sh"
 
-for tool in openssl curl python3; do
-  if ! command -v "$tool" >/dev/null; then
-    missing "revocation" "$tool is not installed"; summary; exit $?
-  fi
-done
+require_tools revocation openssl curl python3 || { summary; exit $?; }
 
 work=$(mktemp -d)
 PIDS=()
@@ -190,29 +186,10 @@ if grep -q "OCSP Signing" <<<"$out" && grep -q "OCSP No Check" <<<"$out"; then
   pass "ocsp-delegated-signer"; else fail "ocsp-delegated-signer" "$out"; fi
 
 # ------------------------------------------------------------------ two nodes on one PostgreSQL
-PG_BASE=${PRIVCA_PG_URL:-postgresql+asyncpg://postgres@127.0.0.1:5432/postgres}
-PY="$_lib_root/.venv/bin/python"; [ -x "$PY" ] || PY=python3
 PG_DB="privca_conf_rev_$$"
 PG_URL="${PG_BASE%/*}/$PG_DB"
-if "$PY" - "$PG_BASE" "$PG_DB" <<'PYEOF' 2>/dev/null
-import asyncio, sys, asyncpg
-async def main() -> None:
-    conn = await asyncpg.connect(sys.argv[1].replace("+asyncpg", ""), timeout=5)
-    await conn.execute(f'CREATE DATABASE "{sys.argv[2]}"')
-    await conn.close()
-asyncio.run(main())
-PYEOF
-then
-  drop_pg() {
-    "$PY" - "$PG_BASE" "$PG_DB" <<'PYEOF' >/dev/null 2>&1
-import asyncio, sys, asyncpg
-async def main() -> None:
-    conn = await asyncpg.connect(sys.argv[1].replace("+asyncpg", ""), timeout=5)
-    await conn.execute(f'DROP DATABASE IF EXISTS "{sys.argv[2]}" WITH (FORCE)')
-    await conn.close()
-asyncio.run(main())
-PYEOF
-  }
+if pg_sql "CREATE DATABASE \"$PG_DB\"" 2>/dev/null; then
+  drop_pg() { pg_sql "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null 2>&1; }
   export PRIVCA_KEY_PASSPHRASE="conformance-passphrase-$$-0123456789"
   start_node() {  # name extra-args...  -> sets NODE_HTTP (no subshell: PIDS must reach cleanup)
     local name=$1; shift

@@ -31,7 +31,7 @@ from server.ca import (
     policy,
     profiles,
 )
-from server.ca.errors import EngineError, ProblemKind, StorageUnavailableError
+from server.ca.errors import CAChangedError, EngineError, ProblemKind, StorageUnavailableError
 from server.ca.ports import Clock, Repository, SerialConflictError, SystemClock, random_serial
 from server.ca.signer import Signer
 from server.ca.types import (
@@ -346,9 +346,21 @@ class CAEngine:
         target: str,
         **detail: str,
     ) -> None:
-        """Store a changed CA (an activated import) and drop what was cached for it."""
-        await self._repo.update_ca(updated, audit=self._audit(actor, action, target, **detail))
+        """Store a changed CA if it is still as ``previous`` was read; drop its cached copy.
+
+        Raises:
+            CAChangedError: CONFLICT, when the stored status is no longer
+                ``previous.status`` (another node changed the CA in between).
+        """
+        stored = await self._repo.update_ca(
+            updated, expected=previous.status, audit=self._audit(actor, action, target, **detail)
+        )
         self._forget(previous)
+        if not stored:
+            raise CAChangedError(
+                detail=f"CA {previous.name} changed while this ran (it is no longer "
+                f"{previous.status}); nothing was written: check its state and retry"
+            )
 
     async def _store_ca_record(
         self, issuer: CA, ca: CA, cert: x509.Certificate, actor: Principal
@@ -908,19 +920,14 @@ class CAEngine:
         Raises:
             EngineError: CONFLICT (name taken).
         """
-        ca = CA(
-            id=hierarchy.new_ca_id(),
-            name=name,
-            parent_id=parent.id if parent else None,
-            tier=parent.tier + 1 if parent else 1,
+        ca = hierarchy.new_active_ca(
+            name,
+            parent=parent,
             key_algorithm=KeyAlgorithm.EC_P256,
             key=key,
-            status=CAStatus.ACTIVE,
-            mode=CAMode.GENERAL,
-            kind=kind,
+            cert=cert,
             created_at=self._now(),
-            cert_der=cert.public_bytes(serialization.Encoding.DER),
-            chain_der=(parent.cert_der or b"", *parent.chain_der) if parent else (),
+            kind=kind,
             publish_revocation=False,
         )
         action = "ca.create-root" if parent is None else "ca.create-sub"

@@ -11,6 +11,7 @@ from typing import Final
 
 __all__ = [
     "STORAGE_RETRY_AFTER",
+    "CAChangedError",
     "EngineError",
     "ProblemKind",
     "StorageUnavailableError",
@@ -95,3 +96,16 @@ class StorageUnavailableError(EngineError):
     kind: ProblemKind = ProblemKind.UNAVAILABLE
     detail: str = "storage is unavailable; try again later"
     retry_after: int | None = STORAGE_RETRY_AFTER
+
+
+@dataclass(eq=False)
+class CAChangedError(EngineError):
+    """Raised when a CA's stored state changed between reading it and writing it back.
+
+    Another node (or command) won the race, e.g. a revoke committed while an enable ran;
+    the losing write is not made. ``lifecycle.revoke`` catches it and starts again from
+    what is stored; other callers report CONFLICT.
+    """
+
+    kind: ProblemKind = ProblemKind.CONFLICT
+    detail: str = "the CA changed while this ran; read it again and retry"

@@ -23,7 +23,16 @@ from cryptography.x509.oid import NameOID
 
 from server.ca import issuance
 from server.ca.errors import EngineError, ProblemKind
-from server.ca.types import CA, CAId, CAKind, CAMode, CAStatus, KeyAlgorithm, Principal
+from server.ca.types import (
+    CA,
+    CAId,
+    CAKind,
+    CAMode,
+    CAStatus,
+    KeyAlgorithm,
+    KeyHandle,
+    Principal,
+)
 
 if TYPE_CHECKING:
     from server.ca.api import CAEngine
@@ -37,6 +46,7 @@ __all__ = [
     "create_root",
     "create_subordinate",
     "load_pem_chain",
+    "new_active_ca",
     "new_ca_id",
     "path_length_of",
     "verify_import",
@@ -187,6 +197,83 @@ def verify_import(
     _check_signed_by(root, root)
 
 
+def new_active_ca(
+    name: str,
+    *,
+    parent: CA | None,
+    key_algorithm: KeyAlgorithm,
+    key: KeyHandle,
+    cert: x509.Certificate,
+    created_at: datetime,
+    mode: CAMode = CAMode.GENERAL,
+    kind: CAKind = CAKind.GENERAL,
+    allowed_dns_suffixes: tuple[str, ...] = (),
+    allowed_ip_networks: tuple[str, ...] = (),
+    publish_revocation: bool = True,
+) -> CA:
+    """Return a new ACTIVE CA record for ``cert``: a root, or one tier below ``parent``."""
+    return CA(
+        id=new_ca_id(),
+        name=name,
+        parent_id=parent.id if parent is not None else None,
+        tier=parent.tier + 1 if parent is not None else 1,
+        key_algorithm=key_algorithm,
+        key=key,
+        status=CAStatus.ACTIVE,
+        mode=mode,
+        kind=kind,
+        created_at=created_at,
+        cert_der=cert.public_bytes(serialization.Encoding.DER),
+        chain_der=(parent.cert_der or b"", *parent.chain_der) if parent is not None else (),
+        allowed_dns_suffixes=allowed_dns_suffixes,
+        allowed_ip_networks=allowed_ip_networks,
+        publish_revocation=publish_revocation,
+    )
+
+
+async def _new_signed_ca(
+    engine: CAEngine,
+    name: str,
+    *,
+    parent: tuple[CA, issuance.Issuer] | None,
+    key_algorithm: KeyAlgorithm,
+    key_backend: str | None,
+    subject: x509.Name | None,
+    lifetime: timedelta,
+    path_length: int,
+    name_constraints: x509.NameConstraints | None,
+    mode: CAMode,
+) -> tuple[CA, x509.Certificate]:
+    """Make a CA key and certify it: self-signed without ``parent``, else within its validity.
+
+    Returns the new ACTIVE CA record (not stored yet) and its certificate.
+    """
+    handle, signer = await engine.new_key(key_algorithm, label=name, key_backend=key_backend)
+    now = engine.now().replace(microsecond=0)
+    issuer = parent[1] if parent is not None else None
+    cert = issuance.build_ca_certificate(
+        subject=subject or ca_subject(name, engine.settings.organization),
+        public_key=signer.public_key(),
+        issuer=issuer,
+        self_key=signer if issuer is None else None,
+        not_before=now - _CA_BACKDATE,
+        not_after=now + lifetime if issuer is None else min(now + lifetime, issuer.not_after),
+        serial=engine.new_serial(),
+        path_length=path_length,
+        name_constraints=name_constraints,
+    )
+    ca = new_active_ca(
+        name,
+        parent=parent[0] if parent is not None else None,
+        key_algorithm=key_algorithm,
+        key=handle,
+        cert=cert,
+        created_at=now,
+        mode=mode,
+    )
+    return ca, cert
+
+
 def _check_ip_networks(networks: Sequence[str]) -> None:
     for net in networks:
         try:
@@ -215,31 +302,17 @@ async def create_root(
     """
     await engine.check_ca_name(name)
     plen = child_path_length(child_tier=1, parent_path_length=None, requested=path_length)
-    handle, signer = await engine.new_key(key_algorithm, label=name, key_backend=key_backend)
-    now = engine.now().replace(microsecond=0)
-    cert = issuance.build_ca_certificate(
-        subject=subject or ca_subject(name, engine.settings.organization),
-        public_key=signer.public_key(),
-        issuer=None,
-        self_key=signer,
-        not_before=now - _CA_BACKDATE,
-        not_after=now + (lifetime or engine.settings.root_lifetime),
-        serial=engine.new_serial(),
+    ca, cert = await _new_signed_ca(
+        engine,
+        name,
+        parent=None,
+        key_algorithm=key_algorithm,
+        key_backend=key_backend,
+        subject=subject,
+        lifetime=lifetime or engine.settings.root_lifetime,
         path_length=plen,
         name_constraints=name_constraints,
-    )
-    ca = CA(
-        id=new_ca_id(),
-        name=name,
-        parent_id=None,
-        tier=1,
-        key_algorithm=key_algorithm,
-        key=handle,
-        status=CAStatus.ACTIVE,
         mode=mode,
-        kind=CAKind.GENERAL,
-        created_at=now,
-        cert_der=cert.public_bytes(serialization.Encoding.DER),
     )
     await engine.store_ca(ca, cert=cert, issuer=None, actor=actor, action="ca.create-root")
     return ca
@@ -277,34 +350,20 @@ async def create_subordinate(
         requested=path_length,
     )
     _check_ip_networks(ip_networks)
-    handle, signer = await engine.new_key(key_algorithm, label=name, key_backend=key_backend)
-    public_key = signer.public_key()
-    now = engine.now().replace(microsecond=0)
-    not_after = min(now + (lifetime or engine.settings.sub_lifetime), parent_issuer.not_after)
-    cert = issuance.build_ca_certificate(
-        subject=subject or ca_subject(name, engine.settings.organization),
-        public_key=public_key,
-        issuer=parent_issuer,
-        self_key=None,
-        not_before=now - _CA_BACKDATE,
-        not_after=not_after,
-        serial=engine.new_serial(),
+    ca, cert = await _new_signed_ca(
+        engine,
+        name,
+        parent=(parent_ca, parent_issuer),
+        key_algorithm=key_algorithm,
+        key_backend=key_backend,
+        subject=subject,
+        lifetime=lifetime or engine.settings.sub_lifetime,
         path_length=plen,
         name_constraints=name_constraints,
-    )
-    ca = CA(
-        id=new_ca_id(),
-        name=name,
-        parent_id=parent_ca.id,
-        tier=parent_ca.tier + 1,
-        key_algorithm=key_algorithm,
-        key=handle,
-        status=CAStatus.ACTIVE,
         mode=mode,
-        kind=CAKind.GENERAL,
-        created_at=now,
-        cert_der=cert.public_bytes(serialization.Encoding.DER),
-        chain_der=(parent_ca.cert_der or b"", *parent_ca.chain_der),
+    )
+    ca = replace(
+        ca,
         allowed_dns_suffixes=tuple(dns_suffixes),
         allowed_ip_networks=tuple(ip_networks),
         publish_revocation=(

@@ -28,6 +28,7 @@ josepy or sqlalchemy.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -37,7 +38,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from server.ca import custody, hierarchy, issuance
-from server.ca.errors import EngineError, ProblemKind
+from server.ca.errors import CAChangedError, EngineError, ProblemKind
 from server.ca.types import (
     CA,
     CAKind,
@@ -67,13 +68,17 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 _BACKDATE: Final = timedelta(minutes=5)
+# Tries of a revocation that lost a race to another write of the same CA row.
+_RACE_ATTEMPTS: Final = 5
 # Leaves counted for the rekey warning; the count only says "some" beyond this.
 _LEAF_COUNT_LIMIT: Final = 10_000
 
 
 def state_of(ca: CA, now: datetime) -> str:
     """Return the state an operator sees: pending-import, active, disabled, revoked, expired."""
-    if ca.status is CAStatus.PENDING or ca.cert_der is None:
+    # No certificate and PENDING go together (``CA.cert_der``): testing the certificate
+    # covers the status and is what ``ca.certificate`` below needs.
+    if ca.cert_der is None:
         return "pending-import"
     if ca.status is CAStatus.REVOKED:
         return "revoked"
@@ -89,7 +94,7 @@ def publishes_status(ca: CA, now: datetime) -> bool:
     certificate is valid (its leaves' revocations still matter to validators that
     have not yet seen the CA's); a pending import has nothing to sign with.
     """
-    if ca.status is CAStatus.PENDING or ca.cert_der is None:
+    if ca.cert_der is None:  # pending import
         return False
     if ca.status is CAStatus.REVOKED:
         return now < ca.certificate.not_valid_after_utc
@@ -236,14 +241,25 @@ async def revoke(engine: CAEngine, name: str, *, reason: RevocationReason, actor
     an imported CA whose issuer is outside privca, is only marked: no CRL privca
     publishes can carry it (the audit detail says so).
 
+    A concurrent enable or disable (here or on another node) does not make it fail:
+    when the CA's row changed between reading and writing (``CAChangedError``) it
+    starts again from what is stored, so revocation wins over every other change.
+
     Raises:
-        EngineError: NOT_FOUND, CONFLICT (already revoked, or pending),
-            BAD_REVOCATION_REASON.
+        EngineError: NOT_FOUND, CONFLICT (already revoked, or pending; still racing
+            after ``_RACE_ATTEMPTS`` tries), BAD_REVOCATION_REASON.
     """
+    for _ in range(_RACE_ATTEMPTS - 1):
+        with contextlib.suppress(CAChangedError):
+            return await _revoke(engine, name, reason=reason, actor=actor)
+    return await _revoke(engine, name, reason=reason, actor=actor)
+
+
+async def _revoke(engine: CAEngine, name: str, *, reason: RevocationReason, actor: Principal) -> CA:
     ca, cas = await _fresh(engine, name)
     if ca.status is CAStatus.REVOKED:
         raise EngineError(ProblemKind.ALREADY_REVOKED, f"CA {ca.name} is already revoked")
-    if ca.status is CAStatus.PENDING or ca.cert_der is None:
+    if ca.cert_der is None:  # pending import
         raise EngineError(
             ProblemKind.CONFLICT, f"CA {ca.name} has no certificate to revoke (pending import)"
         )
@@ -268,18 +284,30 @@ async def revoke(engine: CAEngine, name: str, *, reason: RevocationReason, actor
     updated = replace(ca, status=CAStatus.REVOKED)
     await engine.replace_ca(ca, updated, actor=actor, action="ca.revoke", target=ca.name, **detail)
     for below in _descendants(ca, cas):
-        if below.status is CAStatus.REVOKED:
-            continue
-        await engine.replace_ca(
-            below,
-            replace(below, status=CAStatus.REVOKED),
-            actor=actor,
-            action="ca.revoke",
-            target=below.name,
-            cause=f"under revoked CA {ca.name}",
-        )
+        await _mark_revoked(engine, below, actor=actor, cause=f"under revoked CA {ca.name}")
     _log.warning("CA %s revoked by %s (%s)", ca.name, actor, reason)
     return updated
+
+
+async def _mark_revoked(engine: CAEngine, ca: CA, *, actor: Principal, cause: str) -> None:
+    """Mark a CA below a revoked one REVOKED, re-reading it when another write got in first."""
+    for _ in range(_RACE_ATTEMPTS):
+        if ca.status is CAStatus.REVOKED:
+            return
+        try:
+            await engine.replace_ca(
+                ca,
+                replace(ca, status=CAStatus.REVOKED),
+                actor=actor,
+                action="ca.revoke",
+                target=ca.name,
+                cause=cause,
+            )
+        except CAChangedError:
+            ca, _ = await _fresh(engine, ca.id)
+        else:
+            return
+    raise CAChangedError(detail=f"CA {ca.name} kept changing while it was being revoked")
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +350,7 @@ async def renew(
             not issue: ``ca.*`` rules).
     """
     ca, cas = await _fresh(engine, name)
-    if ca.status not in (CAStatus.ACTIVE, CAStatus.DISABLED) or ca.cert_der is None:
+    if ca.status not in (CAStatus.ACTIVE, CAStatus.DISABLED):  # both have a certificate
         raise EngineError(ProblemKind.CONFLICT, f"CA {ca.name} is {ca.status}: cannot renew")
     if ca.external:
         raise EngineError(

@@ -49,8 +49,14 @@ class Repository(Protocol):
         """Insert a CA; ``EngineError(CONFLICT)`` if the name exists."""
         ...
 
-    async def update_ca(self, ca: types.CA, *, audit: types.AuditEvent) -> None:
-        """Replace a CA row (status, certificate, chain, policy)."""
+    async def update_ca(
+        self, ca: types.CA, *, expected: types.CAStatus, audit: types.AuditEvent
+    ) -> bool:
+        """Replace a CA row (status, certificate, chain, policy) if it is still ``expected``.
+
+        Compare-and-set on the stored status, in the write's own transaction: False (and
+        no audit) when another writer changed it since the caller read it.
+        """
         ...
 
     async def replace_ca_key(

@@ -171,6 +171,8 @@ class CA:
     mode: CAMode
     kind: CAKind
     created_at: datetime
+    # None exactly while PENDING (an import waiting for its certificate): every other
+    # way a CA is made stores one, and activating an import sets it with ACTIVE.
     cert_der: bytes | None = None
     csr_der: bytes | None = None
     # Certificates above this CA up to and including the root, nearest first.

@@ -43,10 +43,16 @@ class MemoryRepository:
             self.cas[ca.id] = ca
             self._log(audit)
 
-    async def update_ca(self, ca: types.CA, *, audit: types.AuditEvent) -> None:
+    async def update_ca(
+        self, ca: types.CA, *, expected: types.CAStatus, audit: types.AuditEvent
+    ) -> bool:
         async with self._lock:
+            stored = self.cas.get(ca.id)
+            if stored is None or stored.status is not expected:
+                return False
             self.cas[ca.id] = ca
             self._log(audit)
+            return True
 
     async def replace_ca_key(
         self,

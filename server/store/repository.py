@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import Row, Table, func, insert, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Row, Select, Table, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from server.ca import types
@@ -23,7 +23,7 @@ from server.store import convert
 from server.store.database import Batcher, Database, GroupCommit
 from server.store.models import AuditRow, CARow, CertificateRow, CrlNumberRow, CrlRow, MetaRow
 
-__all__ = ["SqlRepository"]
+__all__ = ["SqlRepository", "select_certificate", "select_latest_crl"]
 
 _CA = cast(Table, CARow.__table__)
 _CERT = cast(Table, CertificateRow.__table__)
@@ -122,6 +122,17 @@ def _cert_from_domain(rec: types.CertificateRecord) -> dict[str, Any]:
     }
 
 
+def select_certificate(ca_id: types.CAId, key: str) -> Select[Any]:
+    """Return the statement reading one certificate row by (CA, stored serial)."""
+    return select(_CERT).where(_CERT.c.ca_id == ca_id, _CERT.c.serial == key)
+
+
+def select_latest_crl(ca_id: types.CAId, *columns: ColumnElement[Any]) -> Select[Any]:
+    """Return the statement reading ``ca_id``'s newest CRL row (``columns``: all by default)."""
+    stmt = select(*columns) if columns else select(_CRL)
+    return stmt.where(_CRL.c.ca_id == ca_id).order_by(_CRL.c.number.desc()).limit(1)
+
+
 _GET_CERT_SQL = "SELECT * FROM certificates WHERE ca_id = $1 AND serial = $2"
 _CERT_STATUSES_SQL = (
     "SELECT c.ca_id, c.serial, c.status FROM unnest($1::text[], $2::text[]) AS k(ca_id, serial) "
@@ -164,12 +175,20 @@ class SqlRepository:
                 ProblemKind.CONFLICT, f"a CA named {ca.name!r} already exists"
             ) from exc
 
-    async def update_ca(self, ca: types.CA, *, audit: types.AuditEvent) -> None:
+    async def update_ca(
+        self, ca: types.CA, *, expected: types.CAStatus, audit: types.AuditEvent
+    ) -> bool:
         values = _ca_from_domain(ca)
         values.pop("id")
         async with self._db.write() as conn:
-            await conn.execute(update(_CA).where(_CA.c.id == ca.id).values(**values))
+            # One statement checks and writes, so two nodes cannot both pass the check.
+            done = await conn.execute(
+                update(_CA).where(_CA.c.id == ca.id, _CA.c.status == str(expected)).values(**values)
+            )
+            if done.rowcount != 1:
+                return False
             await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+            return True
 
     async def replace_ca_key(
         self,
@@ -246,8 +265,7 @@ class SqlRepository:
         key = convert.serial_key(serial)
         row: Any
         if self._db.is_sqlite:
-            stmt = select(_CERT).where(_CERT.c.ca_id == ca_id, _CERT.c.serial == key)
-            row = await self._db.fetch_first(stmt)
+            row = await self._db.fetch_first(select_certificate(ca_id, key))
         else:
             # Hot path (EST client certificates, ACME revocation, OCSP misses).
             async with self._db.pg() as pg:
@@ -328,11 +346,7 @@ class SqlRepository:
             if result.rowcount != 1:
                 return None
             await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
-            row = (
-                await conn.execute(
-                    select(_CERT).where(_CERT.c.ca_id == ca_id, _CERT.c.serial == key)
-                )
-            ).one()
+            row = (await conn.execute(select_certificate(ca_id, key))).one()
         return _cert_to_domain(row)
 
     async def add_crl(self, crl: types.CrlRecord) -> None:
@@ -348,8 +362,7 @@ class SqlRepository:
             )
 
     async def latest_crl(self, ca_id: types.CAId) -> types.CrlRecord | None:
-        stmt = select(_CRL).where(_CRL.c.ca_id == ca_id).order_by(_CRL.c.number.desc()).limit(1)
-        row = await self._db.fetch_first(stmt)
+        row = await self._db.fetch_first(select_latest_crl(ca_id))
         if row is None:
             return None
         return types.CrlRecord(

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from server.ca import types
 from server.ca.status import ports as status_ports
-from server.store import convert
+from server.store import convert, repository
 from server.store.database import Database, GroupCommit
 from server.store.models import CertificateRow, CrlRow
 from server.store.status_models import CrlDirtyRow, OcspResponseRow, OcspSignerRow
@@ -241,12 +241,7 @@ class SqlStatusRepository:
         ]
 
     async def latest_crl_info(self, ca_id: types.CAId) -> tuple[int, datetime] | None:
-        stmt = (
-            select(_CRL.c.number, _CRL.c.this_update)
-            .where(_CRL.c.ca_id == ca_id)
-            .order_by(_CRL.c.number.desc())
-            .limit(1)
-        )
+        stmt = repository.select_latest_crl(ca_id, _CRL.c.number, _CRL.c.this_update)
         row = await self._db.fetch_first(stmt)
         return (int(row.number), convert.aware(row.this_update)) if row else None
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,36 +13,7 @@ import pytest
 
 from server import workers
 from server.config import ConfigError
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _serve(data: Path, https: int, http: int, *extra: str) -> subprocess.Popen[str]:
-    ports = ["--https-port", str(https), "--http-port", str(http)]
-    return subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(data), *ports, *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _wait_for(proc: subprocess.Popen[str], marker: str, timeout: float = 90) -> str:
-    seen = ""
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen += line
-        if marker in line:
-            return seen
-    raise AssertionError(f"server did not print {marker!r}:\n{seen}")
+from tests import serve_process
 
 
 def _children(pid: int) -> set[int]:
@@ -95,10 +65,10 @@ def test_kill_9_of_the_main_process_leaves_no_worker_and_a_restart_binds_alone(
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "data"
-    https, http = _free_port(), _free_port()
-    proc = _serve(data, https, http, "--workers", "3")
+    https, http = serve_process.free_port(), serve_process.free_port()
+    proc = serve_process.serve(data, https, http, "--workers", "3")
     try:
-        _wait_for(proc, "trust bundle")
+        serve_process.wait_for(proc, "trust bundle")
         deadline = time.monotonic() + 60
         while len(_listener_pids(https)) < 3 and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -119,19 +89,16 @@ def test_kill_9_of_the_main_process_leaves_no_worker_and_a_restart_binds_alone(
             proc.kill()
         assert proc.stdout is not None
         proc.stdout.close()
-    again = _serve(data, https, http, "--workers", "2")
+    again = serve_process.serve(data, https, http, "--workers", "2")
     try:
-        _wait_for(again, "trust bundle")
+        serve_process.wait_for(again, "trust bundle")
         time.sleep(1)
         own = _tree(again.pid)
         assert _listener_pids(https) <= own
         assert _listener_pids(http) <= own
         assert again.pid in _listener_pids(https)
     finally:
-        again.send_signal(signal.SIGINT)
-        assert again.wait(timeout=30) == 0
-        assert again.stdout is not None
-        again.stdout.close()
+        serve_process.stop(again, timeout=30)
     assert not (data / workers.PID_FILE).exists()
 
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Final
@@ -290,6 +291,11 @@ def info_of(ca: CA) -> MatterCAInfo:
     )
 
 
+def _id_or_random(value: int | None) -> int:
+    """Return an RCAC/ICAC id as given, or a random 64-bit one."""
+    return value if value is not None else secrets.randbits(64)
+
+
 def _check_vid(vid: int | None) -> None:
     if vid is not None and not 1 <= vid <= _MAX_VID:
         raise _refuse(Rule.VID_RANGE, f"Vendor ID 0x{vid:X} is outside 0x0001-0xFFF4")
@@ -390,19 +396,47 @@ class MatterService:
     ) -> _Signer:
         return await _load_signer(self._engine, ref, allowed=allowed, child=child, access=access)
 
-    async def _store_ca(
+    async def _create_ca(
         self,
-        *,
         name: str,
+        *,
         kind: CAKind,
-        parent: CA | None,
-        handle: KeyHandle,
-        cert: x509.Certificate,
+        signer: _Signer | None,
+        lifetime: timedelta | None,
+        build: Callable[..., x509.Certificate],
         actor: Principal,
         detail: dict[str, str],
+        key_backend: str | None,
     ) -> CA:
+        """Make the CA's key, build its certificate inside the issuer's validity, store it.
+
+        ``build`` is a ``profiles.build_*`` with its kind's own arguments bound: a root's
+        (``signer`` None) gets the new key to sign itself with, a subordinate's the public
+        key and the issuer; both get the validity and a serial.
+        """
+        now = self._engine.now()
+        handle, key = await self._new_key(name, key_backend)
+        issuer = signer.cert if signer is not None else None
+        validity = {
+            "not_before": _not_before(now, _CA_BACKDATE, issuer),
+            "not_after": _not_after(now, lifetime, issuer),
+            "serial": matter_serial(),
+        }
+        with _engine_errors():
+            if signer is None:
+                cert = build(key, **validity)
+            else:
+                cert = build(
+                    key.public_key(), issuer_cert=signer.cert, issuer_key=signer.key, **validity
+                )
         return await self._engine.add_kind_ca(
-            name=name, kind=kind, parent=parent, key=handle, cert=cert, actor=actor, detail=detail
+            name=name,
+            kind=kind,
+            parent=signer.ca if signer is not None else None,
+            key=handle,
+            cert=cert,
+            actor=actor,
+            detail=detail,
         )
 
     # ------------------------------------------------------------------ CAs
@@ -434,26 +468,15 @@ class MatterService:
         """
         await self._engine.check_ca_name(name)
         _check_vid(vid)
-        now = self._engine.now()
-        handle, key = await self._new_key(name, key_backend)
-        with _engine_errors():
-            cert = profiles.build_paa(
-                key,
-                name=name,
-                vid=vid,
-                not_before=_not_before(now, _CA_BACKDATE, None),
-                not_after=_not_after(now, lifetime, None),
-                serial=matter_serial(),
-            )
-        detail = {"vid": f"{vid:04X}"} if vid is not None else {}
-        return await self._store_ca(
-            name=name,
+        return await self._create_ca(
+            name,
             kind=CAKind.MATTER_PAA,
-            parent=None,
-            handle=handle,
-            cert=cert,
+            signer=None,
+            lifetime=lifetime,
+            build=functools.partial(profiles.build_paa, name=name, vid=vid),
             actor=actor,
-            detail=detail,
+            detail={"vid": f"{vid:04X}"} if vid is not None else {},
+            key_backend=key_backend,
         )
 
     async def create_pai(
@@ -485,31 +508,18 @@ class MatterService:
                 Rule.CHAIN_VID_MISMATCH,
                 f"VID {vid:04X} differs from the VID-scoped PAA's {paa_vid:04X}",
             )
-        now = self._engine.now()
-        handle, key = await self._new_key(name, key_backend)
-        with _engine_errors():
-            cert = profiles.build_pai(
-                key.public_key(),
-                issuer_cert=signer.cert,
-                issuer_key=signer.key,
-                name=name,
-                vid=vid,
-                pid=pid,
-                not_before=_not_before(now, _CA_BACKDATE, signer.cert),
-                not_after=_not_after(now, lifetime, signer.cert),
-                serial=matter_serial(),
-            )
         detail = {"vid": f"{vid:04X}", "parent": signer.ca.name}
         if pid is not None:
             detail["pid"] = f"{pid:04X}"
-        return await self._store_ca(
-            name=name,
+        return await self._create_ca(
+            name,
             kind=CAKind.MATTER_PAI,
-            parent=signer.ca,
-            handle=handle,
-            cert=cert,
+            signer=signer,
+            lifetime=lifetime,
+            build=functools.partial(profiles.build_pai, name=name, vid=vid, pid=pid),
             actor=actor,
             detail=detail,
+            key_backend=key_backend,
         )
 
     async def create_rcac(
@@ -529,26 +539,17 @@ class MatterService:
         """
         await self._engine.check_ca_name(name)
         _check_fabric(fabric_id)
-        now = self._engine.now()
-        handle, key = await self._new_key(name, key_backend)
-        with _engine_errors():
-            cert = profiles.build_rcac(
-                key,
-                rcac_id=rcac_id if rcac_id is not None else secrets.randbits(64),
-                fabric_id=fabric_id,
-                not_before=_not_before(now, _CA_BACKDATE, None),
-                not_after=_not_after(now, lifetime or _OPERATIONAL_CA_LIFETIME, None),
-                serial=matter_serial(),
-            )
-        detail = {"fabric_id": f"{fabric_id:016X}"} if fabric_id is not None else {}
-        return await self._store_ca(
-            name=name,
+        return await self._create_ca(
+            name,
             kind=CAKind.MATTER_RCAC,
-            parent=None,
-            handle=handle,
-            cert=cert,
+            signer=None,
+            lifetime=lifetime or _OPERATIONAL_CA_LIFETIME,
+            build=functools.partial(
+                profiles.build_rcac, rcac_id=_id_or_random(rcac_id), fabric_id=fabric_id
+            ),
             actor=actor,
-            detail=detail,
+            detail={"fabric_id": f"{fabric_id:016X}"} if fabric_id is not None else {},
+            key_backend=key_backend,
         )
 
     async def create_icac(
@@ -572,30 +573,20 @@ class MatterService:
         _check_fabric(fabric_id)
         signer = await self._signer(rcac, allowed=(CAKind.MATTER_RCAC,), child="ICAC")
         fabric = fabric_id if fabric_id is not None else info_of(signer.ca).fabric_id
-        now = self._engine.now()
-        handle, key = await self._new_key(name, key_backend)
-        with _engine_errors():
-            cert = profiles.build_icac(
-                key.public_key(),
-                issuer_cert=signer.cert,
-                issuer_key=signer.key,
-                icac_id=icac_id if icac_id is not None else secrets.randbits(64),
-                fabric_id=fabric,
-                not_before=_not_before(now, _CA_BACKDATE, signer.cert),
-                not_after=_not_after(now, lifetime or _OPERATIONAL_CA_LIFETIME, signer.cert),
-                serial=matter_serial(),
-            )
         detail = {"parent": signer.ca.name}
         if fabric is not None:
             detail["fabric_id"] = f"{fabric:016X}"
-        return await self._store_ca(
-            name=name,
+        return await self._create_ca(
+            name,
             kind=CAKind.MATTER_ICAC,
-            parent=signer.ca,
-            handle=handle,
-            cert=cert,
+            signer=signer,
+            lifetime=lifetime or _OPERATIONAL_CA_LIFETIME,
+            build=functools.partial(
+                profiles.build_icac, icac_id=_id_or_random(icac_id), fabric_id=fabric
+            ),
             actor=actor,
             detail=detail,
+            key_backend=key_backend,
         )
 
     # ------------------------------------------------------------------ leaves

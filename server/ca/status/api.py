@@ -19,7 +19,7 @@ from server.ca.errors import EngineError, ProblemKind, StorageUnavailableError
 from server.ca.ports import Clock, Repository, SystemClock
 from server.ca.status import crls, offline, responder
 from server.ca.status import ports as status_ports
-from server.ca.types import CAStatus, CertificateRecord, CertStatus, CrlRecord
+from server.ca.types import CertificateRecord, CertStatus, CrlRecord
 
 if TYPE_CHECKING:
     from server.ca.api import CAEngine
@@ -185,7 +185,7 @@ class StatusService:
             if ca_id in self._ca_certs:
                 return self._ca_certs[ca_id]
             raise
-        if ca is None or ca.id != ca_id or ca.cert_der is None or ca.status is CAStatus.PENDING:
+        if ca is None or ca.id != ca_id or ca.cert_der is None:  # None: a pending import
             raise EngineError(ProblemKind.NOT_FOUND, f"no CA certificate {ca_id!r}")
         self._ca_certs[ca_id] = ca.cert_der
         return ca.cert_der

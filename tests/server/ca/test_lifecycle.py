@@ -373,6 +373,7 @@ async def test_renew_refuses_imported_and_matter_cas(
     mid = await engine.get_ca("mid")
     await memory_repo.update_ca(
         dataclasses.replace(mid, **change),  # type: ignore[arg-type]
+        expected=mid.status,
         audit=AuditEvent(at=engine.now(), actor="test", action="test", target="mid"),
     )
     with pytest.raises(EngineError, match=message) as err:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import signal
 import socket
 import ssl
-import subprocess
-import sys
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -21,13 +18,8 @@ from cryptography.x509.oid import NameOID
 from server import private_files
 from server.cli import build_parser, main, serve
 from server.config import ConfigError, load_settings
+from tests import serve_process
 from tests.support import make_csr
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _privca(*args: str) -> int:
@@ -71,56 +63,12 @@ def test_bad_serve_flags_are_config_errors(flags: list[str]) -> None:
         serve.apply_acme_flags(load_settings(None), args)
 
 
-def _wait_for(proc: subprocess.Popen[str], marker: str, timeout: float = 90) -> str:
-    seen = ""
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen += line
-        if marker in line:
-            return seen
-    raise AssertionError(f"server did not print {marker!r}:\n{seen}")
-
-
-def _serve(data: Path, https: int, http: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "server.cli",
-            "serve",
-            "--data-dir",
-            str(data),
-            "--https-port",
-            str(https),
-            "--http-port",
-            str(http),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        code = proc.wait(timeout=20)
-    finally:
-        if proc.stdout is not None:
-            proc.stdout.close()
-    assert code == 0
-
-
 def test_serve_first_start_and_restart(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    https, http = _free_port(), _free_port()
-    proc = _serve(data, https, http)
+    https, http = serve_process.free_port(), serve_process.free_port()
+    proc = serve_process.serve(data, https, http)
     try:
-        banner = _wait_for(proc, "trust bundle")
+        banner = serve_process.wait_for(proc, "trust bundle")
         assert f"https://localhost:{https}/acme/directory" in banner
         bundle = data / "ca-bundle.pem"
         ctx = ssl.create_default_context(cafile=str(bundle))
@@ -138,13 +86,13 @@ def test_serve_first_start_and_restart(tmp_path: Path) -> None:
             )
         root_before = bundle.read_bytes()
     finally:
-        _stop(proc)
-    proc = _serve(data, https, http)
+        serve_process.stop(proc)
+    proc = serve_process.serve(data, https, http)
     try:
-        _wait_for(proc, "trust bundle")
+        serve_process.wait_for(proc, "trust bundle")
         assert bundle.read_bytes() == root_before
     finally:
-        _stop(proc)
+        serve_process.stop(proc)
     # The CLI now writes the serve node's HTTP URL into certificates.
     csr, _ = make_csr(["dns:after.internal"])
     (tmp_path / "req.pem").write_bytes(csr)
@@ -173,7 +121,8 @@ def test_serve_refuses_a_directory_of_an_unknown_ca(
     cfg = tmp_path / "privca.toml"
     cfg.write_text('[acme.directories.team]\nca = "nope"\n')
     args = ["serve", "--config", str(cfg), "--data-dir", str(tmp_path / "data")]
-    args += ["--https-port", str(_free_port()), "--http-port", str(_free_port())]
+    https, http = serve_process.free_port(), serve_process.free_port()
+    args += ["--https-port", str(https), "--http-port", str(http)]
     assert main(args) == 1
     assert "acme.directories.team: unknown CA 'nope'" in capsys.readouterr().err
 
@@ -219,17 +168,10 @@ def test_every_serving_process_reloads_replaced_operator_files(tmp_path: Path) -
     private_files.write_private(key, first[1])
     cfg = tmp_path / "privca.toml"
     cfg.write_text(f'tls_cert_file = "{cert}"\ntls_key_file = "{key}"\n[revocation]\nworkers = 2\n')
-    https, http = _free_port(), _free_port()
-    args = ["serve", "--config", str(cfg), "--data-dir", str(tmp_path / "data")]
-    args += ["--https-port", str(https), "--http-port", str(http)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    https, http = serve_process.free_port(), serve_process.free_port()
+    proc = serve_process.serve(tmp_path / "data", https, http, "--config", str(cfg))
     try:
-        _wait_for(proc, "trust bundle")
+        serve_process.wait_for(proc, "trust bundle")
         assert _served_serial(https) == first[2]
         second = _self_signed(tmp_path, "second")
         private_files.write_private(key, second[1])
@@ -245,4 +187,4 @@ def test_every_serving_process_reloads_replaced_operator_files(tmp_path: Path) -
             raise AssertionError("the replaced certificate was not served by every process")
         assert not (tmp_path / "data" / "tls").exists()  # never issued over the operator's
     finally:
-        _stop(proc)
+        serve_process.stop(proc)

@@ -21,6 +21,7 @@ from server.config import ConfigError, MetricsSettings, load_settings
 from server.metrics import process
 from server.metrics.runtime import ProcessMetrics
 from server.wiring import Services
+from tests import serve_process
 
 
 def test_metrics_are_off_without_a_port_and_loopback_by_default() -> None:
@@ -72,21 +73,6 @@ def test_prepare_refuses_once_prometheus_client_is_imported(tmp_path: Path) -> N
         process.prepare(tmp_path)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for(log: Path, proc: subprocess.Popen[bytes], marker: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if log.exists() and marker in log.read_text():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"server did not print {marker!r}:\n{log.read_text()}")
-
-
 def _sample(body: str, prefix: str) -> float:
     for line in body.splitlines():
         if line.startswith(prefix + " "):
@@ -100,7 +86,7 @@ def test_workers_count_into_one_set_of_counters(tmp_path: Path) -> None:
     stale = data / "metrics"
     stale.mkdir(parents=True)
     (stale / "counter_999999.db").write_bytes(b"left by an earlier run")
-    https, http, metrics_port = _free_port(), _free_port(), _free_port()
+    https, http, metrics_port = (serve_process.free_port() for _ in range(3))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     env.pop(process.ENV, None)
     log = tmp_path / "serve.log"
@@ -117,7 +103,7 @@ def test_workers_count_into_one_set_of_counters(tmp_path: Path) -> None:
             env=env,
         )  # fmt: skip
     try:
-        _wait_for(log, proc, "trust bundle")
+        serve_process.wait_for_log(log, proc, "trust bundle")
         ctx = ssl.create_default_context(cafile=str(data / "ca-bundle.pem"))
         total = 0
         served_by: set[str] = set()

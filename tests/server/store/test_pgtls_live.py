@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from sqlalchemy import text
 
 from server.ca.errors import StorageUnavailableError
 from server.store.database import Database
+from tests import serve_process
 
 _BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 
@@ -59,12 +59,6 @@ def _cert(
             x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
         )
     return builder.sign(issuer_key, hashes.SHA256()), key
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +96,7 @@ def tls_postgres() -> Iterator[TlsPostgres]:
     if as_postgres:
         shutil.chown(data / "server.crt", "postgres")
         shutil.chown(data / "server.key", "postgres")
-    port = _free_port()
+    port = serve_process.free_port()
     with (data / "postgresql.conf").open("a") as conf:
         conf.write(
             f"\nport = {port}\nlisten_addresses = '127.0.0.1'\n"

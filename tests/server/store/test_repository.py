@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from server.ca import api, grants, keys
-from server.ca.ports import SerialConflictError
+from server.ca.ports import Repository, SerialConflictError
 from server.ca.status import crls
 from server.ca.types import (
     AuditEvent,
+    CAStatus,
     CertificateRecord,
     CertQuery,
     CertStatus,
@@ -22,6 +23,7 @@ from server.ca.types import (
     Serial,
 )
 from server.store.database import Database
+from server.store.memory import MemoryRepository
 from server.store.repository import SqlRepository
 from server.store.status_repository import SqlStatusRepository
 from tests.support import make_csr, openssl_verify
@@ -228,3 +230,37 @@ async def test_key_blob_is_encrypted_at_rest(
     wrong = keys.Pkcs8KeyBackend(b"another-passphrase-of-length")
     with pytest.raises(Exception, match="wrong passphrase"):
         wrong.load(stored.key)
+
+
+async def _check_update_ca_is_compare_and_set(engine: api.CAEngine, repo: Repository) -> None:
+    await _hierarchy(engine)
+    issuing = await engine.get_ca("issuing")
+    assert issuing.status is CAStatus.ACTIVE
+    event = AuditEvent(at=issuing.created_at, actor="test", action="ca.test", target="issuing")
+    revoked = dataclasses.replace(issuing, status=CAStatus.REVOKED)
+    audits = len(await repo.list_audit(limit=1000))
+    # A write that read DISABLED (stale: it is ACTIVE) changes nothing and audits nothing.
+    assert not await repo.update_ca(revoked, expected=CAStatus.DISABLED, audit=event)
+    assert await repo.get_ca(issuing.id) == issuing
+    assert len(await repo.list_audit(limit=1000)) == audits
+    assert await repo.update_ca(revoked, expected=CAStatus.ACTIVE, audit=event)
+    assert await repo.get_ca(issuing.id) == revoked
+    assert len(await repo.list_audit(limit=1000)) == audits + 1
+    # Now REVOKED: a second writer that also read ACTIVE loses.
+    enabled = dataclasses.replace(issuing, status=CAStatus.ACTIVE)
+    assert not await repo.update_ca(enabled, expected=CAStatus.ACTIVE, audit=event)
+    stored = await repo.get_ca(issuing.id)
+    assert stored is not None
+    assert stored.status is CAStatus.REVOKED
+
+
+async def test_update_ca_is_compare_and_set(
+    sql_engine: api.CAEngine, sql_repo: SqlRepository
+) -> None:
+    await _check_update_ca_is_compare_and_set(sql_engine, sql_repo)
+
+
+async def test_memory_update_ca_is_compare_and_set(
+    engine: api.CAEngine, memory_repo: MemoryRepository
+) -> None:
+    await _check_update_ca_is_compare_and_set(engine, memory_repo)
