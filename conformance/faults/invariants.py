@@ -82,7 +82,11 @@ class NonceRace:
     @property
     def accepted(self) -> int:
         """Return how many nodes accepted the nonce (any answer but badNonce)."""
-        return sum(1 for _, status, problem in self.answers if not _is_bad_nonce(status, problem))
+        return sum(accepted for _, accepted in self.uses())
+
+    def uses(self) -> list[tuple[str, bool]]:
+        """Return (nonce, accepted) for each node's answer."""
+        return [(self.nonce, not _is_bad_nonce(s, p)) for _, s, p in self.answers]
 
 
 def _is_bad_nonce(status: int, problem: str) -> bool:
