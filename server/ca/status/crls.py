@@ -101,51 +101,56 @@ class CrlPublisher:
         async with self._store.leader(f"crl:{ca.id}") as leader:
             if not leader:
                 return None
-            started = self._clock.now()
-            issuer = await self._engine.status_issuer(ca)
-            this_update = started.replace(microsecond=0)
-            known = self._entries.get(ca.id)
-            if known is None or known.newest is None:
-                known = _Entries()
-                news = await self._store.list_revocations(ca.id)
-            else:
-                # Revocations are never undone: read only those since the last run
-                # (with an overlap for late commits and other nodes' clocks).
-                news = await self._store.list_revocations(
-                    ca.id, since=datetime.fromtimestamp(known.newest - _ENTRY_OVERLAP_S, UTC)
-                )
-            await asyncio.to_thread(known.add, news, default_time=this_update)
-            self._entries[ca.id] = known
-            number = await self._repo.next_crl_number(ca.id)
-            next_update = this_update + (validity or self.settings.validity)
-            der = await asyncio.to_thread(
-                crl_codec.sign,
-                issuer,
-                known.encoded,
-                number=number,
-                this_update=this_update,
-                next_update=next_update,
-                distribution_point=self._engine.crl_scope(ca),
+            return await self._regenerate_as_leader(ca, actor=actor, validity=validity)
+
+    async def _regenerate_as_leader(
+        self, ca: CA, *, actor: str, validity: timedelta | None
+    ) -> CrlRecord:
+        started = self._clock.now()
+        issuer = await self._engine.status_issuer(ca)
+        this_update = started.replace(microsecond=0)
+        known = self._entries.get(ca.id)
+        if known is None or known.newest is None:
+            known = _Entries()
+            news = await self._store.list_revocations(ca.id)
+        else:
+            # Revocations are never undone: read only those since the last run
+            # (with an overlap for late commits and other nodes' clocks).
+            news = await self._store.list_revocations(
+                ca.id, since=datetime.fromtimestamp(known.newest - _ENTRY_OVERLAP_S, UTC)
             )
-            entries = known.encoded
-            record = CrlRecord(
-                ca_id=ca.id,
-                number=number,
-                this_update=this_update,
-                next_update=next_update,
-                der=der,
+        await asyncio.to_thread(known.add, news, default_time=this_update)
+        self._entries[ca.id] = known
+        number = await self._repo.next_crl_number(ca.id)
+        next_update = this_update + (validity or self.settings.validity)
+        der = await asyncio.to_thread(
+            crl_codec.sign,
+            issuer,
+            known.encoded,
+            number=number,
+            this_update=this_update,
+            next_update=next_update,
+            distribution_point=self._engine.crl_scope(ca),
+        )
+        entries = known.encoded
+        record = CrlRecord(
+            ca_id=ca.id,
+            number=number,
+            this_update=this_update,
+            next_update=next_update,
+            der=der,
+        )
+        await self._repo.add_crl(record)
+        await self._store.clear_crl_dirty(ca.id, up_to=started)
+        await self._repo.add_audit(
+            AuditEvent(
+                at=started,
+                actor=actor,
+                action="crl.generate",
+                target=ca.name,
+                detail={"number": str(number), "entries": str(len(entries))},
             )
-            await self._repo.add_crl(record)
-            await self._store.clear_crl_dirty(ca.id, up_to=started)
-            await self._repo.add_audit(
-                AuditEvent(
-                    at=started,
-                    actor=actor,
-                    action="crl.generate",
-                    target=ca.name,
-                    detail={"number": str(number), "entries": str(len(entries))},
-                )
-            )
+        )
         self._latest[ca.id] = (time.monotonic(), record)
         log.info("CRL %d of CA %s: %d entries", number, ca.name, len(entries))
         return record
@@ -207,32 +212,47 @@ class CrlPublisher:
         """Regenerate dirty CRLs past the debounce and CRLs due by schedule."""
         now = self._clock.now()
         done: list[CAId] = []
+        # An offline CA's CRL comes from its ceremony only (``status/offline.py``).
+        cas = [
+            ca
+            for ca in await self._engine.list_cas()
+            if not ca.offline and lifecycle.publishes_status(ca, now)
+        ]
+        # The newest CRL of each CA is read before the dirty marks, and checked again
+        # under the leader lock: if it moved, another node regenerated after this tick
+        # looked (clearing the marks it covered; a later mark stays for the next tick),
+        # and regenerating again would make a second CRL for one revocation.
+        seen = {ca.id: await self._store.latest_crl_info(ca.id) for ca in cas}
         dirty = dict(await self._store.dirty_crls())
-        for ca in await self._engine.list_cas():
-            # An offline CA's CRL comes from its ceremony only (``status/offline.py``).
-            if ca.offline or not lifecycle.publishes_status(ca, now):
-                continue
-            due = False
+        for ca in cas:
+            info = seen[ca.id]
             marked = dirty.get(ca.id)
-            if marked is not None and now - marked >= self.settings.debounce:
-                due = True
+            if marked is not None:
+                due = now - marked >= self.settings.debounce
             else:
-                info = await self._store.latest_crl_info(ca.id)
-                renew_at = (
-                    info[1] + self.settings.validity * self.settings.renew_fraction
-                    if info is not None
-                    else now
-                )
-                due = marked is None and renew_at <= now
+                renew_fraction = self.settings.validity * self.settings.renew_fraction
+                due = info is None or info[1] + renew_fraction <= now
             if due:
                 try:
-                    if await self.regenerate(ca) is not None:
+                    if await self._regenerate_unless_replaced(ca, info) is not None:
                         done.append(ca.id)
                 except StorageUnavailableError:
                     raise  # the loop reports an outage once, not once per CA
                 except EngineError as exc:
                     log.warning("CRL of CA %s not regenerated: %s", ca.name, exc.detail)
         return done
+
+    async def _regenerate_unless_replaced(
+        self, ca: CA, seen: tuple[int, datetime] | None
+    ) -> CrlRecord | None:
+        """Regenerate as ``tick`` decided unless the newest CRL is no longer ``seen``."""
+        async with self._store.leader(f"crl:{ca.id}") as leader:
+            if not leader:
+                return None
+            latest = await self._store.latest_crl_info(ca.id)
+            if (latest[0] if latest else None) != (seen[0] if seen else None):
+                return None
+            return await self._regenerate_as_leader(ca, actor="system:crl", validity=None)
 
     async def revoked(self, ca_id: CAId) -> None:
         """Mark a CA's CRL dirty after a revocation and wake the scheduler."""
