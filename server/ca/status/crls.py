@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 _CACHE_SECONDS: Final = 1.0
 _ENTRY_OVERLAP_S: Final = 120
+# A request finding another holder making the CA's CRL waits this long for it.
+_WAIT_FOR_OTHER_S: Final = 5.0
+_WAIT_STEP_S: Final = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,11 +205,25 @@ class CrlPublisher:
                     ProblemKind.UNAVAILABLE,
                     f"no current CRL of offline CA {ca.name}: run `privca ca sign-offline`",
                 )
-            record = await self.regenerate(ca) or await self._repo.latest_crl(ca.id)
+            record = await self.regenerate(ca) or await self._wait_for_other(ca.id, record)
         if record is None:
             raise EngineError(ProblemKind.UNAVAILABLE, "the CRL is being generated", retry_after=2)
         self._latest[ca.id] = (now_mono, record)
         return record
+
+    async def _wait_for_other(self, ca_id: str, stale: CrlRecord | None) -> CrlRecord | None:
+        """Another holder of the CA's CRL lock is making one: wait a little for it.
+
+        Returns the newer CRL, or after ``_WAIT_FOR_OTHER_S`` the newest there is (None
+        when there is none yet: the caller answers "being generated" with Retry-After).
+        """
+        stale_number = stale.number if stale is not None else None
+        for _ in range(int(_WAIT_FOR_OTHER_S / _WAIT_STEP_S)):
+            record = await self._repo.latest_crl(ca_id)
+            if record is not None and record.number != stale_number:
+                return record
+            await asyncio.sleep(_WAIT_STEP_S)
+        return await self._repo.latest_crl(ca_id)
 
     async def tick(self) -> list[CAId]:
         """Regenerate dirty CRLs past the debounce and CRLs due by schedule."""

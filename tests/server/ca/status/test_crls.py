@@ -242,3 +242,29 @@ async def test_a_node_whose_tick_saw_the_ca_dirty_skips_it_once_another_node_reg
     plain = crls.CrlPublisher(env.engine, env.repo, env.store, clock=env.clock)
     assert await plain.tick() == [ca.id]
     assert [c.number for c in env.repo.crls if c.ca_id == ca.id] == [1, 2, 3]
+
+
+async def test_a_request_waits_for_the_crl_another_holder_is_making(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.ca.errors import EngineError, ProblemKind
+    from server.ca.status import api as status_api
+    from server.ca.status import crls
+
+    await env.hierarchy()
+    ca = await env.engine.get_ca("issuing")
+    other = status_api.StatusService(env.engine, env.repo, env.store, clock=env.clock)
+    async with env.store.leader(f"crl:{ca.id}") as leader:
+        assert leader  # "another node" is making the first CRL
+        waiting = asyncio.create_task(env.status.crl(ca.id))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        made = await other.crls._regenerate_as_leader(ca, actor="system:crl", validity=None)
+    assert (await waiting).der == made.der
+    # Nobody finishing within the wait: "being generated", with Retry-After.
+    monkeypatch.setattr(crls, "_WAIT_FOR_OTHER_S", 0.2)
+    sub = await env.engine.get_ca("root")
+    async with env.store.leader(f"crl:{sub.id}"):
+        with pytest.raises(EngineError) as err:
+            await env.status.crl(sub.id)
+    assert (err.value.kind, err.value.retry_after) == (ProblemKind.UNAVAILABLE, 2)
