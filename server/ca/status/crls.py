@@ -211,7 +211,7 @@ class CrlPublisher:
         self._latest[ca.id] = (now_mono, record)
         return record
 
-    async def _wait_for_other(self, ca_id: str, stale: CrlRecord | None) -> CrlRecord | None:
+    async def _wait_for_other(self, ca_id: CAId, stale: CrlRecord | None) -> CrlRecord | None:
         """Another holder of the CA's CRL lock is making one: wait a little for it.
 
         Returns the newer CRL, or after ``_WAIT_FOR_OTHER_S`` the newest there is (None
