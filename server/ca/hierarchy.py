@@ -207,8 +207,11 @@ async def create_root(
     mode: CAMode = CAMode.GENERAL,
     name_constraints: x509.NameConstraints | None = None,
     key_backend: str | None = None,
+    kind: CAKind = CAKind.GENERAL,
 ) -> CA:
     """Create a self-signed root CA (tier 1).
+
+    ``kind`` ADMIN makes the internal admin CA (``server/ca/admin/certs.py``).
 
     Raises:
         EngineError: CONFLICT (name taken), MALFORMED (bad name), POLICY (path length).
@@ -237,7 +240,7 @@ async def create_root(
         key=handle,
         status=CAStatus.ACTIVE,
         mode=mode,
-        kind=CAKind.GENERAL,
+        kind=kind,
         created_at=now,
         cert_der=cert.public_bytes(serialization.Encoding.DER),
     )
@@ -269,6 +272,10 @@ async def create_subordinate(
             parent path length, parent not active).
     """
     parent_ca = await engine.get_ca(parent)
+    if parent_ca.kind is CAKind.ADMIN:
+        raise EngineError(
+            ProblemKind.POLICY, f"CA {parent_ca.name} is the admin CA: it has no subordinates"
+        )
     parent_issuer = await engine.ca_issuer(parent_ca)
     await engine.check_ca_name(name)
     plen = child_path_length(

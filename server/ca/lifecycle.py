@@ -42,6 +42,7 @@ from server.ca.types import (
     CA,
     CAKind,
     CAStatus,
+    CertificateRecord,
     CertQuery,
     CertStatus,
     Principal,
@@ -55,10 +56,12 @@ __all__ = [
     "Renewal",
     "disable",
     "enable",
+    "holder_of",
     "offline_refusal",
     "publishes_status",
     "renew",
     "revoke",
+    "revoke_certificate",
     "set_offline",
     "state_of",
 ]
@@ -236,6 +239,32 @@ async def revoke(engine: CAEngine, name: str, *, reason: RevocationReason, actor
         )
     _log.warning("CA %s revoked by %s (%s)", ca.name, actor, reason)
     return updated
+
+
+async def holder_of(engine: CAEngine, record: CertificateRecord) -> CA | None:
+    """Return the CA whose current certificate ``record`` is, None for anything else."""
+    if not record.is_ca:
+        return None
+    return next((c for c in await engine.list_cas() if c.cert_der == record.der), None)
+
+
+async def revoke_certificate(
+    engine: CAEngine, record: CertificateRecord, *, reason: RevocationReason, actor: Principal
+) -> tuple[CertificateRecord, CA | None]:
+    """Revoke a stored certificate; a CA's current certificate revokes that CA (``revoke``).
+
+    Returns the certificate as stored now and the CA revoked with it (None for a leaf).
+
+    Raises:
+        EngineError: as ``revoke`` and ``CAEngine.revoke``.
+    """
+    holder = await holder_of(engine, record)
+    if holder is not None:
+        # So it and its subtree stop issuing, not only its certificate.
+        await revoke(engine, holder.name, reason=reason, actor=actor)
+        return await engine.get_certificate(record.ca_id, record.serial), holder
+    updated = await engine.revoke(record.serial, principal=actor, reason=reason, ca=record.ca_id)
+    return updated, None
 
 
 @dataclass(frozen=True, slots=True)
