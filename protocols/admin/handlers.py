@@ -17,6 +17,7 @@ from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import CertStatus
 
 __all__ = [
+    "MAX_BODY",
     "SERVICE",
     "ca_certificate",
     "create_root",
@@ -37,11 +38,16 @@ __all__ = [
 ]
 
 SERVICE: Final = web.AppKey("admin_service", admin_api.AdminService)
+MAX_BODY: Final = web.AppKey("admin_max_body", int)
 _DEFAULT_LIMIT: Final = 100
 
 
 def _json(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response(body, status=status, headers=headers)
+
+
+async def _body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+    return await messages.read_json(request, limit=request.app[MAX_BODY], optional=optional)
 
 
 async def _who(request: web.Request) -> tuple[admin_api.AdminService, admin_api.AdminPrincipal]:
@@ -82,7 +88,7 @@ async def ca_certificate(request: web.Request) -> web.Response:
 async def create_root(request: web.Request) -> web.Response:
     """POST /cas: a new root CA (unscoped owners)."""
     service, who = await _who(request)
-    req = messages.parse_create_ca(await messages.read_json(request))
+    req = messages.parse_create_ca(await _body(request))
     view = await service.create_root(
         who,
         req.name,
@@ -98,7 +104,7 @@ async def create_root(request: web.Request) -> web.Response:
 async def create_subordinate(request: web.Request) -> web.Response:
     """POST /cas/{ca}/subordinates: a CA signed by {ca}."""
     service, who = await _who(request)
-    req = messages.parse_create_ca(await messages.read_json(request))
+    req = messages.parse_create_ca(await _body(request))
     view = await service.create_subordinate(
         who,
         request.match_info["ca"],
@@ -127,7 +133,7 @@ async def enable_ca(request: web.Request) -> web.Response:
 async def revoke_ca(request: web.Request) -> web.Response:
     """POST /cas/{ca}/revoke: the CA and its subtree, with a CRLReason."""
     service, who = await _who(request)
-    reason = messages.parse_revoke(await messages.read_json(request, optional=True))
+    reason = messages.parse_revoke(await _body(request, optional=True))
     view = await service.revoke_ca(who, request.match_info["ca"], reason=reason)
     return _json(messages.ca_to_wire(view))
 
@@ -135,7 +141,7 @@ async def revoke_ca(request: web.Request) -> web.Response:
 async def renew_ca(request: web.Request) -> web.Response:
     """POST /cas/{ca}/renew: a new CA certificate (same key unless rekey)."""
     service, who = await _who(request)
-    rekey, days = messages.parse_renew(await messages.read_json(request, optional=True))
+    rekey, days = messages.parse_renew(await _body(request, optional=True))
     view, renewal = await service.renew_ca(who, request.match_info["ca"], rekey=rekey, days=days)
     return _json(
         {
@@ -156,7 +162,7 @@ async def regenerate_crl(request: web.Request) -> web.Response:
 async def issue(request: web.Request) -> web.Response:
     """POST /cas/{ca}/certificates: issue from a CSR; 201 with leaf + chain (no root) in PEM."""
     service, who = await _who(request)
-    req = messages.parse_issue(await messages.read_json(request))
+    req = messages.parse_issue(await _body(request))
     issued = await service.issue(
         who, request.match_info["ca"], req.csr, profile=req.profile, days=req.days
     )
@@ -220,7 +226,7 @@ async def revoke_certificate(request: web.Request) -> web.Response:
     """POST /certificates/{serial}/revoke[?ca=] with ``{"reason": ...}``."""
     service, who = await _who(request)
     serial = messages.parse_serial(request.match_info["serial"])
-    reason = messages.parse_revoke(await messages.read_json(request, optional=True))
+    reason = messages.parse_revoke(await _body(request, optional=True))
     record = await service.revoke_certificate(
         who, serial, reason=reason, ca=request.query.get("ca")
     )

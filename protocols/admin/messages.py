@@ -65,14 +65,21 @@ def _bad(detail: str) -> EngineError:
     return EngineError(ProblemKind.MALFORMED, detail)
 
 
-async def read_json(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+async def read_json(
+    request: web.Request, *, limit: int, optional: bool = False
+) -> dict[str, Any]:
     """Return the request body as a JSON object (``{}`` for an allowed empty body).
 
     Raises:
-        EngineError: MALFORMED (not JSON, not an object); aiohttp's 413 beyond the limit.
+        EngineError: MALFORMED (not JSON, not an object).
+        web.HTTPRequestEntityTooLarge: more than ``limit`` bytes (whatever the app's own limit).
         web.HTTPUnsupportedMediaType: a body that is not application/json.
     """
-    raw = await request.read()
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
     if not raw and optional:
         return {}
     if request.content_type not in JSON_TYPES:

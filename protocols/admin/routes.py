@@ -127,6 +127,7 @@ def build_app(
     """Return the admin sub-application (mount it at ``links.PREFIX``)."""
     app = web.Application(middlewares=[_errors], client_max_size=max_body_bytes)
     app[handlers.SERVICE] = service
+    app[handlers.MAX_BODY] = max_body_bytes
     for method, path, view in ROUTES:
         app.router.add_route(method, path, view)
     return app
