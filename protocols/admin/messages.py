@@ -65,9 +65,7 @@ def _bad(detail: str) -> EngineError:
     return EngineError(ProblemKind.MALFORMED, detail)
 
 
-async def read_json(
-    request: web.Request, *, limit: int, optional: bool = False
-) -> dict[str, Any]:
+async def read_json(request: web.Request, *, limit: int, optional: bool = False) -> dict[str, Any]:
     """Return the request body as a JSON object (``{}`` for an allowed empty body).
 
     Raises:

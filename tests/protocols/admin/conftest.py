@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,6 +24,7 @@ from server.store.admin_repository import SqlAdminRepository
 from server.store.database import Database
 from server.store.repository import SqlRepository
 from server.store.status_repository import SqlStatusRepository
+from tests.support import FakeClock
 
 OP = Principal("operator", "test")
 ADMIN_CA = "privca-admin"
@@ -49,6 +50,7 @@ class AdminEnv:
     service: admin_api.AdminService
     client: TestClient[Any, Any]
     leaves: dict[str, CertificateRecord]
+    clock: FakeClock
     tokens: dict[str, str] = field(default_factory=dict)
 
     async def token(
@@ -67,20 +69,21 @@ class AdminEnv:
         self, method: str, path: str, *, token: str | None = None, json: Any = None
     ) -> tuple[int, Any, str]:
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        resp = await self.client.request(
-            method, links.PREFIX + path, headers=headers, json=json
-        )
+        resp = await self.client.request(method, links.PREFIX + path, headers=headers, json=json)
         body: Any = (
-            await resp.json(content_type=None)
-            if "json" in resp.content_type
-            else await resp.text()
+            await resp.json(content_type=None) if "json" in resp.content_type else await resp.text()
         )
         return resp.status, body, resp.content_type
 
 
-async def build_env(db: Database, client_factory: ClientFactory, key_backend: keys.KeyBackend) -> AdminEnv:
+async def build_env(
+    db: Database, client_factory: ClientFactory, key_backend: keys.KeyBackend
+) -> AdminEnv:
     repo = SqlRepository(db)
-    engine = api.CAEngine(repo, key_backend, settings=api.EngineSettings(default_ca="teamA"))
+    clock = FakeClock(datetime.now(UTC))
+    engine = api.CAEngine(
+        repo, key_backend, settings=api.EngineSettings(default_ca="teamA"), clock=clock
+    )
     status = status_api.StatusService(engine, repo, SqlStatusRepository(db)).attach()
     service = admin_api.AdminService(
         engine, SqlAdminRepository(db), admin_ca=ADMIN_CA, base_grant=grants.OPERATOR, crls=status
@@ -101,7 +104,7 @@ async def build_env(db: Database, client_factory: ClientFactory, key_backend: ke
     app = web.Application()
     app.add_subapp(links.PREFIX, routes.build_app(service))
     client = await client_factory(app)
-    return AdminEnv(engine=engine, service=service, client=client, leaves=leaves)
+    return AdminEnv(engine=engine, service=service, client=client, leaves=leaves, clock=clock)
 
 
 @pytest.fixture

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 
-import asyncpg
 import pytest
 from cryptography import x509
+from sqlalchemy import text
 
 from protocols.admin import openapi, routes
 from server.ca.admin import api as admin_api
-from server.ca.types import CertStatus
+from server.ca.errors import EngineError
 from server.store.database import Database
 from tests.protocols.admin.conftest import OP, AdminEnv, csr_pem
 
@@ -107,9 +107,13 @@ async def test_revoking_a_ca_certificate_needs_its_owner(env: AdminEnv) -> None:
     [
         pytest.param(b"{not json", "application/json", 400, id="fail/not-json"),
         pytest.param(b"[1, 2]", "application/json", 400, id="fail/not-object"),
-        pytest.param(b'{"name": "x", "bogus": 1}', "application/json", 400, id="fail/unknown-field"),
+        pytest.param(
+            b'{"name": "x", "bogus": 1}', "application/json", 400, id="fail/unknown-field"
+        ),
         pytest.param(b'{"name": "x", "days": 10e9}', "application/json", 400, id="fail/float-days"),
-        pytest.param(b'{"name": "x", "days": 99999999999}', "application/json", 400, id="fail/huge-days"),
+        pytest.param(
+            b'{"name": "x", "days": 99999999999}', "application/json", 400, id="fail/huge-days"
+        ),
         pytest.param(b'{"name": "x", "key_type": 7}', "application/json", 400, id="fail/key-type"),
         pytest.param(b'{"name": "x"}', "text/plain", 415, id="fail/content-type"),
         pytest.param(b"[" * 100_000, "application/json", 413, id="fail/too-large"),
@@ -175,8 +179,6 @@ async def test_tokens_are_stored_as_hashes_only(env: AdminEnv, database: Databas
 
 
 async def test_token_scope_must_name_a_managed_ca(env: AdminEnv) -> None:
-    from server.ca.errors import EngineError
-
     for scope in ("nope", "privca-admin"):
         with pytest.raises(EngineError):
             await env.service.create_token(
@@ -186,8 +188,6 @@ async def test_token_scope_must_name_a_managed_ca(env: AdminEnv) -> None:
 
 async def _dump_tables(database: Database) -> str:
     """Every value of every table, as text (what a stolen database would show)."""
-    from sqlalchemy import text
-
     out = []
     async with database.read() as conn:
         if database.is_sqlite:
@@ -210,6 +210,3 @@ async def _dump_tables(database: Database) -> str:
             rows = (await conn.execute(text(f'SELECT * FROM "{name}"'))).all()  # noqa: S608 - catalog names
             out.append(repr(rows))
     return "\n".join(out)
-
-
-_ = (asyncpg, CertStatus)

@@ -27,7 +27,8 @@ from server.ca import grants
 from server.ca.admin import api as admin_api
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.est import api as est_api
-from server.ca.types import KeyAlgorithm, Principal
+from server.ca.types import AuditEvent, KeyAlgorithm, Principal
+from server.store.admin_repository import SqlAdminRepository
 from server.store.database import Database
 from server.store.est_repository import SqlEstRepository
 from server.wiring import TlsFiles
@@ -40,7 +41,9 @@ def _pem(*certs: x509.Certificate) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
-async def _server(env: AdminEnv, tmp_path: Path, aiohttp_server: ServerFactory, est: est_api.EstService) -> tuple[TestServer, Path]:
+async def _server(
+    env: AdminEnv, tmp_path: Path, aiohttp_server: ServerFactory, est: est_api.EstService
+) -> tuple[TestServer, Path]:
     issued = await env.engine.issue_with_generated_key(
         grant=grants.OPERATOR,
         principal=OP,
@@ -61,7 +64,9 @@ async def _server(env: AdminEnv, tmp_path: Path, aiohttp_server: ServerFactory, 
     return server, files.bundle
 
 
-def _client_ctx(bundle: Path, tmp_path: Path, cert_pem: bytes | None, key_pem: bytes | None) -> ssl.SSLContext:
+def _client_ctx(
+    bundle: Path, tmp_path: Path, cert_pem: bytes | None, key_pem: bytes | None
+) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(bundle))
     if cert_pem is not None and key_pem is not None:
         (tmp_path / "c.pem").write_bytes(cert_pem)
@@ -71,9 +76,10 @@ def _client_ctx(bundle: Path, tmp_path: Path, cert_pem: bytes | None, key_pem: b
 
 
 async def _whoami(server: TestServer, ctx: ssl.SSLContext) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session, session.get(
-        f"https://localhost:{server.port}{links.PREFIX}/whoami", ssl=ctx
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"https://localhost:{server.port}{links.PREFIX}/whoami", ssl=ctx) as resp,
+    ):
         return resp.status, await resp.json(content_type=None)
 
 
@@ -137,7 +143,9 @@ async def test_ordinary_client_cert_gets_401(
         subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "carol")]),
         ca="teamA",
     )
-    ctx = _client_ctx(bundle, tmp_path, _pem(leaf.certificate, *leaf.chain[:-1]), leaf.private_key_pem)
+    ctx = _client_ctx(
+        bundle, tmp_path, _pem(leaf.certificate, *leaf.chain[:-1]), leaf.private_key_pem
+    )
     status, body = await _whoami(server, ctx)
     assert status == 401
     assert body["detail"] == "the client certificate is not from the admin CA"
@@ -163,8 +171,12 @@ async def test_admin_cert_gets_no_est_login(env: AdminEnv, est: est_api.EstServi
 @pytest.mark.parametrize(
     ("principal", "profile", "ca"),
     [
-        pytest.param(Principal("acme", "acct1"), "admin-client", "privca-admin", id="deny/acme-on-admin-ca"),
-        pytest.param(Principal("est", "dev1"), "admin-client", "privca-admin", id="deny/est-on-admin-ca"),
+        pytest.param(
+            Principal("acme", "acct1"), "admin-client", "privca-admin", id="deny/acme-on-admin-ca"
+        ),
+        pytest.param(
+            Principal("est", "dev1"), "admin-client", "privca-admin", id="deny/est-on-admin-ca"
+        ),
         pytest.param(OP, "tls-client", "privca-admin", id="deny/admin-ca-other-profile"),
         pytest.param(OP, "admin-client", "teamA", id="deny/admin-profile-elsewhere"),
     ],
@@ -196,3 +208,34 @@ async def test_admin_ca_is_invisible_to_the_api(env: AdminEnv) -> None:
         assert status == 404, body
     with pytest.raises(EngineError):
         await env.engine.create_subordinate("under-admin", parent="privca-admin", actor=OP)
+
+
+async def test_admin_cert_checks_without_tls(env: AdminEnv, database: Database) -> None:
+    """Each rule of the certificate login on its own: binding, revocation of the binding, validity."""
+    issued = await env.service.create_certificate(
+        "frank", role=admin_api.Role.AUDITOR, scope="teamB", lifetime=timedelta(days=2), actor=OP
+    )
+    der = issued.certificate.public_bytes(serialization.Encoding.DER)
+    who = await env.service.authenticate_certificate(der, address="192.0.2.1", action="GET /x")
+    assert (who.name, who.role, who.scope, who.via) == ("frank", "auditor", "teamB", "certificate")
+    # The binding revoked while the certificate is still good at the CA: refused.
+    await SqlAdminRepository(database).revoke_certificates(
+        "frank",
+        at=env.engine.now(),
+        audit=AuditEvent(at=env.engine.now(), actor="test", action="t", target="frank"),
+    )
+    with pytest.raises(EngineError) as err:
+        await env.service.authenticate_certificate(der, address="192.0.2.1", action="GET /x")
+    assert err.value.kind is ProblemKind.UNAUTHENTICATED
+    assert err.value.detail == "the admin certificate is revoked"
+    # Past notAfter: refused.
+    issued = await env.service.create_certificate(
+        "gina", role=admin_api.Role.AUDITOR, scope=None, lifetime=timedelta(days=2), actor=OP
+    )
+    der = issued.certificate.public_bytes(serialization.Encoding.DER)
+    env.clock.advance(timedelta(days=3))
+    with pytest.raises(EngineError) as err:
+        await env.service.authenticate_certificate(der, address="192.0.2.1", action="GET /x")
+    assert err.value.detail == "the client certificate is not within its validity period"
+    denials = [d for d in await env.denials() if d.detail["from"] == "192.0.2.1"]
+    assert [d.actor for d in denials] == ["admin:gina", "admin:frank"]

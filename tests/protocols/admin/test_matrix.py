@@ -48,19 +48,45 @@ def _leaf(env: AdminEnv, target: str) -> str:
 ENDPOINTS = (
     Endpoint("whoami", "GET", "/whoami", P.READ, 200, targeted=False),
     Endpoint("list-cas", "GET", "/cas", P.READ, 200, targeted=False),
-    Endpoint("create-root", "POST", "/cas", P.CREATE_ROOT, 201, lambda: {"name": "newroot"}, targeted=False),
+    Endpoint(
+        "create-root",
+        "POST",
+        "/cas",
+        P.CREATE_ROOT,
+        201,
+        lambda: {"name": "newroot"},
+        targeted=False,
+    ),
     Endpoint("get-ca", "GET", "/cas/{ca}", P.READ, 200),
     Endpoint("ca-cert", "GET", "/cas/{ca}/certificate", P.READ, 200),
-    Endpoint("create-sub", "POST", "/cas/{ca}/subordinates", P.MANAGE_CA, 201, lambda: {"name": "newsub"}),
+    Endpoint(
+        "create-sub", "POST", "/cas/{ca}/subordinates", P.MANAGE_CA, 201, lambda: {"name": "newsub"}
+    ),
     Endpoint("disable", "POST", "/cas/{ca}/disable", P.MANAGE_CA, 200),
     Endpoint("enable", "POST", "/cas/{ca}/enable", P.MANAGE_CA, 200, prepare=_disable),
-    Endpoint("revoke-ca", "POST", "/cas/{ca}/revoke", P.MANAGE_CA, 200, lambda: {"reason": "superseded"}),
+    Endpoint(
+        "revoke-ca", "POST", "/cas/{ca}/revoke", P.MANAGE_CA, 200, lambda: {"reason": "superseded"}
+    ),
     Endpoint("renew", "POST", "/cas/{ca}/renew", P.MANAGE_CA, 200, lambda: {"days": 30}),
     Endpoint("crl", "POST", "/cas/{ca}/crl", P.MANAGE_CA, 200),
-    Endpoint("issue", "POST", "/cas/{ca}/certificates", P.ISSUE, 201, lambda: {"csr": csr_pem(), "profile": "tls-server", "days": 10}),
+    Endpoint(
+        "issue",
+        "POST",
+        "/cas/{ca}/certificates",
+        P.ISSUE,
+        201,
+        lambda: {"csr": csr_pem(), "profile": "tls-server", "days": 10},
+    ),
     Endpoint("list-certs", "GET", "/certificates?ca={ca}", P.READ, 200),
     Endpoint("get-cert", "GET", "/certificates/{serial}?ca={ca}", P.READ, 200),
-    Endpoint("revoke-cert", "POST", "/certificates/{serial}/revoke?ca={ca}", P.REVOKE, 200, lambda: {"reason": "keyCompromise"}),
+    Endpoint(
+        "revoke-cert",
+        "POST",
+        "/certificates/{serial}/revoke?ca={ca}",
+        P.REVOKE,
+        200,
+        lambda: {"reason": "keyCompromise"},
+    ),
 )
 
 # (identity scope, target CA): an unscoped identity on teamB, a teamA one on teamA and teamB.
@@ -137,19 +163,10 @@ async def _bad_credentials(env: AdminEnv, kind: str) -> dict[str, str]:
         return {"Authorization": "Bearer pca_" + "A" * 43}
     token = await env.token("bob", Role.OWNER, None, days=1)
     if kind == "expired":
-        await env.service.create_token("filler", role=Role.AUDITOR, scope=None, lifetime=timedelta(days=1), actor=OP)
-        env.engine._clock = _Later(env.engine.now() + timedelta(days=2))  # noqa: SLF001 - time travel
+        env.clock.advance(timedelta(days=2))
     else:
         await env.service.revoke_token("bob", actor=OP)
     return {"Authorization": f"Bearer {token}"}
-
-
-class _Later:
-    def __init__(self, at: Any) -> None:
-        self._at = at
-
-    def now(self) -> Any:
-        return self._at
 
 
 @pytest.mark.parametrize("kind", ["none", "garbage", "basic", "unknown", "expired", "revoked"])
