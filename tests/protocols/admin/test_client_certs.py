@@ -211,7 +211,7 @@ async def test_admin_ca_is_invisible_to_the_api(env: AdminEnv) -> None:
 
 
 async def test_admin_cert_checks_without_tls(env: AdminEnv, database: Database) -> None:
-    """Each rule of the certificate login on its own: binding, revocation of the binding, validity."""
+    """Each rule of the certificate login on its own: binding, its revocation, validity."""
     issued = await env.service.create_certificate(
         "frank", role=admin_api.Role.AUDITOR, scope="teamB", lifetime=timedelta(days=2), actor=OP
     )
