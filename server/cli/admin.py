@@ -78,7 +78,10 @@ async def _token_revoke(s: Services, a: argparse.Namespace) -> int:
 
 
 async def _cert_create(s: Services, a: argparse.Namespace) -> int:
-    issued = await _service(s).create_certificate(
+    service = _service(s)
+    # `serve` makes the admin CA on first start; bootstrap before it makes it here.
+    await service.ensure_admin_ca(actor=OPERATOR, key_algorithm=s.settings.ca.key_algorithm)
+    issued = await service.create_certificate(
         a.name, role=a.role, scope=a.scope, lifetime=timedelta(days=a.days), actor=OPERATOR
     )
     out = Path(a.out)
