@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import serialization
 
 from protocols.acme import network
 from protocols.acme import routes as acme_routes
+from protocols.admin import links as admin_links
+from protocols.admin import routes as admin_routes
 from protocols.ca_issuers import links as ca_issuers_links
 from protocols.ca_issuers import routes as ca_issuers_routes
 from protocols.common import guard
@@ -37,6 +39,7 @@ from protocols.ocsp import routes as ocsp_routes
 from server import logs, wiring, workers
 from server.ca import health
 from server.ca.acme import api as acme_api
+from server.ca.admin import api as admin_api
 from server.ca.api import CAEngine
 from server.ca.est import api as est_api
 from server.ca.status import api as status_api
@@ -78,6 +81,7 @@ async def _index(request: web.Request) -> web.Response:
             "service": "privca",
             "acme_directory": f"{base}/acme/directory",
             "est": f"{base}/.well-known/est/",
+            "admin": f"{base}{admin_links.PREFIX}/",
             "revocation": settings.http_base_url,
         }
     )
@@ -109,12 +113,20 @@ def create_https_app(
     services: wiring.Services,
     *,
     est_service: est_api.EstService | None = None,
+    admin_service: admin_api.AdminService | None = None,
     metrics: ProcessMetrics | None = None,
 ) -> web.Application:
     """Return the HTTPS application with every TLS protocol front end mounted."""
     app = _base(services, metrics)
     app.router.add_get("/", _index)
     app.add_subapp("/acme", _acme_app(services))
+    app.add_subapp(
+        admin_links.PREFIX,
+        admin_routes.build_app(
+            admin_service or wiring.build_admin_service(services),
+            max_body_bytes=services.settings.max_body_bytes,
+        ),
+    )
     est = services.settings.est
     app.add_subapp(
         est_links.PREFIX,
@@ -219,14 +231,26 @@ async def _listeners(
     (``ClientAnchors``) for as long as the listeners run.
     """
     settings = services.settings
-    anchors = await est_service.tls_trust_anchors()
+    admin_service = wiring.build_admin_service(services)
+
+    async def client_anchors() -> list[x509.Certificate]:
+        # EST's anchors and the admin CA: each front end checks its own (EST never
+        # trusts the admin CA, the admin API nothing but it), the handshake only
+        # has to let both kinds of client certificate through.
+        return [*await est_service.tls_trust_anchors(), *await admin_service.admin_anchors()]
+
+    anchors = await client_anchors()
     ssl_context = server_ssl_context(tls, anchors)
-    refresh = ClientAnchors(ssl_context, est_service.tls_trust_anchors, anchors)
+    refresh = ClientAnchors(ssl_context, client_anchors, anchors)
     trust_refresh = asyncio.create_task(refresh.run(), name="privca-tls-client-trust")
     # Renewed by the main process or replaced by the operator: every process reloads it.
     own_cert = ListenerCertificate(ssl_context, tls.cert, tls.key)
     cert_reload = asyncio.create_task(own_cert.run(), name="privca-tls-cert-reload")
-    https = web.AppRunner(create_https_app(services, est_service=est_service, metrics=metrics))
+    https = web.AppRunner(
+        create_https_app(
+            services, est_service=est_service, admin_service=admin_service, metrics=metrics
+        )
+    )
     http = web.AppRunner(
         create_http_app(services, maintenance=maintenance, metrics=metrics),
         **_http_runner_options(settings),
@@ -304,6 +328,7 @@ async def _serve(
             print(f"  HTTPS            {base}/", flush=True)  # noqa: T201
             print(f"  ACME directory   {base}/acme/directory", flush=True)  # noqa: T201
             print(f"  EST              {base}/.well-known/est/", flush=True)  # noqa: T201
+            print(f"  admin API        {base}{admin_links.PREFIX}/", flush=True)  # noqa: T201
             print(f"  OCSP/CRL (HTTP)  {settings.http_base_url}/", flush=True)  # noqa: T201
             print(f"  trust bundle     {tls.bundle}", flush=True)  # noqa: T201
             if metrics is not None and metrics.url is not None:

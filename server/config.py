@@ -59,6 +59,8 @@ class CASettings(_Model):
 
     root_name: str = "root"
     issuing_name: str = "issuing"
+    # The internal admin CA (admin API client certificates), made on first start.
+    admin_name: str = "privca-admin"
     key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256
     organization: str = "privca"
     crl_validity_hours: int = Field(default=24, ge=1, le=24 * 30)

@@ -28,11 +28,13 @@ from protocols.acme import network
 from server import private_files
 from server.ca import api, custody, grants, hsm, keys, pkcs8, sealing
 from server.ca.acme import api as acme_api
+from server.ca.admin import api as admin_api
 from server.ca.est import api as est_api
 from server.ca.status import api as status_api
 from server.ca.types import KeyAlgorithm, Principal
 from server.config import ConfigError, Pkcs11Config, Settings, status_settings
 from server.store.acme_repository import SqlAcmeRepository
+from server.store.admin_repository import SqlAdminRepository
 from server.store.database import Database
 from server.store.est_repository import SqlEstRepository
 from server.store.repository import SqlRepository
@@ -43,6 +45,7 @@ __all__ = [
     "TlsFiles",
     "build_acme_directories",
     "build_acme_service",
+    "build_admin_service",
     "build_est_service",
     "ensure_first_start",
     "listener_files",
@@ -283,6 +286,17 @@ def build_est_service(services: Services) -> est_api.EstService:
     )
 
 
+def build_admin_service(services: Services) -> admin_api.AdminService:
+    """Return the admin API facade over the engine, the admin tables and the CRL publisher."""
+    return admin_api.AdminService(
+        services.engine,
+        SqlAdminRepository(services.db),
+        admin_ca=services.settings.ca.admin_name,
+        base_grant=services.settings.operator.to_grant(),
+        crls=services.status,
+    )
+
+
 async def _shared_http_url(repo: SqlRepository, settings: Settings, *, serving: bool) -> Settings:
     """Make the CLI and every node write the same CDP/AIA URLs as ``serve``.
 
@@ -317,6 +331,10 @@ async def ensure_first_start(services: Services) -> TlsFiles:
             key_algorithm=settings.ca.key_algorithm,
             path_length=0,
         )
+    # A separate root for admin API client certificates: no ACME/EST issuance, no EST login.
+    await build_admin_service(services).ensure_admin_ca(
+        actor=SYSTEM, key_algorithm=settings.ca.key_algorithm
+    )
     issuing = await engine.get_ca(settings.ca.issuing_name)
     chain = await engine.chain_of(issuing)
     data = settings.data_dir

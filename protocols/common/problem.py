@@ -26,6 +26,7 @@ _STATUS: Final[dict[ProblemKind, int]] = {
     ProblemKind.REJECTED_IDENTIFIER: 400,
     ProblemKind.UNSUPPORTED_IDENTIFIER: 400,
     ProblemKind.UNAUTHORIZED: 403,
+    ProblemKind.UNAUTHENTICATED: 401,
     ProblemKind.ACCOUNT_NOT_VALID: 401,
     ProblemKind.RATE_LIMITED: 429,
     ProblemKind.ACCOUNT_DOES_NOT_EXIST: 400,
@@ -56,6 +57,7 @@ _ACME_TYPE: Final[dict[ProblemKind, str]] = {
     ProblemKind.UNAVAILABLE: "serverInternal",
     ProblemKind.POLICY: "unauthorized",
     ProblemKind.ACCOUNT_NOT_VALID: "unauthorized",
+    ProblemKind.UNAUTHENTICATED: "unauthorized",
 }
 
 

@@ -41,6 +41,7 @@ from server.ca.types import (
     CAKind,
     CAMode,
     CAStatus,
+    CertificatePage,
     CertificateRecord,
     CertQuery,
     CertStatus,
@@ -76,6 +77,9 @@ _SERIAL_ATTEMPTS: Final = 5
 OCSP_SIGNER_PROFILE: Final = "ocsp-signer"
 _OCSP: Final = Principal("system", "ocsp")
 _KEYS: Final = Principal("system", "keys")
+# Who may have the admin CA (kind ADMIN) sign: the CLI operator, privca itself, and
+# admin API principals; never an ACME account or EST client whatever its grant says.
+_ADMIN_CA_USERS: Final = frozenset({"operator", "system", "admin"})
 # A CA's state is re-read at most this often, so every node sharing the database
 # sees a disable or revocation within the promised 5 seconds.
 STATE_TTL: Final = 2.0
@@ -402,6 +406,8 @@ class CAEngine:
 
     def profile(self, name: str) -> profiles.Profile:
         """Return a configured profile; EngineError(INVALID_PROFILE) if unknown."""
+        if name == profiles.ADMIN_CLIENT.name:
+            return profiles.ADMIN_CLIENT  # not configurable: the admin API's trust rests on it
         found = self.settings.profiles.get(name) or _MATTER_PROFILES.get(name)
         if found is None:
             return profiles.get_profile(name)
@@ -430,6 +436,11 @@ class CAEngine:
         issuer_ca = await self.get_ca(ca)
         lineage = await self.lineage(issuer_ca)
         try:
+            if issuer_ca.kind is CAKind.ADMIN and principal.kind not in _ADMIN_CA_USERS:
+                raise EngineError(
+                    ProblemKind.UNAUTHORIZED,
+                    f"{pipeline.Rule.CA_KIND}: CA {issuer_ca.name} issues only for the admin API",
+                )
             pipeline.authorize(grant, lineage, profile=profile, now=self._now())
             if issuer_ca.offline:
                 raise EngineError(ProblemKind.POLICY, lifecycle.offline_refusal(issuer_ca))
@@ -668,6 +679,16 @@ class CAEngine:
     async def find_certificates(self, query: CertQuery) -> Sequence[CertificateRecord]:
         """Search the inventory."""
         return await self._repo.list_certificates(query)
+
+    async def page_certificates(
+        self, query: CertQuery, *, cursor: str | None = None
+    ) -> CertificatePage:
+        """Search the inventory a page at a time (newest first); pass ``next_cursor`` back.
+
+        Raises:
+            EngineError: MALFORMED (a cursor that was not handed out).
+        """
+        return await self._repo.page_certificates(query, cursor=cursor)
 
     async def get_certificate(self, ca: str | None, serial: int) -> CertificateRecord:
         """Return one certificate of a CA (None: search all CAs for the serial).
@@ -982,6 +1003,11 @@ class CAEngine:
         return out
 
     # ------------------------------------------------------------------ audit
+
+    async def record_audit(self, event: AuditEvent) -> None:
+        """Append an audit event for a decision made outside the engine's own writes
+        (an admin API refusal)."""
+        await self._repo.add_audit(event)
 
     async def audit_log(self, *, limit: int = 100) -> Sequence[AuditEvent]:
         """Return the newest audit events first."""

@@ -32,6 +32,8 @@ class ProblemKind(StrEnum):
     REJECTED_IDENTIFIER = "rejectedIdentifier"
     UNSUPPORTED_IDENTIFIER = "unsupportedIdentifier"
     UNAUTHORIZED = "unauthorized"
+    # No credentials, or credentials that identify no one (admin API: 401).
+    UNAUTHENTICATED = "unauthenticated"
     # A deactivated or revoked account: ACME "unauthorized" with 401 (RFC 8555 §7.3.6).
     ACCOUNT_NOT_VALID = "accountNotValid"
     RATE_LIMITED = "rateLimited"

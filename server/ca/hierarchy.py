@@ -243,6 +243,7 @@ async def _new_signed_ca(
     path_length: int,
     name_constraints: x509.NameConstraints | None,
     mode: CAMode,
+    kind: CAKind = CAKind.GENERAL,
 ) -> tuple[CA, x509.Certificate]:
     """Make a CA key and certify it: self-signed without ``parent``, else within its validity.
 
@@ -270,6 +271,7 @@ async def _new_signed_ca(
         cert=cert,
         created_at=now,
         mode=mode,
+        kind=kind,
     )
     return ca, cert
 
@@ -294,8 +296,11 @@ async def create_root(
     mode: CAMode = CAMode.GENERAL,
     name_constraints: x509.NameConstraints | None = None,
     key_backend: str | None = None,
+    kind: CAKind = CAKind.GENERAL,
 ) -> CA:
     """Create a self-signed root CA (tier 1).
+
+    ``kind`` ADMIN makes the internal admin CA (``server/ca/admin/certs.py``).
 
     Raises:
         EngineError: CONFLICT (name taken), MALFORMED (bad name), POLICY (path length).
@@ -313,6 +318,7 @@ async def create_root(
         path_length=plen,
         name_constraints=name_constraints,
         mode=mode,
+        kind=kind,
     )
     await engine.store_ca(ca, cert=cert, issuer=None, actor=actor, action="ca.create-root")
     return ca
@@ -342,6 +348,10 @@ async def create_subordinate(
             parent path length, parent not active).
     """
     parent_ca = await engine.get_ca(parent)
+    if parent_ca.kind is CAKind.ADMIN:
+        raise EngineError(
+            ProblemKind.POLICY, f"CA {parent_ca.name} is the admin CA: it has no subordinates"
+        )
     parent_issuer = await engine.ca_issuer(parent_ca)
     await engine.check_ca_name(name)
     plen = child_path_length(

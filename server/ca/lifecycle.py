@@ -43,6 +43,7 @@ from server.ca.types import (
     CA,
     CAKind,
     CAStatus,
+    CertificateRecord,
     CertQuery,
     CertStatus,
     KeyHandle,
@@ -57,10 +58,12 @@ __all__ = [
     "Renewal",
     "disable",
     "enable",
+    "holder_of",
     "offline_refusal",
     "publishes_status",
     "renew",
     "revoke",
+    "revoke_certificate",
     "set_offline",
     "state_of",
 ]
@@ -308,6 +311,32 @@ async def _mark_revoked(engine: CAEngine, ca: CA, *, actor: Principal, cause: st
         else:
             return
     raise CAChangedError(detail=f"CA {ca.name} kept changing while it was being revoked")
+
+
+async def holder_of(engine: CAEngine, record: CertificateRecord) -> CA | None:
+    """Return the CA whose current certificate ``record`` is, None for anything else."""
+    if not record.is_ca:
+        return None
+    return next((c for c in await engine.list_cas() if c.cert_der == record.der), None)
+
+
+async def revoke_certificate(
+    engine: CAEngine, record: CertificateRecord, *, reason: RevocationReason, actor: Principal
+) -> tuple[CertificateRecord, CA | None]:
+    """Revoke a stored certificate; a CA's current certificate revokes that CA (``revoke``).
+
+    Returns the certificate as stored now and the CA revoked with it (None for a leaf).
+
+    Raises:
+        EngineError: as ``revoke`` and ``CAEngine.revoke``.
+    """
+    holder = await holder_of(engine, record)
+    if holder is not None:
+        # So it and its subtree stop issuing, not only its certificate.
+        await revoke(engine, holder.name, reason=reason, actor=actor)
+        return await engine.get_certificate(record.ca_id, record.serial), holder
+    updated = await engine.revoke(record.serial, principal=actor, reason=reason, ca=record.ca_id)
+    return updated, None
 
 
 @dataclass(frozen=True, slots=True)

@@ -126,10 +126,18 @@ def check_request(
         EngineError: POLICY (CA kind), BAD_PUBLIC_KEY, REJECTED_IDENTIFIER (profile,
             CA or grant name rules, name constraints, subject pattern), BAD_CSR.
     """
-    if ca.kind is not CAKind.GENERAL:
+    # The admin CA issues admin client certificates only, and only it issues them: an
+    # ACME directory or EST label naming either gets nothing (rule ``ca.kind``).
+    admin_pair = ca.kind is CAKind.ADMIN and profile.name == profiles.ADMIN_CLIENT.name
+    if ca.kind is not CAKind.GENERAL and not admin_pair:
         raise EngineError(
             ProblemKind.POLICY,
             f"{Rule.CA_KIND}: CA {ca.name} ({ca.kind}) cannot issue {profile.name}",
+        )
+    if ca.kind is CAKind.GENERAL and profile.name == profiles.ADMIN_CLIENT.name:
+        raise EngineError(
+            ProblemKind.POLICY,
+            f"{Rule.CA_KIND}: only the admin CA issues {profile.name} certificates",
         )
     if public_key is not None:
         alg = keys.algorithm_of(public_key)

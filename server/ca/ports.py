@@ -104,6 +104,16 @@ class Repository(Protocol):
         """Return certificates matching ``query``, newest first."""
         ...
 
+    async def page_certificates(
+        self, query: types.CertQuery, *, cursor: str | None = None
+    ) -> types.CertificatePage:
+        """Return up to ``query.limit`` matches after ``cursor``, newest first.
+
+        Raises:
+            EngineError: MALFORMED for a cursor this repository did not hand out.
+        """
+        ...
+
     async def revoke_certificate(
         self,
         ca_id: types.CAId,

@@ -19,6 +19,7 @@ from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import KeyAlgorithm
 
 __all__ = [
+    "ADMIN_CLIENT",
     "BUILTIN_PROFILES",
     "SHORT_LIVED_MAX",
     "Profile",
@@ -102,6 +103,22 @@ BUILTIN_PROFILES: Final[Mapping[str, Profile]] = {
         ),
     )
 }
+
+
+ADMIN_CLIENT: Final = Profile(
+    name="admin-client",
+    description="Admin API client certificates (issued only by the internal admin CA)",
+    extended_key_usages=(ExtendedKeyUsageOID.CLIENT_AUTH,),
+    allowed_san_types=frozenset(),
+    max_lifetime=timedelta(days=398),
+    default_lifetime=timedelta(days=90),
+    allowed_key_algorithms=frozenset({KeyAlgorithm.EC_P256, KeyAlgorithm.EC_P384}),
+    keep_subject=True,
+    require_san=False,
+    rsa_key_encipherment=False,
+)
+"""Not configurable and not among ``BUILTIN_PROFILES``: the pipeline ties it to CAs of kind
+``admin`` and those CAs to it (``pipeline.check_request``)."""
 
 
 def get_profile(name: str) -> Profile:

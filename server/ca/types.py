@@ -21,6 +21,7 @@ __all__ = [
     "CAStatus",
     "CertQuery",
     "CertStatus",
+    "CertificatePage",
     "CertificateRecord",
     "CrlRecord",
     "IssuedCertificate",
@@ -81,6 +82,8 @@ class CAKind(StrEnum):
     MATTER_RCAC = "matter-rcac"
     MATTER_ICAC = "matter-icac"
     OCSP_SIGNER = "ocsp-signer"
+    # The internal CA of admin API client certificates: never an ACME/EST issuer or anchor.
+    ADMIN = "admin"
 
 
 class CertStatus(StrEnum):
@@ -233,12 +236,25 @@ class CertQuery:
     """Inventory search; every field narrows, None means any."""
 
     ca_id: CAId | None = None
+    # Any of these CAs (a scope's subtree); an empty set matches nothing.
+    ca_ids: frozenset[CAId] | None = None
     status: CertStatus | None = None
     text: str | None = None
     expires_before: datetime | None = None
     expires_after: datetime | None = None
     serial: Serial | None = None
     limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class CertificatePage:
+    """One page of an inventory search, newest first.
+
+    ``next_cursor`` is opaque (the repository defines it); None on the last page.
+    """
+
+    records: tuple[CertificateRecord, ...]
+    next_cursor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """The ``privca`` command line: serve, and operator commands on the same data.
 
 One module per command group (``ca``, ``cert``, ``crl``, ``audit``, ``est``,
-``acme``, ``matter``, ``serve``), each with a ``register(sub)``; shared options
+``acme``, ``matter``, ``admin``, ``serve``), each with a ``register(sub)``; shared options
 are parent parsers in ``options.py``. Every command opens the same data dir (or
 database URL) as ``serve`` through ``server.wiring``. Engine errors print as
 ``error: ...`` with exit status 1; configuration errors exit 2.
@@ -18,7 +18,7 @@ from typing import Any
 
 from server import logs
 from server.ca.errors import EngineError
-from server.cli import acme, audit, ca, cert, crl, est, matter, serve
+from server.cli import acme, admin, audit, ca, cert, crl, est, matter, serve
 from server.cli.options import Handler
 from server.config import ConfigError, Settings, load_settings
 from server.wiring import open_services
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="privca", description="privca private CA")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (serve, ca, cert, crl, audit, est, acme, matter):
+    for group in (serve, ca, cert, crl, audit, est, acme, matter, admin):
         group.register(sub)
     return parser
 

@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from server import private_files
+from server.ca import lifecycle
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import CertificateRecord, CertQuery, CertStatus, RevocationReason
 from server.cli.options import (
@@ -116,15 +117,11 @@ async def _show(s: Services, a: argparse.Namespace) -> int:
 
 async def _revoke(s: Services, a: argparse.Namespace) -> int:
     found = await s.engine.get_certificate(a.ca, int(a.serial, 16))
-    if found.is_ca:
-        # A CA's current certificate: revoke the CA, so it and its subtree stop issuing.
-        holder = next((c for c in await s.engine.list_cas() if c.cert_der == found.der), None)
-        if holder is not None:
-            await s.engine.revoke_ca(holder.name, reason=a.reason, actor=OPERATOR)
-            print(f"revoked {found.serial_hex} ({a.reason}): CA {holder.name} is revoked")
-            return 0
-    rec = await s.engine.revoke(found.serial, principal=OPERATOR, reason=a.reason, ca=found.ca_id)
-    print(f"revoked {rec.serial_hex} ({a.reason})")
+    _, holder = await lifecycle.revoke_certificate(s.engine, found, reason=a.reason, actor=OPERATOR)
+    if holder is not None:
+        print(f"revoked {found.serial_hex} ({a.reason}): CA {holder.name} is revoked")
+    else:
+        print(f"revoked {found.serial_hex} ({a.reason})")
     return 0
 
 

@@ -103,25 +103,31 @@ class MemoryRepository:
     async def list_certificates(self, query: types.CertQuery) -> Sequence[types.CertificateRecord]:
         out = []
         for rec in sorted(self.certs.values(), key=lambda r: r.issued_at, reverse=True):
-            if query.ca_id is not None and rec.ca_id != query.ca_id:
+            if not _matches(rec, query):
                 continue
-            if query.status is not None and rec.status is not query.status:
-                continue
-            if query.serial is not None and rec.serial != query.serial:
-                continue
-            if query.expires_before is not None and rec.not_after >= query.expires_before:
-                continue
-            if query.expires_after is not None and rec.not_after <= query.expires_after:
-                continue
-            if query.text is not None:
-                needle = query.text.lower()
-                hay = [rec.subject.lower(), *(s.lower() for s in rec.sans)]
-                if not any(needle in h for h in hay):
-                    continue
             out.append(rec)
             if len(out) >= query.limit:
                 break
         return out
+
+    async def page_certificates(
+        self, query: types.CertQuery, *, cursor: str | None = None
+    ) -> types.CertificatePage:
+        # The cursor is the insertion position of the last record handed out.
+        start = len(self.certs)
+        if cursor is not None:
+            if not cursor.isdigit() or int(cursor) > len(self.certs):
+                raise EngineError(ProblemKind.MALFORMED, "unknown cursor")
+            start = int(cursor)
+        records = list(self.certs.values())
+        out: list[types.CertificateRecord] = []
+        for position in range(start - 1, -1, -1):
+            if not _matches(records[position], query):
+                continue
+            if len(out) == query.limit:
+                return types.CertificatePage(tuple(out), str(position + 1))
+            out.append(records[position])
+        return types.CertificatePage(tuple(out), None)
 
     async def revoke_certificate(
         self,
@@ -521,3 +527,25 @@ class MemoryStatusRepository:
             return
         async with lock:
             yield True
+
+
+def _matches(rec: types.CertificateRecord, query: types.CertQuery) -> bool:
+    """Return whether ``rec`` passes every filter of ``query``."""
+    if query.ca_id is not None and rec.ca_id != query.ca_id:
+        return False
+    if query.ca_ids is not None and rec.ca_id not in query.ca_ids:
+        return False
+    if query.status is not None and rec.status is not query.status:
+        return False
+    if query.serial is not None and rec.serial != query.serial:
+        return False
+    if query.expires_before is not None and rec.not_after >= query.expires_before:
+        return False
+    if query.expires_after is not None and rec.not_after <= query.expires_after:
+        return False
+    if query.text is not None:
+        needle = query.text.lower()
+        hay = [rec.subject.lower(), *(s.lower() for s in rec.sans)]
+        if not any(needle in h for h in hay):
+            return False
+    return True

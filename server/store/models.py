@@ -132,5 +132,6 @@ class MetaRow(Base):
 
 
 from server.store import acme_models as _acme_models  # noqa: E402, F401 - register ACME tables for Alembic
+from server.store import admin_models as _admin_models  # noqa: E402, F401 - register admin API tables for Alembic
 from server.store import est_models as _est_models  # noqa: E402, F401 - register EST tables for Alembic
 from server.store import status_models as _status_models  # noqa: E402, F401 - register revocation-service tables for Alembic

@@ -296,28 +296,25 @@ class SqlRepository:
         return [found.get(key) for key in keys]
 
     async def list_certificates(self, query: types.CertQuery) -> Sequence[types.CertificateRecord]:
-        stmt = select(_CERT)
-        if query.ca_id is not None:
-            stmt = stmt.where(_CERT.c.ca_id == query.ca_id)
-        if query.status is not None:
-            stmt = stmt.where(_CERT.c.status == str(query.status))
-        if query.serial is not None:
-            stmt = stmt.where(_CERT.c.serial == convert.serial_key(query.serial))
-        if query.expires_before is not None:
-            stmt = stmt.where(_CERT.c.not_after < query.expires_before)
-        if query.expires_after is not None:
-            stmt = stmt.where(_CERT.c.not_after > query.expires_after)
-        if query.text:
-            pattern = f"%{query.text.lower()}%"
-            stmt = stmt.where(
-                or_(
-                    func.lower(_CERT.c.subject).like(pattern),
-                    func.lower(_CERT.c.sans).like(pattern),
-                )
-            )
-        stmt = stmt.order_by(_CERT.c.id.desc()).limit(query.limit)
+        stmt = _filtered(select(_CERT), query).order_by(_CERT.c.id.desc()).limit(query.limit)
         rows = await self._db.fetch_all(stmt)
         return [_cert_to_domain(r) for r in rows]
+
+    async def page_certificates(
+        self, query: types.CertQuery, *, cursor: str | None = None
+    ) -> types.CertificatePage:
+        # Keyset pagination on the row id: stable while certificates are added.
+        stmt = _filtered(select(_CERT), query)
+        if cursor is not None:
+            if not cursor.isdigit() or len(cursor) > 19:
+                raise EngineError(ProblemKind.MALFORMED, "unknown cursor")
+            stmt = stmt.where(_CERT.c.id < int(cursor))
+        rows = await self._db.fetch_all(stmt.order_by(_CERT.c.id.desc()).limit(query.limit + 1))
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        return types.CertificatePage(
+            tuple(_cert_to_domain(r) for r in rows), str(rows[-1].id) if more else None
+        )
 
     async def revoke_certificate(
         self,
@@ -422,3 +419,30 @@ class SqlRepository:
             result = await conn.execute(update(_META).where(_META.c.key == key).values(value=value))
             if result.rowcount == 0:
                 await conn.execute(insert(_META).values(key=key, value=value))
+
+
+def _filtered(stmt: Select[Any], query: types.CertQuery) -> Select[Any]:
+    """Return ``stmt`` narrowed by every filter of ``query``."""
+    if query.ca_id is not None:
+        stmt = stmt.where(_CERT.c.ca_id == query.ca_id)
+    if query.ca_ids is not None:
+        stmt = stmt.where(_CERT.c.ca_id.in_(sorted(query.ca_ids)))
+    if query.status is not None:
+        stmt = stmt.where(_CERT.c.status == str(query.status))
+    if query.serial is not None:
+        stmt = stmt.where(_CERT.c.serial == convert.serial_key(query.serial))
+    if query.expires_before is not None:
+        stmt = stmt.where(_CERT.c.not_after < query.expires_before)
+    if query.expires_after is not None:
+        stmt = stmt.where(_CERT.c.not_after > query.expires_after)
+    if query.text:
+        # A substring, not a pattern: LIKE's wildcards in the text match themselves.
+        text = query.text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{text}%"
+        stmt = stmt.where(
+            or_(
+                func.lower(_CERT.c.subject).like(pattern, escape="\\"),
+                func.lower(_CERT.c.sans).like(pattern, escape="\\"),
+            )
+        )
+    return stmt

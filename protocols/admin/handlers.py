@@ -1,0 +1,233 @@
+"""Admin API handlers: authenticate, parse, one ``AdminService`` call, render.
+
+Authentication comes first in every handler, so a request without valid
+credentials gets 401 whatever else is wrong with it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final
+
+from aiohttp import web
+
+from protocols.admin import auth, links, messages, openapi
+from server.ca.admin import api as admin_api
+from server.ca.errors import EngineError, ProblemKind
+from server.ca.types import CertStatus
+
+__all__ = [
+    "MAX_BODY",
+    "SERVICE",
+    "ca_certificate",
+    "create_root",
+    "create_subordinate",
+    "disable_ca",
+    "enable_ca",
+    "get_ca",
+    "get_certificate",
+    "issue",
+    "list_cas",
+    "list_certificates",
+    "openapi_document",
+    "regenerate_crl",
+    "renew_ca",
+    "revoke_ca",
+    "revoke_certificate",
+    "whoami",
+]
+
+SERVICE: Final = web.AppKey("admin_service", admin_api.AdminService)
+MAX_BODY: Final = web.AppKey("admin_max_body", int)
+_DEFAULT_LIMIT: Final = 100
+
+
+def _json(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(body, status=status, headers=headers)
+
+
+async def _body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+    return await messages.read_json(request, limit=request.app[MAX_BODY], optional=optional)
+
+
+async def _who(request: web.Request) -> tuple[admin_api.AdminService, admin_api.AdminPrincipal]:
+    service = request.app[SERVICE]
+    return service, await auth.authenticate(request, service)
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    """GET /openapi.json: this API's OpenAPI 3.1 description (public)."""
+    return _json(openapi.DOCUMENT)
+
+
+async def whoami(request: web.Request) -> web.Response:
+    """GET /whoami: the caller's identity, role, scope and permissions."""
+    service, who = await _who(request)
+    return _json(messages.principal_to_wire(service.whoami(who)))
+
+
+async def list_cas(request: web.Request) -> web.Response:
+    """GET /cas: the CAs in the caller's scope."""
+    service, who = await _who(request)
+    return _json({"items": [messages.ca_to_wire(v) for v in await service.list_cas(who)]})
+
+
+async def get_ca(request: web.Request) -> web.Response:
+    """GET /cas/{ca}."""
+    service, who = await _who(request)
+    return _json(messages.ca_to_wire(await service.get_ca(who, request.match_info["ca"])))
+
+
+async def ca_certificate(request: web.Request) -> web.Response:
+    """GET /cas/{ca}/certificate: the CA certificate and its issuers (PEM)."""
+    service, who = await _who(request)
+    chain = await service.ca_chain(who, request.match_info["ca"])
+    return web.Response(body=messages.pem_chain(chain), content_type=messages.PEM_CHAIN)
+
+
+async def create_root(request: web.Request) -> web.Response:
+    """POST /cas: a new root CA (unscoped owners)."""
+    service, who = await _who(request)
+    req = messages.parse_create_ca(await _body(request))
+    view = await service.create_root(
+        who,
+        req.name,
+        key_algorithm=req.key_algorithm,
+        days=req.days,
+        path_length=req.path_length,
+        mode=req.mode,
+    )
+    body = messages.ca_to_wire(view)
+    return _json(body, status=201, headers={"Location": links.ca_url(view.ca.name)})
+
+
+async def create_subordinate(request: web.Request) -> web.Response:
+    """POST /cas/{ca}/subordinates: a CA signed by {ca}."""
+    service, who = await _who(request)
+    req = messages.parse_create_ca(await _body(request))
+    view = await service.create_subordinate(
+        who,
+        request.match_info["ca"],
+        req.name,
+        key_algorithm=req.key_algorithm,
+        days=req.days,
+        path_length=req.path_length,
+        mode=req.mode,
+    )
+    body = messages.ca_to_wire(view)
+    return _json(body, status=201, headers={"Location": links.ca_url(view.ca.name)})
+
+
+async def disable_ca(request: web.Request) -> web.Response:
+    """POST /cas/{ca}/disable."""
+    service, who = await _who(request)
+    return _json(messages.ca_to_wire(await service.disable_ca(who, request.match_info["ca"])))
+
+
+async def enable_ca(request: web.Request) -> web.Response:
+    """POST /cas/{ca}/enable."""
+    service, who = await _who(request)
+    return _json(messages.ca_to_wire(await service.enable_ca(who, request.match_info["ca"])))
+
+
+async def revoke_ca(request: web.Request) -> web.Response:
+    """POST /cas/{ca}/revoke: the CA and its subtree, with a CRLReason."""
+    service, who = await _who(request)
+    reason = messages.parse_revoke(await _body(request, optional=True))
+    view = await service.revoke_ca(who, request.match_info["ca"], reason=reason)
+    return _json(messages.ca_to_wire(view))
+
+
+async def renew_ca(request: web.Request) -> web.Response:
+    """POST /cas/{ca}/renew: a new CA certificate (same key unless rekey)."""
+    service, who = await _who(request)
+    rekey, days = messages.parse_renew(await _body(request, optional=True))
+    view, renewal = await service.renew_ca(who, request.match_info["ca"], rekey=rekey, days=days)
+    return _json(
+        {
+            "ca": messages.ca_to_wire(view),
+            "serial": format(renewal.certificate.serial_number, "X"),
+            "rekeyed": renewal.rekeyed,
+            "orphaned_leaves": renewal.orphaned_leaves,
+        }
+    )
+
+
+async def regenerate_crl(request: web.Request) -> web.Response:
+    """POST /cas/{ca}/crl: publish the CA's CRL now."""
+    service, who = await _who(request)
+    return _json(messages.crl_to_wire(await service.regenerate_crl(who, request.match_info["ca"])))
+
+
+async def issue(request: web.Request) -> web.Response:
+    """POST /cas/{ca}/certificates: issue from a CSR; 201 with leaf + chain (no root) in PEM."""
+    service, who = await _who(request)
+    req = messages.parse_issue(await _body(request))
+    issued = await service.issue(
+        who, request.match_info["ca"], req.csr, profile=req.profile, days=req.days
+    )
+    record = issued.record
+    return web.Response(
+        status=201,
+        body=messages.pem_chain([issued.certificate, *issued.chain[:-1]]),
+        content_type=messages.PEM_CHAIN,
+        headers={"Location": links.certificate_url(record.serial_hex, record.ca_id)},
+    )
+
+
+def _query_time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise EngineError(ProblemKind.MALFORMED, f"{name} must be an ISO 8601 date-time") from None
+    if parsed.tzinfo is None:
+        raise EngineError(ProblemKind.MALFORMED, f"{name} needs a time zone (Z or +hh:mm)")
+    return parsed
+
+
+def _query_limit(value: str | None) -> int:
+    if value is None:
+        return _DEFAULT_LIMIT
+    if not value.isdigit() or not 1 <= int(value) <= messages.MAX_LIMIT:
+        raise EngineError(ProblemKind.MALFORMED, f"limit must be 1..{messages.MAX_LIMIT}")
+    return int(value)
+
+
+async def list_certificates(request: web.Request) -> web.Response:
+    """GET /certificates: search (ca, status, q, expiring_before), limit + cursor pages."""
+    service, who = await _who(request)
+    q = request.query
+    status = q.get("status")
+    if status is not None and status not in set(CertStatus):
+        raise EngineError(ProblemKind.MALFORMED, f"status must be one of {', '.join(CertStatus)}")
+    page = await service.page_certificates(
+        who,
+        ca=q.get("ca"),
+        status=CertStatus(status) if status is not None else None,
+        text=q.get("q") or None,
+        expires_before=_query_time(q.get("expiring_before"), "expiring_before"),
+        limit=_query_limit(q.get("limit")),
+        cursor=messages.decode_cursor(q.get("cursor")),
+    )
+    return _json(messages.page_to_wire(page, now=service.now()))
+
+
+async def get_certificate(request: web.Request) -> web.Response:
+    """GET /certificates/{serial}[?ca=]."""
+    service, who = await _who(request)
+    serial = messages.parse_serial(request.match_info["serial"])
+    record = await service.get_certificate(who, serial, ca=request.query.get("ca"))
+    return _json(messages.certificate_to_wire(record, now=service.now()))
+
+
+async def revoke_certificate(request: web.Request) -> web.Response:
+    """POST /certificates/{serial}/revoke[?ca=] with ``{"reason": ...}``."""
+    service, who = await _who(request)
+    serial = messages.parse_serial(request.match_info["serial"])
+    reason = messages.parse_revoke(await _body(request, optional=True))
+    record = await service.revoke_certificate(
+        who, serial, reason=reason, ca=request.query.get("ca")
+    )
+    return _json(messages.certificate_to_wire(record, now=service.now()))

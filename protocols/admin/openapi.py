@@ -1,0 +1,412 @@
+"""The admin API's OpenAPI 3.1 document, served at /admin/v1/openapi.json.
+
+Kept beside the routes it describes: ``tests/protocols/admin/test_openapi.py``
+checks that it names exactly the routes ``routes.ROUTES`` mounts, and a
+schemathesis run checks live responses against it. Adding a resource is a
+handlers function, a ``ROUTES`` row and an entry in ``_PATHS`` here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from protocols.admin import links
+from server.ca.admin import api as admin_api
+from server.ca.types import CAMode, CertStatus, KeyAlgorithm, RevocationReason
+
+__all__ = ["DOCUMENT"]
+
+_NULLABLE_STR: Final = {"type": ["string", "null"]}
+_NULLABLE_TIME: Final = {"type": ["string", "null"], "format": "date-time"}
+_TIME: Final = {"type": "string", "format": "date-time"}
+_CA_REF: Final = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+_SERIAL: Final = {"type": "string", "pattern": "^[0-9A-Fa-f]{1,40}$"}
+_DAYS: Final = {"type": "integer", "minimum": 1, "maximum": admin_api.MAX_DAYS}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required if required is not None else list(properties),
+        "additionalProperties": False,
+    }
+
+
+_SCHEMAS: Final[dict[str, Any]] = {
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem document",
+        "properties": {
+            "type": {"type": "string", "format": "uri-reference"},
+            "title": {"type": "string"},
+            "status": {"type": "integer", "minimum": 400, "maximum": 599},
+            "detail": {"type": "string"},
+            "instance": {"type": "string"},
+            "subproblems": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "kind": {"type": "string"},
+                        "detail": {"type": "string"},
+                        "identifier": _NULLABLE_STR,
+                    }
+                ),
+            },
+        },
+        "required": ["type", "title", "status", "detail"],
+    },
+    "Links": _object({"self": {"type": "string"}}),
+    "CA": _object(
+        {
+            "name": {"type": "string"},
+            "id": {"type": "string"},
+            "tier": {"type": "integer"},
+            "state": {
+                "type": "string",
+                "enum": ["pending-import", "active", "disabled", "revoked", "expired"],
+            },
+            "status": {"type": "string"},
+            "mode": {"type": "string", "enum": list(CAMode)},
+            "kind": {"type": "string"},
+            "key_algorithm": {"type": "string", "enum": list(KeyAlgorithm)},
+            "parent": _NULLABLE_STR,
+            "external": {"type": "boolean"},
+            "offline": {"type": "boolean"},
+            "subject": _NULLABLE_STR,
+            "serial": _NULLABLE_STR,
+            "not_before": _NULLABLE_TIME,
+            "not_after": _NULLABLE_TIME,
+            "links": _ref("Links"),
+        }
+    ),
+    "CAList": _object({"items": {"type": "array", "items": _ref("CA")}}),
+    "CreateCA": _object(
+        {
+            "name": _CA_REF,
+            "key_type": {"type": "string", "enum": list(KeyAlgorithm)},
+            "days": _DAYS,
+            "path_length": {"type": "integer", "minimum": 0, "maximum": 4},
+            "mode": {"type": "string", "enum": list(CAMode)},
+        },
+        required=["name"],
+    ),
+    "Revoke": _object({"reason": {"type": "string", "enum": list(RevocationReason)}}, required=[]),
+    "Renew": _object({"rekey": {"type": "boolean"}, "days": _DAYS}, required=[]),
+    "Renewal": _object(
+        {
+            "ca": _ref("CA"),
+            "serial": {"type": "string"},
+            "rekeyed": {"type": "boolean"},
+            "orphaned_leaves": {"type": "integer", "minimum": 0},
+        }
+    ),
+    "Issue": _object(
+        {
+            "csr": {"type": "string", "description": "PEM PKCS#10 request"},
+            "profile": {"type": "string", "default": "tls-server"},
+            "days": _DAYS,
+        },
+        required=["csr"],
+    ),
+    "Certificate": _object(
+        {
+            "serial": {"type": "string"},
+            "ca_id": {"type": "string"},
+            "status": {"type": "string", "enum": [*CertStatus, "expired"]},
+            "subject": {"type": "string"},
+            "sans": {"type": "array", "items": {"type": "string"}},
+            "profile": {"type": "string"},
+            "is_ca": {"type": "boolean"},
+            "not_before": _TIME,
+            "not_after": _TIME,
+            "issued_at": _TIME,
+            "requester": {"type": "string"},
+            "revoked_at": _NULLABLE_TIME,
+            "revocation_reason": _NULLABLE_STR,
+            "links": _ref("Links"),
+        }
+    ),
+    "CertificatePage": _object(
+        {
+            "items": {"type": "array", "items": _ref("Certificate")},
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "pass as ?cursor= for the next page; null on the last page",
+            },
+        }
+    ),
+    "Crl": _object(
+        {
+            "ca_id": {"type": "string"},
+            "number": {"type": "integer", "minimum": 1},
+            "this_update": _TIME,
+            "next_update": _TIME,
+        }
+    ),
+    "Whoami": _object(
+        {
+            "name": {"type": "string"},
+            "role": {"type": "string", "enum": list(admin_api.Role)},
+            "scope": _NULLABLE_STR,
+            "via": {"type": "string", "enum": ["token", "certificate"]},
+            "permissions": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(admin_api.Permission)},
+            },
+        }
+    ),
+}
+
+_PROBLEMS: Final = {
+    "400": "malformed request",
+    "401": "no, unknown, expired or revoked credentials",
+    "403": "the role or scope does not allow this, or policy refuses it",
+    "404": "no such CA or certificate",
+    "409": "conflicts with the current state",
+    "413": "body too large",
+    "415": "the body is not application/json",
+    "503": "storage or the revocation service is unavailable",
+}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": _ref("Problem")}},
+    }
+
+
+def _json(schema: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _pem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/pem-certificate-chain": {"schema": {"type": "string"}}},
+    }
+
+
+def _op(
+    op_id: str,
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    body: str | None = None,
+    body_required: bool = True,
+    parameters: list[dict[str, Any]] | None = None,
+    public: bool = False,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "operationId": op_id,
+        "summary": summary,
+        "responses": responses | ({} if public else {k: _problem(v) for k, v in _PROBLEMS.items()}),
+    }
+    if public:
+        out["security"] = []
+    if body is not None:
+        out["requestBody"] = {
+            "required": body_required,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    if parameters:
+        out["parameters"] = parameters
+    return out
+
+
+def _path_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+_CA_PARAM: Final = [_path_param("ca", _CA_REF)]
+_SERIAL_PARAMS: Final = [
+    _path_param("serial", _SERIAL),
+    _query("ca", _CA_REF, "the issuing CA (name or id) when the serial exists under several"),
+]
+
+_PATHS: Final[dict[str, Any]] = {
+    links.OPENAPI: {
+        "get": _op(
+            "getOpenApi",
+            "This document",
+            {
+                "200": {
+                    "description": "OpenAPI 3.1",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+            public=True,
+        )
+    },
+    "/whoami": {
+        "get": _op("whoami", "The caller's identity", {"200": _json("Whoami", "identity")})
+    },
+    "/cas": {
+        "get": _op("listCas", "CAs in the caller's scope", {"200": _json("CAList", "CAs")}),
+        "post": _op(
+            "createRoot",
+            "Create a root CA (unscoped owners)",
+            {"201": _json("CA", "created")},
+            body="CreateCA",
+        ),
+    },
+    "/cas/{ca}": {
+        "get": _op("getCa", "One CA", {"200": _json("CA", "the CA")}, parameters=_CA_PARAM)
+    },
+    "/cas/{ca}/certificate": {
+        "get": _op(
+            "getCaCertificate",
+            "The CA certificate and its issuers (PEM)",
+            {"200": _pem("CA certificate chain")},
+            parameters=_CA_PARAM,
+        )
+    },
+    "/cas/{ca}/subordinates": {
+        "post": _op(
+            "createSubordinate",
+            "Create a CA under {ca} (owners)",
+            {"201": _json("CA", "created")},
+            body="CreateCA",
+            parameters=_CA_PARAM,
+        )
+    },
+    "/cas/{ca}/disable": {
+        "post": _op(
+            "disableCa",
+            "Stop a CA issuing (owners)",
+            {"200": _json("CA", "disabled")},
+            parameters=_CA_PARAM,
+        )
+    },
+    "/cas/{ca}/enable": {
+        "post": _op(
+            "enableCa",
+            "Let a disabled CA issue (owners)",
+            {"200": _json("CA", "enabled")},
+            parameters=_CA_PARAM,
+        )
+    },
+    "/cas/{ca}/revoke": {
+        "post": _op(
+            "revokeCa",
+            "Revoke a CA and its subtree (owners)",
+            {"200": _json("CA", "revoked")},
+            body="Revoke",
+            body_required=False,
+            parameters=_CA_PARAM,
+        )
+    },
+    "/cas/{ca}/renew": {
+        "post": _op(
+            "renewCa",
+            "Give a CA a new certificate (owners)",
+            {"200": _json("Renewal", "renewed")},
+            body="Renew",
+            body_required=False,
+            parameters=_CA_PARAM,
+        )
+    },
+    "/cas/{ca}/crl": {
+        "post": _op(
+            "regenerateCrl",
+            "Publish the CA's CRL now (owners)",
+            {"200": _json("Crl", "published")},
+            parameters=_CA_PARAM,
+        )
+    },
+    "/cas/{ca}/certificates": {
+        "post": _op(
+            "issueCertificate",
+            "Issue a certificate from a CSR (issuers); leaf and chain without the root",
+            {"201": _pem("issued certificate chain")},
+            body="Issue",
+            parameters=_CA_PARAM,
+        )
+    },
+    "/certificates": {
+        "get": _op(
+            "listCertificates",
+            "Search certificates of CAs in scope, newest first",
+            {"200": _json("CertificatePage", "one page")},
+            parameters=[
+                _query("ca", _CA_REF, "only this CA (name or id)"),
+                _query("status", {"type": "string", "enum": list(CertStatus)}, "stored status"),
+                _query("q", {"type": "string", "maxLength": 200}, "substring of subject or SAN"),
+                _query(
+                    "expiring_before",
+                    {"type": "string", "format": "date-time"},
+                    "notAfter before this",
+                ),
+                _query(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": 500},
+                    "page size (default 100)",
+                ),
+                _query(
+                    "cursor",
+                    {"type": "string", "maxLength": 64},
+                    "next_cursor of the previous page",
+                ),
+            ],
+        )
+    },
+    "/certificates/{serial}": {
+        "get": _op(
+            "getCertificate",
+            "One certificate",
+            {"200": _json("Certificate", "the certificate")},
+            parameters=_SERIAL_PARAMS,
+        )
+    },
+    "/certificates/{serial}/revoke": {
+        "post": _op(
+            "revokeCertificate",
+            "Revoke a certificate (issuers; a CA's certificate: its owners)",
+            {"200": _json("Certificate", "revoked")},
+            body="Revoke",
+            body_required=False,
+            parameters=_SERIAL_PARAMS,
+        )
+    },
+}
+
+DOCUMENT: Final[dict[str, Any]] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "privca admin API",
+        "version": "1",
+        "description": "Manage CAs and certificates. Errors are RFC 9457 problem documents.",
+    },
+    "servers": [{"url": links.PREFIX}],
+    "security": [{"bearer": []}, {"mutualTLS": []}],
+    "paths": _PATHS,
+    "components": {
+        "schemas": _SCHEMAS,
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "`privca admin token create NAME --role ROLE [--scope CA]`",
+            },
+            "mutualTLS": {
+                "type": "mutualTLS",
+                "description": "an admin client certificate (`privca admin cert create`)",
+            },
+        },
+    },
+}

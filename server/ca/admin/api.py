@@ -1,0 +1,32 @@
+"""The admin engine facade: the one module ``protocols/admin`` and the CLI import.
+
+Re-exports roles, identities and the ``AdminService``; the implementation lives in
+``roles``, ``tokens``, ``certs`` and ``service``. Must not import aiohttp, josepy
+or sqlalchemy.
+"""
+
+from __future__ import annotations
+
+from server.ca.admin.ports import AdminCertificate, AdminRepository, AdminToken, CrlPublisher
+from server.ca.admin.roles import PERMISSIONS, AdminPrincipal, Permission, Role
+from server.ca.admin.service import ANONYMOUS, MAX_DAYS, AdminService, CAView
+from server.ca.admin.tokens import PREFIX, hash_token
+from server.ca.lifecycle import Renewal
+
+__all__ = [
+    "ANONYMOUS",
+    "MAX_DAYS",
+    "PERMISSIONS",
+    "PREFIX",
+    "AdminCertificate",
+    "AdminPrincipal",
+    "AdminRepository",
+    "AdminService",
+    "AdminToken",
+    "CAView",
+    "CrlPublisher",
+    "Permission",
+    "Renewal",
+    "Role",
+    "hash_token",
+]

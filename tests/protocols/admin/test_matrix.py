@@ -1,0 +1,192 @@
+"""Role x endpoint x scope: every admin endpoint allows exactly what the role table says.
+
+Hierarchy root -> teamA, teamB. A teamA-scoped identity acts on teamA only; an
+unscoped one on every CA. Each refusal is a 403 problem document and one
+``admin.denied`` audit record naming the identity and the client address; every
+request without valid credentials is a 401 problem document and an audit record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from server.ca.admin import api as admin_api
+from server.ca.types import CAStatus, CertStatus
+from tests.protocols.admin.conftest import OP, AdminEnv, csr_pem
+
+Role = admin_api.Role
+P = admin_api.Permission
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One admin operation aimed at a CA (``target``), its permission and success status."""
+
+    name: str
+    method: str
+    path: str
+    permission: P
+    ok: int
+    body: Callable[[], Any] | None = None
+    prepare: Callable[[AdminEnv, str], Awaitable[None]] | None = None
+    targeted: bool = True
+
+
+async def _disable(env: AdminEnv, target: str) -> None:
+    await env.engine.disable_ca(target, actor=OP)
+
+
+def _leaf(env: AdminEnv, target: str) -> str:
+    return env.leaves[target].serial_hex
+
+
+ENDPOINTS = (
+    Endpoint("whoami", "GET", "/whoami", P.READ, 200, targeted=False),
+    Endpoint("list-cas", "GET", "/cas", P.READ, 200, targeted=False),
+    Endpoint(
+        "create-root",
+        "POST",
+        "/cas",
+        P.CREATE_ROOT,
+        201,
+        lambda: {"name": "newroot"},
+        targeted=False,
+    ),
+    Endpoint("get-ca", "GET", "/cas/{ca}", P.READ, 200),
+    Endpoint("ca-cert", "GET", "/cas/{ca}/certificate", P.READ, 200),
+    Endpoint(
+        "create-sub", "POST", "/cas/{ca}/subordinates", P.MANAGE_CA, 201, lambda: {"name": "newsub"}
+    ),
+    Endpoint("disable", "POST", "/cas/{ca}/disable", P.MANAGE_CA, 200),
+    Endpoint("enable", "POST", "/cas/{ca}/enable", P.MANAGE_CA, 200, prepare=_disable),
+    Endpoint(
+        "revoke-ca", "POST", "/cas/{ca}/revoke", P.MANAGE_CA, 200, lambda: {"reason": "superseded"}
+    ),
+    Endpoint("renew", "POST", "/cas/{ca}/renew", P.MANAGE_CA, 200, lambda: {"days": 30}),
+    Endpoint("crl", "POST", "/cas/{ca}/crl", P.MANAGE_CA, 200),
+    Endpoint(
+        "issue",
+        "POST",
+        "/cas/{ca}/certificates",
+        P.ISSUE,
+        201,
+        lambda: {"csr": csr_pem(), "profile": "tls-server", "days": 10},
+    ),
+    Endpoint("list-certs", "GET", "/certificates?ca={ca}", P.READ, 200),
+    Endpoint("get-cert", "GET", "/certificates/{serial}?ca={ca}", P.READ, 200),
+    Endpoint(
+        "revoke-cert",
+        "POST",
+        "/certificates/{serial}/revoke?ca={ca}",
+        P.REVOKE,
+        200,
+        lambda: {"reason": "keyCompromise"},
+    ),
+)
+
+# (identity scope, target CA): an unscoped identity on teamB, a teamA one on teamA and teamB.
+PLACES = ((None, "teamB"), ("teamA", "teamA"), ("teamA", "teamB"))
+
+
+def _cases() -> list[Any]:
+    out = []
+    for role in Role:
+        for scope, target in PLACES:
+            for ep in ENDPOINTS:
+                if not ep.targeted and target == "teamB" and scope == "teamA":
+                    continue  # no CA to be outside of: covered by the teamA/teamA row
+                allowed = ep.permission in admin_api.PERMISSIONS[role] and (
+                    scope is None
+                    or (ep.targeted and target == scope)
+                    or (not ep.targeted and ep.permission is not P.CREATE_ROOT)
+                )
+                where = "all" if scope is None else ("in" if target == scope else "out")
+                verdict = "ok" if allowed else "deny"
+                out.append(
+                    pytest.param(
+                        role, scope, target, ep, allowed, id=f"{verdict}/{role}-{where}/{ep.name}"
+                    )
+                )
+    return out
+
+
+def _path(env: AdminEnv, ep: Endpoint, target: str) -> str:
+    return ep.path.format(ca=target, serial=_leaf(env, target))
+
+
+@pytest.mark.parametrize(("role", "scope", "target", "ep", "allowed"), _cases())
+async def test_role_scope_matrix(
+    env: AdminEnv, role: Role, scope: str | None, target: str, ep: Endpoint, allowed: bool
+) -> None:
+    token = await env.token("alice", role, scope)
+    if ep.prepare is not None:
+        await ep.prepare(env, target)
+    status, body, ctype = await env.call(
+        ep.method, _path(env, ep, target), token=token, json=ep.body() if ep.body else None
+    )
+    denials = await env.denials()
+    if allowed:
+        assert status == ep.ok, body
+        assert denials == []
+        return
+    assert status == 403, body
+    assert ctype == "application/problem+json"
+    assert body["status"] == 403
+    assert body["type"] == "urn:privca:problem:unauthorized"
+    (denial,) = denials
+    assert denial.actor == "admin:alice"
+    assert denial.detail["from"] == "127.0.0.1"
+    assert denial.detail["action"] == str(ep.permission)
+    assert denial.detail["role"] == str(role)
+    # Nothing happened: the target CA and its leaf are as they were.
+    ca = await env.engine.get_ca(target)
+    assert ca.status is (CAStatus.DISABLED if ep.prepare is _disable else CAStatus.ACTIVE)
+    leaf = env.leaves[target]
+    assert (await env.engine.get_certificate(leaf.ca_id, leaf.serial)).status is CertStatus.VALID
+    assert await env.engine.find_ca("newroot") is None
+    assert await env.engine.find_ca("newsub") is None
+
+
+async def _bad_credentials(env: AdminEnv, kind: str) -> dict[str, str]:
+    if kind == "none":
+        return {}
+    if kind == "garbage":
+        return {"Authorization": "Bearer pca_not-a-token"}
+    if kind == "basic":
+        return {"Authorization": "Basic YWRtaW46YWRtaW4="}
+    if kind == "unknown":
+        return {"Authorization": "Bearer pca_" + "A" * 43}
+    token = await env.token("bob", Role.OWNER, None, days=1)
+    if kind == "expired":
+        env.clock.advance(timedelta(days=2))
+    else:
+        await env.service.revoke_token("bob", actor=OP)
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize("kind", ["none", "garbage", "basic", "unknown", "expired", "revoked"])
+async def test_every_endpoint_refuses_bad_credentials(env: AdminEnv, kind: str) -> None:
+    headers = await _bad_credentials(env, kind)
+    for ep in ENDPOINTS:
+        resp = await env.client.request(
+            ep.method,
+            "/admin/v1" + _path(env, ep, "teamA"),
+            headers=headers,
+            json=ep.body() if ep.body else None,
+        )
+        body = await resp.json(content_type=None)
+        assert resp.status == 401, (ep.name, body)
+        assert resp.content_type == "application/problem+json"
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+        assert body["type"] == "urn:privca:problem:unauthenticated"
+    denials = await env.denials()
+    assert len(denials) == len(ENDPOINTS)
+    expected_actor = "admin:bob" if kind in {"expired", "revoked"} else "admin:anonymous"
+    assert {d.actor for d in denials} == {expected_actor}
+    assert {d.detail["from"] for d in denials} == {"127.0.0.1"}
+    assert await env.engine.find_ca("newroot") is None
