@@ -114,6 +114,7 @@ async def env(
         await runner.setup()
         site = lean.LeanSite(runner, services.status, max_request_bytes=8192)
         await site.start("127.0.0.1", 0)
+        assert https.port is not None
         try:
             yield Env(services, https.port, site.port)
         finally:
