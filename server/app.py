@@ -28,7 +28,7 @@ from protocols.admin import links as admin_links
 from protocols.admin import routes as admin_routes
 from protocols.ca_issuers import links as ca_issuers_links
 from protocols.ca_issuers import routes as ca_issuers_routes
-from protocols.common import guard
+from protocols.common import body, guard
 from protocols.crl import links as crl_links
 from protocols.crl import routes as crl_routes
 from protocols.est import links as est_links
@@ -62,7 +62,12 @@ _TLS_RENEW_CHECK_SECONDS: Final = 3600.0
 
 def _base(services: wiring.Services, metrics: ProcessMetrics | None) -> web.Application:
     middlewares = [metrics.middleware()] if metrics is not None else []
-    app = web.Application(client_max_size=services.settings.max_body_bytes, middlewares=middlewares)
+    app = web.Application(
+        client_max_size=services.settings.max_body_bytes,
+        middlewares=middlewares,
+        # Bodies stay as sent: the front ends refuse content codings with their own errors.
+        handler_args=body.SERVER_OPTIONS,
+    )
     app[ENGINE] = services.engine
     app[SETTINGS] = services.settings
     return app

@@ -10,11 +10,11 @@ import json
 from typing import Final
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 from cryptography.hazmat.primitives import serialization
 
 from protocols.acme import jws, links, messages
 from protocols.acme.middleware import MAX_BODY, AcmeProblemError, links_for, service_of
+from protocols.common import body as body_reader
 from protocols.common import problem
 from server.ca.acme import api as acme_api
 from server.ca.errors import EngineError, ProblemKind
@@ -56,24 +56,7 @@ async def _auth(
                 status=415,
             )
         )
-    limit = request.app[MAX_BODY]
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    chunks: list[bytes] = []
-    total = 0
-    try:
-        while chunk := await request.content.read(65536):
-            total += len(chunk)
-            if total > limit:
-                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=total)
-            chunks.append(chunk)
-    except (web.RequestPayloadError, HttpProcessingError) as exc:
-        # aiohttp decodes Content-Encoding while we read: a body that does not
-        # decode is the client's malformed request, not a server error.
-        raise EngineError(
-            ProblemKind.MALFORMED, "the request body does not match its Content-Encoding"
-        ) from exc
-    body = b"".join(chunks)
+    body = await body_reader.read(request, limit=request.app[MAX_BODY])
     lk = links_for(request)
     return await jws.authenticate(
         body,

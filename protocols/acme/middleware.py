@@ -105,7 +105,8 @@ def _from_http(exc: web.HTTPException) -> problem.Problem:
         405: "method not allowed",
         413: "the request body is too large",
     }.get(exc.status, exc.reason)
-    headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+    # Allow on 405; Accept-Encoding on 415 for a content coding (RFC 7231 §6.5.13).
+    headers = {k: exc.headers[k] for k in ("Allow", "Accept-Encoding") if k in exc.headers}
     return problem.Problem(
         kind=ProblemKind.MALFORMED, detail=detail, status=exc.status, headers=headers
     )

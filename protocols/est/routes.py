@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Sequence
+from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -28,6 +29,7 @@ _EST_STATUS: dict[ProblemKind, int] = {
     ProblemKind.CONFLICT: 400,
     ProblemKind.RATE_LIMITED: 503,
 }
+_KEPT_HEADERS: Final = frozenset({"allow", "accept-encoding"})
 
 
 def _text(status: int, reason: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -65,7 +67,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        # Allow on 405; Accept-Encoding on 415 for a content coding (RFC 7231 §6.5.13).
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in _KEPT_HEADERS}
         return _text(exc.status, exc.reason, headers)
     except Exception:  # the one place unexpected errors become a 500
         request_id = secrets.token_hex(6)

@@ -14,6 +14,7 @@ import secrets
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from protocols.common import body
 from protocols.ocsp import handlers, messages
 from server.ca.errors import EngineError
 from server.ca.status import api as status_api
@@ -39,6 +40,14 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         status = messages.unsuccessful_status(err.kind)
         log.info("OCSP %s %s -> status %d: %s", request.method, request.path, status, err.detail)
         return _unsuccessful(status)
+    except body.UnsupportedCodingError as exc:
+        # A compressed request is a malformed one: HTTP 200 with malformedRequest, which
+        # `openssl ocsp` reports as "Responder Error: malformedrequest" (on a 415 it
+        # reports only the HTTP status). No OCSP client compresses its requests.
+        log.info("OCSP %s %s -> status 1: %s", request.method, request.path, exc.reason)
+        resp = _unsuccessful(messages.MALFORMED_REQUEST)
+        resp.headers["Accept-Encoding"] = body.ACCEPTED_CODINGS
+        return resp
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -1,7 +1,8 @@
-"""ACME POST bodies whose Content-Encoding lies: a problem document, never 500 (issue 13).
+"""ACME POST bodies with a Content-Encoding: a problem document, never 500 (issue 13).
 
 A body that is not what ``Content-Encoding: gzip|br|deflate`` says answered 500
-serverInternal (a fuzz finding); it is now 400 ``malformed``.
+serverInternal (a fuzz finding), then aiohttp's own text/plain 400 whenever the body
+arrived with the head; every content coding is now a 415 ``malformed`` problem.
 """
 
 from __future__ import annotations
@@ -31,6 +32,5 @@ async def test_acme_lying_content_encoding_answers_below_500(
         )
     )
     await resp.read()
-    # A body that does not decode is refused with 400: by our handler as a malformed
-    # problem when it is read there, by aiohttp's parser when the body arrives whole.
-    assert resp.status == 400, (resp.status, encoding, path, body)
+    assert resp.status == 415, (resp.status, encoding, path, body)
+    assert resp.content_type == "application/problem+json", (encoding, path, body)

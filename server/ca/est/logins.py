@@ -5,7 +5,10 @@ address and one of the account (label, username), stored through the
 repository so every process and node draws on the same ones; a right password
 gives both tokens back, a wrong one keeps them. So N parallel wrong passwords
 against a budget of B verify at most B, and refused attempts (one bucket
-empty) take nothing from the other bucket. Separately, at most
+empty) take nothing from the other bucket. A login from the verified-password
+cache runs no PBKDF2 and so takes nothing: it reads both buckets in one query and
+is refused while either is empty (``check_open``), so a lockout holds for it too,
+at the cost of a read rather than a take and a give-back. Separately, at most
 ``concurrent_checks`` PBKDF2 verifications run at once in this process.
 Must not import aiohttp, josepy or sqlalchemy.
 """

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from protocols.common import body
 from protocols.est import routes
 from server.ca import api, keys
 from server.ca.est import api as est_api
@@ -157,7 +158,9 @@ def external_leaf(
 def label_app(service: est_api.EstService, **kwargs: Any) -> web.Application:
     """The EST sub-app mounted where privca mounts it."""
     # The request body limit is the root application's (aiohttp sizes requests there).
-    root = web.Application(client_max_size=kwargs.get("max_body_bytes", 64 * 1024))
+    root = web.Application(
+        client_max_size=kwargs.get("max_body_bytes", 64 * 1024), handler_args=body.SERVER_OPTIONS
+    )
     root.add_subapp(PREFIX, routes.build_app(service, **kwargs))
     return root
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections import Counter
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -227,6 +228,42 @@ async def test_a_cached_login_waits_out_a_lockout(
     est_clock.advance(timedelta(seconds=30))
     assert await _login(service) is not None
     assert verifications.calls == 3
+
+
+class CountingRepository:
+    """An EST repository that counts the calls made to it, by method name."""
+
+    def __init__(self, inner: EstRepository) -> None:
+        self.inner = inner
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return await method(*args, **kwargs)
+
+        return counted
+
+
+async def test_a_cached_login_reads_the_budgets_once_and_writes_nothing(
+    cas: api.CAEngine, repo: EstRepository, est_clock: FakeClock, verifications: Verifications
+) -> None:
+    """A remembered password costs one read of both buckets, not a take and a give-back."""
+    counting = CountingRepository(repo)
+    service = _service(cas, cast(EstRepository, counting), est_clock, per_address=30, per_account=5)
+    await service.add_user("default", "dev1", PASSWORD, actor=OP)
+    label = await service.get_label(None)
+    counting.calls.clear()
+    assert await service.authenticate_password(label, "dev1", PASSWORD, client="192.0.2.1")
+    # The first login checks PBKDF2 between taking and giving back the tokens.
+    assert counting.calls == {"take_login_tokens": 1, "get_user": 1, "return_login_tokens": 1}
+    counting.calls.clear()
+    for _ in range(3):
+        assert await service.authenticate_password(label, "dev1", PASSWORD, client="192.0.2.1")
+    assert counting.calls == {"get_login_budgets": 3}
+    assert verifications.calls == 1
 
 
 @pytest.fixture
