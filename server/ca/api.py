@@ -349,22 +349,31 @@ class CAEngine:
         action: str,
         target: str,
         **detail: str,
-    ) -> None:
+    ) -> CA:
         """Store a changed CA if it is still as ``previous`` was read; drop its cached copy.
 
+        Compare-and-set on ``previous.version``: any change in between (status, offline
+        flag, certificate, chain, key) makes this write lose rather than undo it.
+
+        Returns:
+            ``updated`` as stored (its version bumped): pass it as ``previous`` next time.
+
         Raises:
-            CAChangedError: CONFLICT, when the stored status is no longer
-                ``previous.status`` (another node changed the CA in between).
+            CAChangedError: CONFLICT, when the stored CA is no longer the version
+                ``previous`` was (another command or node changed it in between).
         """
         stored = await self._repo.update_ca(
-            updated, expected=previous.status, audit=self._audit(actor, action, target, **detail)
+            updated,
+            expected_version=previous.version,
+            audit=self._audit(actor, action, target, **detail),
         )
         self._forget(previous)
         if not stored:
             raise CAChangedError(
-                detail=f"CA {previous.name} changed while this ran (it is no longer "
-                f"{previous.status}); nothing was written: check its state and retry"
+                detail=f"CA {previous.name} changed while this ran; nothing was written: "
+                "check its state and run the command again"
             )
+        return replace(updated, version=previous.version + 1)
 
     async def _store_ca_record(
         self, issuer: CA, ca: CA, cert: x509.Certificate, actor: Principal

@@ -104,9 +104,10 @@ class StorageUnavailableError(EngineError):
 class CAChangedError(EngineError):
     """Raised when a CA's stored state changed between reading it and writing it back.
 
-    Another node (or command) won the race, e.g. a revoke committed while an enable ran;
-    the losing write is not made. ``lifecycle.revoke`` catches it and starts again from
-    what is stored; other callers report CONFLICT.
+    Another node (or command) won the race, e.g. a revoke or set-offline committed while
+    an enable ran (any change of the row bumps ``CA.version``); the losing write is not
+    made. ``lifecycle`` revoke, set-offline and a renew's chain updates catch it and
+    start again from what is stored; other callers report CONFLICT.
     """
 
     kind: ProblemKind = ProblemKind.CONFLICT

@@ -41,6 +41,7 @@ from server.ca import custody, hierarchy, issuance
 from server.ca.errors import CAChangedError, EngineError, ProblemKind
 from server.ca.types import (
     CA,
+    CAId,
     CAKind,
     CAStatus,
     CertificateRecord,
@@ -128,11 +129,29 @@ async def set_offline(
     key leaves the database (``custody``), the key brought back when coming online.
     Taking an already offline CA's key out of the database is allowed (``key`` given).
 
+    Going offline (a key carried out or not) starts again from what is stored when
+    another write got in between its read and its write (``CAChangedError``): the
+    offline flag only ever tightens, and the checks run again on the fresh copy (a
+    carried key must still be the CA's). Coming online loosens it, so a lost race
+    is reported (CONFLICT) for the operator to look again.
+
     Raises:
-        EngineError: NOT_FOUND, CONFLICT (already in that state, or pending), MALFORMED
-            (``key`` is not this CA's, a carried key going online, a carried key
-            missing when coming online).
+        EngineError: NOT_FOUND, CONFLICT (already in that state, or pending; coming
+            online while the CA changed; still racing after ``_RACE_ATTEMPTS`` tries),
+            MALFORMED (``key`` is not this CA's, a carried key going online, a carried
+            key missing when coming online).
     """
+    if not offline:
+        return await _set_offline(engine, name, offline=offline, actor=actor, key=key)
+    for _ in range(_RACE_ATTEMPTS - 1):
+        with contextlib.suppress(CAChangedError):
+            return await _set_offline(engine, name, offline=offline, actor=actor, key=key)
+    return await _set_offline(engine, name, offline=offline, actor=actor, key=key)
+
+
+async def _set_offline(
+    engine: CAEngine, name: str, *, offline: bool, actor: Principal, key: KeyHandle | None
+) -> CA:
     ca, _ = await _fresh(engine, name)
     if ca.cert_der is None:
         raise EngineError(ProblemKind.CONFLICT, f"CA {ca.name} has no certificate yet")
@@ -149,10 +168,23 @@ async def set_offline(
             ProblemKind.MALFORMED,
             f"CA {ca.name}'s key is kept outside the database: bring it back with --key FILE",
         )
-    updated = replace(ca, offline=offline, key=new_key)
     action = "ca.set-offline" if offline else "ca.set-online"
     detail = {"key": new_key.backend} if moves_key else {}
-    await engine.replace_ca(ca, updated, actor=actor, action=action, target=ca.name, **detail)
+    change = replace(ca, offline=offline, key=new_key)
+    if offline:
+        updated = await engine.replace_ca(
+            ca, change, actor=actor, action=action, target=ca.name, **detail
+        )
+    else:
+        updated = await _replace_once(
+            engine,
+            ca,
+            change,
+            doing="it was being brought online",
+            actor=actor,
+            action=action,
+            **detail,
+        )
     _log.info(
         "CA %s marked %s by %s%s",
         ca.name,
@@ -189,6 +221,33 @@ async def _fresh(engine: CAEngine, name: str) -> tuple[CA, list[CA]]:
     return found, cas
 
 
+async def _replace_once(
+    engine: CAEngine,
+    ca: CA,
+    updated: CA,
+    *,
+    doing: str,
+    actor: Principal,
+    action: str,
+    **detail: str,
+) -> CA:
+    """Store ``updated`` over ``ca`` as read, or report CONFLICT: not safe to re-apply blindly.
+
+    Enable, disable, renew and coming online decide on the state the operator saw; when
+    another write got in between (another node, a concurrent ``set-offline``), applying
+    them to the new state could undo that write or act on a state nobody checked.
+    """
+    try:
+        return await engine.replace_ca(
+            ca, updated, actor=actor, action=action, target=ca.name, **detail
+        )
+    except CAChangedError as exc:
+        raise CAChangedError(
+            detail=f"CA {ca.name} changed while {doing} (another command or node wrote it "
+            "first); nothing was written: check its state and run the command again"
+        ) from exc
+
+
 def _descendants(ca: CA, cas: list[CA]) -> list[CA]:
     """Return every CA below ``ca``, parents before children."""
     out: list[CA] = []
@@ -209,8 +268,14 @@ async def disable(engine: CAEngine, name: str, *, actor: Principal) -> CA:
     ca, _ = await _fresh(engine, name)
     if ca.status is not CAStatus.ACTIVE:
         raise EngineError(ProblemKind.CONFLICT, f"CA {ca.name} is {ca.status}, not active")
-    updated = replace(ca, status=CAStatus.DISABLED)
-    await engine.replace_ca(ca, updated, actor=actor, action="ca.disable", target=ca.name)
+    updated = await _replace_once(
+        engine,
+        ca,
+        replace(ca, status=CAStatus.DISABLED),
+        doing="it was being disabled",
+        actor=actor,
+        action="ca.disable",
+    )
     _log.info("CA %s disabled by %s", ca.name, actor)
     return updated
 
@@ -229,8 +294,14 @@ async def enable(engine: CAEngine, name: str, *, actor: Principal) -> CA:
             CAStatus.ACTIVE: "it is already active",
         }[ca.status]
         raise EngineError(ProblemKind.CONFLICT, f"CA {ca.name} is {ca.status}, not disabled: {why}")
-    updated = replace(ca, status=CAStatus.ACTIVE)
-    await engine.replace_ca(ca, updated, actor=actor, action="ca.enable", target=ca.name)
+    updated = await _replace_once(
+        engine,
+        ca,
+        replace(ca, status=CAStatus.ACTIVE),
+        doing="it was being enabled",
+        actor=actor,
+        action="ca.enable",
+    )
     _log.info("CA %s enabled by %s", ca.name, actor)
     return updated
 
@@ -244,9 +315,10 @@ async def revoke(engine: CAEngine, name: str, *, reason: RevocationReason, actor
     an imported CA whose issuer is outside privca, is only marked: no CRL privca
     publishes can carry it (the audit detail says so).
 
-    A concurrent enable or disable (here or on another node) does not make it fail:
-    when the CA's row changed between reading and writing (``CAChangedError``) it
-    starts again from what is stored, so revocation wins over every other change.
+    A concurrent write of the CA (enable, disable, renew, set-offline, a key move; here
+    or on another node) does not make it fail: when the CA's row changed between
+    reading and writing (``CAChangedError``, any change bumps its version) it starts
+    again from what is stored, so revocation wins over every other change.
 
     Raises:
         EngineError: NOT_FOUND, CONFLICT (already revoked, or pending; still racing
@@ -284,8 +356,14 @@ async def _revoke(engine: CAEngine, name: str, *, reason: RevocationReason, acto
         else:
             await engine.revoke(serial, principal=actor, reason=reason, ca=parent.id)
             detail["certificate"] = f"{record.serial_hex} revoked at {parent.name}"
-    updated = replace(ca, status=CAStatus.REVOKED)
-    await engine.replace_ca(ca, updated, actor=actor, action="ca.revoke", target=ca.name, **detail)
+    updated = await engine.replace_ca(
+        ca,
+        replace(ca, status=CAStatus.REVOKED),
+        actor=actor,
+        action="ca.revoke",
+        target=ca.name,
+        **detail,
+    )
     for below in _descendants(ca, cas):
         await _mark_revoked(engine, below, actor=actor, cause=f"under revoked CA {ca.name}")
     _log.warning("CA %s revoked by %s (%s)", ca.name, actor, reason)
@@ -461,7 +539,6 @@ async def renew(
             )
         )
     new_der = cert.public_bytes(serialization.Encoding.DER)
-    updated = replace(ca, cert_der=new_der, key=key)
     detail = {
         "serial": format(cert.serial_number, "X"),
         "replaces": format(old.serial_number, "X"),
@@ -470,22 +547,71 @@ async def renew(
     }
     if rekey:
         detail["orphaned_leaves"] = str(orphaned)
-    await engine.replace_ca(ca, updated, actor=actor, action="ca.renew", target=ca.name, **detail)
+    # The certificate was made from the CA as read: if anything changed since (a
+    # concurrent renew, disable, set-offline, key move) it is discarded, never stored.
+    updated = await _replace_once(
+        engine,
+        ca,
+        replace(ca, cert_der=new_der, key=key),
+        doing="it was being renewed (the new certificate was discarded)",
+        actor=actor,
+        action="ca.renew",
+        **detail,
+    )
     # Recorded under the issuer like every CA certificate (its OCSP and CRL cover it);
     # this function is bound as a CAEngine method, so it uses the engine's own helper.
     await engine._store_ca_record(parent or updated, updated, cert, actor)
-    for child in below:
-        if ca.cert_der not in child.chain_der:
-            continue
-        chain = tuple(new_der if d == ca.cert_der else d for d in child.chain_der)
-        await engine.replace_ca(
-            child,
-            replace(child, chain_der=chain),
-            actor=actor,
-            action="ca.chain-update",
-            target=child.name,
-            issuer=ca.name,
-            serial=detail["serial"],
-        )
+    await _update_chains(engine, updated, actor=actor, serial=detail["serial"])
     _log.info("CA %s renewed by %s (serial %s)", ca.name, actor, detail["serial"])
     return Renewal(ca=updated, certificate=cert, rekeyed=rekey, orphaned_leaves=orphaned)
+
+
+async def _update_chains(engine: CAEngine, ca: CA, *, actor: Principal, serial: str) -> None:
+    """Give every CA below a renewed ``ca`` the chain through its parent's current certificate.
+
+    Each CA below (parents first, listed after the renewal is stored, so a sub-CA made
+    meanwhile is included) gets ``(parent certificate, *parent chain)`` as stored now,
+    the chain ``hierarchy`` gives a new sub-CA. A CA another write changed in between
+    is read again and the chain re-applied (``_rechain``): the renewal is stored by then,
+    so stopping would leave it half done. Re-deriving from the parents makes this
+    idempotent: a renew that still ended early (a CA below kept changing for
+    ``_RACE_ATTEMPTS`` tries) is completed by running ``ca renew`` again, whose chain
+    update re-derives every chain below, stale ones included.
+    """
+    for below in _descendants(ca, list(await engine.list_cas())):
+        await _rechain(engine, below.id, actor=actor, issuer=ca.name, serial=serial)
+
+
+async def _rechain(
+    engine: CAEngine, ca_id: CAId, *, actor: Principal, issuer: str, serial: str
+) -> None:
+    """Store the chain through the parent of CA ``ca_id``, re-reading both after a lost race."""
+    name: str = ca_id
+    for _ in range(_RACE_ATTEMPTS):
+        cas = {c.id: c for c in await engine.list_cas()}
+        child = cas[ca_id]
+        name = child.name
+        parent = cas.get(child.parent_id) if child.parent_id is not None else None
+        if parent is None or parent.cert_der is None:
+            return
+        chain = (parent.cert_der, *parent.chain_der)
+        if child.chain_der == chain:
+            return
+        try:
+            await engine.replace_ca(
+                child,
+                replace(child, chain_der=chain),
+                actor=actor,
+                action="ca.chain-update",
+                target=child.name,
+                issuer=issuer,
+                serial=serial,
+            )
+        except CAChangedError:
+            continue
+        return
+    raise CAChangedError(
+        detail=f"CA {issuer} is renewed (serial {serial}), but CA {name} kept changing while "
+        f"its chain was being updated: run `privca ca renew {issuer}` again to finish (it "
+        "issues another certificate and re-derives every chain below)"
+    )

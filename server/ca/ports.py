@@ -50,12 +50,14 @@ class Repository(Protocol):
         ...
 
     async def update_ca(
-        self, ca: types.CA, *, expected: types.CAStatus, audit: types.AuditEvent
+        self, ca: types.CA, *, expected_version: int, audit: types.AuditEvent
     ) -> bool:
-        """Replace a CA row (status, certificate, chain, policy) if it is still ``expected``.
+        """Replace a CA row (status, certificate, chain, key, flags) if it is unchanged.
 
-        Compare-and-set on the stored status, in the write's own transaction: False (and
-        no audit) when another writer changed it since the caller read it.
+        Compare-and-set on the stored ``version`` (``expected_version``: the one the
+        caller read), in the write's own transaction; the row is stored with version
+        ``expected_version + 1`` (``ca.version`` is ignored). False (and no audit) when
+        any writer changed the row since the caller read it, whatever it changed.
         """
         ...
 
@@ -67,7 +69,10 @@ class Repository(Protocol):
         new: types.KeyHandle,
         audit: types.AuditEvent,
     ) -> bool:
-        """Swap a CA's key handle if it is still ``old`` (re-wrapping); False if it was not."""
+        """Swap a CA's key handle if it is still ``old`` (re-wrapping); False if it was not.
+
+        Bumps the row's version like ``update_ca``.
+        """
         ...
 
     async def get_ca(self, ca_id: types.CAId) -> types.CA | None:

@@ -187,6 +187,9 @@ class CA:
     # Offline: serving processes never load its key; its CRL and OCSP answers come
     # from ``privca ca sign-offline`` ceremonies (``server/ca/status/offline.py``).
     offline: bool = False
+    # Bumped by every stored change of the row: a write names the version it read and
+    # loses (``Repository.update_ca`` returns False) when anything changed since.
+    version: int = 0
 
     @property
     def certificate(self) -> x509.Certificate:

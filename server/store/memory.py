@@ -44,13 +44,13 @@ class MemoryRepository:
             self._log(audit)
 
     async def update_ca(
-        self, ca: types.CA, *, expected: types.CAStatus, audit: types.AuditEvent
+        self, ca: types.CA, *, expected_version: int, audit: types.AuditEvent
     ) -> bool:
         async with self._lock:
             stored = self.cas.get(ca.id)
-            if stored is None or stored.status is not expected:
+            if stored is None or stored.version != expected_version:
                 return False
-            self.cas[ca.id] = ca
+            self.cas[ca.id] = replace(ca, version=expected_version + 1)
             self._log(audit)
             return True
 
@@ -66,7 +66,7 @@ class MemoryRepository:
             ca = self.cas.get(ca_id)
             if ca is None or ca.key != old:
                 return False
-            self.cas[ca_id] = replace(ca, key=new)
+            self.cas[ca_id] = replace(ca, key=new, version=ca.version + 1)
             self._log(audit)
             return True
 

@@ -54,6 +54,8 @@ class CARow(Base):
     allowed_ip_networks: Mapped[list[str]] = mapped_column(JSON)
     publish_revocation: Mapped[bool] = mapped_column(Boolean)
     offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Optimistic concurrency: every update of the row writes version + 1 where version matches.
+    version: Mapped[int] = mapped_column(Integer, default=0)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 

@@ -53,6 +53,7 @@ def _ca_to_domain(row: Row[Any]) -> types.CA:
         allowed_ip_networks=tuple(row.allowed_ip_networks),
         publish_revocation=row.publish_revocation,
         offline=row.offline,
+        version=row.version,
     )
 
 
@@ -78,6 +79,7 @@ def _ca_from_domain(ca: types.CA) -> dict[str, Any]:
         "allowed_ip_networks": list(ca.allowed_ip_networks),
         "publish_revocation": ca.publish_revocation,
         "offline": ca.offline,
+        "version": ca.version,
         "extra": {},
     }
 
@@ -176,14 +178,17 @@ class SqlRepository:
             ) from exc
 
     async def update_ca(
-        self, ca: types.CA, *, expected: types.CAStatus, audit: types.AuditEvent
+        self, ca: types.CA, *, expected_version: int, audit: types.AuditEvent
     ) -> bool:
         values = _ca_from_domain(ca)
         values.pop("id")
+        values["version"] = expected_version + 1
         async with self._db.write() as conn:
             # One statement checks and writes, so two nodes cannot both pass the check.
             done = await conn.execute(
-                update(_CA).where(_CA.c.id == ca.id, _CA.c.status == str(expected)).values(**values)
+                update(_CA)
+                .where(_CA.c.id == ca.id, _CA.c.version == expected_version)
+                .values(**values)
             )
             if done.rowcount != 1:
                 return False
@@ -207,7 +212,12 @@ class SqlRepository:
                     _CA.c.key_ref == old.ref,
                     _CA.c.key_blob == old.blob,
                 )
-                .values(key_backend=new.backend, key_ref=new.ref, key_blob=new.blob)
+                .values(
+                    key_backend=new.backend,
+                    key_ref=new.ref,
+                    key_blob=new.blob,
+                    version=_CA.c.version + 1,
+                )
             )
             if swapped.rowcount != 1:
                 return False

@@ -269,7 +269,9 @@ async def _set_status(env: DirsEnv, name: str, status: CAStatus) -> None:
     repo = SqlRepository(env.db)
     ca = await env.engine.get_ca(name)
     event = AuditEvent(at=ca.created_at, actor="test", action="ca.state", target=name)
-    assert await repo.update_ca(replace(ca, status=status), expected=ca.status, audit=event)
+    assert await repo.update_ca(
+        replace(ca, status=status), expected_version=ca.version, audit=event
+    )
     env.ticker.now += 10  # past the engine's CA state cache
 
 

@@ -15,6 +15,7 @@ from server.ca import api, grants, keys, lifecycle
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.est import api as est_api
 from server.ca.types import (
+    CA,
     AuditEvent,
     CAKind,
     CAStatus,
@@ -291,6 +292,47 @@ async def test_rekey_refused_with_live_child_cas_then_allowed(engine: api.CAEngi
     await engine.renew_ca("mid", actor=OP, rekey=True)
 
 
+class _BusyChild(MemoryRepository):
+    """Loses the next ``losses`` chain writes of CA ``name``, as if another node kept writing it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.losses = 0
+
+    async def update_ca(self, ca: CA, *, expected_version: int, audit: AuditEvent) -> bool:
+        if ca.name == self.name and audit.action == "ca.chain-update" and self.losses:
+            self.losses -= 1
+            return False
+        return await super().update_ca(ca, expected_version=expected_version, audit=audit)
+
+
+async def test_renew_retries_a_child_chain_and_a_rerun_completes_one_that_gave_up(
+    key_backend: keys.Pkcs8KeyBackend,
+) -> None:
+    repo = _BusyChild("issuing")
+    engine = api.CAEngine(repo, key_backend)
+    await _hierarchy(engine)
+    # A few lost races: re-read and re-applied, the renew completes.
+    repo.losses = lifecycle._RACE_ATTEMPTS - 1
+    first = await engine.renew_ca("mid", actor=OP)
+    assert (await engine.get_ca("issuing")).chain_der[0] == first.ca.cert_der
+    # Lost on every try: the renewal is stored, the error says how to finish.
+    repo.losses = lifecycle._RACE_ATTEMPTS
+    with pytest.raises(EngineError) as err:
+        await engine.renew_ca("mid", actor=OP)
+    assert err.value.kind is ProblemKind.CONFLICT
+    assert "run `privca ca renew mid` again to finish" in err.value.detail
+    renewed = await engine.get_ca("mid")
+    assert renewed.cert_der != first.ca.cert_der
+    assert (await engine.get_ca("issuing")).chain_der[0] == first.ca.cert_der  # stale
+    # The re-run re-derives the chain from mid as stored: the stale one is fixed too.
+    last = await engine.renew_ca("mid", actor=OP)
+    issuing = await engine.get_ca("issuing")
+    assert issuing.chain_der == (last.ca.cert_der, *last.ca.chain_der)
+    assert openssl_verify(await _issue(engine), await engine.chain_of(issuing)).returncode == 0
+
+
 async def test_renew_refusals(engine: api.CAEngine) -> None:
     await _hierarchy(engine)
     await engine.disable_ca("mid", actor=OP)
@@ -373,7 +415,7 @@ async def test_renew_refuses_imported_and_matter_cas(
     mid = await engine.get_ca("mid")
     await memory_repo.update_ca(
         dataclasses.replace(mid, **change),  # type: ignore[arg-type]
-        expected=mid.status,
+        expected_version=mid.version,
         audit=AuditEvent(at=engine.now(), actor="test", action="test", target="mid"),
     )
     with pytest.raises(EngineError, match=message) as err:

@@ -18,6 +18,7 @@ from server.ca.types import (
     CertQuery,
     CertStatus,
     KeyAlgorithm,
+    KeyHandle,
     Principal,
     RevocationReason,
     Serial,
@@ -237,21 +238,32 @@ async def _check_update_ca_is_compare_and_set(engine: api.CAEngine, repo: Reposi
     issuing = await engine.get_ca("issuing")
     assert issuing.status is CAStatus.ACTIVE
     event = AuditEvent(at=issuing.created_at, actor="test", action="ca.test", target="issuing")
-    revoked = dataclasses.replace(issuing, status=CAStatus.REVOKED)
+    v = issuing.version
+    offline = dataclasses.replace(issuing, offline=True)
     audits = len(await repo.list_audit(limit=1000))
-    # A write that read DISABLED (stale: it is ACTIVE) changes nothing and audits nothing.
-    assert not await repo.update_ca(revoked, expected=CAStatus.DISABLED, audit=event)
+    # A write naming a version that is not the stored one changes nothing, audits nothing.
+    assert not await repo.update_ca(offline, expected_version=v + 1, audit=event)
     assert await repo.get_ca(issuing.id) == issuing
     assert len(await repo.list_audit(limit=1000)) == audits
-    assert await repo.update_ca(revoked, expected=CAStatus.ACTIVE, audit=event)
-    assert await repo.get_ca(issuing.id) == revoked
+    assert await repo.update_ca(offline, expected_version=v, audit=event)
+    # Stored with the next version, whatever version the written copy carried.
+    assert await repo.get_ca(issuing.id) == dataclasses.replace(offline, version=v + 1)
     assert len(await repo.list_audit(limit=1000)) == audits + 1
-    # Now REVOKED: a second writer that also read ACTIVE loses.
-    enabled = dataclasses.replace(issuing, status=CAStatus.ACTIVE)
-    assert not await repo.update_ca(enabled, expected=CAStatus.ACTIVE, audit=event)
+    # The status did not change, yet a second writer that read version v (still ACTIVE,
+    # online) loses: it would turn the offline flag back off.
+    disabled = dataclasses.replace(issuing, status=CAStatus.DISABLED)
+    assert not await repo.update_ca(disabled, expected_version=v, audit=event)
     stored = await repo.get_ca(issuing.id)
     assert stored is not None
-    assert stored.status is CAStatus.REVOKED
+    assert (stored.status, stored.offline, stored.version) == (CAStatus.ACTIVE, True, v + 1)
+    # A key swap (re-wrapping) is an update too: a write that read before it loses.
+    rewrapped = KeyHandle(backend=stored.key.backend, ref=stored.key.ref, blob=b"rewrapped")
+    assert await repo.replace_ca_key(stored.id, old=stored.key, new=rewrapped, audit=event)
+    assert not await repo.update_ca(disabled, expected_version=v + 1, audit=event)
+    stored = await repo.get_ca(issuing.id)
+    assert stored is not None
+    assert (stored.key, stored.version) == (rewrapped, v + 2)
+    assert len(await repo.list_audit(limit=1000)) == audits + 2
 
 
 async def test_update_ca_is_compare_and_set(

@@ -293,10 +293,21 @@ async def test_ca_list_is_at_most_five_seconds_old(
     assert ident.issuer_ca.name == "late"
     # The list is cached again now; a state change of the CA still counts at once.
     ca = await engine.get_ca("late")
-    disabled = dataclasses.replace(ca, status=CAStatus.DISABLED)
-    await engine.replace_ca(ca, disabled, actor=OP, action="test.ca-state", target="late")
+    disabled = await engine.replace_ca(
+        ca,
+        dataclasses.replace(ca, status=CAStatus.DISABLED),
+        actor=OP,
+        action="test.ca-state",
+        target="late",
+    )
     assert "ca.state: CA late is disabled" in await _login_refusal(service, partner, der)
-    await engine.replace_ca(disabled, ca, actor=OP, action="test.ca-state", target="late")
+    await engine.replace_ca(
+        disabled,
+        dataclasses.replace(disabled, status=ca.status),
+        actor=OP,
+        action="test.ca-state",
+        target="late",
+    )
     await engine.revoke(issued.certificate.serial_number, principal=OP, ca="late")
     assert "revoked" in await _login_refusal(service, partner, der)
 
