@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.ca import sealing, types
 from server.ca.acme import types as at
 from server.ca.errors import EngineError, ProblemKind, SubProblem
-from server.store import convert
+from server.store import audit_chain, convert
 from server.store.acme_models import (
     AcmeAccountRow,
     AcmeAuthzRow,
@@ -36,7 +36,6 @@ from server.store.acme_models import (
     AcmeStateRow,
 )
 from server.store.database import Database
-from server.store.models import AuditRow
 
 __all__ = ["SqlAcmeRepository"]
 
@@ -49,7 +48,6 @@ _STATE = cast(Table, AcmeStateRow.__table__)
 _RATE = cast(Table, AcmeRateLimitRow.__table__)
 _DIR = cast(Table, AcmeDirectoryRow.__table__)
 _REPL = cast(Table, AcmeReplacementRow.__table__)
-_AUDIT = cast(Table, AuditRow.__table__)
 _NONCE_KEY = "nonce-secret"
 _NONCE_CONTEXT: Final = b"acme nonce mac key"
 
@@ -322,7 +320,7 @@ class SqlAcmeRepository:
                         "this external account key is unknown, revoked or already used",
                     )
                 await conn.execute(insert(_ACC).values(**_account_from_domain(account)))
-                await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+                await audit_chain.append(conn, [audit])
         except IntegrityError:
             # Another request stored an account for this key first; the binding rolled back.
             existing = await self.get_account_by_thumbprint(account.key.thumbprint)
@@ -702,7 +700,7 @@ class SqlAcmeRepository:
                     bindings=0,
                 )
             )
-            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+            await audit_chain.append(conn, [audit])
 
     async def get_eab_key(self, kid: str) -> at.EabKey | None:
         row = await self._db.fetch_first(select(_EAB).where(_EAB.c.kid == kid))
@@ -753,7 +751,7 @@ class SqlAcmeRepository:
                     update(_ACC).where(*valid).values(status=str(at.AccountStatus.DEACTIVATED))
                 )
                 audit = replace(audit, detail={**audit.detail, "deactivated": ",".join(done)})
-            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+            await audit_chain.append(conn, [audit])
         return done
 
     # ------------------------------------------------------------ named directories
@@ -764,7 +762,7 @@ class SqlAcmeRepository:
                 await conn.execute(
                     insert(_DIR).values(**_directory_from_domain(directory, audit.at))
                 )
-                await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+                await audit_chain.append(conn, [audit])
         except IntegrityError as exc:
             raise EngineError(
                 ProblemKind.CONFLICT, f"an ACME directory named {directory.name!r} already exists"
@@ -783,7 +781,7 @@ class SqlAcmeRepository:
             result = await conn.execute(delete(_DIR).where(_DIR.c.name == name))
             if result.rowcount != 1:
                 return False
-            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+            await audit_chain.append(conn, [audit])
         return True
 
 

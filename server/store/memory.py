@@ -13,28 +13,58 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from server.ca import audit as trail
 from server.ca import types
 from server.ca.acme import types as at
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import SerialConflictError
 from server.ca.status import ports as status_ports
 
-__all__ = ["MemoryAcmeRepository", "MemoryRepository", "MemoryStatusRepository"]
+__all__ = [
+    "MemoryAcmeRepository",
+    "MemoryAuditChain",
+    "MemoryRepository",
+    "MemoryStatusRepository",
+]
+
+
+class MemoryAuditChain:
+    """The memory stores' audit trail, hash-chained like the SQL one.
+
+    Hand one to several memory repositories to chain all their records together.
+    """
+
+    def __init__(self) -> None:
+        self.records: list[types.AuditEvent] = []
+
+    @property
+    def head(self) -> trail.ChainHead:
+        """Return the last record's seq and hash."""
+        if not self.records:
+            return trail.ChainHead()
+        last = self.records[-1]
+        return trail.ChainHead(last.seq or 0, last.hash)
+
+    def append(self, events: Sequence[types.AuditEvent]) -> None:
+        """Number, hash and store ``events`` (callers hold their store's lock)."""
+        for event in trail.chain(events, self.head):
+            self.records.append(replace(event, id=event.seq))
 
 
 class MemoryRepository:
     """Dict-backed repository; one asyncio lock stands in for transactions."""
 
-    def __init__(self) -> None:
+    def __init__(self, chain: MemoryAuditChain | None = None) -> None:
+        self.chain = chain or MemoryAuditChain()
         self.cas: dict[types.CAId, types.CA] = {}
         self.certs: dict[tuple[types.CAId, int], types.CertificateRecord] = {}
         self.crls: list[types.CrlRecord] = []
         self.crl_numbers: dict[types.CAId, int] = {}
-        self.audit: list[types.AuditEvent] = []
+        self.audit: list[types.AuditEvent] = self.chain.records
         self._lock = asyncio.Lock()
 
     def _log(self, event: types.AuditEvent) -> None:
-        self.audit.append(replace(event, id=len(self.audit) + 1))
+        self.chain.append([event])
 
     async def add_ca(self, ca: types.CA, *, audit: types.AuditEvent) -> None:
         async with self._lock:
@@ -156,11 +186,18 @@ class MemoryRepository:
     async def list_audit(self, *, limit: int = 100) -> Sequence[types.AuditEvent]:
         return list(reversed(self.audit))[:limit]
 
+    async def audit_page(self, *, after_seq: int, limit: int) -> Sequence[types.AuditEvent]:
+        return [e for e in self.audit if (e.seq or 0) > after_seq][:limit]
+
+    async def audit_head(self) -> trail.ChainHead:
+        return self.chain.head
+
 
 class MemoryAcmeRepository:
     """Dict-backed ACME repository; one asyncio lock stands in for transactions."""
 
-    def __init__(self) -> None:
+    def __init__(self, chain: MemoryAuditChain | None = None) -> None:
+        self.chain = chain or MemoryAuditChain()
         self.accounts: dict[at.AccountId, at.Account] = {}
         self.orders: dict[at.OrderId, at.Order] = {}
         self.authzs: dict[at.AuthzId, at.Authorization] = {}
@@ -171,7 +208,7 @@ class MemoryAcmeRepository:
         # certificate id -> the order holding its one replacement slot (RFC 9773 §5)
         self.replacements: dict[str, at.OrderId] = {}
         self.directories: dict[str, at.AcmeDirectory] = {}
-        self.audit: list[types.AuditEvent] = []
+        self.audit: list[types.AuditEvent] = self.chain.records
         self._nonce_secret: bytes | None = None
         self._lock = asyncio.Lock()
 
@@ -217,7 +254,7 @@ class MemoryAcmeRepository:
                     ProblemKind.UNAUTHORIZED, "this external account key has already been used"
                 )
             self.accounts[account.id] = account
-            self.audit.append(audit)
+            self.chain.append([audit])
             return account
 
     # orders and authorizations
@@ -365,7 +402,7 @@ class MemoryAcmeRepository:
     async def add_eab_key(self, key: at.EabKey, *, audit: types.AuditEvent) -> None:
         async with self._lock:
             self.eab_keys[key.kid] = replace(key, revoked=False, account_ids=())
-            self.audit.append(audit)
+            self.chain.append([audit])
 
     async def get_eab_key(self, kid: str) -> at.EabKey | None:
         return self.eab_keys.get(kid)
@@ -396,7 +433,7 @@ class MemoryAcmeRepository:
                         self.accounts[a.id] = replace(a, status=at.AccountStatus.DEACTIVATED)
                         done.append(a.id)
                 audit = replace(audit, detail={**audit.detail, "deactivated": ",".join(done)})
-            self.audit.append(audit)
+            self.chain.append([audit])
             return done
 
     # named directories
@@ -408,7 +445,7 @@ class MemoryAcmeRepository:
                     f"an ACME directory named {directory.name!r} already exists",
                 )
             self.directories[directory.name] = directory
-            self.audit.append(audit)
+            self.chain.append([audit])
 
     async def get_directory(self, name: str) -> at.AcmeDirectory | None:
         return self.directories.get(name)
@@ -420,7 +457,7 @@ class MemoryAcmeRepository:
         async with self._lock:
             if self.directories.pop(name, None) is None:
                 return False
-            self.audit.append(audit)
+            self.chain.append([audit])
             return True
 
 

@@ -1,0 +1,126 @@
+"""The one way audit records reach the database: appended to the hash chain.
+
+``append`` (SQLAlchemy connection) and ``append_pg`` (raw asyncpg, the group-commit
+hot path) run inside the caller's write transaction. Both first move the one-row
+chain head forward with ``UPDATE ... RETURNING``: on PostgreSQL that row lock
+serialises every writer on every node until its transaction ends; on SQLite the
+UPDATE is the statement that takes the write lock, so the head is read inside it
+and never from a stale snapshot. Then the records are numbered and hashed
+(``server.ca.audit.chain``), inserted, and the head gets the last hash. Only this
+module inserts into ``audit_log``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Final, cast
+
+from sqlalchemy import Row, Table, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.ca import audit, types
+from server.store import convert
+from server.store.models import AuditHeadRow, AuditRow
+
+__all__ = ["append", "append_pg", "head_of", "head_stmt", "read_page_stmt", "to_domain"]
+
+_AUDIT = cast(Table, AuditRow.__table__)
+_HEAD = cast(Table, AuditHeadRow.__table__)
+_HEAD_ID: Final = 1
+
+_COLUMNS: Final = (
+    "seq", "at", "actor", "action", "target", "detail", "source", "prev_hash", "hash",
+)  # fmt: skip
+_INSERT_SQL: Final = (
+    f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) "  # noqa: S608 - fixed names
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(_COLUMNS) + 1))})"
+)
+_ADVANCE_SQL: Final = "UPDATE audit_chain_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash"
+_SET_HASH_SQL: Final = "UPDATE audit_chain_head SET hash = $1 WHERE id = 1"
+
+
+def _values(event: types.AuditEvent) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "at": event.at,
+        "actor": event.actor,
+        "action": event.action,
+        "target": event.target,
+        "detail": dict(event.detail),
+        "source": event.source,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }
+
+
+async def append(conn: AsyncConnection, events: Sequence[types.AuditEvent]) -> None:
+    """Append ``events`` to the chain inside ``conn``'s open write transaction."""
+    if not events:
+        return
+    advanced = (
+        await conn.execute(
+            update(_HEAD)
+            .where(_HEAD.c.id == _HEAD_ID)
+            .values(seq=_HEAD.c.seq + len(events))
+            .returning(_HEAD.c.seq, _HEAD.c.hash)
+        )
+    ).one()
+    linked = audit.chain(events, audit.ChainHead(int(advanced.seq) - len(events), advanced.hash))
+    await conn.execute(insert(_AUDIT), [_values(e) for e in linked])
+    await conn.execute(update(_HEAD).where(_HEAD.c.id == _HEAD_ID).values(hash=linked[-1].hash))
+
+
+async def append_pg(pg: Any, events: Sequence[types.AuditEvent]) -> None:
+    """Append ``events`` on a raw asyncpg connection inside its open transaction."""
+    if not events:
+        return
+    advanced = await pg.fetchrow(_ADVANCE_SQL, len(events))
+    linked = audit.chain(events, audit.ChainHead(int(advanced[0]) - len(events), advanced[1]))
+    rows = [
+        (
+            e.seq,
+            e.at,
+            e.actor,
+            e.action,
+            e.target,
+            json.dumps(e.detail),
+            e.source,
+            e.prev_hash,
+            e.hash,
+        )
+        for e in linked
+    ]
+    await pg.executemany(_INSERT_SQL, rows)
+    await pg.execute(_SET_HASH_SQL, linked[-1].hash)
+
+
+def to_domain(row: Row[Any]) -> types.AuditEvent:
+    """Return the engine type of an ``audit_log`` row."""
+    return types.AuditEvent(
+        id=row.id,
+        at=convert.aware(row.at),
+        actor=row.actor,
+        action=row.action,
+        target=row.target,
+        detail=dict(row.detail),
+        source=row.source,
+        seq=row.seq,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def read_page_stmt(after_seq: int, limit: int) -> Any:
+    """Return the statement reading up to ``limit`` records after ``after_seq`` in seq order."""
+    return select(_AUDIT).where(_AUDIT.c.seq > after_seq).order_by(_AUDIT.c.seq).limit(limit)
+
+
+def head_stmt() -> Any:
+    """Return the statement reading the chain head."""
+    return select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == _HEAD_ID)
+
+
+def head_of(row: Row[Any] | None) -> audit.ChainHead:
+    """Return the chain head of a ``head_stmt`` row (an absent row is an empty chain)."""
+    return audit.ChainHead() if row is None else audit.ChainHead(int(row.seq), row.hash)
