@@ -946,12 +946,15 @@ class CAEngine:
             reordered, a cut tail or a head that does not match the last record).
         """
         checker = trail.ChainVerifier()
-        # The head is read first: records appended while the walk runs come after it.
-        head = await self._repo.audit_head()
-        async for event in self.audit_records(page=page):
-            if (event.seq or 0) > head.seq:
+        while True:
+            walked = checker.last.seq
+            async for event in self.audit_records(after_seq=walked, page=page):
+                broken = checker.feed(event)
+                if broken is not None:
+                    return trail.Verification(checker.count, broken)
+            # Read after the walk: records other writers appended meanwhile are walked
+            # too, and a head ahead of every stored record is a cut tail.
+            head = await self._repo.audit_head()
+            if head.seq <= checker.last.seq or checker.last.seq == walked:
                 break
-            broken = checker.feed(event)
-            if broken is not None:
-                return trail.Verification(checker.count, broken)
         return trail.Verification(checker.count, checker.finish(head))

@@ -150,6 +150,11 @@ class ChainVerifier:
         self.count = 0
         self._last = ChainHead()
 
+    @property
+    def last(self) -> ChainHead:
+        """Return the last record verified (seq 0 before the first)."""
+        return self._last
+
     def feed(self, event: AuditEvent) -> ChainBreak | None:
         """Check the next record; return the break it shows, if any."""
         expected = self._last.seq + 1
