@@ -62,7 +62,7 @@ async def _migrate(url: str) -> None:
 
 # Tables whose migration seeds a row: rewound instead of emptied.
 _SEEDED: Final = {
-    "audit_chain_head": f"UPDATE audit_chain_head SET seq = 0, hash = '{audit.GENESIS}'",
+    "audit_chain_head": f"UPDATE audit_chain_head SET seq = 0, hash = '{audit.GENESIS}'",  # noqa: S608 - constant
 }
 
 

@@ -240,6 +240,7 @@ class Accounts:
         audit = AuditEvent(
             at=key.created_at,
             actor=str(actor),
+            source=actor.source,
             action="acme.eab-create",
             target=key.kid,
             detail={"reuse": str(self._settings.eab_reuse).lower()},
@@ -265,6 +266,7 @@ class Accounts:
         audit = AuditEvent(
             at=self._clock.now(),
             actor=str(actor),
+            source=actor.source,
             action="acme.eab-revoke",
             target=kid,
             detail={"deactivate_accounts": str(deactivate_accounts).lower()},

@@ -393,6 +393,7 @@ class Enrollments:
         audit = AuditEvent(
             at=now,
             actor=str(actor),
+            source=actor.source,
             action="est.approve" if approve else "est.reject",
             target=found.id,
             detail={"label": found.label, "subject": found.subject},

@@ -89,7 +89,12 @@ class CrlPublisher:
         self.wake = asyncio.Event()
 
     async def regenerate(
-        self, ca: CA, *, actor: str = "system:crl", validity: timedelta | None = None
+        self,
+        ca: CA,
+        *,
+        actor: str = "system:crl",
+        source: str = "",
+        validity: timedelta | None = None,
     ) -> CrlRecord | None:
         """Build, sign and keep a new CRL unless another node is doing it (then None).
 
@@ -144,6 +149,7 @@ class CrlPublisher:
                     action="crl.generate",
                     target=ca.name,
                     detail={"number": str(number), "entries": str(len(entries))},
+                    source=source,
                 )
             )
         self._latest[ca.id] = (time.monotonic(), record)
