@@ -266,10 +266,12 @@ class SqlAcmeRepository:
         async with self._db.write_lock, self._db.connect(autocommit=True) as conn:
             yield conn
 
-    async def add_account(self, account: at.Account) -> at.Account:
+    async def add_account(
+        self, account: at.Account, *, audit: types.AuditEvent | None = None
+    ) -> at.Account:
         if self._raw_pg:
             v = _account_from_domain(account)
-            async with self._db.pg() as pg:
+            async with self._db.pg() as pg, pg.transaction():
                 inserted = await pg.fetchval(
                     "INSERT INTO acme_accounts (id, thumbprint, jwk, spki, status, contact,"
                     " tos_agreed, created_at, eab_kid, directory)"
@@ -286,6 +288,8 @@ class SqlAcmeRepository:
                     v["eab_kid"],
                     v["directory"],
                 )
+                if inserted is not None and audit is not None:
+                    await audit_chain.append_pg(pg, [audit])
             if inserted is not None:
                 return account
             existing = await self.get_account_by_thumbprint(account.key.thumbprint)
@@ -293,8 +297,10 @@ class SqlAcmeRepository:
                 raise RuntimeError("account insert conflicted but no account holds the key")
             return existing
         try:
-            async with self._write1() as conn:
+            async with self._db.write() as conn:
                 await conn.execute(insert(_ACC).values(**_account_from_domain(account)))
+                if audit is not None:
+                    await audit_chain.append(conn, [audit])
             return account
         except IntegrityError:
             existing = await self.get_account_by_thumbprint(account.key.thumbprint)
@@ -337,13 +343,17 @@ class SqlAcmeRepository:
         row = await self._db.fetch_first(select(_ACC).where(_ACC.c.thumbprint == thumbprint))
         return _account_to_domain(row._mapping) if row else None
 
-    async def update_account(self, account: at.Account) -> bool:
+    async def update_account(
+        self, account: at.Account, *, audit: types.AuditEvent | None = None
+    ) -> bool:
         values = _account_from_domain(account)
         values.pop("id")
         values.pop("created_at")
         try:
-            async with self._write1() as conn:
+            async with self._db.write() as conn:
                 await conn.execute(update(_ACC).where(_ACC.c.id == account.id).values(**values))
+                if audit is not None:
+                    await audit_chain.append(conn, [audit])
         except IntegrityError:
             return False
         return True
@@ -356,9 +366,11 @@ class SqlAcmeRepository:
         new_authzs: Sequence[at.Authorization],
         *,
         superseding: Sequence[at.OrderId] = (),
+        audit: types.AuditEvent | None = None,
     ) -> None:
+        audits = [] if audit is None else [audit]
         if order.replaces is not None:
-            await self._add_replacing_order(order, new_authzs, superseding)
+            await self._add_replacing_order(order, new_authzs, superseding, audits)
             return
         if self._raw_pg:
             o = _order_from_domain(order)
@@ -381,17 +393,20 @@ class SqlAcmeRepository:
                     o["cert_ref"],
                     o["replaces"],
                 )
+                await audit_chain.append_pg(pg, audits)
             return
         async with self._db.write() as conn:
             if new_authzs:
                 await conn.execute(insert(_AUTHZ), [_authz_from_domain(a) for a in new_authzs])
             await conn.execute(insert(_ORD).values(**_order_from_domain(order)))
+            await audit_chain.append(conn, audits)
 
     async def _add_replacing_order(
         self,
         order: at.Order,
         new_authzs: Sequence[at.Authorization],
         superseding: Sequence[at.OrderId],
+        audits: Sequence[types.AuditEvent],
     ) -> None:
         # Renewals only: Core in one transaction. The slot row is taken over from a
         # dead holder (compare-and-set) or inserted; the primary key stops a racer.
@@ -411,6 +426,7 @@ class SqlAcmeRepository:
                 if new_authzs:
                     await conn.execute(insert(_AUTHZ), [_authz_from_domain(a) for a in new_authzs])
                 await conn.execute(insert(_ORD).values(**_order_from_domain(order)))
+                await audit_chain.append(conn, audits)
         except IntegrityError as exc:
             raise EngineError(
                 ProblemKind.ALREADY_REPLACED, "another order already replaces this certificate"

@@ -90,11 +90,15 @@ class MemoryEstRepository:
             self.chain.append([audit])
             return True
 
-    async def add_pending(self, pending: PendingEnrollment) -> None:
+    async def add_pending(
+        self, pending: PendingEnrollment, *, audit: types.AuditEvent | None = None
+    ) -> None:
         async with self._lock:
             if pending.id in self.pending:
                 raise EngineError(ProblemKind.CONFLICT, f"pending id {pending.id} exists")
             self.pending[pending.id] = pending
+            if audit is not None:
+                self.chain.append([audit])
 
     async def find_pending(
         self, label: str, requester: str, key_fingerprint: str

@@ -211,7 +211,9 @@ class SqlEstRepository:
 
     # ------------------------------------------------------------------ pending approvals
 
-    async def add_pending(self, pending: PendingEnrollment) -> None:
+    async def add_pending(
+        self, pending: PendingEnrollment, *, audit: types.AuditEvent | None = None
+    ) -> None:
         async with self._db.write() as conn:
             await conn.execute(
                 insert(_PENDING).values(
@@ -230,6 +232,8 @@ class SqlEstRepository:
                     serial=format(pending.serial, "X") if pending.serial is not None else None,
                 )
             )
+            if audit is not None:
+                await audit_chain.append(conn, [audit])
 
     async def find_pending(
         self, label: str, requester: str, key_fingerprint: str

@@ -213,12 +213,16 @@ class MemoryAcmeRepository:
         self._lock = asyncio.Lock()
 
     # accounts
-    async def add_account(self, account: at.Account) -> at.Account:
+    async def add_account(
+        self, account: at.Account, *, audit: types.AuditEvent | None = None
+    ) -> at.Account:
         async with self._lock:
             existing = await self.get_account_by_thumbprint(account.key.thumbprint)
             if existing is not None:
                 return existing
             self.accounts[account.id] = account
+            if audit is not None:
+                self.chain.append([audit])
             return account
 
     async def get_account(self, account_id: at.AccountId) -> at.Account | None:
@@ -227,7 +231,9 @@ class MemoryAcmeRepository:
     async def get_account_by_thumbprint(self, thumbprint: str) -> at.Account | None:
         return next((a for a in self.accounts.values() if a.key.thumbprint == thumbprint), None)
 
-    async def update_account(self, account: at.Account) -> bool:
+    async def update_account(
+        self, account: at.Account, *, audit: types.AuditEvent | None = None
+    ) -> bool:
         async with self._lock:
             holder = await self.get_account_by_thumbprint(account.key.thumbprint)
             if holder is not None and holder.id != account.id:
@@ -235,6 +241,8 @@ class MemoryAcmeRepository:
             stored = self.accounts.get(account.id)
             if stored is not None:
                 self.accounts[account.id] = replace(account, created_at=stored.created_at)
+            if audit is not None:
+                self.chain.append([audit])
             return True
 
     async def add_eab_account(
@@ -264,6 +272,7 @@ class MemoryAcmeRepository:
         new_authzs: Sequence[at.Authorization],
         *,
         superseding: Sequence[at.OrderId] = (),
+        audit: types.AuditEvent | None = None,
     ) -> None:
         async with self._lock:
             if order.replaces is not None:
@@ -277,6 +286,8 @@ class MemoryAcmeRepository:
             for authz in new_authzs:
                 self.authzs[authz.id] = authz
             self.orders[order.id] = replace(order, authorizations=())
+            if audit is not None:
+                self.chain.append([audit])
 
     async def get_order(self, order_id: at.OrderId) -> at.Order | None:
         order = self.orders.get(order_id)
