@@ -231,9 +231,7 @@ class Accounts:
             updated = replace(updated, status=at.AccountStatus.DEACTIVATED)
         if updated != account:
             action = "acme.account-deactivate" if deactivate else "acme.account-update"
-            await self._repo.update_account(
-                updated, audit=self._event(account, action, {}, source)
-            )
+            await self._repo.update_account(updated, audit=self._event(account, action, {}, source))
             self._cache(updated)
         return updated
 

@@ -125,7 +125,5 @@ class Revocation:
                 )
         if rec.status is CertStatus.REVOKED:
             raise EngineError(ProblemKind.ALREADY_REVOKED, "the certificate is already revoked")
-        principal = Principal(
-            "acme", account.id if account else "certificate-key", source=source
-        )
+        principal = Principal("acme", account.id if account else "certificate-key", source=source)
         await self._engine.revoke(rec.serial, principal=principal, reason=reason, ca=rec.ca_id)

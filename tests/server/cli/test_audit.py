@@ -75,6 +75,17 @@ async def test_verify_list_and_export(cli: Cli, tmp_path: Path) -> None:
         assert line["prev_hash"] == prev
         assert _rehash(line) == line["hash"]
         prev = line["hash"]
+    who, where = f"operator:{getpass.getuser()}", f"cli@{socket.gethostname()}"
+    by_action = {x["action"]: x for x in lines}
+    for action, target in [
+        ("ca.create-root", "root"),
+        ("ca.create-sub", "issuing"),
+        ("ca.disable", "issuing"),
+        ("ca.enable", "issuing"),
+    ]:
+        assert [x["action"] for x in lines].count(action) == 1
+        assert (by_action[action]["actor"], by_action[action]["target"]) == (who, target)
+        assert by_action[action]["source"] == where
     code, out, _ = await cli("audit", "export", "--since", "2", "--out", str(tmp_path / "a.jsonl"))
     assert code == 0
     tail = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
