@@ -32,12 +32,16 @@ _HEAD_ID: Final = 1
 _COLUMNS: Final = (
     "seq", "at", "actor", "action", "target", "detail", "source", "prev_hash", "hash",
 )  # fmt: skip
-_INSERT_SQL: Final = (
-    f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) "  # noqa: S608 - fixed names
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(_COLUMNS) + 1))})"
+# One round trip for the whole batch: the rows (as arrays) and the head's new hash.
+# A data-modifying WITH runs whether or not the outer statement reads it.
+_APPEND_SQL: Final = (
+    "WITH rows AS (INSERT INTO audit_log"  # noqa: S608 - fixed names
+    f" ({', '.join(_COLUMNS)})"
+    " SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[],"
+    " $5::text[], $6::json[], $7::text[], $8::text[], $9::text[]))"
+    " UPDATE audit_chain_head SET hash = $10 WHERE id = 1"
 )
 _ADVANCE_SQL: Final = "UPDATE audit_chain_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash"
-_SET_HASH_SQL: Final = "UPDATE audit_chain_head SET hash = $1 WHERE id = 1"
 
 
 def _values(event: types.AuditEvent) -> dict[str, Any]:
@@ -77,22 +81,19 @@ async def append_pg(pg: Any, events: Sequence[types.AuditEvent]) -> None:
         return
     advanced = await pg.fetchrow(_ADVANCE_SQL, len(events))
     linked = audit.chain(events, audit.ChainHead(int(advanced[0]) - len(events), advanced[1]))
-    rows = [
-        (
-            e.seq,
-            e.at,
-            e.actor,
-            e.action,
-            e.target,
-            json.dumps(e.detail),
-            e.source,
-            e.prev_hash,
-            e.hash,
-        )
-        for e in linked
-    ]
-    await pg.executemany(_INSERT_SQL, rows)
-    await pg.execute(_SET_HASH_SQL, linked[-1].hash)
+    await pg.execute(
+        _APPEND_SQL,
+        [e.seq for e in linked],
+        [e.at for e in linked],
+        [e.actor for e in linked],
+        [e.action for e in linked],
+        [e.target for e in linked],
+        [json.dumps(e.detail) for e in linked],
+        [e.source for e in linked],
+        [e.prev_hash for e in linked],
+        [e.hash for e in linked],
+        linked[-1].hash,
+    )
 
 
 def to_domain(row: Row[Any]) -> types.AuditEvent:
