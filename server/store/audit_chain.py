@@ -1,11 +1,12 @@
 """The one way audit records reach the database: appended to the hash chain.
 
 ``append`` (SQLAlchemy connection) and ``append_pg`` (raw asyncpg, the group-commit
-hot path) run inside the caller's write transaction. Both first move the one-row
-chain head forward with ``UPDATE ... RETURNING``: on PostgreSQL that row lock
-serialises every writer on every node until its transaction ends; on SQLite the
-UPDATE is the statement that takes the write lock, so the head is read inside it
-and never from a stale snapshot. Then the records are numbered and hashed
+hot path) run inside the caller's write transaction. Both first lock the one-row
+chain head: on PostgreSQL a row lock (``FOR UPDATE`` in ``append_pg``, the first
+UPDATE in ``append``) serialises every writer on every node until its transaction
+ends; on SQLite ``append`` moves the head with ``UPDATE ... RETURNING``, the
+statement that takes the write lock, so the head is read inside it and never from
+a stale snapshot. Then the records are numbered and hashed
 (``server.ca.audit.chain``), inserted, and the head gets the last hash. Only this
 module inserts into ``audit_log``.
 """
@@ -39,9 +40,10 @@ _APPEND_SQL: Final = (
     f" ({', '.join(_COLUMNS)})"
     " SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[],"
     " $5::text[], $6::json[], $7::text[], $8::text[], $9::text[]))"
-    " UPDATE audit_chain_head SET hash = $10 WHERE id = 1"
+    " UPDATE audit_chain_head SET seq = $10, hash = $11 WHERE id = 1"
 )
-_ADVANCE_SQL: Final = "UPDATE audit_chain_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash"
+# Row lock without a new row version: the head is rewritten once, by the append.
+_LOCK_SQL: Final = "SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE"
 
 
 def _values(event: types.AuditEvent) -> dict[str, Any]:
@@ -79,8 +81,8 @@ async def append_pg(pg: Any, events: Sequence[types.AuditEvent]) -> None:
     """Append ``events`` on a raw asyncpg connection inside its open transaction."""
     if not events:
         return
-    advanced = await pg.fetchrow(_ADVANCE_SQL, len(events))
-    linked = audit.chain(events, audit.ChainHead(int(advanced[0]) - len(events), advanced[1]))
+    head = await pg.fetchrow(_LOCK_SQL)
+    linked = audit.chain(events, audit.ChainHead(int(head[0]), head[1]))
     await pg.execute(
         _APPEND_SQL,
         [e.seq for e in linked],
@@ -92,6 +94,7 @@ async def append_pg(pg: Any, events: Sequence[types.AuditEvent]) -> None:
         [e.source for e in linked],
         [e.prev_hash for e in linked],
         [e.hash for e in linked],
+        linked[-1].seq,
         linked[-1].hash,
     )
 

@@ -65,7 +65,7 @@ def test_chain_links_and_every_field_is_covered() -> None:
         {"detail": {"a": "1"}},
         {"source": "10.0.0.9"},
     ):
-        forged = dataclasses.replace(original, **change)  # type: ignore[arg-type]
+        forged = dataclasses.replace(original, **change)
         assert audit.record_hash(forged, seq=12, prev_hash=original.prev_hash) != original.hash
     assert audit.record_hash(original, seq=13, prev_hash=original.prev_hash) != original.hash
 
