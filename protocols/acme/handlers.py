@@ -90,6 +90,11 @@ def _json(
     )
 
 
+def _source(request: web.Request) -> str:
+    """Return where a request came from, for the audit trail and per-address limits."""
+    return request.remote or ""
+
+
 # ----------------------------------------------------------------- directory and nonces
 
 
@@ -147,7 +152,7 @@ async def new_account(request: web.Request) -> web.Response:
         tos_agreed=payload.tos_agreed,
         only_return_existing=payload.only_return_existing,
         eab=binding,
-        client=request.remote or "",
+        client=_source(request),
     )
     return _json(
         messages.account_to_wire(acct, lk),
@@ -171,7 +176,7 @@ async def account(request: web.Request) -> web.Response:
     if not v.is_post_as_get:
         update = messages.AccountUpdate.from_wire(v.payload_json())
         acct = await service_of(request).accounts.update_account(
-            acct, contact=update.contact, deactivate=update.deactivate
+            acct, contact=update.contact, deactivate=update.deactivate, source=_source(request)
         )
     return _json(messages.account_to_wire(acct, lk), headers={"Location": lk.account(acct.id)})
 
@@ -225,7 +230,7 @@ async def key_change(request: web.Request) -> web.Response:
                 headers={"Location": lk.account(holder.id)},
             )
         )
-    updated = await acme.accounts.change_key(acct, new_account_key)
+    updated = await acme.accounts.change_key(acct, new_account_key, source=_source(request))
     return _json(messages.account_to_wire(updated, lk), headers={"Location": lk.account(acct.id)})
 
 
@@ -258,6 +263,7 @@ async def new_order(request: web.Request) -> web.Response:
         not_after=payload.not_after,
         profile=payload.profile,
         replaces=payload.replaces,
+        source=_source(request),
     )
     return _order_response(request, created, status=201)
 
@@ -275,7 +281,7 @@ async def finalize(request: web.Request) -> web.Response:
     v = await _auth(request)
     csr = messages.finalize_csr(v.payload_json(), jws.b64u_decode)
     done = await service_of(request).finalizer.finalize(
-        _account(v), request.match_info["order_id"], csr
+        _account(v), request.match_info["order_id"], csr, source=_source(request)
     )
     return _order_response(request, done)
 
@@ -365,6 +371,7 @@ async def revoke_cert(request: web.Request) -> web.Response:
         reason_code=payload.reason,
         account=v.account,
         key_spki=None if v.account is not None else v.account_key.spki,
+        source=_source(request),
     )
     return web.Response(status=200)
 

@@ -5,6 +5,7 @@ Handlers never catch ``EngineError``: the sub-app's error middleware renders it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Final
 
 from aiohttp import web
@@ -69,6 +70,10 @@ async def _enroll(request: web.Request, operation: est_api.EstOperation) -> web.
         request.app[AUTH],
         reenroll=operation is est_api.EstOperation.REENROLL,
     )
+    # Where the client came from (behind a trusted proxy: the address it names) goes
+    # into the audit trail with whatever it is issued.
+    source = request.app[AUTH].client_key(request)
+    client = replace(client, principal=replace(client.principal, source=source))
     if not messages.is_pkcs10(request.headers.get("Content-Type", "")):
         raise messages.EstError(415, "the request body must be application/pkcs10 (RFC 7030 4.2.1)")
     body = await body_reader.read(request)

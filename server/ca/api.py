@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final, Protocol
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from server.ca import audit as trail
 from server.ca import (
     custody,
     grants,
@@ -80,6 +81,8 @@ _KEYS: Final = Principal("system", "keys")
 # Who may have the admin CA (kind ADMIN) sign: the CLI operator, privca itself, and
 # admin API principals; never an ACME account or EST client whatever its grant says.
 _ADMIN_CA_USERS: Final = frozenset({"operator", "system", "admin"})
+# Audit records read per query by ``verify_audit`` and ``audit_records``.
+_AUDIT_PAGE: Final = 1000
 # A CA's state is re-read at most this often, so every node sharing the database
 # sees a disable or revocation within the promised 5 seconds.
 STATE_TTL: Final = 2.0
@@ -163,7 +166,12 @@ class CAEngine:
 
     def _audit(self, actor: Principal, action: str, target: str, **detail: str) -> AuditEvent:
         return AuditEvent(
-            at=self._now(), actor=str(actor), action=action, target=target, detail=detail
+            at=self._now(),
+            actor=str(actor),
+            action=action,
+            target=target,
+            detail=detail,
+            source=actor.source,
         )
 
     def urls_for(self, ca: CA) -> issuance.RevocationUrls:
@@ -1021,3 +1029,36 @@ class CAEngine:
     async def audit_log(self, *, limit: int = 100) -> Sequence[AuditEvent]:
         """Return the newest audit events first."""
         return await self._repo.list_audit(limit=limit)
+
+    async def audit_records(
+        self, *, after_seq: int = 0, page: int = _AUDIT_PAGE
+    ) -> AsyncIterator[AuditEvent]:
+        """Yield the chained audit records after ``after_seq`` in seq order, a page at a time."""
+        while True:
+            batch = await self._repo.audit_page(after_seq=after_seq, limit=page)
+            for event in batch:
+                yield event
+            if len(batch) < page:
+                return
+            after_seq = batch[-1].seq or after_seq
+
+    async def verify_audit(self, *, page: int = _AUDIT_PAGE) -> trail.Verification:
+        """Walk the whole audit chain (never more than ``page`` records in memory).
+
+        Returns:
+            How many records verified and the first break, if any (edited, deleted,
+            reordered, a cut tail or a head that does not match the last record).
+        """
+        checker = trail.ChainVerifier()
+        while True:
+            walked = checker.last.seq
+            async for event in self.audit_records(after_seq=walked, page=page):
+                broken = checker.feed(event)
+                if broken is not None:
+                    return trail.Verification(checker.count, broken)
+            # Read after the walk: records other writers appended meanwhile are walked
+            # too, and a head ahead of every stored record is a cut tail.
+            head = await self._repo.audit_head()
+            if head.seq <= checker.last.seq or checker.last.seq == walked:
+                break
+        return trail.Verification(checker.count, checker.finish(head))

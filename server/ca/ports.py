@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
+from server.ca import audit as trail
 from server.ca import types
 
 __all__ = ["Clock", "Repository", "SerialConflictError", "SystemClock", "random_serial"]
@@ -144,9 +145,17 @@ class Repository(Protocol):
         ...
 
     async def add_audit(self, event: types.AuditEvent) -> None:
-        """Append an audit event."""
+        """Append an audit event to the hash chain."""
         ...
 
     async def list_audit(self, *, limit: int = 100) -> Sequence[types.AuditEvent]:
         """Return the newest audit events first."""
+        ...
+
+    async def audit_page(self, *, after_seq: int, limit: int) -> Sequence[types.AuditEvent]:
+        """Return up to ``limit`` chained records with seq above ``after_seq``, in seq order."""
+        ...
+
+    async def audit_head(self) -> trail.ChainHead:
+        """Return the chain head (seq and hash of the last record appended)."""
         ...

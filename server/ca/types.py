@@ -141,6 +141,9 @@ class Principal:
 
     kind: str
     name: str
+    # Where the request came from (client address, ``cli@host``): recorded in the audit
+    # trail, never part of who the principal is.
+    source: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.name}"
@@ -262,7 +265,11 @@ class CertificatePage:
 
 @dataclass(frozen=True, slots=True)
 class AuditEvent:
-    """One append-only audit log entry."""
+    """One audit trail record: who (``actor``), what, target, when (``at``), from where.
+
+    ``seq``, ``prev_hash`` and ``hash`` are set when the record is appended to the
+    hash chain (``server.ca.audit``); an event built by the engine leaves them empty.
+    """
 
     at: datetime
     actor: str
@@ -270,6 +277,10 @@ class AuditEvent:
     target: str
     detail: dict[str, str] = field(default_factory=dict)
     id: int | None = None
+    source: str = ""
+    seq: int | None = None
+    prev_hash: str = ""
+    hash: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,7 +151,11 @@ async def _sign_offline(s: Services, a: argparse.Namespace) -> int:
     await _ceremony(s, a.name, a.key)
     s.engine.begin_ceremony()
     done = await s.status.sign_offline(
-        a.name, days=a.days, ocsp_signer=a.ocsp_signer, actor=str(OPERATOR)
+        a.name,
+        days=a.days,
+        ocsp_signer=a.ocsp_signer,
+        actor=str(OPERATOR),
+        source=OPERATOR.source,
     )
     print(
         f"offline CA {done.ca.name}: CRL {done.crl.number} and {done.answers} OCSP answer(s) "

@@ -15,7 +15,7 @@ __all__ = ["register"]
 async def _generate(s: Services, a: argparse.Namespace) -> int:
     if s.status is None:
         raise EngineError(ProblemKind.UNAVAILABLE, "the revocation services are not running")
-    crl = await s.status.generate_crl(a.ca, actor=str(OPERATOR))
+    crl = await s.status.generate_crl(a.ca, actor=str(OPERATOR), source=OPERATOR.source)
     if a.out:
         Path(a.out).write_bytes(crl.der)
         print(f"CRL number {crl.number} written to {a.out}")

@@ -9,7 +9,10 @@ Must not import aiohttp or the storage layer.
 from __future__ import annotations
 
 import argparse
+import getpass
 import ipaddress
+import os
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
@@ -40,7 +43,17 @@ __all__ = [
     "write",
 ]
 
-OPERATOR: Final = Principal("operator", "cli")
+
+def _operator() -> Principal:
+    """Return who runs this command: the OS user, from this host (the audit trail's who/where)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no LOGNAME/USER and no passwd entry (a bare container uid)
+        user = f"uid-{os.getuid()}"
+    return Principal("operator", user, source=f"cli@{socket.gethostname()}")
+
+
+OPERATOR: Final = _operator()
 Handler: TypeAlias = Callable[[Services, argparse.Namespace], Awaitable[int]]
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 

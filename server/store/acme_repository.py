@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.ca import sealing, types
 from server.ca.acme import types as at
 from server.ca.errors import EngineError, ProblemKind, SubProblem
-from server.store import convert
+from server.store import audit_chain, convert
 from server.store.acme_models import (
     AcmeAccountRow,
     AcmeAuthzRow,
@@ -36,7 +36,6 @@ from server.store.acme_models import (
     AcmeStateRow,
 )
 from server.store.database import Database
-from server.store.models import AuditRow
 
 __all__ = ["SqlAcmeRepository"]
 
@@ -49,7 +48,6 @@ _STATE = cast(Table, AcmeStateRow.__table__)
 _RATE = cast(Table, AcmeRateLimitRow.__table__)
 _DIR = cast(Table, AcmeDirectoryRow.__table__)
 _REPL = cast(Table, AcmeReplacementRow.__table__)
-_AUDIT = cast(Table, AuditRow.__table__)
 _NONCE_KEY = "nonce-secret"
 _NONCE_CONTEXT: Final = b"acme nonce mac key"
 
@@ -268,10 +266,12 @@ class SqlAcmeRepository:
         async with self._db.write_lock, self._db.connect(autocommit=True) as conn:
             yield conn
 
-    async def add_account(self, account: at.Account) -> at.Account:
+    async def add_account(
+        self, account: at.Account, *, audit: types.AuditEvent | None = None
+    ) -> at.Account:
         if self._raw_pg:
             v = _account_from_domain(account)
-            async with self._db.pg() as pg:
+            async with self._db.pg() as pg, pg.transaction():
                 inserted = await pg.fetchval(
                     "INSERT INTO acme_accounts (id, thumbprint, jwk, spki, status, contact,"
                     " tos_agreed, created_at, eab_kid, directory)"
@@ -288,6 +288,8 @@ class SqlAcmeRepository:
                     v["eab_kid"],
                     v["directory"],
                 )
+                if inserted is not None and audit is not None:
+                    await audit_chain.append_pg(pg, [audit])
             if inserted is not None:
                 return account
             existing = await self.get_account_by_thumbprint(account.key.thumbprint)
@@ -295,8 +297,10 @@ class SqlAcmeRepository:
                 raise RuntimeError("account insert conflicted but no account holds the key")
             return existing
         try:
-            async with self._write1() as conn:
+            async with self._db.write() as conn:
                 await conn.execute(insert(_ACC).values(**_account_from_domain(account)))
+                if audit is not None:
+                    await audit_chain.append(conn, [audit])
             return account
         except IntegrityError:
             existing = await self.get_account_by_thumbprint(account.key.thumbprint)
@@ -322,7 +326,7 @@ class SqlAcmeRepository:
                         "this external account key is unknown, revoked or already used",
                     )
                 await conn.execute(insert(_ACC).values(**_account_from_domain(account)))
-                await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+                await audit_chain.append(conn, [audit])
         except IntegrityError:
             # Another request stored an account for this key first; the binding rolled back.
             existing = await self.get_account_by_thumbprint(account.key.thumbprint)
@@ -339,13 +343,17 @@ class SqlAcmeRepository:
         row = await self._db.fetch_first(select(_ACC).where(_ACC.c.thumbprint == thumbprint))
         return _account_to_domain(row._mapping) if row else None
 
-    async def update_account(self, account: at.Account) -> bool:
+    async def update_account(
+        self, account: at.Account, *, audit: types.AuditEvent | None = None
+    ) -> bool:
         values = _account_from_domain(account)
         values.pop("id")
         values.pop("created_at")
         try:
-            async with self._write1() as conn:
+            async with self._db.write() as conn:
                 await conn.execute(update(_ACC).where(_ACC.c.id == account.id).values(**values))
+                if audit is not None:
+                    await audit_chain.append(conn, [audit])
         except IntegrityError:
             return False
         return True
@@ -358,9 +366,11 @@ class SqlAcmeRepository:
         new_authzs: Sequence[at.Authorization],
         *,
         superseding: Sequence[at.OrderId] = (),
+        audit: types.AuditEvent | None = None,
     ) -> None:
+        audits = [] if audit is None else [audit]
         if order.replaces is not None:
-            await self._add_replacing_order(order, new_authzs, superseding)
+            await self._add_replacing_order(order, new_authzs, superseding, audits)
             return
         if self._raw_pg:
             o = _order_from_domain(order)
@@ -383,17 +393,20 @@ class SqlAcmeRepository:
                     o["cert_ref"],
                     o["replaces"],
                 )
+                await audit_chain.append_pg(pg, audits)
             return
         async with self._db.write() as conn:
             if new_authzs:
                 await conn.execute(insert(_AUTHZ), [_authz_from_domain(a) for a in new_authzs])
             await conn.execute(insert(_ORD).values(**_order_from_domain(order)))
+            await audit_chain.append(conn, audits)
 
     async def _add_replacing_order(
         self,
         order: at.Order,
         new_authzs: Sequence[at.Authorization],
         superseding: Sequence[at.OrderId],
+        audits: Sequence[types.AuditEvent],
     ) -> None:
         # Renewals only: Core in one transaction. The slot row is taken over from a
         # dead holder (compare-and-set) or inserted; the primary key stops a racer.
@@ -413,6 +426,7 @@ class SqlAcmeRepository:
                 if new_authzs:
                     await conn.execute(insert(_AUTHZ), [_authz_from_domain(a) for a in new_authzs])
                 await conn.execute(insert(_ORD).values(**_order_from_domain(order)))
+                await audit_chain.append(conn, audits)
         except IntegrityError as exc:
             raise EngineError(
                 ProblemKind.ALREADY_REPLACED, "another order already replaces this certificate"
@@ -702,7 +716,7 @@ class SqlAcmeRepository:
                     bindings=0,
                 )
             )
-            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+            await audit_chain.append(conn, [audit])
 
     async def get_eab_key(self, kid: str) -> at.EabKey | None:
         row = await self._db.fetch_first(select(_EAB).where(_EAB.c.kid == kid))
@@ -753,7 +767,7 @@ class SqlAcmeRepository:
                     update(_ACC).where(*valid).values(status=str(at.AccountStatus.DEACTIVATED))
                 )
                 audit = replace(audit, detail={**audit.detail, "deactivated": ",".join(done)})
-            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+            await audit_chain.append(conn, [audit])
         return done
 
     # ------------------------------------------------------------ named directories
@@ -764,7 +778,7 @@ class SqlAcmeRepository:
                 await conn.execute(
                     insert(_DIR).values(**_directory_from_domain(directory, audit.at))
                 )
-                await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+                await audit_chain.append(conn, [audit])
         except IntegrityError as exc:
             raise EngineError(
                 ProblemKind.CONFLICT, f"an ACME directory named {directory.name!r} already exists"
@@ -783,7 +797,7 @@ class SqlAcmeRepository:
             result = await conn.execute(delete(_DIR).where(_DIR.c.name == name))
             if result.rowcount != 1:
                 return False
-            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+            await audit_chain.append(conn, [audit])
         return True
 
 

@@ -10,17 +10,19 @@ from datetime import datetime
 from server.ca import types
 from server.ca.admin.api import AdminCertificate, AdminToken
 from server.ca.errors import EngineError, ProblemKind
+from server.store.memory import MemoryAuditChain
 
 __all__ = ["MemoryAdminRepository"]
 
 
 class MemoryAdminRepository:
-    """Dict-backed admin identities; ``audit`` may be shared with a ``MemoryRepository``."""
+    """Dict-backed admin identities; ``chain`` may be shared with a ``MemoryRepository``."""
 
-    def __init__(self, audit: list[types.AuditEvent] | None = None) -> None:
+    def __init__(self, chain: MemoryAuditChain | None = None) -> None:
+        self.chain = chain or MemoryAuditChain()
         self.tokens: dict[str, AdminToken] = {}
         self.certs: dict[int, AdminCertificate] = {}
-        self.audit: list[types.AuditEvent] = audit if audit is not None else []
+        self.audit: list[types.AuditEvent] = self.chain.records
         self._lock = asyncio.Lock()
 
     async def add_token(self, token: AdminToken, *, audit: types.AuditEvent) -> None:
@@ -30,7 +32,7 @@ class MemoryAdminRepository:
                     ProblemKind.CONFLICT, f"an admin token named {token.name!r} already exists"
                 )
             self.tokens[token.name] = token
-            self.audit.append(audit)
+            self.chain.append([audit])
 
     async def token_by_hash(self, token_hash: str) -> AdminToken | None:
         return next((t for t in self.tokens.values() if t.token_hash == token_hash), None)
@@ -44,7 +46,7 @@ class MemoryAdminRepository:
             if token is None or token.revoked_at is not None:
                 return False
             self.tokens[name] = replace(token, revoked_at=at)
-            self.audit.append(audit)
+            self.chain.append([audit])
             return True
 
     async def touch_token(self, name: str, *, at: datetime) -> None:
@@ -55,7 +57,7 @@ class MemoryAdminRepository:
     async def add_certificate(self, cert: AdminCertificate, *, audit: types.AuditEvent) -> None:
         async with self._lock:
             self.certs[cert.serial] = cert
-            self.audit.append(audit)
+            self.chain.append([audit])
 
     async def certificate_by_serial(self, serial: int) -> AdminCertificate | None:
         return self.certs.get(serial)
@@ -71,5 +73,5 @@ class MemoryAdminRepository:
             for cert in live:
                 self.certs[cert.serial] = replace(cert, revoked_at=at)
             if live:
-                self.audit.append(audit)
+                self.chain.append([audit])
             return live

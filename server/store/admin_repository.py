@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from server.ca import types
 from server.ca.admin.api import AdminCertificate, AdminToken, Role
 from server.ca.errors import EngineError, ProblemKind
-from server.store import convert
+from server.store import audit_chain, convert
 from server.store.admin_models import AdminCertificateRow, AdminTokenRow
 from server.store.database import Database
 from server.store.models import AuditRow
@@ -77,7 +77,7 @@ class SqlAdminRepository:
         try:
             async with self._db.write() as conn:
                 await conn.execute(insert(_TOKEN).values(**values))
-                await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+                await audit_chain.append(conn, [audit])
         except IntegrityError as exc:
             raise EngineError(
                 ProblemKind.CONFLICT, f"an admin token named {token.name!r} already exists"
@@ -100,7 +100,7 @@ class SqlAdminRepository:
             )
             if result.rowcount != 1:
                 return False
-            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+            await audit_chain.append(conn, [audit])
         return True
 
     async def touch_token(self, name: str, *, at: datetime) -> None:
@@ -122,7 +122,7 @@ class SqlAdminRepository:
                     revoked_at=cert.revoked_at,
                 )
             )
-            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+            await audit_chain.append(conn, [audit])
 
     async def certificate_by_serial(self, serial: int) -> AdminCertificate | None:
         row = await self._db.fetch_first(
@@ -152,5 +152,5 @@ class SqlAdminRepository:
                 .where(_CERT.c.name == name, _CERT.c.revoked_at.is_(None))
                 .values(revoked_at=at)
             )
-            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+            await audit_chain.append(conn, [audit])
         return [_cert_to_domain(r) for r in live]

@@ -1,13 +1,10 @@
-"""Row conversions every repository shares (times, serials, audit rows)."""
+"""Row conversions every repository shares (times, serials)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
-from server.ca import types
-
-__all__ = ["audit_values", "aware", "aware_or_none", "serial_key"]
+__all__ = ["aware", "aware_or_none", "serial_key"]
 
 
 def aware(value: datetime) -> datetime:
@@ -23,14 +20,3 @@ def aware_or_none(value: datetime | None) -> datetime | None:
 def serial_key(serial: int) -> str:
     """Return the stored form of a serial: uppercase hex without leading zeros."""
     return format(serial, "X")
-
-
-def audit_values(event: types.AuditEvent) -> dict[str, Any]:
-    """Return the audit_log row of an audit event."""
-    return {
-        "at": event.at,
-        "actor": event.actor,
-        "action": event.action,
-        "target": event.target,
-        "detail": dict(event.detail),
-    }

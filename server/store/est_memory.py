@@ -22,6 +22,7 @@ from server.ca.est.ports import (
     PendingId,
     PendingStatus,
 )
+from server.store.memory import MemoryAuditChain
 
 __all__ = ["MemoryEstRepository"]
 
@@ -29,11 +30,12 @@ __all__ = ["MemoryEstRepository"]
 class MemoryEstRepository:
     """Dict-backed EST repository; one asyncio lock stands in for transactions."""
 
-    def __init__(self) -> None:
+    def __init__(self, chain: MemoryAuditChain | None = None) -> None:
+        self.chain = chain or MemoryAuditChain()
         self.labels: dict[str, EstLabel] = {}
         self.users: dict[tuple[str, str], EstUser] = {}
         self.pending: dict[PendingId, PendingEnrollment] = {}
-        self.audit: list[types.AuditEvent] = []
+        self.audit: list[types.AuditEvent] = self.chain.records
         self.login_budgets: dict[str, LoginBudget] = {}
         self._lock = asyncio.Lock()
 
@@ -45,7 +47,7 @@ class MemoryEstRepository:
                 )
             # Stored labels read back as the SQL store returns them.
             self.labels[label.name] = replace(label, source="database")
-            self.audit.append(audit)
+            self.chain.append([audit])
 
     async def get_label(self, name: str) -> EstLabel | None:
         return self.labels.get(name)
@@ -58,7 +60,7 @@ class MemoryEstRepository:
             if self.labels.pop(name, None) is None:
                 return False
             self.users = {k: u for k, u in self.users.items() if u.label != name}
-            self.audit.append(audit)
+            self.chain.append([audit])
             return True
 
     async def put_user(self, user: EstUser, *, audit: types.AuditEvent) -> None:
@@ -69,7 +71,7 @@ class MemoryEstRepository:
             self.users[key] = (
                 user if existing is None else replace(user, created_at=existing.created_at)
             )
-            self.audit.append(audit)
+            self.chain.append([audit])
 
     async def get_user(self, label: str, username: str) -> EstUser | None:
         return self.users.get((label, username))
@@ -85,14 +87,18 @@ class MemoryEstRepository:
         async with self._lock:
             if self.users.pop((label, username), None) is None:
                 return False
-            self.audit.append(audit)
+            self.chain.append([audit])
             return True
 
-    async def add_pending(self, pending: PendingEnrollment) -> None:
+    async def add_pending(
+        self, pending: PendingEnrollment, *, audit: types.AuditEvent | None = None
+    ) -> None:
         async with self._lock:
             if pending.id in self.pending:
                 raise EngineError(ProblemKind.CONFLICT, f"pending id {pending.id} exists")
             self.pending[pending.id] = pending
+            if audit is not None:
+                self.chain.append([audit])
 
     async def find_pending(
         self, label: str, requester: str, key_fingerprint: str
@@ -138,7 +144,7 @@ class MemoryEstRepository:
                 updated = replace(updated, serial=serial)
             self.pending[pending_id] = updated
             if audit is not None:
-                self.audit.append(audit)
+                self.chain.append([audit])
             return True
 
     # ------------------------------------------------------------------ failed-login budgets

@@ -29,10 +29,9 @@ from server.ca.est.ports import (
     PendingId,
     PendingStatus,
 )
-from server.store import convert
+from server.store import audit_chain, convert
 from server.store.database import Database
 from server.store.est_models import EstLabelRow, EstLoginBudgetRow, EstPendingRow, EstUserRow
-from server.store.models import AuditRow
 
 __all__ = ["SqlEstRepository"]
 
@@ -40,7 +39,6 @@ _LABEL = cast(Table, EstLabelRow.__table__)
 _USER = cast(Table, EstUserRow.__table__)
 _PENDING = cast(Table, EstPendingRow.__table__)
 _BUDGET = cast(Table, EstLoginBudgetRow.__table__)
-_AUDIT = cast(Table, AuditRow.__table__)
 
 
 def _label_to_domain(row: Row[Any]) -> EstLabel:
@@ -138,7 +136,7 @@ class SqlEstRepository:
         try:
             async with self._db.write() as conn:
                 await conn.execute(insert(_LABEL).values(**_label_from_domain(label, audit.at)))
-                await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+                await audit_chain.append(conn, [audit])
         except IntegrityError as exc:
             raise EngineError(
                 ProblemKind.CONFLICT, f"an EST label named {label.name!r} already exists"
@@ -158,7 +156,7 @@ class SqlEstRepository:
             if result.rowcount != 1:
                 return False
             await conn.execute(delete(_USER).where(_USER.c.label == name))
-            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+            await audit_chain.append(conn, [audit])
         return True
 
     # ------------------------------------------------------------------ users
@@ -187,7 +185,7 @@ class SqlEstRepository:
                         **narrowing,
                     )
                 )
-            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+            await audit_chain.append(conn, [audit])
 
     async def get_user(self, label: str, username: str) -> EstUser | None:
         stmt = select(_USER).where(_USER.c.label == label, _USER.c.username == username)
@@ -208,12 +206,14 @@ class SqlEstRepository:
             )
             if result.rowcount != 1:
                 return False
-            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+            await audit_chain.append(conn, [audit])
         return True
 
     # ------------------------------------------------------------------ pending approvals
 
-    async def add_pending(self, pending: PendingEnrollment) -> None:
+    async def add_pending(
+        self, pending: PendingEnrollment, *, audit: types.AuditEvent | None = None
+    ) -> None:
         async with self._db.write() as conn:
             await conn.execute(
                 insert(_PENDING).values(
@@ -232,6 +232,8 @@ class SqlEstRepository:
                     serial=format(pending.serial, "X") if pending.serial is not None else None,
                 )
             )
+            if audit is not None:
+                await audit_chain.append(conn, [audit])
 
     async def find_pending(
         self, label: str, requester: str, key_fingerprint: str
@@ -288,7 +290,7 @@ class SqlEstRepository:
             if result.rowcount != 1:
                 return False
             if audit is not None:
-                await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+                await audit_chain.append(conn, [audit])
         return True
 
     # ------------------------------------------------------------------ failed-login budgets

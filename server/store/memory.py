@@ -13,28 +13,58 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from server.ca import audit as trail
 from server.ca import types
 from server.ca.acme import types as at
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import SerialConflictError
 from server.ca.status import ports as status_ports
 
-__all__ = ["MemoryAcmeRepository", "MemoryRepository", "MemoryStatusRepository"]
+__all__ = [
+    "MemoryAcmeRepository",
+    "MemoryAuditChain",
+    "MemoryRepository",
+    "MemoryStatusRepository",
+]
+
+
+class MemoryAuditChain:
+    """The memory stores' audit trail, hash-chained like the SQL one.
+
+    Hand one to several memory repositories to chain all their records together.
+    """
+
+    def __init__(self) -> None:
+        self.records: list[types.AuditEvent] = []
+
+    @property
+    def head(self) -> trail.ChainHead:
+        """Return the last record's seq and hash."""
+        if not self.records:
+            return trail.ChainHead()
+        last = self.records[-1]
+        return trail.ChainHead(last.seq or 0, last.hash)
+
+    def append(self, events: Sequence[types.AuditEvent]) -> None:
+        """Number, hash and store ``events`` (callers hold their store's lock)."""
+        for event in trail.chain(events, self.head):
+            self.records.append(replace(event, id=event.seq))
 
 
 class MemoryRepository:
     """Dict-backed repository; one asyncio lock stands in for transactions."""
 
-    def __init__(self) -> None:
+    def __init__(self, chain: MemoryAuditChain | None = None) -> None:
+        self.chain = chain or MemoryAuditChain()
         self.cas: dict[types.CAId, types.CA] = {}
         self.certs: dict[tuple[types.CAId, int], types.CertificateRecord] = {}
         self.crls: list[types.CrlRecord] = []
         self.crl_numbers: dict[types.CAId, int] = {}
-        self.audit: list[types.AuditEvent] = []
+        self.audit: list[types.AuditEvent] = self.chain.records
         self._lock = asyncio.Lock()
 
     def _log(self, event: types.AuditEvent) -> None:
-        self.audit.append(replace(event, id=len(self.audit) + 1))
+        self.chain.append([event])
 
     async def add_ca(self, ca: types.CA, *, audit: types.AuditEvent) -> None:
         async with self._lock:
@@ -168,11 +198,18 @@ class MemoryRepository:
     async def list_audit(self, *, limit: int = 100) -> Sequence[types.AuditEvent]:
         return list(reversed(self.audit))[:limit]
 
+    async def audit_page(self, *, after_seq: int, limit: int) -> Sequence[types.AuditEvent]:
+        return [e for e in self.audit if (e.seq or 0) > after_seq][:limit]
+
+    async def audit_head(self) -> trail.ChainHead:
+        return self.chain.head
+
 
 class MemoryAcmeRepository:
     """Dict-backed ACME repository; one asyncio lock stands in for transactions."""
 
-    def __init__(self) -> None:
+    def __init__(self, chain: MemoryAuditChain | None = None) -> None:
+        self.chain = chain or MemoryAuditChain()
         self.accounts: dict[at.AccountId, at.Account] = {}
         self.orders: dict[at.OrderId, at.Order] = {}
         self.authzs: dict[at.AuthzId, at.Authorization] = {}
@@ -183,17 +220,21 @@ class MemoryAcmeRepository:
         # certificate id -> the order holding its one replacement slot (RFC 9773 §5)
         self.replacements: dict[str, at.OrderId] = {}
         self.directories: dict[str, at.AcmeDirectory] = {}
-        self.audit: list[types.AuditEvent] = []
+        self.audit: list[types.AuditEvent] = self.chain.records
         self._nonce_secret: bytes | None = None
         self._lock = asyncio.Lock()
 
     # accounts
-    async def add_account(self, account: at.Account) -> at.Account:
+    async def add_account(
+        self, account: at.Account, *, audit: types.AuditEvent | None = None
+    ) -> at.Account:
         async with self._lock:
             existing = await self.get_account_by_thumbprint(account.key.thumbprint)
             if existing is not None:
                 return existing
             self.accounts[account.id] = account
+            if audit is not None:
+                self.chain.append([audit])
             return account
 
     async def get_account(self, account_id: at.AccountId) -> at.Account | None:
@@ -202,7 +243,9 @@ class MemoryAcmeRepository:
     async def get_account_by_thumbprint(self, thumbprint: str) -> at.Account | None:
         return next((a for a in self.accounts.values() if a.key.thumbprint == thumbprint), None)
 
-    async def update_account(self, account: at.Account) -> bool:
+    async def update_account(
+        self, account: at.Account, *, audit: types.AuditEvent | None = None
+    ) -> bool:
         async with self._lock:
             holder = await self.get_account_by_thumbprint(account.key.thumbprint)
             if holder is not None and holder.id != account.id:
@@ -210,6 +253,8 @@ class MemoryAcmeRepository:
             stored = self.accounts.get(account.id)
             if stored is not None:
                 self.accounts[account.id] = replace(account, created_at=stored.created_at)
+            if audit is not None:
+                self.chain.append([audit])
             return True
 
     async def add_eab_account(
@@ -229,7 +274,7 @@ class MemoryAcmeRepository:
                     ProblemKind.UNAUTHORIZED, "this external account key has already been used"
                 )
             self.accounts[account.id] = account
-            self.audit.append(audit)
+            self.chain.append([audit])
             return account
 
     # orders and authorizations
@@ -239,6 +284,7 @@ class MemoryAcmeRepository:
         new_authzs: Sequence[at.Authorization],
         *,
         superseding: Sequence[at.OrderId] = (),
+        audit: types.AuditEvent | None = None,
     ) -> None:
         async with self._lock:
             if order.replaces is not None:
@@ -252,6 +298,8 @@ class MemoryAcmeRepository:
             for authz in new_authzs:
                 self.authzs[authz.id] = authz
             self.orders[order.id] = replace(order, authorizations=())
+            if audit is not None:
+                self.chain.append([audit])
 
     async def get_order(self, order_id: at.OrderId) -> at.Order | None:
         order = self.orders.get(order_id)
@@ -377,7 +425,7 @@ class MemoryAcmeRepository:
     async def add_eab_key(self, key: at.EabKey, *, audit: types.AuditEvent) -> None:
         async with self._lock:
             self.eab_keys[key.kid] = replace(key, revoked=False, account_ids=())
-            self.audit.append(audit)
+            self.chain.append([audit])
 
     async def get_eab_key(self, kid: str) -> at.EabKey | None:
         return self.eab_keys.get(kid)
@@ -408,7 +456,7 @@ class MemoryAcmeRepository:
                         self.accounts[a.id] = replace(a, status=at.AccountStatus.DEACTIVATED)
                         done.append(a.id)
                 audit = replace(audit, detail={**audit.detail, "deactivated": ",".join(done)})
-            self.audit.append(audit)
+            self.chain.append([audit])
             return done
 
     # named directories
@@ -420,7 +468,7 @@ class MemoryAcmeRepository:
                     f"an ACME directory named {directory.name!r} already exists",
                 )
             self.directories[directory.name] = directory
-            self.audit.append(audit)
+            self.chain.append([audit])
 
     async def get_directory(self, name: str) -> at.AcmeDirectory | None:
         return self.directories.get(name)
@@ -432,7 +480,7 @@ class MemoryAcmeRepository:
         async with self._lock:
             if self.directories.pop(name, None) is None:
                 return False
-            self.audit.append(audit)
+            self.chain.append([audit])
             return True
 
 

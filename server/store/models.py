@@ -22,7 +22,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["AuditRow", "Base", "CARow", "CertificateRow", "CrlNumberRow", "CrlRow", "MetaRow"]
+__all__ = [
+    "AuditHeadRow",
+    "AuditRow",
+    "Base",
+    "CARow",
+    "CertificateRow",
+    "CrlNumberRow",
+    "CrlRow",
+    "MetaRow",
+]
 
 
 class Base(DeclarativeBase):
@@ -111,10 +120,13 @@ class CrlNumberRow(Base):
 
 
 class AuditRow(Base):
-    """Append-only audit log."""
+    """Append-only, hash-chained audit trail (``server.store.audit_chain`` appends)."""
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_at", "at"),)
+    __table_args__ = (
+        Index("ix_audit_log_at", "at"),
+        UniqueConstraint("seq", name="uq_audit_log_seq"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -122,6 +134,23 @@ class AuditRow(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(255))
     detail: Mapped[dict[str, str]] = mapped_column(JSON)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(255), server_default="")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHeadRow(Base):
+    """The chain head: one row (id 1) with the last record's seq and hash.
+
+    Every append locks it first, so writers on every node serialise on it.
+    """
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class MetaRow(Base):

@@ -6,7 +6,6 @@ converts rows to engine types with ``_to_domain`` helpers.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from types import SimpleNamespace
@@ -16,10 +15,11 @@ import asyncpg
 from sqlalchemy import ColumnElement, Row, Select, Table, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
+from server.ca import audit as trail
 from server.ca import types
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import SerialConflictError
-from server.store import convert
+from server.store import audit_chain, convert
 from server.store.database import Batcher, Database, GroupCommit
 from server.store.models import AuditRow, CARow, CertificateRow, CrlNumberRow, CrlRow, MetaRow
 
@@ -141,12 +141,11 @@ _CERT_STATUSES_SQL = (
     "JOIN certificates c ON c.ca_id = k.ca_id AND c.serial = k.serial"
 )
 _StatusKey = tuple[str, str]  # (ca_id, stored serial)
-_CertRows = tuple[dict[str, Any], dict[str, Any]]
+_CertRows = tuple[dict[str, Any], types.AuditEvent]
 _CERT_COLUMNS: tuple[str, ...] = (
     "ca_id", "serial", "der", "profile", "subject", "sans", "not_before", "not_after",
     "issued_at", "requester", "status", "revoked_at", "revocation_reason", "is_ca",
 )  # fmt: skip
-_AUDIT_COLUMNS: tuple[str, ...] = ("at", "actor", "action", "target", "detail")
 
 
 def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
@@ -156,7 +155,6 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
 
 
 _INSERT_CERT_SQL = _insert_sql("certificates", _CERT_COLUMNS)
-_INSERT_AUDIT_SQL = _insert_sql("audit_log", _AUDIT_COLUMNS)
 
 
 class SqlRepository:
@@ -171,7 +169,7 @@ class SqlRepository:
         try:
             async with self._db.write() as conn:
                 await conn.execute(insert(_CA).values(**_ca_from_domain(ca)))
-                await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+                await audit_chain.append(conn, [audit])
         except IntegrityError as exc:
             raise EngineError(
                 ProblemKind.CONFLICT, f"a CA named {ca.name!r} already exists"
@@ -192,7 +190,7 @@ class SqlRepository:
             )
             if done.rowcount != 1:
                 return False
-            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+            await audit_chain.append(conn, [audit])
             return True
 
     async def replace_ca_key(
@@ -221,7 +219,7 @@ class SqlRepository:
             )
             if swapped.rowcount != 1:
                 return False
-            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+            await audit_chain.append(conn, [audit])
             return True
 
     async def get_ca(self, ca_id: types.CAId) -> types.CA | None:
@@ -240,7 +238,7 @@ class SqlRepository:
         self, record: types.CertificateRecord, *, audit: types.AuditEvent
     ) -> None:
         """Insert through the group-commit batcher; returns once the row is committed."""
-        await self._cert_batcher.submit((_cert_from_domain(record), convert.audit_values(audit)))
+        await self._cert_batcher.submit((_cert_from_domain(record), audit))
 
     async def _insert_certificates(self, batch: list[_CertRows]) -> list[BaseException | None]:
         """Write a batch in one transaction; on a conflict fall back to one row at a time."""
@@ -248,18 +246,17 @@ class SqlRepository:
             if self._db.is_sqlite:
                 async with self._db.write() as conn:
                     await conn.execute(insert(_CERT), [cert for cert, _ in batch])
-                    await conn.execute(insert(_AUDIT), [audit for _, audit in batch])
+                    # The whole batch joins the chain under one head lock.
+                    await audit_chain.append(conn, [audit for _, audit in batch])
             else:
                 # Hot path of every issuance: asyncpg's own executemany (one prepared
                 # statement, pipelined) costs a fraction of Core's executemany.
                 certs = [tuple(cert[c] for c in _CERT_COLUMNS) for cert, _ in batch]
-                audits = [
-                    (a["at"], a["actor"], a["action"], a["target"], json.dumps(a["detail"]))
-                    for _, a in batch
-                ]
                 async with self._db.pg() as pg, pg.transaction():
                     await pg.executemany(_INSERT_CERT_SQL, certs)
-                    await pg.executemany(_INSERT_AUDIT_SQL, audits)
+                    # Last, so the chain head (every node's writers queue on it) is
+                    # held only for the audit insert and the commit.
+                    await audit_chain.append_pg(pg, [audit for _, audit in batch])
             return [None] * len(batch)
         except (IntegrityError, asyncpg.UniqueViolationError):
             if len(batch) == 1:
@@ -352,7 +349,7 @@ class SqlRepository:
             )
             if result.rowcount != 1:
                 return None
-            await conn.execute(insert(_AUDIT).values(**convert.audit_values(audit)))
+            await audit_chain.append(conn, [audit])
             row = (await conn.execute(select_certificate(ca_id, key))).one()
         return _cert_to_domain(row)
 
@@ -401,22 +398,18 @@ class SqlRepository:
 
     async def add_audit(self, event: types.AuditEvent) -> None:
         async with self._db.write() as conn:
-            await conn.execute(insert(_AUDIT).values(**convert.audit_values(event)))
+            await audit_chain.append(conn, [event])
 
     async def list_audit(self, *, limit: int = 100) -> Sequence[types.AuditEvent]:
-        stmt = select(_AUDIT).order_by(_AUDIT.c.id.desc()).limit(limit)
-        rows = await self._db.fetch_all(stmt)
-        return [
-            types.AuditEvent(
-                id=r.id,
-                at=convert.aware(r.at),
-                actor=r.actor,
-                action=r.action,
-                target=r.target,
-                detail=dict(r.detail),
-            )
-            for r in rows
-        ]
+        stmt = select(_AUDIT).order_by(_AUDIT.c.seq.desc()).limit(limit)
+        return [audit_chain.to_domain(r) for r in await self._db.fetch_all(stmt)]
+
+    async def audit_page(self, *, after_seq: int, limit: int) -> Sequence[types.AuditEvent]:
+        rows = await self._db.fetch_all(audit_chain.read_page_stmt(after_seq, limit))
+        return [audit_chain.to_domain(r) for r in rows]
+
+    async def audit_head(self) -> trail.ChainHead:
+        return audit_chain.head_of(await self._db.fetch_first(audit_chain.head_stmt()))
 
     async def get_meta(self, key: str) -> str | None:
         """Return an installation-wide value (not part of the engine port)."""

@@ -176,7 +176,17 @@ class Accounts:
             directory=self._settings.directory,
         )
         if eab is None:
-            stored = await self._repo.add_account(account)
+            stored = await self._repo.add_account(
+                account,
+                audit=AuditEvent(
+                    at=now,
+                    actor=f"acme:{account.id}",
+                    action="acme.account-create",
+                    target=account.id,
+                    detail={"directory": account.directory},
+                    source=client,
+                ),
+            )
         else:
             # The key is used up in the same transaction that stores the account, so
             # two racing newAccounts cannot both bind a single-use key.
@@ -189,6 +199,7 @@ class Accounts:
                     action="acme.eab-bind",
                     target=eab.kid,
                     detail={"account": account.id, "directory": account.directory},
+                    source=client,
                 ),
             )
         if stored.directory != account.directory:
@@ -201,9 +212,14 @@ class Accounts:
         return stored, stored.id == account.id
 
     async def update_account(
-        self, account: at.Account, *, contact: Sequence[str] | None, deactivate: bool
+        self,
+        account: at.Account,
+        *,
+        contact: Sequence[str] | None,
+        deactivate: bool,
+        source: str = "",
     ) -> at.Account:
-        """Change contacts or deactivate (RFC 8555 §7.3.2, §7.3.6).
+        """Change contacts or deactivate (RFC 8555 §7.3.2, §7.3.6); audited from ``source``.
 
         Raises:
             EngineError: INVALID_CONTACT, UNSUPPORTED_CONTACT.
@@ -214,18 +230,39 @@ class Accounts:
         if deactivate:
             updated = replace(updated, status=at.AccountStatus.DEACTIVATED)
         if updated != account:
-            await self._repo.update_account(updated)
+            action = "acme.account-deactivate" if deactivate else "acme.account-update"
+            await self._repo.update_account(updated, audit=self._event(account, action, {}, source))
             self._cache(updated)
         return updated
 
-    async def change_key(self, account: at.Account, new_key: at.AccountKey) -> at.Account:
-        """Roll the account over to ``new_key`` (RFC 8555 §7.3.5).
+    def _event(
+        self, account: at.Account, action: str, detail: dict[str, str], source: str
+    ) -> AuditEvent:
+        return AuditEvent(
+            at=self._clock.now(),
+            actor=f"acme:{account.id}",
+            action=action,
+            target=account.id,
+            detail=detail,
+            source=source,
+        )
+
+    async def change_key(
+        self, account: at.Account, new_key: at.AccountKey, *, source: str = ""
+    ) -> at.Account:
+        """Roll the account over to ``new_key`` (RFC 8555 §7.3.5); audited from ``source``.
 
         Raises:
             EngineError: CONFLICT when another account holds the new key.
         """
         updated = replace(account, key=new_key)
-        if not await self._repo.update_account(updated):
+        audit = self._event(
+            account,
+            "acme.key-change",
+            {"old": account.key.thumbprint, "new": new_key.thumbprint},
+            source,
+        )
+        if not await self._repo.update_account(updated, audit=audit):
             raise EngineError(ProblemKind.CONFLICT, "the new key is already in use")
         self._cache(updated)
         return updated
@@ -240,6 +277,7 @@ class Accounts:
         audit = AuditEvent(
             at=key.created_at,
             actor=str(actor),
+            source=actor.source,
             action="acme.eab-create",
             target=key.kid,
             detail={"reuse": str(self._settings.eab_reuse).lower()},
@@ -265,6 +303,7 @@ class Accounts:
         audit = AuditEvent(
             at=self._clock.now(),
             actor=str(actor),
+            source=actor.source,
             action="acme.eab-revoke",
             target=kid,
             detail={"deactivate_accounts": str(deactivate_accounts).lower()},

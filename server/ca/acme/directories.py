@@ -236,6 +236,7 @@ class Directories:
         audit = AuditEvent(
             at=self._clock.now(),
             actor=str(actor),
+            source=actor.source,
             action="acme.directory-add",
             target=directory.name,
             detail={
@@ -257,7 +258,11 @@ class Directories:
             EngineError: NOT_FOUND.
         """
         audit = AuditEvent(
-            at=self._clock.now(), actor=str(actor), action="acme.directory-remove", target=name
+            at=self._clock.now(),
+            actor=str(actor),
+            source=actor.source,
+            action="acme.directory-remove",
+            target=name,
         )
         if not await self._repo.remove_directory(name, audit=audit):
             raise EngineError(ProblemKind.NOT_FOUND, f"no stored ACME directory {name!r}")

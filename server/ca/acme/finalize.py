@@ -47,8 +47,12 @@ class Finalizer:
         self._orders = order_book
         self._issued: dict[str, _Issued] = {}
 
-    async def finalize(self, account: at.Account, order_id: str, csr: bytes) -> at.Order:
+    async def finalize(
+        self, account: at.Account, order_id: str, csr: bytes, *, source: str = ""
+    ) -> at.Order:
         """Issue the certificate of a ready order (RFC 8555 §7.4).
+
+        ``source`` (the client address) goes into the issuance's audit record.
 
         A refused CSR leaves the order ready so the client may try again.
 
@@ -73,7 +77,7 @@ class Finalizer:
         try:
             issued = await self._engine.issue(
                 request,
-                principal=Principal("acme", account.id),
+                principal=Principal("acme", account.id, source=source),
                 grant=self._orders.settings.grant,
                 ca=self._orders.settings.ca,
                 profile=order.profile,

@@ -29,7 +29,7 @@ from server.ca.acme.workqueue import ValidationQueue
 from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind, SubProblem
 from server.ca.ports import Clock
-from server.ca.types import Principal
+from server.ca.types import AuditEvent, Principal
 
 __all__ = ["Orders", "derive_authz", "derive_order", "general_name"]
 
@@ -271,8 +271,9 @@ class Orders:
         not_after: datetime | None = None,
         profile: str | None = None,
         replaces: str | None = None,
+        source: str = "",
     ) -> at.Order:
-        """Create an order and its authorizations (RFC 8555 §7.4).
+        """Create an order and its authorizations (RFC 8555 §7.4; audited, from ``source``).
 
         Raises:
             EngineError: MALFORMED, UNSUPPORTED_IDENTIFIER, REJECTED_IDENTIFIER,
@@ -320,7 +321,19 @@ class Orders:
             replaces=replaces,
             authorizations=tuple(authzs),
         )
-        await self._repo.add_order(order, fresh, superseding=superseding)
+        audit = AuditEvent(
+            at=now,
+            actor=f"acme:{account.id}",
+            action="acme.order-create",
+            target=order.id,
+            detail={
+                "identifiers": ",".join(i.value for i in idents),
+                "profile": engine_profile,
+                **({"replaces": replaces} if replaces else {}),
+            },
+            source=source,
+        )
+        await self._repo.add_order(order, fresh, superseding=superseding, audit=audit)
         return derive_order(order, now)
 
     def _check_window(

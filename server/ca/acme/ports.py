@@ -70,8 +70,11 @@ class AcmeRepository(Protocol):
     """Persistent ACME state; every write is one short transaction."""
 
     # accounts
-    async def add_account(self, account: at.Account) -> at.Account:
-        """Insert an account; on a thumbprint race return the existing one."""
+    async def add_account(
+        self, account: at.Account, *, audit: types.AuditEvent | None = None
+    ) -> at.Account:
+        """Insert an account (and its audit event, atomically); on a thumbprint race
+        return the existing one (nothing audited)."""
         ...
 
     async def add_eab_account(
@@ -95,8 +98,10 @@ class AcmeRepository(Protocol):
         """Return the account holding a key."""
         ...
 
-    async def update_account(self, account: at.Account) -> bool:
-        """Replace contact/status/key; False when the new key is already in use."""
+    async def update_account(
+        self, account: at.Account, *, audit: types.AuditEvent | None = None
+    ) -> bool:
+        """Replace contact/status/key (audited atomically); False when the new key is in use."""
         ...
 
     # orders and authorizations
@@ -106,8 +111,9 @@ class AcmeRepository(Protocol):
         new_authzs: Sequence[at.Authorization],
         *,
         superseding: Sequence[at.OrderId] = (),
+        audit: types.AuditEvent | None = None,
     ) -> None:
-        """Insert an order and its new authorizations in one transaction.
+        """Insert an order, its new authorizations and its audit event in one transaction.
 
         An order with ``replaces`` also claims the certificate's one replacement
         slot (RFC 9773 §5): free, or held by one of ``superseding`` (orders the

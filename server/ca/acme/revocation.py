@@ -74,9 +74,12 @@ class Revocation:
         reason_code: int | None,
         account: at.Account | None = None,
         key_spki: bytes | None = None,
+        source: str = "",
     ) -> None:
         """Revoke by the issuing account, an account authorized for every name in the
         certificate, or the certificate's own key (RFC 8555 §7.6).
+
+        ``source`` (the client address) goes into the revocation's audit record.
 
         Raises:
             EngineError: MALFORMED (not a certificate), NOT_FOUND, UNAUTHORIZED,
@@ -122,5 +125,5 @@ class Revocation:
                 )
         if rec.status is CertStatus.REVOKED:
             raise EngineError(ProblemKind.ALREADY_REVOKED, "the certificate is already revoked")
-        principal = Principal("acme", account.id if account else "certificate-key")
+        principal = Principal("acme", account.id if account else "certificate-key", source=source)
         await self._engine.revoke(rec.serial, principal=principal, reason=reason, ca=rec.ca_id)

@@ -76,8 +76,9 @@ class AdminPrincipal:
 
     @property
     def principal(self) -> Principal:
-        """Return the engine principal: audit records name it ``admin:<name>``."""
-        return Principal("admin", self.name)
+        """Return the engine principal: audit records name it ``admin:<name>``, from its
+        client address."""
+        return Principal("admin", self.name, source=self.address or "")
 
 
 def covers(scope: str | None, lineage: Sequence[str]) -> bool:

@@ -2,8 +2,8 @@
 
 Each method takes the authenticated ``AdminPrincipal`` and runs ``roles.refusal``
 before anything else; a refusal raises ``EngineError`` (UNAUTHORIZED, 403) after
-an audit record (actor ``admin:<name>``, action ``admin.denied``, the client
-address in ``detail["from"]``). Failed logins are audited the same way and raise
+an audit record (actor ``admin:<name>``, action ``admin.denied``, source the
+client address). Failed logins are audited the same way and raise
 UNAUTHENTICATED (401). The work itself is the engine's (``CAEngine``, ``hierarchy``,
 ``lifecycle``, the status service's CRL publisher), as the CLI does it: an
 issuer's certificates come from ``CAEngine.issue`` with a grant of its subtree.
@@ -100,7 +100,7 @@ class AdminService:
         name: str | None = None,
     ) -> EngineError:
         """Write the denial's audit record; return the error to raise."""
-        detail = {"action": action, "reason": reason, "from": address or "unknown"}
+        detail = {"action": action, "reason": reason}
         if who is not None:
             detail |= {"role": str(who.role), "scope": who.scope or "*", "via": who.via}
         actor = f"admin:{who.name if who is not None else name or ANONYMOUS}"
@@ -111,6 +111,7 @@ class AdminService:
                 action="admin.denied",
                 target=target,
                 detail=detail,
+                source=address or "",
             )
         )
         _log.warning(

@@ -267,7 +267,21 @@ class Enrollments:
             status=PendingStatus.PENDING,
             created_at=self._clock.now(),
         )
-        await self._repo.add_pending(pending)
+        await self._repo.add_pending(
+            pending,
+            audit=AuditEvent(
+                at=pending.created_at,
+                actor=requester,
+                action="est.enroll-hold",
+                target=pending.id,
+                detail={
+                    "label": label.name,
+                    "operation": str(operation),
+                    "subject": pending.subject,
+                },
+                source=client.principal.source,
+            ),
+        )
         return EnrollmentPending(id=pending.id, retry_after=self._retry_after)
 
     async def _resume(
@@ -393,6 +407,7 @@ class Enrollments:
         audit = AuditEvent(
             at=now,
             actor=str(actor),
+            source=actor.source,
             action="est.approve" if approve else "est.reject",
             target=found.id,
             detail={"label": found.label, "subject": found.subject},

@@ -229,6 +229,7 @@ class Labels:
         audit = AuditEvent(
             at=self._clock.now(),
             actor=str(actor),
+            source=actor.source,
             action="est.label-add",
             target=label.name,
             detail={
@@ -247,7 +248,11 @@ class Labels:
             EngineError: NOT_FOUND.
         """
         audit = AuditEvent(
-            at=self._clock.now(), actor=str(actor), action="est.label-remove", target=name
+            at=self._clock.now(),
+            actor=str(actor),
+            source=actor.source,
+            action="est.label-remove",
+            target=name,
         )
         if not await self._repo.remove_label(name, audit=audit):
             raise EngineError(ProblemKind.NOT_FOUND, f"no stored EST label {name!r}")

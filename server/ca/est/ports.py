@@ -218,8 +218,10 @@ class EstRepository(Protocol):
         """Delete an account; False if it did not exist."""
         ...
 
-    async def add_pending(self, pending: PendingEnrollment) -> None:
-        """Store a new pending enrollment."""
+    async def add_pending(
+        self, pending: PendingEnrollment, *, audit: types.AuditEvent | None = None
+    ) -> None:
+        """Store a new pending enrollment (and its audit event, atomically)."""
         ...
 
     async def find_pending(

@@ -159,6 +159,7 @@ class Users:
         audit = AuditEvent(
             at=now,
             actor=str(actor),
+            source=actor.source,
             action="est.user-add",
             target=f"{label}/{username}",
             detail=detail,
@@ -176,6 +177,7 @@ class Users:
         audit = AuditEvent(
             at=self._clock.now(),
             actor=str(actor),
+            source=actor.source,
             action="est.user-remove",
             target=f"{label}/{username}",
         )

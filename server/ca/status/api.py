@@ -147,14 +147,16 @@ class StatusService:
         """
         return await self.crls.latest(ca_id)
 
-    async def generate_crl(self, ca: str | None, *, actor: str) -> CrlRecord:
+    async def generate_crl(self, ca: str | None, *, actor: str, source: str = "") -> CrlRecord:
         """Publish a fresh CRL of a CA (by name or id; None: the default CA) now.
 
         Raises:
             EngineError: NOT_FOUND, POLICY (CA not active), UNAVAILABLE (another
                 node is generating this CA's CRL).
         """
-        record = await self.crls.regenerate(await self._engine.get_ca(ca), actor=actor)
+        record = await self.crls.regenerate(
+            await self._engine.get_ca(ca), actor=actor, source=source
+        )
         if record is None:
             raise EngineError(
                 ProblemKind.UNAVAILABLE,
@@ -164,14 +166,16 @@ class StatusService:
         return record
 
     async def sign_offline(
-        self, ca: str, *, days: int, ocsp_signer: bool, actor: str
+        self, ca: str, *, days: int, ocsp_signer: bool, actor: str, source: str = ""
     ) -> offline.Ceremony:
         """Run an offline CA's ceremony: its CRL and OCSP answers (and signer) for ``days``.
 
         Raises:
             EngineError: NOT_FOUND, CONFLICT (CA online), MALFORMED, POLICY, UNAVAILABLE.
         """
-        return await self.offline.sign(ca, days=days, ocsp_signer=ocsp_signer, actor=actor)
+        return await self.offline.sign(
+            ca, days=days, ocsp_signer=ocsp_signer, actor=actor, source=source
+        )
 
     async def ca_certificate(self, ca_id: str) -> bytes:
         """Return the DER certificate of a CA (by id), as named in caIssuers.

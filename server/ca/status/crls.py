@@ -92,7 +92,12 @@ class CrlPublisher:
         self.wake = asyncio.Event()
 
     async def regenerate(
-        self, ca: CA, *, actor: str = "system:crl", validity: timedelta | None = None
+        self,
+        ca: CA,
+        *,
+        actor: str = "system:crl",
+        source: str = "",
+        validity: timedelta | None = None,
     ) -> CrlRecord | None:
         """Build, sign and keep a new CRL unless another node is doing it (then None).
 
@@ -104,10 +109,12 @@ class CrlPublisher:
         async with self._store.leader(f"crl:{ca.id}") as leader:
             if not leader:
                 return None
-            return await self._regenerate_as_leader(ca, actor=actor, validity=validity)
+            return await self._regenerate_as_leader(
+                ca, actor=actor, source=source, validity=validity
+            )
 
     async def _regenerate_as_leader(
-        self, ca: CA, *, actor: str, validity: timedelta | None
+        self, ca: CA, *, actor: str, validity: timedelta | None, source: str = ""
     ) -> CrlRecord:
         started = self._clock.now()
         issuer = await self._engine.status_issuer(ca)
@@ -152,6 +159,7 @@ class CrlPublisher:
                 action="crl.generate",
                 target=ca.name,
                 detail={"number": str(number), "entries": str(len(entries))},
+                source=source,
             )
         )
         self._latest[ca.id] = (time.monotonic(), record)

@@ -83,7 +83,9 @@ class OfflineStatus:
         self._clock = clock
         self._warned: dict[CAId, datetime] = {}
 
-    async def sign(self, ref: str, *, days: int, ocsp_signer: bool, actor: str) -> Ceremony:
+    async def sign(
+        self, ref: str, *, days: int, ocsp_signer: bool, actor: str, source: str = ""
+    ) -> Ceremony:
         """Sign and store an offline CA's CRL and OCSP answers (and signer) valid for ``days``.
 
         Raises:
@@ -102,7 +104,7 @@ class OfflineStatus:
             raise EngineError(ProblemKind.MALFORMED, f"--days must be 1-{_MAX_DAYS}")
         validity = timedelta(days=days)
         signer = await self._ocsp.issue_signer(ca, lifetime=validity) if ocsp_signer else None
-        crl = await self._crls.regenerate(ca, actor=actor, validity=validity)
+        crl = await self._crls.regenerate(ca, actor=actor, source=source, validity=validity)
         if crl is None:
             raise EngineError(
                 ProblemKind.UNAVAILABLE, "another node is generating this CA's CRL; try again"
@@ -119,7 +121,14 @@ class OfflineStatus:
         if signer is not None:
             detail["ocsp_signer"] = format(signer.serial, "X")
         await self._repo.add_audit(
-            AuditEvent(at=now, actor=actor, action="ca.sign-offline", target=ca.name, detail=detail)
+            AuditEvent(
+                at=now,
+                actor=actor,
+                action="ca.sign-offline",
+                target=ca.name,
+                detail=detail,
+                source=source,
+            )
         )
         log.info(
             "offline CA %s: CRL %d and %d OCSP answer(s) signed for %d days",

@@ -111,7 +111,7 @@ async def test_admin_cert_logs_in_and_stops_when_revoked(
     assert status == 401
     assert body["detail"] == "the admin certificate is revoked"
     (denial,) = [d for d in await env.denials() if d.actor == "admin:carol"]
-    assert denial.detail["from"] == "127.0.0.1"
+    assert denial.source == "127.0.0.1"
 
 
 async def test_admin_cert_revoked_at_the_ca_alone_stops_working(
@@ -237,5 +237,5 @@ async def test_admin_cert_checks_without_tls(env: AdminEnv, database: Database) 
     with pytest.raises(EngineError) as err:
         await env.service.authenticate_certificate(der, address="192.0.2.1", action="GET /x")
     assert err.value.detail == "the client certificate is not within its validity period"
-    denials = [d for d in await env.denials() if d.detail["from"] == "192.0.2.1"]
+    denials = [d for d in await env.denials() if d.source == "192.0.2.1"]
     assert [d.actor for d in denials] == ["admin:gina", "admin:frank"]

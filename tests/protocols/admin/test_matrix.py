@@ -140,7 +140,7 @@ async def test_role_scope_matrix(
     assert body["type"] == "urn:privca:problem:unauthorized"
     (denial,) = denials
     assert denial.actor == "admin:alice"
-    assert denial.detail["from"] == "127.0.0.1"
+    assert denial.source == "127.0.0.1"
     assert denial.detail["action"] == str(ep.permission)
     assert denial.detail["role"] == str(role)
     # Nothing happened: the target CA and its leaf are as they were.
@@ -188,5 +188,5 @@ async def test_every_endpoint_refuses_bad_credentials(env: AdminEnv, kind: str) 
     assert len(denials) == len(ENDPOINTS)
     expected_actor = "admin:bob" if kind in {"expired", "revoked"} else "admin:anonymous"
     assert {d.actor for d in denials} == {expected_actor}
-    assert {d.detail["from"] for d in denials} == {"127.0.0.1"}
+    assert {d.source for d in denials} == {"127.0.0.1"}
     assert await env.engine.find_ca("newroot") is None
