@@ -8,7 +8,7 @@ can stop and restart the server mid-load without touching the shared one. Three 
 (A with --workers 2, B, C) share its database. Threads enroll over EST, order over ACME
 (certbot's `acme` library, http-01 answered by this driver) and ask OCSP, spread over
 every node. Cases: kill -9 of node A mid-load and a restart; SIGTERM of node B under
-load; `pg_ctl stop -m fast` and `-m immediate` for OUTAGE_S seconds mid-load, then
+load; `pg_ctl stop -m fast` and `-m immediate` for OUTAGE_S[mode] seconds mid-load, then
 start; a nonce sent to two nodes at once, NONCE_RACES times; a revocation on each node
 in turn (one new CRL each, served by every node, OCSP on every node); kill -9 of a node
 on SQLite. After each: the invariants in invariants.py (every certificate a client
@@ -63,7 +63,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from conformance.faults import invariants as inv
 
 PASSWORD: Final = "faults-correct-horse"  # noqa: S105 - a throwaway test account
-OUTAGE_S: Final = 4.0
+# The issue's acceptance case: PostgreSQL stopped 8 s under load (fast stop); the
+# immediate stop (crash recovery on start) is shorter to bound the run.
+OUTAGE_S: Final = {"fast": 8.0, "immediate": 4.0}
 REVOCATION_BOUND_S: Final = 5.0
 RECOVERY_BOUND_S: Final = 5.0
 # A revocation marks the CRL dirty; a node regenerates after the debounce (2 s) on its
@@ -600,7 +602,7 @@ def sigterm_case(b: Node, load: Load, rows: Rows) -> None:
 def outage_case(
     label: str, mode: str, cluster: PgCluster, nodes: list[Node], load: Load, rows: Rows
 ) -> None:
-    """Stop PostgreSQL (`pg_ctl stop -m MODE`) mid-load for OUTAGE_S seconds, then start it."""
+    """Stop PostgreSQL (`pg_ctl stop -m MODE`) mid-load for OUTAGE_S[MODE] seconds, then start."""
     assert all(n.proc is not None for n in nodes)
     pids = {n.name: n.proc.pid for n in nodes if n.proc is not None}
     sizes = {n.name: n.log.stat().st_size for n in nodes}
@@ -610,7 +612,7 @@ def outage_case(
         time.sleep(2)
         down = time.monotonic()
         stopping = cluster.stop(mode)
-        time.sleep(OUTAGE_S)
+        time.sleep(OUTAGE_S[mode])
         starting = cluster.start()
         back = time.monotonic()
         time.sleep(4)
