@@ -19,21 +19,38 @@ from server.ca.types import CertStatus
 __all__ = [
     "MAX_BODY",
     "SERVICE",
+    "approve_pending",
     "ca_certificate",
+    "create_directory",
+    "create_eab_key",
+    "create_label",
     "create_root",
     "create_subordinate",
+    "delete_directory",
+    "delete_label",
+    "delete_user",
     "disable_ca",
     "enable_ca",
     "get_ca",
     "get_certificate",
+    "get_directory",
+    "get_label",
     "issue",
     "list_cas",
     "list_certificates",
+    "list_directories",
+    "list_eab_keys",
+    "list_labels",
+    "list_pending",
+    "list_users",
     "openapi_document",
+    "put_user",
     "regenerate_crl",
+    "reject_pending",
     "renew_ca",
     "revoke_ca",
     "revoke_certificate",
+    "revoke_eab_key",
     "whoami",
 ]
 
@@ -231,3 +248,154 @@ async def revoke_certificate(request: web.Request) -> web.Response:
         who, serial, reason=reason, ca=request.query.get("ca")
     )
     return _json(messages.certificate_to_wire(record, now=service.now()))
+
+
+# ---------------------------------------------------------------------- EST
+
+
+async def list_labels(request: web.Request) -> web.Response:
+    """GET /est/labels: EST labels whose CA is in scope (RFC 7030 §3.2.2 path labels)."""
+    service, who = await _who(request)
+    views = await service.est.list_labels(who)
+    return _json({"items": [messages.label_to_wire(v) for v in views]})
+
+
+async def get_label(request: web.Request) -> web.Response:
+    """GET /est/labels/{label}."""
+    service, who = await _who(request)
+    view = await service.est.get_label(who, request.match_info["label"])
+    return _json(messages.label_to_wire(view))
+
+
+async def create_label(request: web.Request) -> web.Response:
+    """POST /est/labels: a label on a CA in scope (owners)."""
+    service, who = await _who(request)
+    label = messages.parse_label(await _body(request))
+    view = await service.est.create_label(who, label)
+    return _json(
+        messages.label_to_wire(view),
+        status=201,
+        headers={"Location": links.label_url(view.label.name)},
+    )
+
+
+async def delete_label(request: web.Request) -> web.Response:
+    """DELETE /est/labels/{label}: the label and its accounts (owners)."""
+    service, who = await _who(request)
+    await service.est.delete_label(who, request.match_info["label"])
+    return web.Response(status=204)
+
+
+async def list_users(request: web.Request) -> web.Response:
+    """GET /est/labels/{label}/users: HTTP Basic accounts, without password hashes."""
+    service, who = await _who(request)
+    users = await service.est.list_users(who, request.match_info["label"])
+    return _json({"items": [messages.user_to_wire(u) for u in users]})
+
+
+async def put_user(request: web.Request) -> web.Response:
+    """POST /est/labels/{label}/users: create an account or reset its password (owners)."""
+    service, who = await _who(request)
+    req = messages.parse_user(await _body(request))
+    user = await service.est.put_user(
+        who,
+        request.match_info["label"],
+        req.username,
+        req.password,
+        dns_suffixes=req.dns_suffixes,
+        subject_patterns=req.subject_patterns,
+        max_days=req.max_days,
+    )
+    return _json(messages.user_to_wire(user))
+
+
+async def delete_user(request: web.Request) -> web.Response:
+    """DELETE /est/labels/{label}/users/{username} (owners)."""
+    service, who = await _who(request)
+    await service.est.delete_user(who, request.match_info["label"], request.match_info["username"])
+    return web.Response(status=204)
+
+
+async def list_pending(request: web.Request) -> web.Response:
+    """GET /est/pending[?status=]: enrollments held for approval (RFC 7030 §4.2.3)."""
+    service, who = await _who(request)
+    status = messages.parse_pending_status(request.query.get("status"))
+    items = await service.est.list_pending(who, status)
+    return _json({"items": [messages.pending_to_wire(p) for p in items]})
+
+
+async def approve_pending(request: web.Request) -> web.Response:
+    """POST /est/pending/{id}/approve (approvers): the client's next poll gets its cert."""
+    service, who = await _who(request)
+    done = await service.est.decide(who, request.match_info["id"], approve=True)
+    return _json(messages.pending_to_wire(done))
+
+
+async def reject_pending(request: web.Request) -> web.Response:
+    """POST /est/pending/{id}/reject (approvers)."""
+    service, who = await _who(request)
+    done = await service.est.decide(who, request.match_info["id"], approve=False)
+    return _json(messages.pending_to_wire(done))
+
+
+# ---------------------------------------------------------------------- ACME
+
+
+async def list_directories(request: web.Request) -> web.Response:
+    """GET /acme/directories: named ACME directories whose CA is in scope."""
+    service, who = await _who(request)
+    views = await service.acme.list_directories(who)
+    return _json({"items": [messages.directory_to_wire(v) for v in views]})
+
+
+async def get_directory(request: web.Request) -> web.Response:
+    """GET /acme/directories/{name}."""
+    service, who = await _who(request)
+    view = await service.acme.get_directory(who, request.match_info["name"])
+    return _json(messages.directory_to_wire(view))
+
+
+async def create_directory(request: web.Request) -> web.Response:
+    """POST /acme/directories: /acme/{name}/directory on a CA in scope (owners)."""
+    service, who = await _who(request)
+    directory = messages.parse_directory(await _body(request))
+    view = await service.acme.create_directory(who, directory)
+    return _json(
+        messages.directory_to_wire(view),
+        status=201,
+        headers={"Location": links.directory_url(view.directory.name)},
+    )
+
+
+async def delete_directory(request: web.Request) -> web.Response:
+    """DELETE /acme/directories/{name} (owners): its accounts can no longer log in."""
+    service, who = await _who(request)
+    await service.acme.delete_directory(who, request.match_info["name"])
+    return web.Response(status=204)
+
+
+async def list_eab_keys(request: web.Request) -> web.Response:
+    """GET /acme/eab-keys: External Account Binding keys, never their MAC keys."""
+    service, who = await _who(request)
+    keys = await service.acme.list_eab_keys(who)
+    return _json({"items": [messages.eab_key_to_wire(k) for k in keys]})
+
+
+async def create_eab_key(request: web.Request) -> web.Response:
+    """POST /acme/eab-keys (RFC 8555 §7.3.4): kid and MAC key, shown this once."""
+    service, who = await _who(request)
+    key = await service.acme.create_eab_key(who)
+    return _json(
+        messages.eab_key_to_wire(key, with_secret=True),
+        status=201,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def revoke_eab_key(request: web.Request) -> web.Response:
+    """POST /acme/eab-keys/{kid}/revoke, optionally deactivating its accounts."""
+    service, who = await _who(request)
+    deactivate = messages.parse_eab_revoke(await _body(request, optional=True))
+    kid = request.match_info["kid"]
+    done = await service.acme.revoke_eab_key(who, kid, deactivate_accounts=deactivate)
+    return _json({"kid": kid, "deactivated_accounts": list(done)})

@@ -48,6 +48,23 @@ ROUTES: Final[tuple[tuple[str, str, _View], ...]] = (
     ("GET", "/certificates", handlers.list_certificates),
     ("GET", "/certificates/{serial}", handlers.get_certificate),
     ("POST", "/certificates/{serial}/revoke", handlers.revoke_certificate),
+    ("GET", "/est/labels", handlers.list_labels),
+    ("POST", "/est/labels", handlers.create_label),
+    ("GET", "/est/labels/{label}", handlers.get_label),
+    ("DELETE", "/est/labels/{label}", handlers.delete_label),
+    ("GET", "/est/labels/{label}/users", handlers.list_users),
+    ("POST", "/est/labels/{label}/users", handlers.put_user),
+    ("DELETE", "/est/labels/{label}/users/{username}", handlers.delete_user),
+    ("GET", "/est/pending", handlers.list_pending),
+    ("POST", "/est/pending/{id}/approve", handlers.approve_pending),
+    ("POST", "/est/pending/{id}/reject", handlers.reject_pending),
+    ("GET", "/acme/directories", handlers.list_directories),
+    ("POST", "/acme/directories", handlers.create_directory),
+    ("GET", "/acme/directories/{name}", handlers.get_directory),
+    ("DELETE", "/acme/directories/{name}", handlers.delete_directory),
+    ("GET", "/acme/eab-keys", handlers.list_eab_keys),
+    ("POST", "/acme/eab-keys", handlers.create_eab_key),
+    ("POST", "/acme/eab-keys/{kid}/revoke", handlers.revoke_eab_key),
 )
 
 

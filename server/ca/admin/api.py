@@ -1,12 +1,14 @@
 """The admin engine facade: the one module ``protocols/admin`` and the CLI import.
 
 Re-exports roles, identities and the ``AdminService``; the implementation lives in
-``roles``, ``tokens``, ``certs`` and ``service``. Must not import aiohttp, josepy
-or sqlalchemy.
+``roles``, ``guard``, ``tokens``, ``certs``, ``est``, ``acme`` and ``service``.
+Must not import aiohttp, josepy or sqlalchemy.
 """
 
 from __future__ import annotations
 
+from server.ca.admin.acme import AcmeAdmin, DirectoryView, EabKeys
+from server.ca.admin.est import EstAdmin, LabelView
 from server.ca.admin.ports import AdminCertificate, AdminRepository, AdminToken, CrlPublisher
 from server.ca.admin.roles import PERMISSIONS, AdminPrincipal, Permission, Role
 from server.ca.admin.service import ANONYMOUS, MAX_DAYS, AdminService, CAView
@@ -18,6 +20,7 @@ __all__ = [
     "MAX_DAYS",
     "PERMISSIONS",
     "PREFIX",
+    "AcmeAdmin",
     "AdminCertificate",
     "AdminPrincipal",
     "AdminRepository",
@@ -25,6 +28,10 @@ __all__ = [
     "AdminToken",
     "CAView",
     "CrlPublisher",
+    "DirectoryView",
+    "EabKeys",
+    "EstAdmin",
+    "LabelView",
     "Permission",
     "Renewal",
     "Role",

@@ -8,12 +8,13 @@ UNAUTHENTICATED (401). The work itself is the engine's (``CAEngine``, ``hierarch
 ``lifecycle``, the status service's CRL publisher), as the CLI does it: an
 issuer's certificates come from ``CAEngine.issue`` with a grant of its subtree.
 The internal admin CA is not managed here: to this API it does not exist.
+EST (``est.EstAdmin``) and ACME (``acme.AcmeAdmin``) are parts of this service,
+reached as ``service.est`` and ``service.acme``, authorizing through the same ``Guard``.
 Must not import aiohttp, josepy or sqlalchemy.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,16 +23,20 @@ from typing import Final
 from cryptography import x509
 
 from server.ca import grants, lifecycle
+from server.ca.acme import api as acme_api
 from server.ca.admin import roles
+from server.ca.admin.acme import AcmeAdmin, EabKeys
 from server.ca.admin.certs import AdminCerts
+from server.ca.admin.est import EstAdmin
+from server.ca.admin.guard import ANONYMOUS, Guard
 from server.ca.admin.ports import AdminCertificate, AdminRepository, AdminToken, CrlPublisher
 from server.ca.admin.roles import AdminPrincipal, Permission, Role
 from server.ca.admin.tokens import Tokens
 from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind
+from server.ca.est import api as est_api
 from server.ca.types import (
     CA,
-    AuditEvent,
     CAKind,
     CAMode,
     CertificatePage,
@@ -47,9 +52,6 @@ from server.ca.types import (
 
 __all__ = ["ANONYMOUS", "AdminService", "CAView"]
 
-_log = logging.getLogger(__name__)
-
-ANONYMOUS: Final = "anonymous"
 # Lifetimes a request may ask for (days): beyond this a date overflows nothing but
 # means nothing either.
 MAX_DAYS: Final = 36_500
@@ -75,12 +77,19 @@ class AdminService:
         admin_ca: str,
         base_grant: grants.Grant = grants.OPERATOR,
         crls: CrlPublisher | None = None,
+        est: est_api.EstService | None = None,
+        acme_directories: acme_api.Directories | None = None,
+        eab: EabKeys | None = None,
     ) -> None:
         self._engine = engine
         self._base_grant = base_grant
         self._crls = crls
+        self._guard = Guard(engine)
         self.tokens = Tokens(repo)
         self.certs = AdminCerts(engine, repo, ca_name=admin_ca)
+        # The parts over the protocol services; each authorizes through the same guard.
+        self.est = EstAdmin(self._guard, est)
+        self.acme = AcmeAdmin(self._guard, acme_directories, eab)
 
     def now(self) -> datetime:
         """Return the engine clock's time (what "expired" is measured against)."""
@@ -100,23 +109,9 @@ class AdminService:
         name: str | None = None,
     ) -> EngineError:
         """Write the denial's audit record; return the error to raise."""
-        detail = {"action": action, "reason": reason, "from": address or "unknown"}
-        if who is not None:
-            detail |= {"role": str(who.role), "scope": who.scope or "*", "via": who.via}
-        actor = f"admin:{who.name if who is not None else name or ANONYMOUS}"
-        await self._engine.record_audit(
-            AuditEvent(
-                at=self._engine.now(),
-                actor=actor,
-                action="admin.denied",
-                target=target,
-                detail=detail,
-            )
+        return await self._guard.deny(
+            who, kind=kind, action=action, target=target, reason=reason, address=address, name=name
         )
-        _log.warning(
-            "admin API: denied %s %s to %s from %s: %s", action, target, actor, address, reason
-        )
-        return EngineError(kind, reason)
 
     # ------------------------------------------------------------------ authentication
 
@@ -188,30 +183,11 @@ class AdminService:
     async def _authorize(
         self, who: AdminPrincipal, permission: Permission, ca: CA | None, *, target: str
     ) -> None:
-        lineage = None
-        if ca is not None:
-            lineage = tuple(c.name for c in await self._engine.lineage(ca))
-        why = roles.refusal(who, permission, lineage)
-        if why is not None:
-            raise await self._deny(
-                who,
-                kind=ProblemKind.UNAUTHORIZED,
-                action=str(permission),
-                target=target,
-                reason=why,
-                address=who.address,
-            )
+        await self._guard.authorize(who, permission, ca, target=target)
 
     async def _ca(self, ref: str) -> CA:
-        """Return a CA the admin API manages (the admin CA is not one of them).
-
-        Raises:
-            EngineError: NOT_FOUND.
-        """
-        ca = await self._engine.find_ca(ref)
-        if ca is None or ca.kind is CAKind.ADMIN:
-            raise EngineError(ProblemKind.NOT_FOUND, f"unknown CA {ref!r}")
-        return ca
+        """Return a CA the admin API manages. Raises EngineError NOT_FOUND."""
+        return await self._guard.ca(ref)
 
     async def _view(self, ca: CA, cas: Sequence[CA] | None = None) -> CAView:
         parent = None
