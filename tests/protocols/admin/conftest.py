@@ -145,7 +145,7 @@ async def build_env(
     await service.ensure_admin_ca(actor=OP, key_algorithm=KeyAlgorithm.EC_P256)
     await engine.create_root("root", actor=OP)
     leaves = {}
-    pending = {}
+    pending: dict[str, str] = {}
     # A cheap hash: the fixture's accounts are never logged in with.
     cheap = est_api.hash_password("fixture-password", iterations=1000)
     for team in ("teamA", "teamB"):
