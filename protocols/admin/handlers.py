@@ -12,6 +12,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from protocols.admin import auth, links, messages, openapi
+from server.ca import types
 from server.ca.admin import api as admin_api
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import CertStatus
@@ -23,7 +24,11 @@ __all__ = [
     "ca_certificate",
     "create_directory",
     "create_eab_key",
+    "create_icac",
     "create_label",
+    "create_paa",
+    "create_pai",
+    "create_rcac",
     "create_root",
     "create_subordinate",
     "delete_directory",
@@ -36,6 +41,8 @@ __all__ = [
     "get_directory",
     "get_label",
     "issue",
+    "issue_dac",
+    "issue_noc",
     "list_cas",
     "list_certificates",
     "list_directories",
@@ -183,13 +190,7 @@ async def issue(request: web.Request) -> web.Response:
     issued = await service.issue(
         who, request.match_info["ca"], req.csr, profile=req.profile, days=req.days
     )
-    record = issued.record
-    return web.Response(
-        status=201,
-        body=messages.pem_chain([issued.certificate, *issued.chain[:-1]]),
-        content_type=messages.PEM_CHAIN,
-        headers={"Location": links.certificate_url(record.serial_hex, record.ca_id)},
-    )
+    return _issued(issued)
 
 
 def _query_time(value: str | None, name: str) -> datetime | None:
@@ -399,3 +400,100 @@ async def revoke_eab_key(request: web.Request) -> web.Response:
     kid = request.match_info["kid"]
     done = await service.acme.revoke_eab_key(who, kid, deactivate_accounts=deactivate)
     return _json({"kid": kid, "deactivated_accounts": list(done)})
+
+
+# ---------------------------------------------------------------------- Matter
+
+
+async def _matter_ca_created(service: admin_api.AdminService, ca: types.CA) -> web.Response:
+    body = messages.ca_to_wire(await service.view(ca))
+    return _json(body, status=201, headers={"Location": links.ca_url(ca.name)})
+
+
+async def create_paa(request: web.Request) -> web.Response:
+    """POST /matter/paa: a Product Attestation Authority (unscoped owners; Matter Core §6.2)."""
+    service, who = await _who(request)
+    req = messages.parse_matter_ca(await _body(request), ids=("vid",))
+    ca = await service.matter.create_paa(who, req.name, vid=req.ids["vid"], days=req.days)
+    return await _matter_ca_created(service, ca)
+
+
+async def create_rcac(request: web.Request) -> web.Response:
+    """POST /matter/rcac: an operational Root CA (unscoped owners; Matter Core §6.1)."""
+    service, who = await _who(request)
+    req = messages.parse_matter_ca(await _body(request), ids=("fabric_id", "rcac_id"))
+    ca = await service.matter.create_rcac(
+        who, req.name, fabric_id=req.ids["fabric_id"], rcac_id=req.ids["rcac_id"], days=req.days
+    )
+    return await _matter_ca_created(service, ca)
+
+
+async def create_pai(request: web.Request) -> web.Response:
+    """POST /cas/{ca}/matter/pai: a PAI under the PAA {ca} (its owners)."""
+    service, who = await _who(request)
+    req = messages.parse_matter_ca(await _body(request), ids=("vid", "pid"))
+    ca = await service.matter.create_pai(
+        who,
+        request.match_info["ca"],
+        req.name,
+        vid=req.ids["vid"],
+        pid=req.ids["pid"],
+        days=req.days,
+    )
+    return await _matter_ca_created(service, ca)
+
+
+async def create_icac(request: web.Request) -> web.Response:
+    """POST /cas/{ca}/matter/icac: an ICAC under the RCAC {ca} (its owners)."""
+    service, who = await _who(request)
+    req = messages.parse_matter_ca(await _body(request), ids=("fabric_id", "icac_id"))
+    ca = await service.matter.create_icac(
+        who,
+        request.match_info["ca"],
+        req.name,
+        fabric_id=req.ids["fabric_id"],
+        icac_id=req.ids["icac_id"],
+        days=req.days,
+    )
+    return await _matter_ca_created(service, ca)
+
+
+def _issued(issued: types.IssuedCertificate) -> web.Response:
+    record = issued.record
+    return web.Response(
+        status=201,
+        body=messages.pem_chain([issued.certificate, *issued.chain[:-1]]),
+        content_type=messages.PEM_CHAIN,
+        headers={"Location": links.certificate_url(record.serial_hex, record.ca_id)},
+    )
+
+
+async def issue_dac(request: web.Request) -> web.Response:
+    """POST /cas/{ca}/matter/dac: a DAC from a CSR under the PAI {ca} (issuers)."""
+    service, who = await _who(request)
+    req = messages.parse_matter_leaf(await _body(request), ids=("vid", "pid"))
+    issued = await service.matter.issue_dac(
+        who,
+        request.match_info["ca"],
+        req.csr,
+        vid=req.ids["vid"],
+        pid=req.ids["pid"],
+        days=req.days,
+    )
+    return _issued(issued)
+
+
+async def issue_noc(request: web.Request) -> web.Response:
+    """POST /cas/{ca}/matter/noc: a NOC from a NOCSR under the ICAC or RCAC {ca} (issuers)."""
+    service, who = await _who(request)
+    req = messages.parse_matter_leaf(await _body(request), ids=("node_id", "fabric_id"))
+    issued = await service.matter.issue_noc(
+        who,
+        request.match_info["ca"],
+        req.csr,
+        node_id=req.ids["node_id"],
+        fabric_id=req.ids["fabric_id"],
+        cats=req.cats,
+        days=req.days,
+    )
+    return _issued(issued)

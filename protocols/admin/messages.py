@@ -25,6 +25,7 @@ from server.ca.acme import api as acme_api
 from server.ca.admin import api as admin_api
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.est import api as est_api
+from server.ca.matter import api as matter_api
 from server.ca.types import (
     CAMode,
     CertificatePage,
@@ -41,6 +42,8 @@ __all__ = [
     "PEM_CHAIN",
     "CreateCA",
     "IssueRequest",
+    "MatterCARequest",
+    "MatterLeafRequest",
     "UserRequest",
     "ca_to_wire",
     "certificate_to_wire",
@@ -56,6 +59,8 @@ __all__ = [
     "parse_eab_revoke",
     "parse_issue",
     "parse_label",
+    "parse_matter_ca",
+    "parse_matter_leaf",
     "parse_pending_status",
     "parse_renew",
     "parse_revoke",
@@ -552,3 +557,73 @@ def parse_eab_revoke(body: Mapping[str, Any]) -> bool:
     """Parse ``POST /acme/eab-keys/{kid}/revoke``: ``deactivate_accounts`` (default false)."""
     _only(body, {"deactivate_accounts"})
     return _bool(body, "deactivate_accounts")
+
+
+# ---------------------------------------------------------------------- Matter
+
+# Hex digits of each Matter identifier (Matter Core §6.5.6: VID/PID 16 bits,
+# fabric/node/RCAC/ICAC ids 64 bits, CASE Authenticated Tags 32 bits).
+_HEX_DIGITS: Final = {
+    "vid": 4,
+    "pid": 4,
+    "fabric_id": 16,
+    "rcac_id": 16,
+    "icac_id": 16,
+    "node_id": 16,
+}
+
+
+def _hex(body: Mapping[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _bad(f"{key} must be a hexadecimal string")
+    return matter_api.parse_hex_id(value, digits=_HEX_DIGITS[key], what=key)
+
+
+@dataclass(frozen=True, slots=True)
+class MatterCARequest:
+    """A new Matter CA: its name, identifiers (None: derived or none) and lifetime."""
+
+    name: str
+    ids: dict[str, int | None]
+    days: int | None
+
+
+def parse_matter_ca(body: Mapping[str, Any], *, ids: tuple[str, ...]) -> MatterCARequest:
+    """Parse a PAA/PAI/RCAC/ICAC creation carrying the hex identifiers ``ids``."""
+    _only(body, {"name", "days", *ids})
+    return MatterCARequest(
+        name=_str(body, "name", required=True) or "",
+        ids={key: _hex(body, key) for key in ids},
+        days=_int(body, "days", low=1, high=admin_api.MAX_DAYS),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MatterLeafRequest:
+    """A DAC or NOC from a PEM CSR (NOCSR), with identifiers to set."""
+
+    csr: bytes
+    ids: dict[str, int | None]
+    cats: tuple[int, ...]
+    days: int | None
+
+
+def parse_matter_leaf(body: Mapping[str, Any], *, ids: tuple[str, ...]) -> MatterLeafRequest:
+    """Parse ``POST /cas/{ca}/matter/dac`` or ``.../noc`` (the CSR is checked by the engine)."""
+    cats_allowed = {"cats"} if "node_id" in ids else set()
+    _only(body, {"csr", "days", *ids, *cats_allowed})
+    csr = _str(body, "csr", required=True) or ""
+    if len(csr) > _MAX_CSR or not csr.lstrip().startswith("-----BEGIN CERTIFICATE REQUEST-----"):
+        raise _bad("csr must be a PEM certificate request")
+    cats = body.get("cats", [])
+    if not isinstance(cats, list) or len(cats) > 3 or not all(isinstance(c, str) for c in cats):
+        raise _bad("cats must be a list of at most 3 hexadecimal strings")
+    return MatterLeafRequest(
+        csr=csr.encode(),
+        ids={key: _hex(body, key) for key in ids},
+        cats=tuple(matter_api.parse_hex_id(c, digits=8, what="cat") for c in cats),
+        days=_int(body, "days", low=1, high=admin_api.MAX_DAYS),
+    )

@@ -33,6 +33,8 @@ _STRINGS: Final = {
     "maxItems": 64,
     "items": {"type": "string", "minLength": 1, "maxLength": 253},
 }
+_VID: Final = {"type": "string", "pattern": "^[0-9A-Fa-f]{1,4}$", "description": "hex"}
+_ID64: Final = {"type": "string", "pattern": "^[0-9A-Fa-f]{1,16}$", "description": "hex"}
 _NULLABLE_STRINGS: Final = {"type": ["array", "null"], "items": {"type": "string"}}
 
 
@@ -299,6 +301,39 @@ _SCHEMAS: Final[dict[str, Any]] = {
             "kid": {"type": "string"},
             "deactivated_accounts": {"type": "array", "items": {"type": "string"}},
         }
+    ),
+    "CreatePaa": _object({"name": _CA_REF, "vid": _VID, "days": _DAYS}, required=["name"]),
+    "CreatePai": _object(
+        {"name": _CA_REF, "vid": _VID, "pid": _VID, "days": _DAYS}, required=["name", "vid"]
+    ),
+    "CreateRcac": _object(
+        {"name": _CA_REF, "fabric_id": _ID64, "rcac_id": _ID64, "days": _DAYS}, required=["name"]
+    ),
+    "CreateIcac": _object(
+        {"name": _CA_REF, "fabric_id": _ID64, "icac_id": _ID64, "days": _DAYS}, required=["name"]
+    ),
+    "IssueDac": _object(
+        {
+            "csr": {"type": "string", "description": "PEM PKCS#10 request"},
+            "vid": _VID,
+            "pid": _VID,
+            "days": _DAYS,
+        },
+        required=["csr"],
+    ),
+    "IssueNoc": _object(
+        {
+            "csr": {"type": "string", "description": "PEM NOCSR (PKCS#10)"},
+            "node_id": _ID64,
+            "fabric_id": _ID64,
+            "cats": {
+                "type": "array",
+                "maxItems": 3,
+                "items": {"type": "string", "pattern": "^[0-9A-Fa-f]{1,8}$"},
+            },
+            "days": _DAYS,
+        },
+        required=["csr"],
     ),
     "Whoami": _object(
         {
@@ -666,6 +701,58 @@ _PATHS: Final[dict[str, Any]] = {
             parameters=[_path_param("kid", _TOKEN_ID)],
         )
     },
+    "/matter/paa": {
+        "post": _op(
+            "createPaa",
+            "Create a Matter PAA (unscoped owners)",
+            {"201": _json("CA", "created")},
+            body="CreatePaa",
+        )
+    },
+    "/matter/rcac": {
+        "post": _op(
+            "createRcac",
+            "Create a Matter RCAC (unscoped owners)",
+            {"201": _json("CA", "created")},
+            body="CreateRcac",
+        )
+    },
+    "/cas/{ca}/matter/pai": {
+        "post": _op(
+            "createPai",
+            "Create a PAI under the PAA {ca} (owners)",
+            {"201": _json("CA", "created")},
+            body="CreatePai",
+            parameters=_CA_PARAM,
+        )
+    },
+    "/cas/{ca}/matter/icac": {
+        "post": _op(
+            "createIcac",
+            "Create an ICAC under the RCAC {ca} (owners)",
+            {"201": _json("CA", "created")},
+            body="CreateIcac",
+            parameters=_CA_PARAM,
+        )
+    },
+    "/cas/{ca}/matter/dac": {
+        "post": _op(
+            "issueDac",
+            "Issue a DAC under the PAI {ca} (issuers); DAC and PAI in PEM",
+            {"201": _pem("issued certificate chain")},
+            body="IssueDac",
+            parameters=_CA_PARAM,
+        )
+    },
+    "/cas/{ca}/matter/noc": {
+        "post": _op(
+            "issueNoc",
+            "Issue a NOC under the ICAC or RCAC {ca} (issuers); chain without the RCAC",
+            {"201": _pem("issued certificate chain")},
+            body="IssueNoc",
+            parameters=_CA_PARAM,
+        )
+    },
 }
 
 DOCUMENT: Final[dict[str, Any]] = {
@@ -675,7 +762,7 @@ DOCUMENT: Final[dict[str, Any]] = {
         "version": "1",
         "description": (
             "Manage CAs, certificates, EST labels, accounts and approvals, ACME "
-            "directories and EAB keys. Errors are RFC 9457 problem documents."
+            "directories and EAB keys, Matter PKIs. Errors are RFC 9457 problem documents."
         ),
     },
     "servers": [{"url": links.PREFIX}],

@@ -65,6 +65,12 @@ ROUTES: Final[tuple[tuple[str, str, _View], ...]] = (
     ("GET", "/acme/eab-keys", handlers.list_eab_keys),
     ("POST", "/acme/eab-keys", handlers.create_eab_key),
     ("POST", "/acme/eab-keys/{kid}/revoke", handlers.revoke_eab_key),
+    ("POST", "/matter/paa", handlers.create_paa),
+    ("POST", "/matter/rcac", handlers.create_rcac),
+    ("POST", "/cas/{ca}/matter/pai", handlers.create_pai),
+    ("POST", "/cas/{ca}/matter/icac", handlers.create_icac),
+    ("POST", "/cas/{ca}/matter/dac", handlers.issue_dac),
+    ("POST", "/cas/{ca}/matter/noc", handlers.issue_noc),
 )
 
 

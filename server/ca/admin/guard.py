@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Final
 
 from server.ca.admin import roles
@@ -19,11 +20,27 @@ from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import CA, AuditEvent, CAKind
 
-__all__ = ["ANONYMOUS", "Guard"]
+__all__ = ["ANONYMOUS", "MAX_DAYS", "Guard", "lifetime"]
 
 _log = logging.getLogger(__name__)
 
 ANONYMOUS: Final = "anonymous"
+# Lifetimes a request may ask for (days): beyond this a date overflows nothing but
+# means nothing either.
+MAX_DAYS: Final = 36_500
+
+
+def lifetime(days: int | None) -> timedelta | None:
+    """Return a requested lifetime in days as a timedelta (None: the default).
+
+    Raises:
+        EngineError: MALFORMED outside 1..MAX_DAYS.
+    """
+    if days is None:
+        return None
+    if not 1 <= days <= MAX_DAYS:
+        raise EngineError(ProblemKind.MALFORMED, f"days must be 1..{MAX_DAYS}")
+    return timedelta(days=days)
 
 
 class Guard:
@@ -126,3 +143,10 @@ class Guard:
         """Return the ids of the managed CAs in ``who``'s scope."""
         cas = [c for c in await self._engine.list_cas() if c.kind is not CAKind.ADMIN]
         return roles.subtree_ids(cas, who.scope)
+
+    async def scope_lineage(self, scope: str | None) -> tuple[str, ...]:
+        """Return the names of a scope's CA and its ancestors (empty: unscoped)."""
+        if scope is None:
+            return ()
+        ca = await self._engine.find_ca(scope)
+        return tuple(c.name for c in await self._engine.lineage(ca)) if ca else (scope,)

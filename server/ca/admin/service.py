@@ -8,8 +8,9 @@ UNAUTHENTICATED (401). The work itself is the engine's (``CAEngine``, ``hierarch
 ``lifecycle``, the status service's CRL publisher), as the CLI does it: an
 issuer's certificates come from ``CAEngine.issue`` with a grant of its subtree.
 The internal admin CA is not managed here: to this API it does not exist.
-EST (``est.EstAdmin``) and ACME (``acme.AcmeAdmin``) are parts of this service,
-reached as ``service.est`` and ``service.acme``, authorizing through the same ``Guard``.
+EST (``est.EstAdmin``), ACME (``acme.AcmeAdmin``) and Matter (``matter.MatterAdmin``)
+are parts of this service, reached as ``service.est``, ``service.acme`` and
+``service.matter``, authorizing through the same ``Guard``.
 Must not import aiohttp, josepy or sqlalchemy.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
 
 from cryptography import x509
 
@@ -28,13 +28,15 @@ from server.ca.admin import roles
 from server.ca.admin.acme import AcmeAdmin, EabKeys
 from server.ca.admin.certs import AdminCerts
 from server.ca.admin.est import EstAdmin
-from server.ca.admin.guard import ANONYMOUS, Guard
+from server.ca.admin.guard import ANONYMOUS, Guard, lifetime
+from server.ca.admin.matter import MatterAdmin
 from server.ca.admin.ports import AdminCertificate, AdminRepository, AdminToken, CrlPublisher
 from server.ca.admin.roles import AdminPrincipal, Permission, Role
 from server.ca.admin.tokens import Tokens
 from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.est import api as est_api
+from server.ca.matter import api as matter_api
 from server.ca.types import (
     CA,
     CAKind,
@@ -51,10 +53,6 @@ from server.ca.types import (
 )
 
 __all__ = ["ANONYMOUS", "AdminService", "CAView"]
-
-# Lifetimes a request may ask for (days): beyond this a date overflows nothing but
-# means nothing either.
-MAX_DAYS: Final = 36_500
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +88,9 @@ class AdminService:
         # The parts over the protocol services; each authorizes through the same guard.
         self.est = EstAdmin(self._guard, est)
         self.acme = AcmeAdmin(self._guard, acme_directories, eab)
+        self.matter = MatterAdmin(
+            self._guard, matter_api.MatterService(engine), base_grant=base_grant
+        )
 
     def now(self) -> datetime:
         """Return the engine clock's time (what "expired" is measured against)."""
@@ -189,6 +190,10 @@ class AdminService:
         """Return a CA the admin API manages. Raises EngineError NOT_FOUND."""
         return await self._guard.ca(ref)
 
+    async def view(self, ca: CA) -> CAView:
+        """Return a CA as the admin API shows it (for a CA an operation just made)."""
+        return await self._view(ca)
+
     async def _view(self, ca: CA, cas: Sequence[CA] | None = None) -> CAView:
         parent = None
         if ca.parent_id is not None:
@@ -197,10 +202,7 @@ class AdminService:
         return CAView(ca=ca, state=lifecycle.state_of(ca, self._engine.now()), parent=parent)
 
     async def _scope_lineage(self, scope: str | None) -> tuple[str, ...]:
-        if scope is None:
-            return ()
-        ca = await self._engine.find_ca(scope)
-        return tuple(c.name for c in await self._engine.lineage(ca)) if ca else (scope,)
+        return await self._guard.scope_lineage(scope)
 
     async def check_scope(self, scope: str | None) -> str | None:
         """Return the CA name a new identity's scope names (None: every CA).
@@ -527,8 +529,4 @@ class AdminService:
 
 
 def _days(days: int | None) -> timedelta | None:
-    if days is None:
-        return None
-    if not 1 <= days <= MAX_DAYS:
-        raise EngineError(ProblemKind.MALFORMED, f"days must be 1..{MAX_DAYS}")
-    return timedelta(days=days)
+    return lifetime(days)
