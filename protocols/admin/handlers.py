@@ -36,6 +36,7 @@ __all__ = [
     "delete_user",
     "disable_ca",
     "enable_ca",
+    "export_audit",
     "get_ca",
     "get_certificate",
     "get_directory",
@@ -43,6 +44,7 @@ __all__ = [
     "issue",
     "issue_dac",
     "issue_noc",
+    "list_audit",
     "list_cas",
     "list_certificates",
     "list_directories",
@@ -497,3 +499,39 @@ async def issue_noc(request: web.Request) -> web.Response:
         days=req.days,
     )
     return _issued(issued)
+
+
+# ---------------------------------------------------------------------- audit
+
+
+def _audit_query(request: web.Request, *, limit: int) -> types.AuditQuery:
+    q = request.query
+    return messages.parse_audit_query(
+        q,
+        since=_query_time(q.get("since"), "since"),
+        until=_query_time(q.get("until"), "until"),
+        limit=limit,
+    )
+
+
+async def list_audit(request: web.Request) -> web.Response:
+    """GET /audit: search the audit log (since, until, actor, action, target), newest first."""
+    service, who = await _who(request)
+    query = _audit_query(request, limit=_query_limit(request.query.get("limit")))
+    cursor = messages.decode_cursor(request.query.get("cursor"))
+    page = await service.audit.page(who, query, cursor=cursor)
+    return _json(messages.audit_page_to_wire(page))
+
+
+async def export_audit(request: web.Request) -> web.StreamResponse:
+    """GET /audit/export: every matching record, oldest first, as JSON Lines (streamed)."""
+    service, who = await _who(request)
+    query = _audit_query(request, limit=_DEFAULT_LIMIT)
+    events = await service.audit.export(who, query)
+    response = web.StreamResponse(headers={"Cache-Control": "no-store"})
+    response.content_type = messages.JSONL
+    await response.prepare(request)
+    async for event in events:
+        await response.write(messages.audit_line(event))
+    await response.write_eof()
+    return response

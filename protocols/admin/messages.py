@@ -27,6 +27,9 @@ from server.ca.errors import EngineError, ProblemKind
 from server.ca.est import api as est_api
 from server.ca.matter import api as matter_api
 from server.ca.types import (
+    AuditEvent,
+    AuditPage,
+    AuditQuery,
     CAMode,
     CertificatePage,
     CertificateRecord,
@@ -37,6 +40,7 @@ from server.ca.types import (
 )
 
 __all__ = [
+    "JSONL",
     "JSON_TYPES",
     "MAX_LIMIT",
     "PEM_CHAIN",
@@ -45,6 +49,9 @@ __all__ = [
     "MatterCARequest",
     "MatterLeafRequest",
     "UserRequest",
+    "audit_line",
+    "audit_page_to_wire",
+    "audit_to_wire",
     "ca_to_wire",
     "certificate_to_wire",
     "crl_to_wire",
@@ -54,6 +61,7 @@ __all__ = [
     "encode_cursor",
     "label_to_wire",
     "page_to_wire",
+    "parse_audit_query",
     "parse_create_ca",
     "parse_directory",
     "parse_eab_revoke",
@@ -627,3 +635,54 @@ def parse_matter_leaf(body: Mapping[str, Any], *, ids: tuple[str, ...]) -> Matte
         cats=tuple(matter_api.parse_hex_id(c, digits=8, what="cat") for c in cats),
         days=_int(body, "days", low=1, high=admin_api.MAX_DAYS),
     )
+
+
+# ---------------------------------------------------------------------- audit
+
+JSONL: Final = "application/jsonl"
+_MAX_FILTER: Final = 255
+
+
+def parse_audit_query(
+    query: Mapping[str, str], *, since: datetime | None, until: datetime | None, limit: int
+) -> AuditQuery:
+    """Return the audit search of ``?actor=&action=&target=`` (times parsed by the caller)."""
+    values: dict[str, str | None] = {}
+    for key in ("actor", "action", "target"):
+        value = query.get(key)
+        if value is not None and not 0 < len(value) <= _MAX_FILTER:
+            raise _bad(f"{key} must be 1-{_MAX_FILTER} characters")
+        values[key] = value
+    return AuditQuery(
+        since=since,
+        until=until,
+        actor=values["actor"],
+        action=values["action"],
+        target=values["target"],
+        limit=limit,
+    )
+
+
+def audit_to_wire(event: AuditEvent) -> dict[str, Any]:
+    """Return one audit record as JSON."""
+    return {
+        "id": event.id,
+        "at": event.at.isoformat(),
+        "actor": event.actor,
+        "action": event.action,
+        "target": event.target,
+        "detail": dict(event.detail),
+    }
+
+
+def audit_page_to_wire(page: AuditPage) -> dict[str, Any]:
+    """Return a page of audit records with the cursor of the next one (null: last page)."""
+    return {
+        "items": [audit_to_wire(e) for e in page.events],
+        "next_cursor": encode_cursor(page.next_cursor),
+    }
+
+
+def audit_line(event: AuditEvent) -> bytes:
+    """Return one JSON Lines record (https://jsonlines.org/) of an export."""
+    return json.dumps(audit_to_wire(event), separators=(",", ":")).encode() + b"\n"

@@ -335,6 +335,25 @@ _SCHEMAS: Final[dict[str, Any]] = {
         },
         required=["csr"],
     ),
+    "AuditEvent": _object(
+        {
+            "id": {"type": "integer"},
+            "at": _TIME,
+            "actor": {"type": "string"},
+            "action": {"type": "string"},
+            "target": {"type": "string"},
+            "detail": {"type": "object", "additionalProperties": {"type": "string"}},
+        }
+    ),
+    "AuditPage": _object(
+        {
+            "items": {"type": "array", "items": _ref("AuditEvent")},
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "pass as ?cursor= for the next page; null on the last page",
+            },
+        }
+    ),
     "Whoami": _object(
         {
             "name": {"type": "string"},
@@ -425,6 +444,13 @@ _LABEL_PARAM: Final = [_path_param("label", _LABEL)]
 _DIRECTORY_PARAM: Final = [_path_param("name", _DIRECTORY)]
 _PENDING_PARAM: Final = [_path_param("id", _TOKEN_ID)]
 _DELETED: Final = {"204": {"description": "deleted"}}
+_AUDIT_FILTERS: Final = [
+    _query("since", {"type": "string", "format": "date-time"}, "at or after this time"),
+    _query("until", {"type": "string", "format": "date-time"}, "before this time"),
+    _query("actor", {"type": "string", "maxLength": 255}, "exactly this actor"),
+    _query("action", {"type": "string", "maxLength": 255}, "exactly this action"),
+    _query("target", {"type": "string", "maxLength": 255}, "exactly this target"),
+]
 _SERIAL_PARAMS: Final = [
     _path_param("serial", _SERIAL),
     _query("ca", _CA_REF, "the issuing CA (name or id) when the serial exists under several"),
@@ -699,6 +725,39 @@ _PATHS: Final[dict[str, Any]] = {
             body="EabRevoke",
             body_required=False,
             parameters=[_path_param("kid", _TOKEN_ID)],
+        )
+    },
+    "/audit": {
+        "get": _op(
+            "listAudit",
+            "Search the audit log, newest first (unscoped auditors)",
+            {"200": _json("AuditPage", "one page")},
+            parameters=[
+                *_AUDIT_FILTERS,
+                _query(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": 500},
+                    "page size (default 100)",
+                ),
+                _query(
+                    "cursor",
+                    {"type": "string", "maxLength": 64},
+                    "next_cursor of the previous page",
+                ),
+            ],
+        )
+    },
+    "/audit/export": {
+        "get": _op(
+            "exportAudit",
+            "Every matching audit record, oldest first, as JSON Lines (unscoped auditors)",
+            {
+                "200": {
+                    "description": "one AuditEvent JSON object a line",
+                    "content": {"application/jsonl": {"schema": {"type": "string"}}},
+                }
+            },
+            parameters=_AUDIT_FILTERS,
         )
     },
     "/matter/paa": {

@@ -37,6 +37,8 @@ from server.ca.signer import Signer
 from server.ca.types import (
     CA,
     AuditEvent,
+    AuditPage,
+    AuditQuery,
     CAId,
     CAKind,
     CAMode,
@@ -1012,3 +1014,11 @@ class CAEngine:
     async def audit_log(self, *, limit: int = 100) -> Sequence[AuditEvent]:
         """Return the newest audit events first."""
         return await self._repo.list_audit(limit=limit)
+
+    async def page_audit(self, query: AuditQuery, *, cursor: str | None = None) -> AuditPage:
+        """Search the audit log a page at a time; pass ``next_cursor`` back.
+
+        Raises:
+            EngineError: MALFORMED (a cursor that was not handed out).
+        """
+        return await self._repo.page_audit(query, cursor=cursor)

@@ -145,3 +145,13 @@ class Repository(Protocol):
     async def list_audit(self, *, limit: int = 100) -> Sequence[types.AuditEvent]:
         """Return the newest audit events first."""
         ...
+
+    async def page_audit(
+        self, query: types.AuditQuery, *, cursor: str | None = None
+    ) -> types.AuditPage:
+        """Return up to ``query.limit`` matching events after ``cursor``.
+
+        Raises:
+            EngineError: MALFORMED for a cursor this repository did not hand out.
+        """
+        ...

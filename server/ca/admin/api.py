@@ -1,14 +1,15 @@
 """The admin engine facade: the one module ``protocols/admin`` and the CLI import.
 
 Re-exports roles, identities and the ``AdminService``; the implementation lives in
-``roles``, ``guard``, ``tokens``, ``certs``, ``est``, ``acme``, ``matter`` and
-``service``.
+``roles``, ``guard``, ``tokens``, ``certs``, ``est``, ``acme``, ``matter``,
+``audit`` and ``service``.
 Must not import aiohttp, josepy or sqlalchemy.
 """
 
 from __future__ import annotations
 
 from server.ca.admin.acme import AcmeAdmin, DirectoryView, EabKeys
+from server.ca.admin.audit import AuditAdmin
 from server.ca.admin.est import EstAdmin, LabelView
 from server.ca.admin.guard import MAX_DAYS
 from server.ca.admin.matter import MatterAdmin
@@ -29,6 +30,7 @@ __all__ = [
     "AdminRepository",
     "AdminService",
     "AdminToken",
+    "AuditAdmin",
     "CAView",
     "CrlPublisher",
     "DirectoryView",

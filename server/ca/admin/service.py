@@ -8,9 +8,10 @@ UNAUTHENTICATED (401). The work itself is the engine's (``CAEngine``, ``hierarch
 ``lifecycle``, the status service's CRL publisher), as the CLI does it: an
 issuer's certificates come from ``CAEngine.issue`` with a grant of its subtree.
 The internal admin CA is not managed here: to this API it does not exist.
-EST (``est.EstAdmin``), ACME (``acme.AcmeAdmin``) and Matter (``matter.MatterAdmin``)
-are parts of this service, reached as ``service.est``, ``service.acme`` and
-``service.matter``, authorizing through the same ``Guard``.
+EST (``est.EstAdmin``), ACME (``acme.AcmeAdmin``), Matter (``matter.MatterAdmin``)
+and the audit log (``audit.AuditAdmin``) are parts of this service, reached as
+``service.est``, ``.acme``, ``.matter`` and ``.audit``, authorizing through the
+same ``Guard``.
 Must not import aiohttp, josepy or sqlalchemy.
 """
 
@@ -26,6 +27,7 @@ from server.ca import grants, lifecycle
 from server.ca.acme import api as acme_api
 from server.ca.admin import roles
 from server.ca.admin.acme import AcmeAdmin, EabKeys
+from server.ca.admin.audit import AuditAdmin
 from server.ca.admin.certs import AdminCerts
 from server.ca.admin.est import EstAdmin
 from server.ca.admin.guard import ANONYMOUS, Guard, lifetime
@@ -88,6 +90,7 @@ class AdminService:
         # The parts over the protocol services; each authorizes through the same guard.
         self.est = EstAdmin(self._guard, est)
         self.acme = AcmeAdmin(self._guard, acme_directories, eab)
+        self.audit = AuditAdmin(self._guard, engine)
         self.matter = MatterAdmin(
             self._guard, matter_api.MatterService(engine), base_grant=base_grant
         )

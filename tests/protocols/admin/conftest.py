@@ -109,7 +109,9 @@ class AdminEnv:
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
         resp = await self.client.request(method, links.PREFIX + path, headers=headers, json=json)
         body: Any = (
-            await resp.json(content_type=None) if "json" in resp.content_type else await resp.text()
+            await resp.json(content_type=None)
+            if resp.content_type.endswith("json")
+            else await resp.text()
         )
         return resp.status, body, resp.content_type
 

@@ -2,8 +2,8 @@
 
 Hierarchy root -> teamA, teamB, each with a leaf, an EST label, account and held
 enrollment, and an ACME directory. A teamA-scoped identity acts on teamA's only; an
-unscoped one on every CA's. EAB keys belong to no CA: only unscoped identities reach
-them. Each refusal is a 403 problem document and one
+unscoped one on every CA's. EAB keys and the audit log belong to no CA: only
+unscoped identities reach them. Each refusal is a 403 problem document and one
 ``admin.denied`` audit record naming the identity and the client address; every
 request without valid credentials is a 401 problem document and an audit record.
 """
@@ -158,6 +158,11 @@ ENDPOINTS = (
         lambda _: {"deactivate_accounts": True},
         targeted=False,
         unscoped_only=True,
+    ),
+    # The audit log
+    Endpoint("audit", "GET", "/audit", P.AUDIT, 200, targeted=False, unscoped_only=True),
+    Endpoint(
+        "audit-export", "GET", "/audit/export", P.AUDIT, 200, targeted=False, unscoped_only=True
     ),
 )
 
