@@ -236,7 +236,7 @@ async def _listeners(
     (``ClientAnchors``) for as long as the listeners run.
     """
     settings = services.settings
-    admin_service = wiring.build_admin_service(services)
+    admin_service = wiring.build_admin_service(services, est=est_service)
 
     async def client_anchors() -> list[x509.Certificate]:
         # EST's anchors and the admin CA: each front end checks its own (EST never

@@ -286,14 +286,20 @@ def build_est_service(services: Services) -> est_api.EstService:
     )
 
 
-def build_admin_service(services: Services) -> admin_api.AdminService:
-    """Return the admin API facade over the engine, the admin tables and the CRL publisher."""
+def build_admin_service(
+    services: Services, *, est: est_api.EstService | None = None
+) -> admin_api.AdminService:
+    """Return the admin API facade over the engine, the admin tables, the CRL publisher
+    and the EST and ACME management services (``est``: the one ``serve`` already runs)."""
     return admin_api.AdminService(
         services.engine,
         SqlAdminRepository(services.db),
         admin_ca=services.settings.ca.admin_name,
         base_grant=services.settings.operator.to_grant(),
         crls=services.status,
+        est=est or build_est_service(services),
+        acme_directories=build_acme_directories(services),
+        eab=build_acme_service(services).accounts,
     )
 
 

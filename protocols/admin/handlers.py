@@ -12,6 +12,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from protocols.admin import auth, links, messages, openapi
+from server.ca import types
 from server.ca.admin import api as admin_api
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import CertStatus
@@ -19,21 +20,46 @@ from server.ca.types import CertStatus
 __all__ = [
     "MAX_BODY",
     "SERVICE",
+    "approve_pending",
     "ca_certificate",
+    "create_directory",
+    "create_eab_key",
+    "create_icac",
+    "create_label",
+    "create_paa",
+    "create_pai",
+    "create_rcac",
     "create_root",
     "create_subordinate",
+    "delete_directory",
+    "delete_label",
+    "delete_user",
     "disable_ca",
     "enable_ca",
+    "export_audit",
     "get_ca",
     "get_certificate",
+    "get_directory",
+    "get_label",
     "issue",
+    "issue_dac",
+    "issue_noc",
+    "list_audit",
     "list_cas",
     "list_certificates",
+    "list_directories",
+    "list_eab_keys",
+    "list_labels",
+    "list_pending",
+    "list_users",
     "openapi_document",
+    "put_user",
     "regenerate_crl",
+    "reject_pending",
     "renew_ca",
     "revoke_ca",
     "revoke_certificate",
+    "revoke_eab_key",
     "whoami",
 ]
 
@@ -166,13 +192,7 @@ async def issue(request: web.Request) -> web.Response:
     issued = await service.issue(
         who, request.match_info["ca"], req.csr, profile=req.profile, days=req.days
     )
-    record = issued.record
-    return web.Response(
-        status=201,
-        body=messages.pem_chain([issued.certificate, *issued.chain[:-1]]),
-        content_type=messages.PEM_CHAIN,
-        headers={"Location": links.certificate_url(record.serial_hex, record.ca_id)},
-    )
+    return _issued(issued)
 
 
 def _query_time(value: str | None, name: str) -> datetime | None:
@@ -231,3 +251,287 @@ async def revoke_certificate(request: web.Request) -> web.Response:
         who, serial, reason=reason, ca=request.query.get("ca")
     )
     return _json(messages.certificate_to_wire(record, now=service.now()))
+
+
+# ---------------------------------------------------------------------- EST
+
+
+async def list_labels(request: web.Request) -> web.Response:
+    """GET /est/labels: EST labels whose CA is in scope (RFC 7030 §3.2.2 path labels)."""
+    service, who = await _who(request)
+    views = await service.est.list_labels(who)
+    return _json({"items": [messages.label_to_wire(v) for v in views]})
+
+
+async def get_label(request: web.Request) -> web.Response:
+    """GET /est/labels/{label}."""
+    service, who = await _who(request)
+    view = await service.est.get_label(who, request.match_info["label"])
+    return _json(messages.label_to_wire(view))
+
+
+async def create_label(request: web.Request) -> web.Response:
+    """POST /est/labels: a label on a CA in scope (owners)."""
+    service, who = await _who(request)
+    label = messages.parse_label(await _body(request))
+    view = await service.est.create_label(who, label)
+    return _json(
+        messages.label_to_wire(view),
+        status=201,
+        headers={"Location": links.label_url(view.label.name)},
+    )
+
+
+async def delete_label(request: web.Request) -> web.Response:
+    """DELETE /est/labels/{label}: the label and its accounts (owners)."""
+    service, who = await _who(request)
+    await service.est.delete_label(who, request.match_info["label"])
+    return web.Response(status=204)
+
+
+async def list_users(request: web.Request) -> web.Response:
+    """GET /est/labels/{label}/users: HTTP Basic accounts, without password hashes."""
+    service, who = await _who(request)
+    users = await service.est.list_users(who, request.match_info["label"])
+    return _json({"items": [messages.user_to_wire(u) for u in users]})
+
+
+async def put_user(request: web.Request) -> web.Response:
+    """POST /est/labels/{label}/users: create an account or reset its password (owners)."""
+    service, who = await _who(request)
+    req = messages.parse_user(await _body(request))
+    user = await service.est.put_user(
+        who,
+        request.match_info["label"],
+        req.username,
+        req.password,
+        dns_suffixes=req.dns_suffixes,
+        subject_patterns=req.subject_patterns,
+        max_days=req.max_days,
+    )
+    return _json(messages.user_to_wire(user))
+
+
+async def delete_user(request: web.Request) -> web.Response:
+    """DELETE /est/labels/{label}/users/{username} (owners)."""
+    service, who = await _who(request)
+    await service.est.delete_user(who, request.match_info["label"], request.match_info["username"])
+    return web.Response(status=204)
+
+
+async def list_pending(request: web.Request) -> web.Response:
+    """GET /est/pending[?status=]: enrollments held for approval (RFC 7030 §4.2.3)."""
+    service, who = await _who(request)
+    status = messages.parse_pending_status(request.query.get("status"))
+    items = await service.est.list_pending(who, status)
+    return _json({"items": [messages.pending_to_wire(p) for p in items]})
+
+
+async def approve_pending(request: web.Request) -> web.Response:
+    """POST /est/pending/{id}/approve (approvers): the client's next poll gets its cert."""
+    service, who = await _who(request)
+    done = await service.est.decide(who, request.match_info["id"], approve=True)
+    return _json(messages.pending_to_wire(done))
+
+
+async def reject_pending(request: web.Request) -> web.Response:
+    """POST /est/pending/{id}/reject (approvers)."""
+    service, who = await _who(request)
+    done = await service.est.decide(who, request.match_info["id"], approve=False)
+    return _json(messages.pending_to_wire(done))
+
+
+# ---------------------------------------------------------------------- ACME
+
+
+async def list_directories(request: web.Request) -> web.Response:
+    """GET /acme/directories: named ACME directories whose CA is in scope."""
+    service, who = await _who(request)
+    views = await service.acme.list_directories(who)
+    return _json({"items": [messages.directory_to_wire(v) for v in views]})
+
+
+async def get_directory(request: web.Request) -> web.Response:
+    """GET /acme/directories/{name}."""
+    service, who = await _who(request)
+    view = await service.acme.get_directory(who, request.match_info["name"])
+    return _json(messages.directory_to_wire(view))
+
+
+async def create_directory(request: web.Request) -> web.Response:
+    """POST /acme/directories: /acme/{name}/directory on a CA in scope (owners)."""
+    service, who = await _who(request)
+    directory = messages.parse_directory(await _body(request))
+    view = await service.acme.create_directory(who, directory)
+    return _json(
+        messages.directory_to_wire(view),
+        status=201,
+        headers={"Location": links.directory_url(view.directory.name)},
+    )
+
+
+async def delete_directory(request: web.Request) -> web.Response:
+    """DELETE /acme/directories/{name} (owners): its accounts can no longer log in."""
+    service, who = await _who(request)
+    await service.acme.delete_directory(who, request.match_info["name"])
+    return web.Response(status=204)
+
+
+async def list_eab_keys(request: web.Request) -> web.Response:
+    """GET /acme/eab-keys: External Account Binding keys, never their MAC keys."""
+    service, who = await _who(request)
+    keys = await service.acme.list_eab_keys(who)
+    return _json({"items": [messages.eab_key_to_wire(k) for k in keys]})
+
+
+async def create_eab_key(request: web.Request) -> web.Response:
+    """POST /acme/eab-keys (RFC 8555 §7.3.4): kid and MAC key, shown this once."""
+    service, who = await _who(request)
+    key = await service.acme.create_eab_key(who)
+    return _json(
+        messages.eab_key_to_wire(key, with_secret=True),
+        status=201,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def revoke_eab_key(request: web.Request) -> web.Response:
+    """POST /acme/eab-keys/{kid}/revoke, optionally deactivating its accounts."""
+    service, who = await _who(request)
+    deactivate = messages.parse_eab_revoke(await _body(request, optional=True))
+    kid = request.match_info["kid"]
+    done = await service.acme.revoke_eab_key(who, kid, deactivate_accounts=deactivate)
+    return _json({"kid": kid, "deactivated_accounts": list(done)})
+
+
+# ---------------------------------------------------------------------- Matter
+
+
+async def _matter_ca_created(service: admin_api.AdminService, ca: types.CA) -> web.Response:
+    body = messages.ca_to_wire(await service.view(ca))
+    return _json(body, status=201, headers={"Location": links.ca_url(ca.name)})
+
+
+async def create_paa(request: web.Request) -> web.Response:
+    """POST /matter/paa: a Product Attestation Authority (unscoped owners; Matter Core §6.2)."""
+    service, who = await _who(request)
+    req = messages.parse_matter_ca(await _body(request), ids=("vid",))
+    ca = await service.matter.create_paa(who, req.name, vid=req.ids["vid"], days=req.days)
+    return await _matter_ca_created(service, ca)
+
+
+async def create_rcac(request: web.Request) -> web.Response:
+    """POST /matter/rcac: an operational Root CA (unscoped owners; Matter Core §6.1)."""
+    service, who = await _who(request)
+    req = messages.parse_matter_ca(await _body(request), ids=("fabric_id", "rcac_id"))
+    ca = await service.matter.create_rcac(
+        who, req.name, fabric_id=req.ids["fabric_id"], rcac_id=req.ids["rcac_id"], days=req.days
+    )
+    return await _matter_ca_created(service, ca)
+
+
+async def create_pai(request: web.Request) -> web.Response:
+    """POST /cas/{ca}/matter/pai: a PAI under the PAA {ca} (its owners)."""
+    service, who = await _who(request)
+    req = messages.parse_matter_ca(await _body(request), ids=("vid", "pid"))
+    ca = await service.matter.create_pai(
+        who,
+        request.match_info["ca"],
+        req.name,
+        vid=req.ids["vid"],
+        pid=req.ids["pid"],
+        days=req.days,
+    )
+    return await _matter_ca_created(service, ca)
+
+
+async def create_icac(request: web.Request) -> web.Response:
+    """POST /cas/{ca}/matter/icac: an ICAC under the RCAC {ca} (its owners)."""
+    service, who = await _who(request)
+    req = messages.parse_matter_ca(await _body(request), ids=("fabric_id", "icac_id"))
+    ca = await service.matter.create_icac(
+        who,
+        request.match_info["ca"],
+        req.name,
+        fabric_id=req.ids["fabric_id"],
+        icac_id=req.ids["icac_id"],
+        days=req.days,
+    )
+    return await _matter_ca_created(service, ca)
+
+
+def _issued(issued: types.IssuedCertificate) -> web.Response:
+    record = issued.record
+    return web.Response(
+        status=201,
+        body=messages.pem_chain([issued.certificate, *issued.chain[:-1]]),
+        content_type=messages.PEM_CHAIN,
+        headers={"Location": links.certificate_url(record.serial_hex, record.ca_id)},
+    )
+
+
+async def issue_dac(request: web.Request) -> web.Response:
+    """POST /cas/{ca}/matter/dac: a DAC from a CSR under the PAI {ca} (issuers)."""
+    service, who = await _who(request)
+    req = messages.parse_matter_leaf(await _body(request), ids=("vid", "pid"))
+    issued = await service.matter.issue_dac(
+        who,
+        request.match_info["ca"],
+        req.csr,
+        vid=req.ids["vid"],
+        pid=req.ids["pid"],
+        days=req.days,
+    )
+    return _issued(issued)
+
+
+async def issue_noc(request: web.Request) -> web.Response:
+    """POST /cas/{ca}/matter/noc: a NOC from a NOCSR under the ICAC or RCAC {ca} (issuers)."""
+    service, who = await _who(request)
+    req = messages.parse_matter_leaf(await _body(request), ids=("node_id", "fabric_id"))
+    issued = await service.matter.issue_noc(
+        who,
+        request.match_info["ca"],
+        req.csr,
+        node_id=req.ids["node_id"],
+        fabric_id=req.ids["fabric_id"],
+        cats=req.cats,
+        days=req.days,
+    )
+    return _issued(issued)
+
+
+# ---------------------------------------------------------------------- audit
+
+
+def _audit_query(request: web.Request, *, limit: int) -> types.AuditQuery:
+    q = request.query
+    return messages.parse_audit_query(
+        q,
+        since=_query_time(q.get("since"), "since"),
+        until=_query_time(q.get("until"), "until"),
+        limit=limit,
+    )
+
+
+async def list_audit(request: web.Request) -> web.Response:
+    """GET /audit: search the audit log (since, until, actor, action, target), newest first."""
+    service, who = await _who(request)
+    query = _audit_query(request, limit=_query_limit(request.query.get("limit")))
+    cursor = messages.decode_cursor(request.query.get("cursor"))
+    page = await service.audit.page(who, query, cursor=cursor)
+    return _json(messages.audit_page_to_wire(page))
+
+
+async def export_audit(request: web.Request) -> web.StreamResponse:
+    """GET /audit/export: every matching record, oldest first, as JSON Lines (streamed)."""
+    service, who = await _who(request)
+    query = _audit_query(request, limit=_DEFAULT_LIMIT)
+    events = await service.audit.export(who, query)
+    response = web.StreamResponse(headers={"Cache-Control": "no-store"})
+    response.content_type = messages.JSONL
+    await response.prepare(request)
+    async for event in events:
+        await response.write(messages.audit_line(event))
+    await response.write_eof()
+    return response

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
@@ -20,9 +21,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from protocols.admin import links
+from server.ca.acme import api as acme_api
 from server.ca.admin import api as admin_api
 from server.ca.errors import EngineError, ProblemKind
+from server.ca.est import api as est_api
+from server.ca.matter import api as matter_api
 from server.ca.types import (
+    AuditEvent,
+    AuditPage,
+    AuditQuery,
     CAMode,
     CertificatePage,
     CertificateRecord,
@@ -33,32 +40,60 @@ from server.ca.types import (
 )
 
 __all__ = [
+    "JSONL",
     "JSON_TYPES",
     "MAX_LIMIT",
     "PEM_CHAIN",
     "CreateCA",
     "IssueRequest",
+    "MatterCARequest",
+    "MatterLeafRequest",
+    "UserRequest",
+    "audit_line",
+    "audit_page_to_wire",
+    "audit_to_wire",
     "ca_to_wire",
     "certificate_to_wire",
     "crl_to_wire",
     "decode_cursor",
+    "directory_to_wire",
+    "eab_key_to_wire",
     "encode_cursor",
+    "label_to_wire",
     "page_to_wire",
+    "parse_audit_query",
     "parse_create_ca",
+    "parse_directory",
+    "parse_eab_revoke",
     "parse_issue",
+    "parse_label",
+    "parse_matter_ca",
+    "parse_matter_leaf",
+    "parse_pending_status",
     "parse_renew",
     "parse_revoke",
     "parse_serial",
+    "parse_user",
     "pem_chain",
+    "pending_to_wire",
     "principal_to_wire",
     "read_json",
+    "user_to_wire",
 ]
 
 PEM_CHAIN: Final = "application/pem-certificate-chain"
 JSON_TYPES: Final = frozenset({"application/json"})
 MAX_LIMIT: Final = 500
 _MAX_CSR: Final = 32 * 1024
-_E = TypeVar("_E", CAMode, KeyAlgorithm, RevocationReason, CertStatus)
+_E = TypeVar(
+    "_E",
+    CAMode,
+    KeyAlgorithm,
+    RevocationReason,
+    CertStatus,
+    est_api.AuthMode,
+    est_api.PendingStatus,
+)
 
 
 def _bad(detail: str) -> EngineError:
@@ -310,3 +345,348 @@ def principal_to_wire(who: admin_api.AdminPrincipal) -> dict[str, Any]:
 def pem_chain(certs: tuple[x509.Certificate, ...] | list[x509.Certificate]) -> bytes:
     """Return certificates as concatenated PEM."""
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+# ---------------------------------------------------------------------- EST
+
+_MAX_ITEMS: Final = 64
+_MAX_ITEM: Final = 253
+_MAX_ANCHORS: Final = 64 * 1024
+
+
+def _strs(body: Mapping[str, Any], key: str) -> tuple[str, ...] | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) > _MAX_ITEMS
+        or not all(isinstance(v, str) and 0 < len(v) <= _MAX_ITEM for v in value)
+    ):
+        raise _bad(f"{key} must be a list of at most {_MAX_ITEMS} non-empty strings")
+    return tuple(value)
+
+
+def _networks(
+    body: Mapping[str, Any], key: str
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None:
+    values = _strs(body, key)
+    if values is None:
+        return None
+    try:
+        return tuple(ipaddress.ip_network(v, strict=False) for v in values)
+    except ValueError:
+        raise _bad(f"{key} must be a list of IP ranges (CIDR)") from None
+
+
+def parse_label(body: Mapping[str, Any]) -> est_api.EstLabel:
+    """Parse ``POST /est/labels`` (the name policy as ``privca est label add`` takes it)."""
+    _only(
+        body,
+        {
+            "name",
+            "ca",
+            "profile",
+            "auth",
+            "trust_anchors",
+            "approval_required",
+            "allow_subject_change",
+            "allow_dns",
+            "allow_wildcard",
+            "allow_ip",
+            "allow_uri",
+            "allow_email",
+            "subject",
+            "max_days",
+        },
+    )
+    anchors = _str(body, "trust_anchors") or ""
+    if len(anchors) > _MAX_ANCHORS:
+        raise _bad("trust_anchors is too long")
+    auth = body.get("auth", [str(m) for m in est_api.AuthMode])
+    if not isinstance(auth, list) or not auth:
+        raise _bad(f"auth must be a non-empty list of {', '.join(est_api.AuthMode)}")
+    return est_api.EstLabel(
+        name=_str(body, "name", required=True) or "",
+        ca=_str(body, "ca"),
+        profile=_str(body, "profile") or "device",
+        auth_modes=frozenset(_enum(m, est_api.AuthMode, "auth") for m in auth),
+        trust_anchors_pem=anchors.encode(),
+        approval_required=_bool(body, "approval_required"),
+        allow_subject_change=_bool(body, "allow_subject_change"),
+        dns_suffixes=_strs(body, "allow_dns") or (),
+        allow_wildcard=_bool(body, "allow_wildcard"),
+        ip_ranges=_networks(body, "allow_ip") or (),
+        uri_patterns=_strs(body, "allow_uri") or (),
+        email_domains=_strs(body, "allow_email") or (),
+        subject_patterns=_strs(body, "subject") or (),
+        max_days=_int(body, "max_days", low=1, high=admin_api.MAX_DAYS),
+    )
+
+
+def label_to_wire(view: admin_api.LabelView) -> dict[str, Any]:
+    """Return an EST label as JSON (trust anchors as a count, as the CLI lists them)."""
+    lb = view.label
+    return {
+        "name": lb.name,
+        "ca": lb.ca,
+        "issuing_ca": view.issuing_ca.name if view.issuing_ca is not None else None,
+        "profile": lb.profile,
+        "auth": sorted(str(m) for m in lb.auth_modes),
+        "trust_anchors": lb.trust_anchors_pem.count(b"-----BEGIN CERTIFICATE"),
+        "approval_required": lb.approval_required,
+        "allow_subject_change": lb.allow_subject_change,
+        "allow_dns": list(lb.dns_suffixes),
+        "allow_wildcard": lb.allow_wildcard,
+        "allow_ip": [str(n) for n in lb.ip_ranges],
+        "allow_uri": list(lb.uri_patterns),
+        "allow_email": list(lb.email_domains),
+        "subject": list(lb.subject_patterns),
+        "max_days": lb.max_days,
+        "source": lb.source,
+        "links": {"self": links.label_url(lb.name)},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class UserRequest:
+    """``POST /est/labels/{label}/users``: an account, its password and its narrowing."""
+
+    username: str
+    password: str
+    dns_suffixes: tuple[str, ...] | None
+    subject_patterns: tuple[str, ...] | None
+    max_days: int | None
+
+
+def parse_user(body: Mapping[str, Any]) -> UserRequest:
+    """Parse an account creation or password reset (checked by the EST service)."""
+    _only(body, {"username", "password", "allow_dns", "subject", "max_days"})
+    return UserRequest(
+        username=_str(body, "username", required=True) or "",
+        password=_str(body, "password", required=True) or "",
+        dns_suffixes=_strs(body, "allow_dns"),
+        subject_patterns=_strs(body, "subject"),
+        max_days=_int(body, "max_days", low=1, high=admin_api.MAX_DAYS),
+    )
+
+
+def user_to_wire(user: est_api.EstUser) -> dict[str, Any]:
+    """Return an enrollment account as JSON: never its password hash."""
+    return {
+        "label": user.label,
+        "username": user.username,
+        "created_at": user.created_at.isoformat(),
+        "allow_dns": list(user.dns_suffixes) if user.dns_suffixes is not None else None,
+        "subject": list(user.subject_patterns) if user.subject_patterns is not None else None,
+        "max_days": user.max_days,
+    }
+
+
+def parse_pending_status(value: str | None) -> est_api.PendingStatus | None:
+    """Parse ``?status=`` of the approval queue (default pending; ``all``: every one)."""
+    if value is None:
+        return est_api.PendingStatus.PENDING
+    if value == "all":
+        return None
+    return _enum(value, est_api.PendingStatus, "status")
+
+
+def pending_to_wire(p: est_api.PendingEnrollment) -> dict[str, Any]:
+    """Return a held enrollment as JSON."""
+    return {
+        "id": p.id,
+        "label": p.label,
+        "operation": str(p.operation),
+        "requester": p.requester,
+        "subject": p.subject,
+        "key_fingerprint": p.key_fingerprint,
+        "status": str(p.status),
+        "created_at": p.created_at.isoformat(),
+        "decided_at": _time(p.decided_at),
+        "decided_by": p.decided_by,
+        "ca_id": p.ca_id,
+        "serial": format(p.serial, "X") if p.serial is not None else None,
+    }
+
+
+# ---------------------------------------------------------------------- ACME
+
+
+def parse_directory(body: Mapping[str, Any]) -> acme_api.AcmeDirectory:
+    """Parse ``POST /acme/directories`` (as ``privca acme directory add`` takes it)."""
+    _only(body, {"name", "ca", "profiles", "allow_dns", "allow_ip", "wildcard", "eab_required"})
+    directory = acme_api.AcmeDirectory(
+        name=_str(body, "name", required=True) or "",
+        ca=_str(body, "ca", required=True) or "",
+        profiles=_strs(body, "profiles"),
+        wildcard=_bool(body, "wildcard") if "wildcard" in body else True,
+        eab_required=_bool(body, "eab_required") if "eab_required" in body else None,
+    )
+    dns = _strs(body, "allow_dns")
+    if dns is not None:
+        directory = replace(directory, dns_suffixes=dns)
+    ranges = _networks(body, "allow_ip")
+    if ranges is not None:
+        directory = replace(directory, ip_ranges=ranges)
+    return directory
+
+
+def directory_to_wire(view: admin_api.DirectoryView) -> dict[str, Any]:
+    """Return a named ACME directory as JSON."""
+    d = view.directory
+    return {
+        "name": d.name,
+        "ca": d.ca,
+        "profiles": list(d.profiles) if d.profiles is not None else None,
+        "allow_dns": list(d.dns_suffixes),
+        "allow_ip": [str(n) for n in d.ip_ranges],
+        "wildcard": d.wildcard,
+        "eab_required": d.eab_required,
+        "source": d.source,
+        "links": {"self": links.directory_url(d.name)},
+    }
+
+
+def eab_key_to_wire(key: acme_api.EabKey, *, with_secret: bool = False) -> dict[str, Any]:
+    """Return an EAB key as JSON; its MAC key (base64url, RFC 8555 §7.3.4) only when made."""
+    out: dict[str, Any] = {
+        "kid": key.kid,
+        "created_at": key.created_at.isoformat(),
+        "revoked": key.revoked,
+        "accounts": list(key.account_ids),
+    }
+    if with_secret:
+        out["hmac_key"] = base64.urlsafe_b64encode(key.hmac_key).rstrip(b"=").decode("ascii")
+    return out
+
+
+def parse_eab_revoke(body: Mapping[str, Any]) -> bool:
+    """Parse ``POST /acme/eab-keys/{kid}/revoke``: ``deactivate_accounts`` (default false)."""
+    _only(body, {"deactivate_accounts"})
+    return _bool(body, "deactivate_accounts")
+
+
+# ---------------------------------------------------------------------- Matter
+
+# Hex digits of each Matter identifier (Matter Core §6.5.6: VID/PID 16 bits,
+# fabric/node/RCAC/ICAC ids 64 bits, CASE Authenticated Tags 32 bits).
+_HEX_DIGITS: Final = {
+    "vid": 4,
+    "pid": 4,
+    "fabric_id": 16,
+    "rcac_id": 16,
+    "icac_id": 16,
+    "node_id": 16,
+}
+
+
+def _hex(body: Mapping[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _bad(f"{key} must be a hexadecimal string")
+    return matter_api.parse_hex_id(value, digits=_HEX_DIGITS[key], what=key)
+
+
+@dataclass(frozen=True, slots=True)
+class MatterCARequest:
+    """A new Matter CA: its name, identifiers (None: derived or none) and lifetime."""
+
+    name: str
+    ids: dict[str, int | None]
+    days: int | None
+
+
+def parse_matter_ca(body: Mapping[str, Any], *, ids: tuple[str, ...]) -> MatterCARequest:
+    """Parse a PAA/PAI/RCAC/ICAC creation carrying the hex identifiers ``ids``."""
+    _only(body, {"name", "days", *ids})
+    return MatterCARequest(
+        name=_str(body, "name", required=True) or "",
+        ids={key: _hex(body, key) for key in ids},
+        days=_int(body, "days", low=1, high=admin_api.MAX_DAYS),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MatterLeafRequest:
+    """A DAC or NOC from a PEM CSR (NOCSR), with identifiers to set."""
+
+    csr: bytes
+    ids: dict[str, int | None]
+    cats: tuple[int, ...]
+    days: int | None
+
+
+def parse_matter_leaf(body: Mapping[str, Any], *, ids: tuple[str, ...]) -> MatterLeafRequest:
+    """Parse ``POST /cas/{ca}/matter/dac`` or ``.../noc`` (the CSR is checked by the engine)."""
+    cats_allowed = {"cats"} if "node_id" in ids else set()
+    _only(body, {"csr", "days", *ids, *cats_allowed})
+    csr = _str(body, "csr", required=True) or ""
+    if len(csr) > _MAX_CSR or not csr.lstrip().startswith("-----BEGIN CERTIFICATE REQUEST-----"):
+        raise _bad("csr must be a PEM certificate request")
+    cats = body.get("cats", [])
+    if not isinstance(cats, list) or len(cats) > 3 or not all(isinstance(c, str) for c in cats):
+        raise _bad("cats must be a list of at most 3 hexadecimal strings")
+    return MatterLeafRequest(
+        csr=csr.encode(),
+        ids={key: _hex(body, key) for key in ids},
+        cats=tuple(matter_api.parse_hex_id(c, digits=8, what="cat") for c in cats),
+        days=_int(body, "days", low=1, high=admin_api.MAX_DAYS),
+    )
+
+
+# ---------------------------------------------------------------------- audit
+
+JSONL: Final = "application/jsonl"
+_MAX_FILTER: Final = 255
+
+
+def parse_audit_query(
+    query: Mapping[str, str], *, since: datetime | None, until: datetime | None, limit: int
+) -> AuditQuery:
+    """Return the audit search of ``?actor=&action=&target=`` (times parsed by the caller)."""
+    values: dict[str, str | None] = {}
+    for key in ("actor", "action", "target"):
+        value = query.get(key)
+        if value is not None and not 0 < len(value) <= _MAX_FILTER:
+            raise _bad(f"{key} must be 1-{_MAX_FILTER} characters")
+        values[key] = value
+    return AuditQuery(
+        since=since,
+        until=until,
+        actor=values["actor"],
+        action=values["action"],
+        target=values["target"],
+        limit=limit,
+    )
+
+
+def audit_to_wire(event: AuditEvent) -> dict[str, Any]:
+    """Return one audit record as JSON."""
+    return {
+        "id": event.id,
+        "at": event.at.isoformat(),
+        "actor": event.actor,
+        "action": event.action,
+        "target": event.target,
+        "detail": dict(event.detail),
+        "source": event.source,
+        "seq": event.seq,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }
+
+
+def audit_page_to_wire(page: AuditPage) -> dict[str, Any]:
+    """Return a page of audit records with the cursor of the next one (null: last page)."""
+    return {
+        "items": [audit_to_wire(e) for e in page.events],
+        "next_cursor": encode_cursor(page.next_cursor),
+    }
+
+
+def audit_line(event: AuditEvent) -> bytes:
+    """Return one JSON Lines record (https://jsonlines.org/) of an export."""
+    return json.dumps(audit_to_wire(event), separators=(",", ":")).encode() + b"\n"

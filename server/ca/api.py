@@ -38,6 +38,8 @@ from server.ca.signer import Signer
 from server.ca.types import (
     CA,
     AuditEvent,
+    AuditPage,
+    AuditQuery,
     CAId,
     CAKind,
     CAMode,
@@ -1062,3 +1064,11 @@ class CAEngine:
             if head.seq <= checker.last.seq or checker.last.seq == walked:
                 break
         return trail.Verification(checker.count, checker.finish(head))
+
+    async def page_audit(self, query: AuditQuery, *, cursor: str | None = None) -> AuditPage:
+        """Search the audit log a page at a time; pass ``next_cursor`` back.
+
+        Raises:
+            EngineError: MALFORMED (a cursor that was not handed out).
+        """
+        return await self._repo.page_audit(query, cursor=cursor)

@@ -159,3 +159,13 @@ class Repository(Protocol):
     async def audit_head(self) -> trail.ChainHead:
         """Return the chain head (seq and hash of the last record appended)."""
         ...
+
+    async def page_audit(
+        self, query: types.AuditQuery, *, cursor: str | None = None
+    ) -> types.AuditPage:
+        """Return up to ``query.limit`` matching events after ``cursor``.
+
+        Raises:
+            EngineError: MALFORMED for a cursor this repository did not hand out.
+        """
+        ...

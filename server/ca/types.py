@@ -15,6 +15,8 @@ from cryptography import x509
 __all__ = [
     "CA",
     "AuditEvent",
+    "AuditPage",
+    "AuditQuery",
     "CAId",
     "CAKind",
     "CAMode",
@@ -281,6 +283,31 @@ class AuditEvent:
     seq: int | None = None
     prev_hash: str = ""
     hash: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """An audit log search; every field narrows, None means any.
+
+    ``since`` is inclusive, ``until`` exclusive; ``actor``, ``action`` and ``target``
+    match exactly. ``oldest_first`` pages in log order (an export), else newest first.
+    """
+
+    since: datetime | None = None
+    until: datetime | None = None
+    actor: str | None = None
+    action: str | None = None
+    target: str | None = None
+    limit: int = 100
+    oldest_first: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    """One page of an audit search; ``next_cursor`` is opaque, None on the last page."""
+
+    events: tuple[AuditEvent, ...]
+    next_cursor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

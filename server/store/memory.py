@@ -204,6 +204,40 @@ class MemoryRepository:
     async def audit_head(self) -> trail.ChainHead:
         return self.chain.head
 
+    async def page_audit(
+        self, query: types.AuditQuery, *, cursor: str | None = None
+    ) -> types.AuditPage:
+        # The cursor is the id of the last event handed out (ids are positions + 1).
+        after = None
+        if cursor is not None:
+            if not cursor.isdigit() or int(cursor) > len(self.audit):
+                raise EngineError(ProblemKind.MALFORMED, "unknown cursor")
+            after = int(cursor)
+        events = self.audit if query.oldest_first else list(reversed(self.audit))
+        out: list[types.AuditEvent] = []
+        for event in events:
+            assert event.id is not None  # noqa: S101 - _log numbers every event
+            if after is not None and (
+                event.id <= after if query.oldest_first else event.id >= after
+            ):
+                continue
+            if not _audit_matches(event, query):
+                continue
+            if len(out) == query.limit:
+                return types.AuditPage(tuple(out), str(out[-1].id))
+            out.append(event)
+        return types.AuditPage(tuple(out), None)
+
+
+def _audit_matches(event: types.AuditEvent, q: types.AuditQuery) -> bool:
+    return (
+        (q.since is None or event.at >= q.since)
+        and (q.until is None or event.at < q.until)
+        and (q.actor is None or event.actor == q.actor)
+        and (q.action is None or event.action == q.action)
+        and (q.target is None or event.target == q.target)
+    )
+
 
 class MemoryAcmeRepository:
     """Dict-backed ACME repository; one asyncio lock stands in for transactions."""

@@ -411,6 +411,34 @@ class SqlRepository:
     async def audit_head(self) -> trail.ChainHead:
         return audit_chain.head_of(await self._db.fetch_first(audit_chain.head_stmt()))
 
+    async def page_audit(
+        self, query: types.AuditQuery, *, cursor: str | None = None
+    ) -> types.AuditPage:
+        # Keyset pagination on the row id, as page_certificates; at is indexed.
+        stmt = select(_AUDIT)
+        for column, value in (
+            (_AUDIT.c.actor, query.actor),
+            (_AUDIT.c.action, query.action),
+            (_AUDIT.c.target, query.target),
+        ):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if query.since is not None:
+            stmt = stmt.where(_AUDIT.c.at >= query.since)
+        if query.until is not None:
+            stmt = stmt.where(_AUDIT.c.at < query.until)
+        if cursor is not None:
+            if not cursor.isdigit() or len(cursor) > 19:
+                raise EngineError(ProblemKind.MALFORMED, "unknown cursor")
+            after = int(cursor)
+            stmt = stmt.where(_AUDIT.c.id > after if query.oldest_first else _AUDIT.c.id < after)
+        order = _AUDIT.c.id.asc() if query.oldest_first else _AUDIT.c.id.desc()
+        rows = await self._db.fetch_all(stmt.order_by(order).limit(query.limit + 1))
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        events = tuple(audit_chain.to_domain(r) for r in rows)
+        return types.AuditPage(events, str(rows[-1].id) if more else None)
+
     async def get_meta(self, key: str) -> str | None:
         """Return an installation-wide value (not part of the engine port)."""
         row = await self._db.fetch_first(select(_META.c.value).where(_META.c.key == key))

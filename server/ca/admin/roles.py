@@ -17,6 +17,7 @@ from server.ca import grants
 from server.ca.types import CA, CAId, Principal
 
 __all__ = [
+    "GLOBAL",
     "PERMISSIONS",
     "AdminPrincipal",
     "Permission",
@@ -50,7 +51,8 @@ class Permission(StrEnum):
 
 
 PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = {
-    # Manage CAs at and below the scope: sub-CAs, disable, enable, revoke, renew, CRLs.
+    # Manage CAs at and below the scope: sub-CAs, disable, enable, revoke, renew, CRLs,
+    # EST labels and accounts, ACME directories (and, unscoped, EAB keys), Matter CAs.
     Role.OWNER: frozenset({Permission.READ, Permission.CREATE_ROOT, Permission.MANAGE_CA}),
     # Issue and revoke leaf certificates of CAs in scope.
     Role.ISSUER: frozenset({Permission.READ, Permission.ISSUE, Permission.REVOKE}),
@@ -62,6 +64,8 @@ PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = {
 
 # A new root is above every scope: only an unscoped identity may make one.
 _UNSCOPED_ONLY: Final = frozenset({Permission.CREATE_ROOT})
+# The lineage of a resource outside every CA subtree: only unscoped identities reach it.
+GLOBAL: Final[tuple[str, ...]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +96,16 @@ def refusal(
     """Return why ``who`` may not do ``permission`` (on the CA of ``lineage``), or None.
 
     ``lineage`` None: an operation on no particular CA (a new root, a listing).
+    ``lineage`` ``GLOBAL`` (empty): a resource of every CA or of none (EAB keys, the
+    audit log, a label whose CA is unknown): no scope covers it.
     """
     if permission not in PERMISSIONS[who.role]:
         return f"role {who.role} may not {permission}"
     if permission in _UNSCOPED_ONLY and who.scope is not None:
         return f"{permission} needs an unscoped identity (scope is {who.scope})"
     if lineage is not None and not covers(who.scope, lineage):
+        if not lineage:
+            return f"this resource belongs to no CA subtree: scope {who.scope} does not cover it"
         return f"CA {lineage[0]} is outside scope {who.scope}"
     return None
 

@@ -8,30 +8,39 @@ UNAUTHENTICATED (401). The work itself is the engine's (``CAEngine``, ``hierarch
 ``lifecycle``, the status service's CRL publisher), as the CLI does it: an
 issuer's certificates come from ``CAEngine.issue`` with a grant of its subtree.
 The internal admin CA is not managed here: to this API it does not exist.
+EST (``est.EstAdmin``), ACME (``acme.AcmeAdmin``), Matter (``matter.MatterAdmin``)
+and the audit log (``audit.AuditAdmin``) are parts of this service, reached as
+``service.est``, ``.acme``, ``.matter`` and ``.audit``, authorizing through the
+same ``Guard``.
 Must not import aiohttp, josepy or sqlalchemy.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
 
 from cryptography import x509
 
 from server.ca import grants, lifecycle
+from server.ca.acme import api as acme_api
 from server.ca.admin import roles
+from server.ca.admin.acme import AcmeAdmin, EabKeys
+from server.ca.admin.audit import AuditAdmin
 from server.ca.admin.certs import AdminCerts
+from server.ca.admin.est import EstAdmin
+from server.ca.admin.guard import ANONYMOUS, Guard, lifetime
+from server.ca.admin.matter import MatterAdmin
 from server.ca.admin.ports import AdminCertificate, AdminRepository, AdminToken, CrlPublisher
 from server.ca.admin.roles import AdminPrincipal, Permission, Role
 from server.ca.admin.tokens import Tokens
 from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind
+from server.ca.est import api as est_api
+from server.ca.matter import api as matter_api
 from server.ca.types import (
     CA,
-    AuditEvent,
     CAKind,
     CAMode,
     CertificatePage,
@@ -46,13 +55,6 @@ from server.ca.types import (
 )
 
 __all__ = ["ANONYMOUS", "AdminService", "CAView"]
-
-_log = logging.getLogger(__name__)
-
-ANONYMOUS: Final = "anonymous"
-# Lifetimes a request may ask for (days): beyond this a date overflows nothing but
-# means nothing either.
-MAX_DAYS: Final = 36_500
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +77,23 @@ class AdminService:
         admin_ca: str,
         base_grant: grants.Grant = grants.OPERATOR,
         crls: CrlPublisher | None = None,
+        est: est_api.EstService | None = None,
+        acme_directories: acme_api.Directories | None = None,
+        eab: EabKeys | None = None,
     ) -> None:
         self._engine = engine
         self._base_grant = base_grant
         self._crls = crls
+        self._guard = Guard(engine)
         self.tokens = Tokens(repo)
         self.certs = AdminCerts(engine, repo, ca_name=admin_ca)
+        # The parts over the protocol services; each authorizes through the same guard.
+        self.est = EstAdmin(self._guard, est)
+        self.acme = AcmeAdmin(self._guard, acme_directories, eab)
+        self.audit = AuditAdmin(self._guard, engine)
+        self.matter = MatterAdmin(
+            self._guard, matter_api.MatterService(engine), base_grant=base_grant
+        )
 
     def now(self) -> datetime:
         """Return the engine clock's time (what "expired" is measured against)."""
@@ -100,24 +113,9 @@ class AdminService:
         name: str | None = None,
     ) -> EngineError:
         """Write the denial's audit record; return the error to raise."""
-        detail = {"action": action, "reason": reason}
-        if who is not None:
-            detail |= {"role": str(who.role), "scope": who.scope or "*", "via": who.via}
-        actor = f"admin:{who.name if who is not None else name or ANONYMOUS}"
-        await self._engine.record_audit(
-            AuditEvent(
-                at=self._engine.now(),
-                actor=actor,
-                action="admin.denied",
-                target=target,
-                detail=detail,
-                source=address or "",
-            )
+        return await self._guard.deny(
+            who, kind=kind, action=action, target=target, reason=reason, address=address, name=name
         )
-        _log.warning(
-            "admin API: denied %s %s to %s from %s: %s", action, target, actor, address, reason
-        )
-        return EngineError(kind, reason)
 
     # ------------------------------------------------------------------ authentication
 
@@ -189,30 +187,15 @@ class AdminService:
     async def _authorize(
         self, who: AdminPrincipal, permission: Permission, ca: CA | None, *, target: str
     ) -> None:
-        lineage = None
-        if ca is not None:
-            lineage = tuple(c.name for c in await self._engine.lineage(ca))
-        why = roles.refusal(who, permission, lineage)
-        if why is not None:
-            raise await self._deny(
-                who,
-                kind=ProblemKind.UNAUTHORIZED,
-                action=str(permission),
-                target=target,
-                reason=why,
-                address=who.address,
-            )
+        await self._guard.authorize(who, permission, ca, target=target)
 
     async def _ca(self, ref: str) -> CA:
-        """Return a CA the admin API manages (the admin CA is not one of them).
+        """Return a CA the admin API manages. Raises EngineError NOT_FOUND."""
+        return await self._guard.ca(ref)
 
-        Raises:
-            EngineError: NOT_FOUND.
-        """
-        ca = await self._engine.find_ca(ref)
-        if ca is None or ca.kind is CAKind.ADMIN:
-            raise EngineError(ProblemKind.NOT_FOUND, f"unknown CA {ref!r}")
-        return ca
+    async def view(self, ca: CA) -> CAView:
+        """Return a CA as the admin API shows it (for a CA an operation just made)."""
+        return await self._view(ca)
 
     async def _view(self, ca: CA, cas: Sequence[CA] | None = None) -> CAView:
         parent = None
@@ -222,10 +205,7 @@ class AdminService:
         return CAView(ca=ca, state=lifecycle.state_of(ca, self._engine.now()), parent=parent)
 
     async def _scope_lineage(self, scope: str | None) -> tuple[str, ...]:
-        if scope is None:
-            return ()
-        ca = await self._engine.find_ca(scope)
-        return tuple(c.name for c in await self._engine.lineage(ca)) if ca else (scope,)
+        return await self._guard.scope_lineage(scope)
 
     async def check_scope(self, scope: str | None) -> str | None:
         """Return the CA name a new identity's scope names (None: every CA).
@@ -552,8 +532,4 @@ class AdminService:
 
 
 def _days(days: int | None) -> timedelta | None:
-    if days is None:
-        return None
-    if not 1 <= days <= MAX_DAYS:
-        raise EngineError(ProblemKind.MALFORMED, f"days must be 1..{MAX_DAYS}")
-    return timedelta(days=days)
+    return lifetime(days)

@@ -393,6 +393,17 @@ class Enrollments:
         """Return held enrollments (default: those waiting for a decision)."""
         return await self._repo.list_pending(status)
 
+    async def get_pending(self, pending_id: str) -> PendingEnrollment:
+        """Return one held enrollment.
+
+        Raises:
+            EngineError: NOT_FOUND.
+        """
+        found = await self._repo.get_pending(PendingId(pending_id))
+        if found is None:
+            raise EngineError(ProblemKind.NOT_FOUND, f"no pending EST enrollment {pending_id!r}")
+        return found
+
     async def decide(self, pending_id: str, *, approve: bool, actor: Principal) -> None:
         """Approve or reject a held enrollment.
 

@@ -185,6 +185,10 @@ class EstService:
         """Return held enrollments (default: those waiting for a decision)."""
         return await self._enrollments.list_pending(status)
 
+    async def get_pending(self, pending_id: str) -> PendingEnrollment:
+        """Return one held enrollment; raises NOT_FOUND."""
+        return await self._enrollments.get_pending(pending_id)
+
     async def decide(self, pending_id: str, *, approve: bool, actor: Principal) -> None:
         """Approve or reject a held enrollment; raises NOT_FOUND, CONFLICT."""
         await self._enrollments.decide(pending_id, approve=approve, actor=actor)

@@ -1,7 +1,9 @@
 """Role x endpoint x scope: every admin endpoint allows exactly what the role table says.
 
-Hierarchy root -> teamA, teamB. A teamA-scoped identity acts on teamA only; an
-unscoped one on every CA. Each refusal is a 403 problem document and one
+Hierarchy root -> teamA, teamB, each with a leaf, an EST label, account and held
+enrollment, and an ACME directory. A teamA-scoped identity acts on teamA's only; an
+unscoped one on every CA's. EAB keys and the audit log belong to no CA: only
+unscoped identities reach them. Each refusal is a 403 problem document and one
 ``admin.denied`` audit record naming the identity and the client address; every
 request without valid credentials is a 401 problem document and an audit record.
 """
@@ -16,8 +18,9 @@ from typing import Any
 import pytest
 
 from server.ca.admin import api as admin_api
+from server.ca.est import api as est_api
 from server.ca.types import CAStatus, CertStatus
-from tests.protocols.admin.conftest import OP, AdminEnv, csr_pem
+from tests.protocols.admin.conftest import OP, AdminEnv, csr_pem, directory_of, label_of
 
 Role = admin_api.Role
 P = admin_api.Permission
@@ -32,9 +35,11 @@ class Endpoint:
     path: str
     permission: P
     ok: int
-    body: Callable[[], Any] | None = None
+    body: Callable[[str], Any] | None = None
     prepare: Callable[[AdminEnv, str], Awaitable[None]] | None = None
     targeted: bool = True
+    # A resource of no CA subtree (EAB keys): only unscoped identities may act on it.
+    unscoped_only: bool = False
 
 
 async def _disable(env: AdminEnv, target: str) -> None:
@@ -54,20 +59,30 @@ ENDPOINTS = (
         "/cas",
         P.CREATE_ROOT,
         201,
-        lambda: {"name": "newroot"},
+        lambda _: {"name": "newroot"},
         targeted=False,
     ),
     Endpoint("get-ca", "GET", "/cas/{ca}", P.READ, 200),
     Endpoint("ca-cert", "GET", "/cas/{ca}/certificate", P.READ, 200),
     Endpoint(
-        "create-sub", "POST", "/cas/{ca}/subordinates", P.MANAGE_CA, 201, lambda: {"name": "newsub"}
+        "create-sub",
+        "POST",
+        "/cas/{ca}/subordinates",
+        P.MANAGE_CA,
+        201,
+        lambda _: {"name": "newsub"},
     ),
     Endpoint("disable", "POST", "/cas/{ca}/disable", P.MANAGE_CA, 200),
     Endpoint("enable", "POST", "/cas/{ca}/enable", P.MANAGE_CA, 200, prepare=_disable),
     Endpoint(
-        "revoke-ca", "POST", "/cas/{ca}/revoke", P.MANAGE_CA, 200, lambda: {"reason": "superseded"}
+        "revoke-ca",
+        "POST",
+        "/cas/{ca}/revoke",
+        P.MANAGE_CA,
+        200,
+        lambda _: {"reason": "superseded"},
     ),
-    Endpoint("renew", "POST", "/cas/{ca}/renew", P.MANAGE_CA, 200, lambda: {"days": 30}),
+    Endpoint("renew", "POST", "/cas/{ca}/renew", P.MANAGE_CA, 200, lambda _: {"days": 30}),
     Endpoint("crl", "POST", "/cas/{ca}/crl", P.MANAGE_CA, 200),
     Endpoint(
         "issue",
@@ -75,7 +90,7 @@ ENDPOINTS = (
         "/cas/{ca}/certificates",
         P.ISSUE,
         201,
-        lambda: {"csr": csr_pem(), "profile": "tls-server", "days": 10},
+        lambda _: {"csr": csr_pem(), "profile": "tls-server", "days": 10},
     ),
     Endpoint("list-certs", "GET", "/certificates?ca={ca}", P.READ, 200),
     Endpoint("get-cert", "GET", "/certificates/{serial}?ca={ca}", P.READ, 200),
@@ -85,7 +100,69 @@ ENDPOINTS = (
         "/certificates/{serial}/revoke?ca={ca}",
         P.REVOKE,
         200,
-        lambda: {"reason": "keyCompromise"},
+        lambda _: {"reason": "keyCompromise"},
+    ),
+    # EST
+    Endpoint("list-labels", "GET", "/est/labels", P.READ, 200, targeted=False),
+    Endpoint(
+        "create-label",
+        "POST",
+        "/est/labels",
+        P.MANAGE_CA,
+        201,
+        lambda ca: {"name": "newlabel", "ca": ca},
+    ),
+    Endpoint("get-label", "GET", "/est/labels/{label}", P.READ, 200),
+    Endpoint("delete-label", "DELETE", "/est/labels/{label}", P.MANAGE_CA, 204),
+    Endpoint("list-users", "GET", "/est/labels/{label}/users", P.READ, 200),
+    Endpoint(
+        "put-user",
+        "POST",
+        "/est/labels/{label}/users",
+        P.MANAGE_CA,
+        200,
+        lambda _: {"username": "device1", "password": "a-new-password"},
+    ),
+    Endpoint("delete-user", "DELETE", "/est/labels/{label}/users/device1", P.MANAGE_CA, 204),
+    Endpoint("list-pending", "GET", "/est/pending", P.READ, 200, targeted=False),
+    Endpoint("approve", "POST", "/est/pending/{pending}/approve", P.APPROVE, 200),
+    Endpoint("reject", "POST", "/est/pending/{pending}/reject", P.APPROVE, 200),
+    # ACME
+    Endpoint("list-dirs", "GET", "/acme/directories", P.READ, 200, targeted=False),
+    Endpoint(
+        "create-dir",
+        "POST",
+        "/acme/directories",
+        P.MANAGE_CA,
+        201,
+        lambda ca: {"name": "newdir", "ca": ca, "allow_dns": ["example.com"]},
+    ),
+    Endpoint("get-dir", "GET", "/acme/directories/{directory}", P.READ, 200),
+    Endpoint("delete-dir", "DELETE", "/acme/directories/{directory}", P.MANAGE_CA, 204),
+    Endpoint("list-eab", "GET", "/acme/eab-keys", P.READ, 200, targeted=False, unscoped_only=True),
+    Endpoint(
+        "create-eab",
+        "POST",
+        "/acme/eab-keys",
+        P.MANAGE_CA,
+        201,
+        targeted=False,
+        unscoped_only=True,
+    ),
+    Endpoint(
+        "revoke-eab",
+        "POST",
+        "/acme/eab-keys/{kid}/revoke",
+        P.MANAGE_CA,
+        200,
+        lambda _: {"deactivate_accounts": True},
+        targeted=False,
+        unscoped_only=True,
+    ),
+    # The audit log
+    Endpoint("audit", "GET", "/audit", P.AUDIT, 200, targeted=False, unscoped_only=True),
+    Endpoint(
+        "audit-export", "GET", "/audit/export", P.AUDIT, 200, targeted=False, unscoped_only=True
     ),
 )
 
@@ -103,7 +180,11 @@ def _cases() -> list[Any]:
                 allowed = ep.permission in admin_api.PERMISSIONS[role] and (
                     scope is None
                     or (ep.targeted and target == scope)
-                    or (not ep.targeted and ep.permission is not P.CREATE_ROOT)
+                    or (
+                        not ep.targeted
+                        and not ep.unscoped_only
+                        and ep.permission is not P.CREATE_ROOT
+                    )
                 )
                 where = "all" if scope is None else ("in" if target == scope else "out")
                 verdict = "ok" if allowed else "deny"
@@ -116,7 +197,35 @@ def _cases() -> list[Any]:
 
 
 def _path(env: AdminEnv, ep: Endpoint, target: str) -> str:
-    return ep.path.format(ca=target, serial=_leaf(env, target))
+    return ep.path.format(
+        ca=target,
+        serial=_leaf(env, target),
+        label=label_of(target),
+        pending=env.pending[target],
+        directory=directory_of(target),
+        kid=env.eab_kid,
+    )
+
+
+async def _assert_untouched(env: AdminEnv, target: str, *, disabled: bool = False) -> None:
+    """Nothing a refused request aimed at happened."""
+    ca = await env.engine.get_ca(target)
+    assert ca.status is (CAStatus.DISABLED if disabled else CAStatus.ACTIVE)
+    leaf = env.leaves[target]
+    assert (await env.engine.get_certificate(leaf.ca_id, leaf.serial)).status is CertStatus.VALID
+    assert await env.engine.find_ca("newroot") is None
+    assert await env.engine.find_ca("newsub") is None
+    labels = {lb.name for lb in await env.est.list_labels()}
+    assert label_of(target) in labels
+    assert "newlabel" not in labels
+    (user,) = await env.est.list_users(label_of(target))
+    assert est_api.verify_password_hash("fixture-password", user.password_hash)
+    held = await env.est.get_pending(env.pending[target])
+    assert held.status is est_api.PendingStatus.PENDING
+    directories = {d.name for d in await env.directories.list_all()}
+    assert directories == {directory_of("teamA"), directory_of("teamB")}
+    keys = await env.acme.accounts.list_eab_keys()
+    assert [(k.kid, k.revoked) for k in keys] == [(env.eab_kid, False)]
 
 
 @pytest.mark.parametrize(("role", "scope", "target", "ep", "allowed"), _cases())
@@ -127,7 +236,7 @@ async def test_role_scope_matrix(
     if ep.prepare is not None:
         await ep.prepare(env, target)
     status, body, ctype = await env.call(
-        ep.method, _path(env, ep, target), token=token, json=ep.body() if ep.body else None
+        ep.method, _path(env, ep, target), token=token, json=ep.body(target) if ep.body else None
     )
     denials = await env.denials()
     if allowed:
@@ -143,13 +252,7 @@ async def test_role_scope_matrix(
     assert denial.source == "127.0.0.1"
     assert denial.detail["action"] == str(ep.permission)
     assert denial.detail["role"] == str(role)
-    # Nothing happened: the target CA and its leaf are as they were.
-    ca = await env.engine.get_ca(target)
-    assert ca.status is (CAStatus.DISABLED if ep.prepare is _disable else CAStatus.ACTIVE)
-    leaf = env.leaves[target]
-    assert (await env.engine.get_certificate(leaf.ca_id, leaf.serial)).status is CertStatus.VALID
-    assert await env.engine.find_ca("newroot") is None
-    assert await env.engine.find_ca("newsub") is None
+    await _assert_untouched(env, target, disabled=ep.prepare is _disable)
 
 
 async def _bad_credentials(env: AdminEnv, kind: str) -> dict[str, str]:
@@ -177,7 +280,7 @@ async def test_every_endpoint_refuses_bad_credentials(env: AdminEnv, kind: str) 
             ep.method,
             "/admin/v1" + _path(env, ep, "teamA"),
             headers=headers,
-            json=ep.body() if ep.body else None,
+            json=ep.body("teamA") if ep.body else None,
         )
         body = await resp.json(content_type=None)
         assert resp.status == 401, (ep.name, body)
@@ -189,4 +292,4 @@ async def test_every_endpoint_refuses_bad_credentials(env: AdminEnv, kind: str) 
     expected_actor = "admin:bob" if kind in {"expired", "revoked"} else "admin:anonymous"
     assert {d.actor for d in denials} == {expected_actor}
     assert {d.source for d in denials} == {"127.0.0.1"}
-    assert await env.engine.find_ca("newroot") is None
+    await _assert_untouched(env, "teamA")

@@ -4,11 +4,15 @@ An aiohttp server runs the admin API in its own thread and event loop over a rea
 database (SQLite, PostgreSQL); schemathesis generates requests from the document,
 valid and invalid, with an unscoped owner token, and checks every answer: no 5xx,
 a documented status, the documented content type and a body matching the schema.
+Path parameters (and ``?ca=``) are narrowed, in a copy of the document, to what the
+fixture holds (its CAs, leaves, labels, accounts, held enrollments, directories and
+EAB key), so valid requests reach the operations rather than 404s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import shutil
 import threading
 from collections.abc import Iterator
@@ -34,7 +38,7 @@ from protocols.admin import links, openapi
 from server.ca import keys
 from server.ca.admin import api as admin_api
 from server.store.database import Database, sqlite_url
-from tests.protocols.admin.conftest import OP, build_env
+from tests.protocols.admin.conftest import OP, build_env, directory_of, label_of
 from tests.support import TEST_KDF_ROUNDS, TEST_PASSPHRASE
 
 _CHECKS = [
@@ -56,6 +60,7 @@ class _Live:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.port = 0
         self.token = ""
+        self.values: dict[str, list[str]] = {}
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -108,6 +113,15 @@ class _Live:
                 lifetime=timedelta(days=1),
                 actor=OP,
             )
+            self.values = {
+                "ca": ["root", "teamA", "teamB"],
+                "serial": [leaf.serial_hex for leaf in env.leaves.values()],
+                "label": [label_of(t) for t in ("teamA", "teamB")] + ["default"],
+                "username": ["device1"],
+                "id": list(env.pending.values()),
+                "name": [directory_of(t) for t in ("teamA", "teamB")],
+                "kid": [env.eab_kid],
+            }
             self._ready.set()
             await self._stop.wait()
         finally:
@@ -132,8 +146,19 @@ def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[_Live]:
         server.stop()
 
 
+def _narrowed(document: dict[str, Any], values: dict[str, list[str]]) -> dict[str, Any]:
+    """Return a copy of ``document`` whose path parameters (and ``?ca=``) list fixture values."""
+    out = copy.deepcopy(document)
+    for operations in out["paths"].values():
+        for operation in operations.values():
+            for param in operation.get("parameters", []):
+                if param["in"] == "path" or param["name"] == "ca":
+                    param["schema"] = {"type": "string", "enum": values[param["name"]]}
+    return out
+
+
 def test_live_api_conforms_to_its_openapi_document(live: _Live) -> None:
-    schema = schemathesis.openapi.from_dict(openapi.DOCUMENT)
+    schema = schemathesis.openapi.from_dict(_narrowed(openapi.DOCUMENT, live.values))
     base = f"http://127.0.0.1:{live.port}{links.PREFIX}"
     auth = {"Authorization": f"Bearer {live.token}"}
     strategy = st.one_of(
@@ -143,7 +168,7 @@ def test_live_api_conforms_to_its_openapi_document(live: _Live) -> None:
     seen: dict[int, int] = {}
 
     @settings(
-        max_examples=150,
+        max_examples=1000,
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
@@ -156,6 +181,8 @@ def test_live_api_conforms_to_its_openapi_document(live: _Live) -> None:
 
     run()
     print("admin API statuses under schemathesis:", dict(sorted(seen.items())))  # noqa: T201
-    # The run reached the operations themselves, not only the front door.
-    assert any(200 <= status < 300 for status in seen), seen
+    # The run reached the operations themselves, not only the front door: more
+    # successes than misses.
+    ok = sum(n for status, n in seen.items() if 200 <= status < 300)
+    assert ok > seen.get(404, 0), seen
     assert 400 in seen, seen
