@@ -917,6 +917,33 @@ class CAEngine:
             return record, handle
         raise EngineError(ProblemKind.SERVER_INTERNAL, "could not allocate a unique serial")
 
+    async def destroy_ocsp_signer_key(self, ca: CA, *, serial: Serial, key: KeyHandle) -> None:
+        """Destroy a retired delegated OCSP signer's key in its backend, with an audit event.
+
+        The caller (``status.retirement``) decides that the signer is retired; this
+        refuses a handle that is any CA's key, so no mix-up of records can reach a CA key.
+
+        Raises:
+            EngineError: CONFLICT (a CA's key; a backend that cannot destroy keys),
+                SERVER_INTERNAL (backend not configured here), UNAVAILABLE (token).
+        """
+        for holder in await self.list_cas():
+            if (holder.key.backend, holder.key.ref) == (key.backend, key.ref):
+                raise EngineError(
+                    ProblemKind.CONFLICT,
+                    f"key {key.ref} is CA {holder.name}'s key: not destroyed",
+                )
+        await asyncio.to_thread(keys.destroy, self._keys, key)
+        await self._repo.add_audit(
+            self._audit(
+                _OCSP,
+                "ocsp.signer-key-destroy",
+                f"{ca.name}/{serial:X}",
+                backend=key.backend,
+                ref=key.ref,
+            )
+        )
+
     # ------------------------------------------------------------ kind-specific CAs and leaves
 
     def now(self) -> datetime:
