@@ -452,6 +452,19 @@ class CAEngine:
             EngineError: NOT_FOUND (CA), UNAUTHORIZED/INVALID_PROFILE (``grant.*``),
                 POLICY (``ca.*``: not active, expired, under a revoked CA, offline).
         """
+        return await self._authorize(principal, grant, ca=ca, profile=profile, ceremony=False)
+
+    async def _authorize(
+        self,
+        principal: Principal,
+        grant: grants.Grant,
+        *,
+        ca: str | None,
+        profile: str,
+        ceremony: bool,
+    ) -> CA:
+        """``authorize``; with ``ceremony`` an offline CA may issue (its key is loaded
+        only where the ceremony runs, ``_issuer``)."""
         issuer_ca = await self.get_ca(ca)
         lineage = await self.lineage(issuer_ca)
         try:
@@ -461,7 +474,7 @@ class CAEngine:
                     f"{pipeline.Rule.CA_KIND}: CA {issuer_ca.name} issues only for the admin API",
                 )
             pipeline.authorize(grant, lineage, profile=profile, now=self._now())
-            if issuer_ca.offline:
+            if issuer_ca.offline and not ceremony:
                 raise EngineError(ProblemKind.POLICY, lifecycle.offline_refusal(issuer_ca))
         except EngineError as exc:
             _log.info("refused %s on CA %s: %s", principal, issuer_ca.name, exc.detail)
@@ -807,10 +820,16 @@ class CAEngine:
     ) -> tuple[CA, issuance.Issuer]:
         """Return an authorized CA's signer for a kind-specific leaf builder (Matter DAC/NOC).
 
+        In a ceremony (``privca matter dac|noc issue --key FILE``) an offline Matter CA
+        issues too: a PAA, RCAC or PAI kept offline signs at its ceremony, where its key
+        is; a serving process never begins one.
+
         Raises:
             EngineError: as ``authorize``.
         """
-        issuer_ca = await self.authorize(principal, grant, ca=ca, profile=profile)
+        issuer_ca = await self._authorize(
+            principal, grant, ca=ca, profile=profile, ceremony=self._ceremony
+        )
         return issuer_ca, await self._issuer(issuer_ca)
 
     async def ca_issuer(self, parent: CA) -> issuance.Issuer:
@@ -926,6 +945,33 @@ class CAEngine:
                 continue
             return record, handle
         raise EngineError(ProblemKind.SERVER_INTERNAL, "could not allocate a unique serial")
+
+    async def destroy_ocsp_signer_key(self, ca: CA, *, serial: Serial, key: KeyHandle) -> None:
+        """Destroy a retired delegated OCSP signer's key in its backend, with an audit event.
+
+        The caller (``status.retirement``) decides that the signer is retired; this
+        refuses a handle that is any CA's key, so no mix-up of records can reach a CA key.
+
+        Raises:
+            EngineError: CONFLICT (a CA's key; a backend that cannot destroy keys),
+                SERVER_INTERNAL (backend not configured here), UNAVAILABLE (token).
+        """
+        for holder in await self.list_cas():
+            if (holder.key.backend, holder.key.ref) == (key.backend, key.ref):
+                raise EngineError(
+                    ProblemKind.CONFLICT,
+                    f"key {key.ref} is CA {holder.name}'s key: not destroyed",
+                )
+        await asyncio.to_thread(keys.destroy, self._keys, key)
+        await self._repo.add_audit(
+            self._audit(
+                _OCSP,
+                "ocsp.signer-key-destroy",
+                f"{ca.name}/{serial:X}",
+                backend=key.backend,
+                ref=key.ref,
+            )
+        )
 
     # ------------------------------------------------------------ kind-specific CAs and leaves
 

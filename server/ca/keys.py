@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -30,12 +30,14 @@ from server.ca.types import KeyAlgorithm, KeyHandle
 __all__ = [
     "KeyBackend",
     "KeyBackends",
+    "KeyDestroyer",
     "KeySigner",
     "Pkcs8KeyBackend",
     "SignatureHash",
     "algorithm_of",
     "as_signer",
     "choose",
+    "destroy",
     "generate_private_key",
     "rewrap",
     "sign",
@@ -153,6 +155,15 @@ class KeyBackend(Protocol):
         ...
 
 
+@runtime_checkable
+class KeyDestroyer(Protocol):
+    """A key backend that can destroy a key it made (retired delegated OCSP signer keys)."""
+
+    def destroy(self, handle: KeyHandle) -> None:
+        """Destroy the key of ``handle``; a key already gone is not an error."""
+        ...
+
+
 class Pkcs8KeyBackend:
     """CA keys as passphrase-encrypted PKCS#8 PEM (PBES2: PBKDF2-SHA256, AES-256-CBC) in storage.
 
@@ -197,6 +208,10 @@ class Pkcs8KeyBackend:
         """Decrypt the handle's key into a signer; EngineError(SERVER_INTERNAL) on a wrong
         passphrase."""
         return KeySigner(self._decrypt(handle))
+
+    def destroy(self, handle: KeyHandle) -> None:
+        """Nothing to do here: the key is the handle's encrypted blob, which the caller drops."""
+        del handle
 
     def _decrypt(self, handle: KeyHandle) -> CertificateIssuerPrivateKeyTypes:
         try:
@@ -281,6 +296,25 @@ def rewrap(backend: KeyBackend, handle: KeyHandle) -> KeyHandle | None:
     if isinstance(backend, Pkcs8KeyBackend) and handle.backend == backend.name:
         return backend.rewrap(handle)
     return None
+
+
+def destroy(backend: KeyBackend, handle: KeyHandle) -> None:
+    """Destroy the key of ``handle`` in the backend that made it (``KeyBackends``: its owner).
+
+    Raises:
+        EngineError: SERVER_INTERNAL (that backend is not configured here), CONFLICT
+            (the backend cannot destroy keys: a carried key), and the backend's own
+            errors (UNAVAILABLE when a token cannot be reached).
+    """
+    owner = backend.owner(handle) if isinstance(backend, KeyBackends) else backend
+    if owner is None or owner.name != handle.backend:
+        raise EngineError(
+            ProblemKind.SERVER_INTERNAL,
+            f"key {handle.ref} lives in key backend {handle.backend!r}, which is not configured",
+        )
+    if not isinstance(owner, KeyDestroyer):
+        raise EngineError(ProblemKind.CONFLICT, f"key backend {owner.name!r} does not destroy keys")
+    owner.destroy(handle)
 
 
 def choose(backend: KeyBackend, name: str | None) -> KeyBackend:

@@ -19,10 +19,10 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from server import private_files
 from server.ca import lifecycle
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.types import CA, CAMode, RevocationReason
+from server.cli import ceremony
 from server.cli.options import (
     CA_OPTIONS,
     KEY_BACKEND,
@@ -41,48 +41,8 @@ from server.wiring import Services
 __all__ = ["register"]
 
 
-def _check_key_out(a: argparse.Namespace, *, offline: bool) -> Path | None:
-    """Return ``--key-out`` after the checks that must pass before anything changes.
-
-    A software (``pkcs8``) key of an offline CA must leave the database; a token key
-    stays in its token (nothing to write).
-    """
-    out = Path(a.key_out) if a.key_out else None
-    if out is not None and not offline:
-        raise EngineError(ProblemKind.MALFORMED, "--key-out goes with --offline")
-    if out is not None and out.exists():
-        raise EngineError(ProblemKind.CONFLICT, f"{out} exists: refusing to overwrite it")
-    return out
-
-
-async def _carry_out(s: Services, ca: CA, out: Path | None) -> CA:
-    """Mark ``ca`` offline; a software key moves to ``out`` first (written, then removed)."""
-    if ca.key.backend != "pkcs8":
-        if out is not None:
-            raise EngineError(
-                ProblemKind.MALFORMED,
-                f"CA {ca.name}'s key is in {ca.key.backend}: nothing to write with --key-out",
-            )
-        return await s.engine.set_ca_offline(ca.name, offline=True, actor=OPERATOR)
-    if out is None:
-        raise EngineError(
-            ProblemKind.MALFORMED,
-            f"CA {ca.name}'s key is encrypted in the database: give --key-out FILE to move "
-            "it out (a database copy plus the passphrase would unlock it otherwise)",
-        )
-    handle, key_file = await s.engine.carry_out_key(ca)
-    private_files.create_private(out, key_file)
-    return await s.engine.set_ca_offline(ca.name, offline=True, actor=OPERATOR, key=handle)
-
-
 async def _create_root(s: Services, a: argparse.Namespace) -> int:
-    out = _check_key_out(a, offline=a.offline)
-    if a.offline and out is None and a.key_backend in (None, "pkcs8"):
-        raise EngineError(
-            ProblemKind.MALFORMED,
-            "an offline root's key leaves the database: give --key-out FILE "
-            "(or --key-backend pkcs11 to keep it in the token)",
-        )
+    out = ceremony.check_new_offline_root(a)
     ca = await s.engine.create_root(
         a.name,
         actor=OPERATOR,
@@ -96,42 +56,15 @@ async def _create_root(s: Services, a: argparse.Namespace) -> int:
     )
     print(f"created root CA {ca.name} (id {ca.id}, {ca.key_algorithm})")
     if a.offline:
-        await _carry_out(s, ca, out)
-        _say_offline(ca.name, out, "after creating its sub-CAs")
+        await ceremony.carry_out(s, ca, out)
+        ceremony.say_offline(ca.name, out, "after creating its sub-CAs")
     return 0
 
 
-def _say_offline(name: str, out: Path | None, when: str) -> None:
-    if out is None:
-        print(
-            f"CA {name} is offline: serving processes never load its key; run "
-            f"`privca ca sign-offline {name} --days N` {when}, where its token is"
-        )
-        return
-    print(
-        f"CA {name} is offline; its key is in {out} (mode 0600, encrypted with the CA "
-        f"passphrase) and no longer in the database: carry it away. Run "
-        f"`privca ca sign-offline {name} --days N --key {out}` {when}"
-    )
-
-
-async def _ceremony(s: Services, name: str, key_file: str | None) -> None:
-    """Let this command sign with offline CA ``name``'s key (its key file if carried).
-
-    ``create-sub`` and ``renew`` sign like ``sign-offline``: run them where the key is.
-    """
-    ca = await s.engine.get_ca(name)
-    parent = await s.engine.get_ca(ca.parent_id) if ca.parent_id else None
-    if ca.offline or (parent is not None and parent.offline):
-        s.engine.begin_ceremony()
-    if key_file is not None:
-        await s.engine.attach_key(ca, Path(key_file).read_bytes())
-
-
 async def _set_offline(s: Services, a: argparse.Namespace) -> int:
-    out = _check_key_out(a, offline=True)
-    ca = await _carry_out(s, await s.engine.get_ca(a.name), out)
-    _say_offline(ca.name, out, "where the key is")
+    out = ceremony.check_key_out(a, offline=True)
+    ca = await ceremony.carry_out(s, await s.engine.get_ca(a.name), out)
+    ceremony.say_offline(ca.name, out, "where the key is")
     return 0
 
 
@@ -148,7 +81,7 @@ async def _set_online(s: Services, a: argparse.Namespace) -> int:
 async def _sign_offline(s: Services, a: argparse.Namespace) -> int:
     if s.status is None:
         raise EngineError(ProblemKind.UNAVAILABLE, "the revocation services are not running")
-    await _ceremony(s, a.name, a.key)
+    await ceremony.begin(s, a.name, a.key)
     s.engine.begin_ceremony()
     done = await s.status.sign_offline(
         a.name,
@@ -182,7 +115,7 @@ async def _offline_json(s: Services, c: CA) -> dict[str, Any]:
 
 
 async def _create_sub(s: Services, a: argparse.Namespace) -> int:
-    await _ceremony(s, a.parent, a.key)
+    await ceremony.begin(s, a.parent, a.key)
     ca = await s.engine.create_subordinate(
         a.name,
         parent=a.parent,
@@ -313,7 +246,7 @@ async def _renew(s: Services, a: argparse.Namespace) -> int:
     signer = ca if ca.parent_id is None else await s.engine.get_ca(ca.parent_id)
     if ca.offline:
         s.engine.begin_ceremony()
-    await _ceremony(s, signer.name, a.key)
+    await ceremony.begin(s, signer.name, a.key)
     renewal = await s.engine.renew_ca(a.name, actor=OPERATOR, rekey=a.rekey, days=a.days)
     cert = renewal.certificate
     print(

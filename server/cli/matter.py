@@ -1,7 +1,10 @@
 """``privca matter ...``: Matter PAA/PAI/DAC and RCAC/ICAC/NOC from the command line.
 
 A thin front end over ``server.ca.matter.api``: parses options, calls the facade,
-writes files (per-device DAC bundles with a manifest, NOC PEM/TLV). Registered by
+writes files (per-device DAC bundles with a manifest, NOC PEM/TLV). A PAA or RCAC
+may be kept offline (``--offline --key-out FILE``); the commands that sign under an
+offline Matter CA take its key file (``--key FILE``) for their process only
+(``server.cli.ceremony``). Registered by
 ``server/cli/__init__.py``; must not import it (it imports this module).
 """
 
@@ -28,6 +31,7 @@ from server import bundle_files
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.matter import api as matter_api
 from server.ca.matter import tlv
+from server.cli import ceremony
 from server.cli.options import KEY_BACKEND, OPERATOR, STORAGE, Subparsers
 from server.wiring import Services
 
@@ -88,18 +92,32 @@ async def _created(s: Services, name: str) -> int:
     return 0
 
 
+async def _root_created(s: Services, a: argparse.Namespace, out: Path | None, child: str) -> int:
+    """Report a new PAA/RCAC; ``--offline`` then carries its key out (``ceremony``)."""
+    await _created(s, a.name)
+    if a.offline:
+        await ceremony.carry_out(s, await s.engine.get_ca(a.name), out)
+        key = f" --key {out}" if out is not None else ""
+        ceremony.say_offline(
+            a.name, out, f"when its status is due; `privca matter {child} create{key}` under it"
+        )
+    return 0
+
+
 # ----------------------------------------------------------------------- CAs
 
 
 async def _paa_create(s: Services, a: argparse.Namespace) -> int:
+    out = ceremony.check_new_offline_root(a)
     service = matter_api.MatterService(s.engine)
     await service.create_paa(
         a.name, actor=OPERATOR, vid=a.vid, lifetime=_lifetime(a), key_backend=a.key_backend
     )
-    return await _created(s, a.name)
+    return await _root_created(s, a, out, "pai")
 
 
 async def _pai_create(s: Services, a: argparse.Namespace) -> int:
+    await ceremony.begin(s, a.paa, a.key)
     service = matter_api.MatterService(s.engine)
     await service.create_pai(
         a.name,
@@ -114,6 +132,7 @@ async def _pai_create(s: Services, a: argparse.Namespace) -> int:
 
 
 async def _rcac_create(s: Services, a: argparse.Namespace) -> int:
+    out = ceremony.check_new_offline_root(a)
     service = matter_api.MatterService(s.engine)
     await service.create_rcac(
         a.name,
@@ -123,10 +142,11 @@ async def _rcac_create(s: Services, a: argparse.Namespace) -> int:
         lifetime=_lifetime(a),
         key_backend=a.key_backend,
     )
-    return await _created(s, a.name)
+    return await _root_created(s, a, out, "icac")
 
 
 async def _icac_create(s: Services, a: argparse.Namespace) -> int:
+    await ceremony.begin(s, a.rcac, a.key)
     service = matter_api.MatterService(s.engine)
     await service.create_icac(
         a.name,
@@ -294,6 +314,7 @@ async def _dac_issue(s: Services, a: argparse.Namespace) -> int:
     if total < 1:
         raise EngineError(ProblemKind.MALFORMED, "--count must be at least 1")
     out: Path = a.out
+    await ceremony.begin(s, a.pai, a.key)
     service = matter_api.MatterService(s.engine)
     pai = await s.engine.get_ca(a.pai)
     await asyncio.to_thread(_check_out, out)
@@ -345,6 +366,7 @@ def _write_noc(out: str | None, pem: bytes, tlv_out: Path | None, tlv_bytes: byt
 
 async def _noc_issue(s: Services, a: argparse.Namespace) -> int:
     csr = await asyncio.to_thread(Path(a.csr).read_bytes)
+    await ceremony.begin(s, a.ca, a.key)
     issued = await matter_api.MatterService(s.engine).issue_noc(
         csr,
         ca=a.ca,
@@ -365,6 +387,28 @@ async def _noc_issue(s: Services, a: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------- parser
+
+
+def _offline_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="keep it offline: serving processes never load its key; it signs at ceremonies",
+    )
+    p.add_argument(
+        "--key-out",
+        metavar="FILE",
+        help="offline: move its software key to FILE (new, mode 0600) and out of the "
+        "database; required for pkcs8 keys",
+    )
+
+
+def _carried_key(p: argparse.ArgumentParser, issuer: str) -> None:
+    p.add_argument(
+        "--key",
+        metavar="FILE",
+        help=f"an offline {issuer}'s key file (its --key-out): signs in this command only",
+    )
 
 
 def register(sub: Subparsers) -> None:
@@ -393,6 +437,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--name", required=True)
     p.add_argument("--vid", type=vid, help="Vendor ID (hex): VID-scoped PAA; omit: non-VID-scoped")
     p.add_argument("--days", type=int, help="lifetime in days (default: no expiry, 9999-12-31)")
+    _offline_options(p)
     p.set_defaults(handler=_paa_create, create=True)
 
     p = action("pai", "create", "create a PAI signed by a PAA", makes_key=True)
@@ -401,6 +446,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--vid", type=vid, required=True, help="Vendor ID (hex)")
     p.add_argument("--pid", type=pid, help="Product ID (hex): PID-scoped PAI")
     p.add_argument("--days", type=int, help="lifetime in days (default: as the PAA)")
+    _carried_key(p, "PAA")
     p.set_defaults(handler=_pai_create)
 
     p = action("dac", "issue", "issue DACs in bulk (generated keys or a directory of CSRs)")
@@ -411,6 +457,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--csr-dir", type=Path, help="issue one DAC per CSR file in this directory")
     p.add_argument("--out", type=Path, required=True, help="new or empty output directory")
     p.add_argument("--days", type=int, help="lifetime in days (default: no expiry)")
+    _carried_key(p, "PAI")
     p.set_defaults(handler=_dac_issue)
 
     p = action("rcac", "create", "create an RCAC (operational root of a fabric)", makes_key=True)
@@ -418,6 +465,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--fabric-id", type=id64, help="fabric id (hex) to put in the RCAC")
     p.add_argument("--rcac-id", type=id64, help="RCAC id (hex; default random)")
     p.add_argument("--days", type=int, help="lifetime in days (default 3650)")
+    _offline_options(p)
     p.set_defaults(handler=_rcac_create, create=True)
 
     p = action("icac", "create", "create an ICAC signed by an RCAC", makes_key=True)
@@ -426,6 +474,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--fabric-id", type=id64, help="fabric id (hex; default: the RCAC's)")
     p.add_argument("--icac-id", type=id64, help="ICAC id (hex; default random)")
     p.add_argument("--days", type=int, help="lifetime in days (default 3650, within the RCAC)")
+    _carried_key(p, "RCAC")
     p.set_defaults(handler=_icac_create)
 
     p = action("noc", "issue", "issue a NOC from a NOCSR")
@@ -437,6 +486,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--out", help="write NOC (+ ICAC) PEM here (default stdout)")
     p.add_argument("--tlv-out", type=Path, help="also write the NOC in Matter TLV form")
     p.add_argument("--days", type=int, help="lifetime in days (default 365, within the issuer)")
+    _carried_key(p, "ICAC or RCAC")
     p.set_defaults(handler=_noc_issue)
 
     p = groups.add_parser(

@@ -564,6 +564,15 @@ class MemoryStatusRepository:
         mine = [s for s in self.signers if s.ca_id == ca_id]
         return max(mine, key=lambda s: s.created_at) if mine else None
 
+    async def list_signers(self, ca_id: types.CAId) -> Sequence[status_ports.SignerRecord]:
+        return sorted((s for s in self.signers if s.ca_id == ca_id), key=lambda s: s.created_at)
+
+    async def remove_signer(self, ca_id: types.CAId, serial: types.Serial) -> bool:
+        kept = [s for s in self.signers if (s.ca_id, s.serial) != (ca_id, serial)]
+        removed = len(kept) != len(self.signers)
+        self.signers = kept
+        return removed
+
     async def mark_crl_dirty(self, ca_id: types.CAId, at: datetime) -> None:
         self.dirty[ca_id] = max(at, self.dirty.get(ca_id, at))
 

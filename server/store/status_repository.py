@@ -53,6 +53,18 @@ _PUT_RESPONSE_SQL = (
 _REASONS = {str(r): r for r in types.RevocationReason}
 
 
+def _to_signer(row: Any) -> status_ports.SignerRecord:
+    return status_ports.SignerRecord(
+        ca_id=types.CAId(row.ca_id),
+        serial=types.Serial(int(row.serial, 16)),
+        cert_der=row.cert_der,
+        key=types.KeyHandle(backend=row.key_backend, ref=row.key_ref, blob=row.key_blob),
+        not_before=convert.aware(row.not_before),
+        not_after=convert.aware(row.not_after),
+        created_at=convert.aware(row.created_at),
+    )
+
+
 class SqlStatusRepository:
     """Status repository over one ``Database``; safe for concurrent use."""
 
@@ -175,17 +187,24 @@ class SqlStatusRepository:
             .limit(1)
         )
         row = await self._db.fetch_first(stmt)
-        if row is None:
-            return None
-        return status_ports.SignerRecord(
-            ca_id=types.CAId(row.ca_id),
-            serial=types.Serial(int(row.serial, 16)),
-            cert_der=row.cert_der,
-            key=types.KeyHandle(backend=row.key_backend, ref=row.key_ref, blob=row.key_blob),
-            not_before=convert.aware(row.not_before),
-            not_after=convert.aware(row.not_after),
-            created_at=convert.aware(row.created_at),
+        return None if row is None else _to_signer(row)
+
+    async def list_signers(self, ca_id: types.CAId) -> Sequence[status_ports.SignerRecord]:
+        stmt = (
+            select(_SIGNER)
+            .where(_SIGNER.c.ca_id == ca_id)
+            .order_by(_SIGNER.c.created_at, _SIGNER.c.id)
         )
+        return [_to_signer(row) for row in await self._db.fetch_all(stmt)]
+
+    async def remove_signer(self, ca_id: types.CAId, serial: types.Serial) -> bool:
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                delete(_SIGNER).where(
+                    _SIGNER.c.ca_id == ca_id, _SIGNER.c.serial == convert.serial_key(serial)
+                )
+            )
+        return bool(result.rowcount)
 
     async def mark_crl_dirty(self, ca_id: types.CAId, at: datetime) -> None:
         async with self._db.write() as conn:

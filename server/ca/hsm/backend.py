@@ -15,6 +15,7 @@ Must not import aiohttp, josepy or sqlalchemy.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 from typing import Final
@@ -27,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPublicKeyTypes,
     CertificatePublicKeyTypes,
 )
-from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag
+from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11.util import ec as ec_util
 
 from server.ca import der, keys
@@ -37,6 +38,8 @@ from server.ca.signer import Signer
 from server.ca.types import KeyAlgorithm, KeyHandle
 
 __all__ = ["Pkcs11KeyBackend", "Pkcs11Signer"]
+
+log = logging.getLogger(__name__)
 
 _RSA_BITS: Final = {
     KeyAlgorithm.RSA_2048: 2048,
@@ -107,6 +110,22 @@ class Pkcs11KeyBackend:
                 ProblemKind.SERVER_INTERNAL, f"PKCS#11 key {handle.ref} has a damaged public key"
             ) from exc
         return Pkcs11Signer(self._pool, ref=handle.ref, public_key=public_key)  # type: ignore[arg-type]  # checked by algorithm_of
+
+    def destroy(self, handle: KeyHandle) -> None:
+        """Destroy the token's private and public key objects of ``handle`` (CKA_ID and label).
+
+        A key already gone is not an error, so a destruction interrupted before its
+        record was dropped can run again.
+
+        Raises:
+            EngineError: UNAVAILABLE when the token cannot be reached.
+        """
+        gone = self._pool.run(
+            f"destroy key {handle.ref}", lambda lease: _destroy(lease, handle.ref)
+        )
+        log.info(
+            "PKCS#11 token %r: destroyed %d object(s) of key %s", self._pool.label, gone, handle.ref
+        )
 
     def close(self) -> None:
         """Close the token sessions."""
@@ -239,6 +258,18 @@ def _generate(lease: Lease, alg: KeyAlgorithm, ref: str) -> CertificatePublicKey
     if curve is None:
         return ed25519.Ed25519PublicKey.from_public_bytes(point)
     return ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
+
+
+def _destroy(lease: Lease, ref: str) -> int:
+    """Destroy the key pair whose CKA_ID and CKA_LABEL are ``ref``; return how many objects."""
+    lease.private_keys.pop(ref, None)
+    gone = 0
+    for object_class in (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY):
+        template = {Attribute.CLASS: object_class, Attribute.ID: ref.encode(), Attribute.LABEL: ref}
+        for found in list(lease.session.get_objects(template)):
+            found.destroy()
+            gone += 1
+    return gone
 
 
 def _has_eddsa(mechanisms: set[Mechanism]) -> bool:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from server.ca import health
 from server.ca.errors import EngineError, ProblemKind, StorageUnavailableError
 from server.ca.ports import Clock, Repository, SystemClock
-from server.ca.status import crls, offline, responder
+from server.ca.status import crls, offline, responder, retirement
 from server.ca.status import ports as status_ports
 from server.ca.types import CertificateRecord, CertStatus, CrlRecord
 
@@ -41,6 +41,8 @@ class StatusSettings:
     refresh_interval: timedelta = timedelta(minutes=5)
     # Warn this long before an offline CA's ceremony-signed CRL/OCSP answers expire.
     offline_warn: timedelta = timedelta(days=7)
+    # A replaced delegated OCSP signer's key is destroyed this long after it expired.
+    signer_retention: timedelta = retirement.RETAIN_AFTER_EXPIRY
 
 
 class StatusService:
@@ -70,6 +72,9 @@ class StatusService:
             ocsp=self.responder,
             warn_before=self.settings.offline_warn,
             clock=clock,
+        )
+        self.retirement = retirement.SignerRetirement(
+            engine, store, clock=clock, retain_after_expiry=self.settings.signer_retention
         )
         self._store = store
         # Certificates whose OCSP answer could not be stored (storage went away between
@@ -196,6 +201,13 @@ class StatusService:
 
     # ------------------------------------------------------------------ background
 
+    async def retire_signers(self) -> int | None:
+        """Destroy retired delegated OCSP signers' keys on one node; None: another node does."""
+        async with self._store.leader("ocsp-signer-retire") as leader:
+            if not leader:
+                return None
+            return await self.retirement.sweep()
+
     async def start(self) -> None:
         """Load the CAs served."""
         await self.responder.reload()
@@ -215,7 +227,8 @@ class StatusService:
             await asyncio.sleep(interval)
 
     async def run_maintenance(self) -> None:
-        """Forever: regenerate CRLs, refresh OCSP responses, warn about offline CAs' status."""
+        """Forever: regenerate CRLs, refresh OCSP responses, retire old OCSP signer keys,
+        warn about offline CAs' status."""
         poll = self.settings.poll_interval.total_seconds()
         refresh_every = self.settings.refresh_interval.total_seconds()
         loop = asyncio.get_running_loop()
@@ -230,6 +243,7 @@ class StatusService:
                     async with self._store.leader("ocsp-refresh") as leader:
                         if leader:
                             await self.responder.refresh_stale()
+                    await self.retire_signers()
                     await self.offline.check()
             except Exception as exc:  # noqa: BLE001 - task supervisor: the loop goes on
                 loop_health.failed(exc)

@@ -95,6 +95,14 @@ class StatusRepository(Protocol):
         """Return the newest delegated signer of a CA."""
         ...
 
+    async def list_signers(self, ca_id: types.CAId) -> Sequence[SignerRecord]:
+        """Return every delegated signer kept for a CA, oldest first."""
+        ...
+
+    async def remove_signer(self, ca_id: types.CAId, serial: types.Serial) -> bool:
+        """Forget a delegated signer and its key handle; return whether it was there."""
+        ...
+
     async def mark_crl_dirty(self, ca_id: types.CAId, at: datetime) -> None:
         """Record that a CA's CRL misses a revocation made at ``at``."""
         ...

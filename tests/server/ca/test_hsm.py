@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -28,9 +29,9 @@ from server.ca.hsm import pool as hsm_pool
 from server.ca.signer import Signer
 from server.ca.status import api as status_api
 from server.ca.status import responder
-from server.ca.types import KeyAlgorithm, KeyHandle, Principal
+from server.ca.types import KeyAlgorithm, KeyHandle, Principal, Serial
 from server.store.memory import MemoryRepository, MemoryStatusRepository
-from tests.support import SoftHsm, lint_errors, make_csr, openssl_verify
+from tests.support import FakeClock, SoftHsm, lint_errors, make_csr, openssl_verify
 
 OP = Principal("operator", "test")
 _NAME = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hsm test")])
@@ -445,3 +446,90 @@ async def test_delegated_ocsp_signer_key_follows_the_ca_into_the_token(
     done = await status.sign_offline("root", days=7, ocsp_signer=True, actor=str(OP))
     assert done.signer is not None
     assert done.signer.key.backend == "pkcs8"
+
+
+def _token_objects(softhsm: SoftHsm, ref: str) -> int:
+    """Return how many objects (private and public keys) the token holds with CKA_ID ``ref``."""
+    pool = _pool(softhsm, size=1)
+    try:
+        return pool.run(
+            "count objects",
+            lambda lease: len(list(lease.session.get_objects({Attribute.ID: ref.encode()}))),
+        )
+    finally:
+        pool.close()
+
+
+async def test_retired_ocsp_signer_keys_leave_the_token(
+    memory_repo: MemoryRepository,
+    key_backend: keys.Pkcs8KeyBackend,
+    token: hsm.Pkcs11KeyBackend,
+    softhsm: SoftHsm,
+) -> None:
+    """Rotated and expired signers' key pairs are destroyed; the current one and valid ones stay."""
+    clock = FakeClock()
+    lifetime = timedelta(days=30)
+    engine = api.CAEngine(
+        memory_repo,
+        keys.KeyBackends(key_backend, token),
+        settings=api.EngineSettings(default_ca="issuing"),
+        clock=clock,
+    )
+    await engine.create_root("root", actor=OP)
+    issuing = await engine.create_subordinate(
+        "issuing", parent="root", actor=OP, key_backend="pkcs11"
+    )
+    store = MemoryStatusRepository(memory_repo)
+    status = status_api.StatusService(
+        engine,
+        memory_repo,
+        store,
+        settings=status_api.StatusSettings(
+            ocsp=responder.ResponderSettings(delegated_signer=True, signer_lifetime=lifetime)
+        ),
+        clock=clock,
+    ).attach()
+    await status.start()
+    csr, _ = make_csr(["dns:rotate.hsm.internal"])
+    await engine.issue(csr, grant=grants.OPERATOR, principal=OP, profile="tls-server")
+    first = await store.current_signer(issuing.id)
+    assert first is not None
+    assert first.key.backend == "pkcs11"
+    # Half-life: refreshing the stale answer rotates to a new signer, also in the token.
+    clock.advance(lifetime / 2 + timedelta(hours=1))
+    assert await status.responder.refresh_stale() == 1
+    second = await store.current_signer(issuing.id)
+    assert second is not None
+    assert second.serial != first.serial
+    assert second.key.backend == "pkcs11"
+    assert _token_objects(softhsm, first.key.ref) == _token_objects(softhsm, second.key.ref) == 2
+
+    # Replaced but valid, then expired within the margin: the key pair stays.
+    assert await status.retire_signers() == 0
+    clock.current = first.not_after + timedelta(hours=23)
+    assert await status.retire_signers() == 0
+    assert _token_objects(softhsm, first.key.ref) == 2
+
+    # A record naming a CA's key (a mix-up) never destroys that key.
+    store.signers.insert(0, dataclasses.replace(first, serial=Serial(7), key=issuing.key))
+    clock.current = first.not_after + timedelta(days=1, seconds=1)
+    assert await status.retire_signers() == 1
+    assert _token_objects(softhsm, first.key.ref) == 0  # private and public key destroyed
+    assert _token_objects(softhsm, issuing.key.ref) == 2
+    assert _token_objects(softhsm, second.key.ref) == 2
+    assert [s.serial for s in await store.list_signers(issuing.id)] == [7, second.serial]
+    assert [e.target for e in memory_repo.audit if e.action == "ocsp.signer-key-destroy"] == [
+        f"issuing/{first.serial:X}"
+    ]
+    # The current signer's key and the CA's key still sign in the token.
+    for handle in (second.key, issuing.key):
+        signer = await engine.key_signer(handle)
+        _verify(signer.public_key(), signer.sign(b"still here"), b"still here")
+    # Destroying again finds nothing and is not an error (a retried round).
+    token.destroy(first.key)
+
+    # The current signer stays even after it expired, until one replaces it.
+    store.signers.pop(0)
+    clock.current = second.not_after + timedelta(days=30)
+    assert await status.retire_signers() == 0
+    assert _token_objects(softhsm, second.key.ref) == 2

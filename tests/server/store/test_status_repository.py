@@ -98,6 +98,11 @@ async def test_signers_dirty_marks_and_revocations(database: Database) -> None:
     assert current.serial == 2
     assert current.key.ref == "k2"
     assert await store.current_signer(CAId("other")) is None
+    assert [s.key.ref for s in await store.list_signers(CA)] == ["k1", "k2"]
+    assert await store.list_signers(CAId("other")) == []
+    assert await store.remove_signer(CA, Serial(1))
+    assert not await store.remove_signer(CA, Serial(1))
+    assert [s.serial for s in await store.list_signers(CA)] == [2]
 
     await store.mark_crl_dirty(CA, T0)
     await store.mark_crl_dirty(CA, T0 + timedelta(seconds=5))
