@@ -190,6 +190,7 @@ def _tls_pair(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
 async def _tls_listener(server_ctx: ssl.SSLContext) -> AsyncIterator[guard.Listener]:
     app = web.Application()
     app.router.add_get("/", _echo)
+    app.router.add_get("/peer", _peer)
     runner = web.AppRunner(app)
     await runner.setup()
     assert runner.server is not None
@@ -200,6 +201,12 @@ async def _tls_listener(server_ctx: ssl.SSLContext) -> AsyncIterator[guard.Liste
     finally:
         site.close()
         await runner.cleanup()
+
+
+async def _peer(request: web.Request) -> web.Response:
+    # What EST and the admin API read from the connection: the address and the TLS object.
+    tls = request.transport.get_extra_info("ssl_object") if request.transport else None
+    return web.Response(text=f"{request.remote} {tls.version() if tls else None}")
 
 
 async def _get(site: guard.Listener, client_ctx: ssl.SSLContext) -> int:
@@ -234,7 +241,11 @@ def test_tls_listener_cuts_slow_heads_and_serves_clients(tmp_path: Path, loop: s
             assert await _closed(reader)
             assert took < 3.0
             writer.close()
-            assert await _get(site, client_ctx) == 200
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"https://localhost:{site.port}/peer", ssl=client_ctx) as resp,
+            ):
+                assert await resp.text() == "127.0.0.1 TLSv1.3"
 
     _on(loop, scenario())
 
