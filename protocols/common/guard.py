@@ -16,6 +16,14 @@ Framing the guard cannot follow (odd chunk lines, giant heads) leaves the
 deadline running, so the worst a confused guard does is cut a connection; the
 real protocol still decides what each byte means.
 
+On a TLS listener the loop would hand a connection to its protocol only after
+the handshake, so connections still in their handshake would be neither
+counted nor capped. A TLS ``Listener`` therefore accepts on its own sockets:
+a connection is counted from ``accept()``, one past the cap is closed at once
+(before any TLS work), and the loop's ``ssl_handshake_timeout`` (the head
+deadline, which also covers the head after the handshake) drops an unfinished
+handshake.
+
 Must not import ``server``; pure asyncio.
 """
 
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +46,9 @@ _HEAD: Final = 1
 _BODY: Final = 2  # Content-Length body
 _CHUNKED: Final = 3
 _MAX_LINE: Final = 65536  # head or chunk line kept for framing; beyond: untracked
+_BACKLOG: Final = 1024
+_ACCEPT_BATCH: Final = 128  # connections accepted per readable event, as asyncio's own server
+_ACCEPT_RETRY_SECONDS: Final = 1.0  # out of descriptors or memory: pause accepting
 _BUSY: Final = (
     b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n"
     b"Content-Length: 0\r\n\r\n"
@@ -62,6 +74,7 @@ class Listener:
         self.timed_out = 0
         self._sweeper: asyncio.TimerHandle | None = None
         self._server: asyncio.Server | None = None
+        self._tls: _TlsAccept | None = None
         # One sweep a second checks every deadline: cheaper than a timer per request.
         self._period = min(1.0, limits.header_timeout / 5, limits.body_timeout / 5)
 
@@ -78,53 +91,63 @@ class Listener:
         ssl_context: ssl.SSLContext | None = None,
         reuse_port: bool | None = None,
     ) -> None:
-        """Listen on host:port; a TLS handshake gets the head deadline too."""
-        loop = asyncio.get_running_loop()
+        """Listen on host:port; with ``ssl_context``, count and cap from TCP accept."""
         if ssl_context is None:
-            self._server = await loop.create_server(
-                self.wrap(factory), host, port, reuse_port=reuse_port, backlog=1024
+            self._server = await asyncio.get_running_loop().create_server(
+                self.wrap(factory), host, port, reuse_port=reuse_port, backlog=_BACKLOG
             )
-        else:
-            self._server = await loop.create_server(
-                self.wrap(factory),
-                host,
-                port,
-                ssl=ssl_context,
-                ssl_handshake_timeout=self.limits.header_timeout,
-                reuse_port=reuse_port,
-                backlog=1024,
-            )
+            return
+        sockets = await _bind(host, port, reuse_port=bool(reuse_port))
+        self._tls = _TlsAccept(self, factory, ssl_context, sockets)
 
     @property
     def port(self) -> int:
         """Return the bound port (useful after listening on port 0)."""
-        if self._server is None:
-            raise RuntimeError("the listener is not listening")
-        return int(self._server.sockets[0].getsockname()[1])
+        if self._server is not None:
+            return int(self._server.sockets[0].getsockname()[1])
+        if self._tls is not None:
+            return int(self._tls.sockets[0].getsockname()[1])
+        raise RuntimeError("the listener is not listening")
 
     def close(self) -> None:
-        """Stop listening and sweeping; open connections close with their protocols."""
+        """Stop listening and sweeping; open connections close with their protocols.
+
+        TLS handshakes still in progress are cancelled (their connections closed).
+        """
         if self._server is not None:
             self._server.close()
             self._server = None
+        if self._tls is not None:
+            self._tls.close()
+            self._tls = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
 
-    def _admit(self, conn: Guard) -> bool:
-        if len(self.connections) >= self.limits.max_connections:
-            self.refused += 1
-            if self.refused == 1 or self.refused % 1000 == 0:
-                log.warning(
-                    "connection cap (%d) reached: %d refused so far",
-                    self.limits.max_connections,
-                    self.refused,
-                )
-            return False
+    def _add(self, conn: Guard) -> None:
         self.connections.add(conn)
         if self._sweeper is None:
             self._arm()
+
+    # ------------------------------------------------------------------ count
+
+    def _admit(self, conn: Guard) -> bool:
+        if conn in self.connections:
+            return True  # a TLS connection, admitted when accepted
+        if len(self.connections) >= self.limits.max_connections:
+            self._refuse()
+            return False
+        self._add(conn)
         return True
+
+    def _refuse(self) -> None:
+        self.refused += 1
+        if self.refused == 1 or self.refused % 1000 == 0:
+            log.warning(
+                "connection cap (%d) reached: %d refused so far",
+                self.limits.max_connections,
+                self.refused,
+            )
 
     def _arm(self) -> None:
         self._sweeper = asyncio.get_running_loop().call_later(self._period, self._sweep)
@@ -136,6 +159,90 @@ class Listener:
             conn.check(now)
         if self.connections:
             self._arm()
+
+
+class _TlsAccept:
+    """A TLS listener's own accept loop: count and cap at accept, then hand to the loop's TLS."""
+
+    def __init__(
+        self,
+        listener: Listener,
+        factory: Callable[[], asyncio.Protocol],
+        ssl_context: ssl.SSLContext,
+        sockets: list[socket.socket],
+    ) -> None:
+        self._listener = listener
+        self._factory = factory
+        self._ssl_context = ssl_context
+        self.sockets = sockets
+        self._loop = asyncio.get_running_loop()
+        self._handshakes: set[asyncio.Task[None]] = set()
+        self._retry: asyncio.TimerHandle | None = None
+        self._resume()
+
+    def close(self) -> None:
+        """Stop accepting, close the sockets and cancel the handshakes in progress."""
+        self._pause()
+        for sock in self.sockets:
+            sock.close()
+        for task in list(self._handshakes):
+            task.cancel()  # the loop closes the connection
+
+    def _resume(self) -> None:
+        self._retry = None
+        for sock in self.sockets:
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def _pause(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        for sock in self.sockets:
+            self._loop.remove_reader(sock.fileno())
+
+    def _accept(self, sock: socket.socket) -> None:
+        listener = self._listener
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue  # the client gave up while queued
+            except OSError as exc:
+                # EMFILE, ENFILE, ENOBUFS, ENOMEM: the socket stays readable, so pause
+                # instead of spinning, as asyncio's own server does.
+                log.error(
+                    "TLS listener: cannot accept (%s); pausing %.0f s", exc, _ACCEPT_RETRY_SECONDS
+                )
+                self._pause()
+                self._retry = self._loop.call_later(_ACCEPT_RETRY_SECONDS, self._resume)
+                return
+            if len(listener.connections) >= listener.limits.max_connections:
+                # No 503 without a handshake: refusing before any TLS work is the point.
+                listener._refuse()
+                conn.close()
+                continue
+            guard = Guard(listener, self._factory)
+            listener._add(guard)  # counted from accept: handshakes in progress too
+            task = self._loop.create_task(self._handshake(guard, conn))
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
+
+    async def _handshake(self, guard: Guard, sock: socket.socket) -> None:
+        try:
+            # The loop owns the socket from here and closes it if the handshake fails.
+            await self._loop.connect_accepted_socket(
+                lambda: guard,
+                sock,
+                ssl=self._ssl_context,
+                ssl_handshake_timeout=self._listener.limits.header_timeout,
+            )
+        except OSError as exc:  # SSLError, ConnectionError, the handshake timeout
+            log.debug("TLS handshake failed: %s", exc)
+        finally:
+            if not guard.is_open:  # never reached its protocol, or already ended
+                self._listener.connections.discard(guard)
 
 
 class Guard(asyncio.Protocol):
@@ -190,6 +297,11 @@ class Guard(asyncio.Protocol):
             self._inner.resume_writing()
 
     # ------------------------------------------------------------------ deadlines
+
+    @property
+    def is_open(self) -> bool:
+        """Return whether the connection reached its protocol and has not ended yet."""
+        return self._transport is not None
 
     def replace(self, inner: asyncio.Protocol) -> None:
         """Put another protocol behind this guard (a handoff); the deadlines stay."""
@@ -303,6 +415,27 @@ class Guard(asyncio.Protocol):
             else:
                 self._trailers = True
         return pos
+
+
+async def _bind(host: str, port: int, *, reuse_port: bool) -> list[socket.socket]:
+    """Return listening non-blocking sockets on every address of host:port."""
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    sockets: list[socket.socket] = []
+    try:
+        for family, _, _, _, address in dict.fromkeys(infos):
+            # SO_REUSEADDR always, IPV6_V6ONLY on IPv6, as loop.create_server.
+            sock = socket.create_server(
+                address, family=family, backlog=_BACKLOG, reuse_port=reuse_port
+            )
+            sockets.append(sock)
+            sock.setblocking(False)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def _head_end(data: bytes | bytearray, start: int) -> int:

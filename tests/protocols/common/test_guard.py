@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, Final
 
 import aiohttp
 import pytest
+import uvloop
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -20,6 +24,8 @@ from cryptography.x509.oid import NameOID
 from protocols.common import guard
 
 LIMITS = guard.Limits(header_timeout=0.6, body_timeout=0.6, max_connections=3)
+# The first bytes of a TLS record carrying a ClientHello; the rest never comes.
+_CLIENT_HELLO_START: Final = bytes.fromhex("16030100f4010000f00303")
 
 
 async def _echo(request: web.Request) -> web.Response:
@@ -151,7 +157,8 @@ async def test_connection_cap(listener: guard.Listener) -> None:
         assert resp.status == 200
 
 
-async def test_tls_listener_cuts_slow_heads_and_serves_clients(tmp_path: Path) -> None:
+def _tls_pair(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """Return (server, client) contexts around a self-signed certificate for localhost."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.now(UTC)
@@ -176,26 +183,154 @@ async def test_tls_listener_cuts_slow_heads_and_serves_clients(tmp_path: Path) -
     )
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
-    client_ctx = ssl.create_default_context(cafile=str(tmp_path / "c.pem"))
+    return server_ctx, ssl.create_default_context(cafile=str(tmp_path / "c.pem"))
+
+
+@contextlib.asynccontextmanager
+async def _tls_listener(server_ctx: ssl.SSLContext) -> AsyncIterator[guard.Listener]:
     app = web.Application()
     app.router.add_get("/", _echo)
+    app.router.add_get("/peer", _peer)
     runner = web.AppRunner(app)
     await runner.setup()
     assert runner.server is not None
     site = guard.Listener(LIMITS)
     await site.start(runner.server, "127.0.0.1", 0, ssl_context=server_ctx)
     try:
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", site.port, ssl=client_ctx, server_hostname="localhost"
-        )
-        took = await _dribble(writer, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100)
-        assert await _closed(reader)
-        assert took < 3.0
-        writer.close()
-        async with aiohttp.ClientSession() as http:
-            url = f"https://localhost:{site.port}/"
-            async with http.get(url, ssl=client_ctx) as resp:
-                assert resp.status == 200
+        yield site
     finally:
         site.close()
         await runner.cleanup()
+
+
+async def _peer(request: web.Request) -> web.Response:
+    # What EST and the admin API read from the connection: the address and the TLS object.
+    tls = request.transport.get_extra_info("ssl_object") if request.transport else None
+    return web.Response(text=f"{request.remote} {tls.version() if tls else None}")
+
+
+async def _get(site: guard.Listener, client_ctx: ssl.SSLContext) -> int:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"https://localhost:{site.port}/", ssl=client_ctx) as resp,
+    ):
+        return resp.status
+
+
+def _on(loop: str, scenario: Coroutine[Any, Any, None]) -> None:
+    """Run ``scenario`` on the default asyncio loop or on uvloop (what `privca serve` runs)."""
+    if loop == "uvloop":
+        uvloop.run(scenario)
+    else:
+        asyncio.run(scenario)
+
+
+LOOPS: Final = pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+
+
+@LOOPS
+def test_tls_listener_cuts_slow_heads_and_serves_clients(tmp_path: Path, loop: str) -> None:
+    server_ctx, client_ctx = _tls_pair(tmp_path)
+
+    async def scenario() -> None:
+        async with _tls_listener(server_ctx) as site:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", site.port, ssl=client_ctx, server_hostname="localhost"
+            )
+            took = await _dribble(writer, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100)
+            assert await _closed(reader)
+            assert took < 3.0
+            writer.close()
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"https://localhost:{site.port}/peer", ssl=client_ctx) as resp,
+            ):
+                assert await resp.text() == "127.0.0.1 TLSv1.3"
+
+    _on(loop, scenario())
+
+
+async def _raw(site: guard.Listener, first: bytes = b"") -> socket.socket:
+    """Open a plain TCP connection to ``site`` and send ``first`` (no TLS)."""
+    sock = socket.socket()
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", site.port))
+    if first:
+        await asyncio.get_running_loop().sock_sendall(sock, first)
+    return sock
+
+
+async def _ended(sock: socket.socket, within: float) -> bool:
+    """Return whether the server closed ``sock`` within ``within`` seconds."""
+    try:
+        while await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 4096), within):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        pass
+    return True
+
+
+async def _settle(site: guard.Listener, count: int) -> None:
+    for _ in range(50):
+        if len(site.connections) == count:
+            return
+        await asyncio.sleep(0.02)
+    assert len(site.connections) == count
+
+
+@LOOPS
+def test_tls_handshakes_in_progress_count_toward_the_cap(tmp_path: Path, loop: str) -> None:
+    server_ctx, client_ctx = _tls_pair(tmp_path)
+
+    async def scenario() -> None:
+        async with _tls_listener(server_ctx) as site:
+            # Two TCP connections that never start their handshake are counted at once.
+            held = [await _raw(site), await _raw(site, _CLIENT_HELLO_START)]
+            await _settle(site, 2)
+            # The third (the cap) completes its handshake and is served: admitted at accept.
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", site.port, ssl=client_ctx, server_hostname="localhost"
+            )
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+            assert head.startswith(b"HTTP/1.1 200")
+            assert len(site.connections) == 3
+            # Beyond the cap a TCP connection is closed at once, long before any deadline.
+            extra = await _raw(site)
+            assert await _ended(extra, within=0.3)
+            extra.close()
+            assert site.refused == 1
+            writer.close()
+            for sock in held:
+                sock.close()
+            await _settle(site, 0)
+            assert await _get(site, client_ctx) == 200
+
+    _on(loop, scenario())
+
+
+@LOOPS
+def test_unfinished_tls_handshakes_are_dropped_and_uncounted(tmp_path: Path, loop: str) -> None:
+    server_ctx, client_ctx = _tls_pair(tmp_path)
+
+    async def scenario() -> None:
+        async with _tls_listener(server_ctx) as site:
+            silent = await _raw(site)
+            partial = await _raw(site, _CLIENT_HELLO_START)
+            plain = await _raw(site, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            # Not TLS at all: the handshake fails at once and the connection is uncounted.
+            assert await _ended(plain, within=1.0)
+            await _settle(site, 2)
+            started = time.monotonic()
+            # The handshake deadline (the head deadline, 0.6 s), not the loop's 60 s default.
+            assert await _ended(silent, within=3.0)
+            assert await _ended(partial, within=3.0)
+            assert time.monotonic() - started < 2.0
+            for sock in (silent, partial, plain):
+                sock.close()
+            await _settle(site, 0)
+            assert await _get(site, client_ctx) == 200
+
+    _on(loop, scenario())
