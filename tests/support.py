@@ -19,7 +19,7 @@ from pkilint import loader, report
 from pkilint.pkix import certificate, extension, name
 from pkilint.validation import ValidationFindingSeverity
 
-from server.ca import keys, sealing
+from server.ca import api, keys, sealing
 from server.ca.types import KeyAlgorithm
 
 __all__ = [
@@ -181,3 +181,18 @@ def sha1(data: bytes) -> bytes:
     h = hashes.Hash(hashes.SHA1())  # noqa: S303 - OCSP CertID
     h.update(data)
     return h.finalize()
+
+
+class AuditTrail:
+    """The audit records an engine appended since the last look, as
+    (actor, action, target, source)."""
+
+    def __init__(self, engine: api.CAEngine) -> None:
+        self._engine = engine
+        self._seq = 0
+
+    async def new(self) -> list[tuple[str, str, str, str]]:
+        found = [e async for e in self._engine.audit_records(after_seq=self._seq)]
+        if found:
+            self._seq = found[-1].seq or self._seq
+        return [(e.actor, e.action, e.target, e.source) for e in found]

@@ -27,6 +27,7 @@ from server.ca.profiles import Profile
 from server.ca.signer import Signer
 
 __all__ = [
+    "EXTRA_ATTRIBUTES",
     "MAX_BACKDATE",
     "MAX_CN_LENGTH",
     "Issuer",
@@ -135,7 +136,7 @@ class Issuer:
         return self.certificate.not_valid_before_utc
 
 
-_EXTRA_ATTRIBUTES: Final = {
+EXTRA_ATTRIBUTES: Final = {
     "serialNumber": NameOID.SERIAL_NUMBER,
     "SERIALNUMBER": NameOID.SERIAL_NUMBER,
     "emailAddress": NameOID.EMAIL_ADDRESS,
@@ -143,6 +144,7 @@ _EXTRA_ATTRIBUTES: Final = {
     "SN": NameOID.SURNAME,
     "title": NameOID.TITLE,
 }
+"""Attribute names RFC 4514 lacks that names privca parses (and subject patterns) may use."""
 
 
 def parse_name(text: str) -> x509.Name:
@@ -152,7 +154,7 @@ def parse_name(text: str) -> x509.Name:
         EngineError: MALFORMED when it does not parse.
     """
     try:
-        return x509.Name.from_rfc4514_string(text, _EXTRA_ATTRIBUTES)
+        return x509.Name.from_rfc4514_string(text, EXTRA_ATTRIBUTES)
     except ValueError as exc:
         raise EngineError(ProblemKind.MALFORMED, f"cannot parse the name {text!r}") from exc
 

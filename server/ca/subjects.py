@@ -17,20 +17,12 @@ from collections.abc import Sequence
 from typing import Final
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
+
+from server.ca import issuance
 
 __all__ = ["ANY_SUBJECT", "check_pattern", "matches"]
 
 ANY_SUBJECT: Final = "*"
-
-_ATTRIBUTES: Final = {
-    "serialNumber": NameOID.SERIAL_NUMBER,
-    "SERIALNUMBER": NameOID.SERIAL_NUMBER,
-    "emailAddress": NameOID.EMAIL_ADDRESS,
-    "GN": NameOID.GIVEN_NAME,
-    "SN": NameOID.SURNAME,
-    "title": NameOID.TITLE,
-}
 
 _Attribute = tuple[x509.ObjectIdentifier, str]
 
@@ -38,7 +30,7 @@ _Attribute = tuple[x509.ObjectIdentifier, str]
 @functools.lru_cache(maxsize=1024)
 def _parse(pattern: str) -> tuple[_Attribute, ...]:
     try:
-        name = x509.Name.from_rfc4514_string(pattern, _ATTRIBUTES)
+        name = x509.Name.from_rfc4514_string(pattern, issuance.EXTRA_ATTRIBUTES)
     except ValueError as exc:
         raise ValueError(f"subject pattern {pattern!r} is not an RFC 4514 name") from exc
     attributes = tuple((a.oid, _text(a.value)) for a in name)

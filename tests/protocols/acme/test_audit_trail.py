@@ -10,27 +10,14 @@ from tests.protocols.acme.support import AcmeClient, b64u, csr_der, jws
 from tests.protocols.acme.test_accounts import key_change_body
 from tests.protocols.acme.test_flow import authorize
 from tests.protocols.acme.test_revocation_and_renewal import der
+from tests.support import AuditTrail
 
 # aiohttp's test client connects from the loopback address.
 CLIENT = "127.0.0.1"
 
 
-class Trail:
-    """The records appended since the last look."""
-
-    def __init__(self, env: AcmeEnv) -> None:
-        self._env = env
-        self._seq = 0
-
-    async def new(self) -> list[tuple[str, str, str, str]]:
-        found = [e async for e in self._env.engine.audit_records(after_seq=self._seq)]
-        if found:
-            self._seq = found[-1].seq or self._seq
-        return [(e.actor, e.action, e.target, e.source) for e in found]
-
-
 async def test_each_acme_path_writes_one_record(acme_env: AcmeEnv) -> None:
-    trail = Trail(acme_env)
+    trail = AuditTrail(acme_env.engine)
     await trail.new()  # the CA hierarchy made by the fixture
     acme = acme_env.client()
     assert (await acme.new_account(contact=["mailto:a@example.internal"])).status == 201
@@ -86,7 +73,7 @@ async def test_revocation_by_certificate_key_is_recorded(
     csr, cert_key = csr_der(["keyrev.internal"])
     done = await acme.post(reply.json()["finalize"], {"csr": b64u(csr)})
     cert = x509.load_pem_x509_certificates((await acme.get(done.json()["certificate"])).body)[0]
-    trail = Trail(acme_env)
+    trail = AuditTrail(acme_env.engine)
     await trail.new()
     url = acme.dir["revokeCert"]
     body = jws(cert_key, {"certificate": der(cert)}, url=url, nonce=await acme.new_nonce())

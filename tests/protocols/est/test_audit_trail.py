@@ -15,6 +15,7 @@ from tests.protocols.est.conftest import (
     csr_der,
     rfc9440,
 )
+from tests.support import AuditTrail
 
 # The fixture's app trusts 127.0.0.1 as a proxy: the last X-Forwarded-For hop is the client.
 DEVICE = "198.51.100.7"
@@ -22,22 +23,8 @@ FORWARDED = {"X-Forwarded-For": DEVICE}
 ADMIN = Principal("operator", "alice", source="cli@ops-host")
 
 
-class Trail:
-    """The records appended since the last look."""
-
-    def __init__(self, env: EstEnv) -> None:
-        self._env = env
-        self._seq = 0
-
-    async def new(self) -> list[tuple[str, str, str, str]]:
-        found = [e async for e in self._env.engine.audit_records(after_seq=self._seq)]
-        if found:
-            self._seq = found[-1].seq or self._seq
-        return [(e.actor, e.action, e.target, e.source) for e in found]
-
-
 async def test_each_est_path_writes_one_record(est_env: EstEnv) -> None:
-    trail = Trail(est_env)
+    trail = AuditTrail(est_env.engine)
     await trail.new()  # the fixture's CAs and user
     await est_env.service.add_label(est_api.EstLabel(name="manual", approval_required=True),
                                     actor=ADMIN)  # fmt: skip
