@@ -60,7 +60,7 @@ async def test_failed_logins_lock_the_account_not_the_address(
         est_env.engine,
         SqlEstRepository(database),
         clock=est_env.clock,
-        login_limits=est_api.LoginLimits(per_address=5, per_account=3),
+        login_limits=est_api.LoginLimits(per_address=5, per_account=3, check_wait=60),
     )
     await service.add_user("default", "dev2", PASSWORD, actor=OP)
     client = await aiohttp_client(label_app(service, trusted_proxies=["127.0.0.1/32", "::1/128"]))
@@ -99,7 +99,7 @@ async def test_spraying_from_one_address_locks_only_that_address(
         est_env.engine,
         SqlEstRepository(database),
         clock=est_env.clock,
-        login_limits=est_api.LoginLimits(per_address=2, per_account=10),
+        login_limits=est_api.LoginLimits(per_address=2, per_account=10, check_wait=60),
     )
     client = await aiohttp_client(label_app(service, trusted_proxies=["127.0.0.1/32", "::1/128"]))
     der, _ = csr_der("sensor-1")
