@@ -190,9 +190,11 @@ class AuditTrail:
     def __init__(self, engine: api.CAEngine) -> None:
         self._engine = engine
         self._seq = 0
+        self.details: list[dict[str, str]] = []  # of the records ``new`` returned last
 
     async def new(self) -> list[tuple[str, str, str, str]]:
         found = [e async for e in self._engine.audit_records(after_seq=self._seq)]
         if found:
             self._seq = found[-1].seq or self._seq
+        self.details = [e.detail for e in found]
         return [(e.actor, e.action, e.target, e.source) for e in found]

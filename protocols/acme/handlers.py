@@ -293,7 +293,9 @@ async def new_authz(request: web.Request) -> web.Response:
     """POST newAuthz: pre-authorization (RFC 8555 §7.4.1)."""
     v = await _auth(request)
     kind, value = messages.new_authz_identifier(v.payload_json())
-    created = await service_of(request).orders.new_authz(_account(v), kind, value)
+    created = await service_of(request).orders.new_authz(
+        _account(v), kind, value, source=_source(request)
+    )
     lk = links_for(request)
     return _json(
         messages.authz_to_wire(created, lk), status=201, headers={"Location": lk.authz(created.id)}
@@ -313,7 +315,7 @@ async def authz(request: web.Request) -> web.Response:
             raise EngineError(
                 ProblemKind.MALFORMED, 'an authorization update must be {"status": "deactivated"}'
             )
-        found = await acme.orders.deactivate_authz(_account(v), authz_id)
+        found = await acme.orders.deactivate_authz(_account(v), authz_id, source=_source(request))
     return _json(messages.authz_to_wire(found, links_for(request)))
 
 
@@ -331,7 +333,9 @@ async def challenge(request: web.Request) -> web.Response:
     else:
         if v.payload_json():
             raise EngineError(ProblemKind.MALFORMED, "a challenge response payload must be {}")
-        found, chall = await acme.orders.respond_challenge(_account(v), authz_id, kind)
+        found, chall = await acme.orders.respond_challenge(
+            _account(v), authz_id, kind, source=_source(request)
+        )
     headers = {"Link": f'<{lk.authz(found.id)}>;rel="up"'}
     return _json(messages.challenge_to_wire(found.id, chall, lk), headers=headers)
 

@@ -547,9 +547,12 @@ class SqlAcmeRepository:
         row = await self._db.fetch_first(stmt)
         return int(row[0]) if row else 0
 
-    async def add_authz(self, authz: at.Authorization) -> None:
-        async with self._write1() as conn:
+    async def add_authz(
+        self, authz: at.Authorization, *, audit: types.AuditEvent | None = None
+    ) -> None:
+        async with self._db.write() as conn:
             await conn.execute(insert(_AUTHZ).values(**_authz_from_domain(authz)))
+            await audit_chain.append(conn, [] if audit is None else [audit])
 
     async def get_authz(self, authz_id: at.AuthzId) -> at.Authorization | None:
         if self._raw_pg:
@@ -586,9 +589,16 @@ class SqlAcmeRepository:
             )
         return bool(result.rowcount == 1)
 
-    async def save_authz(self, authz: at.Authorization, *, validating_done: bool) -> None:
+    async def save_authz(
+        self,
+        authz: at.Authorization,
+        *,
+        validating_done: bool,
+        audit: types.AuditEvent | None = None,
+    ) -> None:
+        audits = [] if audit is None else [audit]
         if self._raw_pg:
-            async with self._db.pg() as pg:
+            async with self._db.pg() as pg, pg.transaction():
                 await pg.execute(
                     "UPDATE acme_authzs SET status = $2, expires = $3, challenges = $4::json,"
                     " validating = $5 WHERE id = $1",
@@ -598,11 +608,13 @@ class SqlAcmeRepository:
                     json.dumps([_challenge_to_json(c) for c in authz.challenges]),
                     not validating_done,
                 )
+                await audit_chain.append_pg(pg, audits)
             return
         values = _authz_from_domain(authz, validating=not validating_done)
         values.pop("id")
-        async with self._write1() as conn:
+        async with self._db.write() as conn:
             await conn.execute(update(_AUTHZ).where(_AUTHZ.c.id == authz.id).values(**values))
+            await audit_chain.append(conn, audits)
 
     # ------------------------------------------------------------ nonces
 

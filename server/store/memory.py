@@ -395,9 +395,13 @@ class MemoryAcmeRepository:
             if a.account_id == account_id and a.status is at.AuthzStatus.PENDING and a.expires > now
         )
 
-    async def add_authz(self, authz: at.Authorization) -> None:
+    async def add_authz(
+        self, authz: at.Authorization, *, audit: types.AuditEvent | None = None
+    ) -> None:
         async with self._lock:
             self.authzs[authz.id] = authz
+            if audit is not None:
+                self.chain.append([audit])
 
     async def get_authz(self, authz_id: at.AuthzId) -> at.Authorization | None:
         return self.authzs.get(authz_id)
@@ -415,11 +419,19 @@ class MemoryAcmeRepository:
             self.validating.add(authz_id)
             return True
 
-    async def save_authz(self, authz: at.Authorization, *, validating_done: bool) -> None:
+    async def save_authz(
+        self,
+        authz: at.Authorization,
+        *,
+        validating_done: bool,
+        audit: types.AuditEvent | None = None,
+    ) -> None:
         async with self._lock:
             if authz.id not in self.authzs:
                 return
             self.authzs[authz.id] = authz
+            if audit is not None:
+                self.chain.append([audit])
             if validating_done:
                 self.validating.discard(authz.id)
             else:

@@ -428,8 +428,10 @@ class Orders:
             )
         return derive_authz(authz, self._clock.now())
 
-    async def deactivate_authz(self, account: at.Account, authz_id: str) -> at.Authorization:
-        """Deactivate a pending or valid authorization (RFC 8555 §7.5.2).
+    async def deactivate_authz(
+        self, account: at.Account, authz_id: str, *, source: str = ""
+    ) -> at.Authorization:
+        """Deactivate a pending or valid authorization (RFC 8555 §7.5.2; audited).
 
         Raises:
             EngineError: NOT_FOUND, UNAUTHORIZED, MALFORMED (other states).
@@ -441,11 +443,34 @@ class Orders:
                 f"an authorization that is {authz.status} cannot be deactivated",
             )
         updated = replace(authz, status=at.AuthzStatus.DEACTIVATED)
-        await self._repo.save_authz(updated, validating_done=True)
+        audit = self._authz_event(account, updated, "acme.authz-deactivate", source=source)
+        await self._repo.save_authz(updated, validating_done=True, audit=audit)
         return updated
 
-    async def new_authz(self, account: at.Account, kind: str, value: str) -> at.Authorization:
-        """Pre-authorize an identifier (RFC 8555 §7.4.1).
+    def _authz_event(
+        self,
+        account: at.Account,
+        authz: at.Authorization,
+        action: str,
+        *,
+        source: str,
+        detail: dict[str, str] | None = None,
+    ) -> AuditEvent:
+        ident = authz.identifier
+        shown = f"*.{ident.value}" if authz.wildcard else ident.value
+        return AuditEvent(
+            at=self._clock.now(),
+            actor=f"acme:{account.id}",
+            action=action,
+            target=authz.id,
+            detail={"identifier": f"{ident.type}:{shown}", **(detail or {})},
+            source=source,
+        )
+
+    async def new_authz(
+        self, account: at.Account, kind: str, value: str, *, source: str = ""
+    ) -> at.Authorization:
+        """Pre-authorize an identifier (RFC 8555 §7.4.1; audited, from ``source``).
 
         Raises:
             EngineError: MALFORMED (wildcards), UNSUPPORTED_IDENTIFIER, REJECTED_IDENTIFIER,
@@ -458,18 +483,20 @@ class Orders:
         )
         await self._check_pending(account, 1, self._clock.now())
         authz = self._new_authz(account, ident)
-        await self._repo.add_authz(authz)
+        audit = self._authz_event(account, authz, "acme.authz-create", source=source)
+        await self._repo.add_authz(authz, audit=audit)
         return authz
 
     # ------------------------------------------------------------ challenges
 
     async def respond_challenge(
-        self, account: at.Account, authz_id: str, kind: str
+        self, account: at.Account, authz_id: str, kind: str, *, source: str = ""
     ) -> tuple[at.Authorization, at.Challenge]:
         """Start validating a challenge in the background (RFC 8555 §7.5.1).
 
         Idempotent: a challenge that is already processing, valid or invalid is
-        returned as it is.
+        returned as it is. The result is audited as the account's, from ``source``
+        (the address that asked for validation).
 
         Raises:
             EngineError: NOT_FOUND (no such challenge), UNAUTHORIZED, RATE_LIMITED (the
@@ -496,19 +523,18 @@ class Orders:
         if not await self._repo.claim_challenge(authz.id, updated):
             current = await self.get_authz(account, authz_id)
             return current, current.challenge(ctype) or chall
-        thumbprint = account.key.thumbprint
-        self._queue.submit(lambda: self._validate(updated, started, thumbprint))
+        self._queue.submit(lambda: self._validate(account, updated, started, source))
         return updated, started
 
     async def _validate(
-        self, authz: at.Authorization, chall: at.Challenge, thumbprint: str
+        self, account: at.Account, authz: at.Authorization, chall: at.Challenge, source: str
     ) -> None:
         try:
             problem = await validation.validate(
                 chall.type,
                 authz.identifier,
                 token=chall.token,
-                thumbprint=thumbprint,
+                thumbprint=account.key.thumbprint,
                 ports=self._ports,
                 settings=self._settings.validation,
             )
@@ -533,7 +559,14 @@ class Orders:
                 status=at.AuthzStatus.INVALID,
                 challenges=tuple(done if c.type is chall.type else c for c in authz.challenges),
             )
+        # The problem's kind only: its detail may name what the target served.
+        result = {"challenge": str(chall.type), "result": str(final.status)}
+        if problem is not None:
+            result["error"] = str(problem.kind)
+        audit = self._authz_event(
+            account, final, "acme.authz-validate", source=source, detail=result
+        )
         try:
-            await self._repo.save_authz(final, validating_done=True)
+            await self._repo.save_authz(final, validating_done=True, audit=audit)
         except Exception:  # task supervisor: keep the server alive
             log.exception("could not store the validation result of %s", authz.id)

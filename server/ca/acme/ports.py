@@ -161,8 +161,10 @@ class AcmeRepository(Protocol):
         """Return how many unexpired pending authorizations an account holds."""
         ...
 
-    async def add_authz(self, authz: at.Authorization) -> None:
-        """Insert a stand-alone authorization (newAuthz)."""
+    async def add_authz(
+        self, authz: at.Authorization, *, audit: types.AuditEvent | None = None
+    ) -> None:
+        """Insert a stand-alone authorization (newAuthz) and its audit event atomically."""
         ...
 
     async def get_authz(self, authz_id: at.AuthzId) -> at.Authorization | None:
@@ -173,8 +175,14 @@ class AcmeRepository(Protocol):
         """Store ``updated`` if the authorization is pending and not being validated."""
         ...
 
-    async def save_authz(self, authz: at.Authorization, *, validating_done: bool) -> None:
-        """Replace an authorization's status and challenges."""
+    async def save_authz(
+        self,
+        authz: at.Authorization,
+        *,
+        validating_done: bool,
+        audit: types.AuditEvent | None = None,
+    ) -> None:
+        """Replace an authorization's status and challenges (audited atomically)."""
         ...
 
     # replay nonces

@@ -138,6 +138,7 @@ class AdminCerts:
             action="admin.cert-create",
             target=name,
             detail={"serial": record.serial_hex, "role": str(role), "scope": scope or "*"},
+            source=actor.source,
         )
         await self._repo.add_certificate(identity, audit=audit)
         return issued
@@ -153,7 +154,9 @@ class AdminCerts:
             EngineError: NOT_FOUND (no live certificate of that name).
         """
         now = self._engine.now()
-        audit = AuditEvent(at=now, actor=str(actor), action="admin.cert-revoke", target=name)
+        audit = AuditEvent(
+            at=now, actor=str(actor), action="admin.cert-revoke", target=name, source=actor.source
+        )
         revoked = await self._repo.revoke_certificates(name, at=now, audit=audit)
         if not revoked:
             raise EngineError(ProblemKind.NOT_FOUND, f"no live admin certificate named {name!r}")

@@ -99,6 +99,6 @@ class AdminRepository(Protocol):
 class CrlPublisher(Protocol):
     """The revocation service's CRL regeneration (``server.ca.status.api.StatusService``)."""
 
-    async def generate_crl(self, ca: str | None, *, actor: str) -> CrlRecord:
-        """Publish a fresh CRL of a CA now."""
+    async def generate_crl(self, ca: str | None, *, actor: str, source: str = "") -> CrlRecord:
+        """Publish a fresh CRL of a CA now (audited as ``actor`` from ``source``)."""
         ...

@@ -421,7 +421,8 @@ class AdminService:
         await self._authorize(who, Permission.MANAGE_CA, ca, target=ca.name)
         if self._crls is None:
             raise EngineError(ProblemKind.UNAVAILABLE, "the revocation services are not running")
-        return await self._crls.generate_crl(ca.id, actor=str(who.principal))
+        principal = who.principal
+        return await self._crls.generate_crl(ca.id, actor=str(principal), source=principal.source)
 
     # ------------------------------------------------------------------ certificates
 

@@ -94,7 +94,12 @@ class Tokens:
         )
         detail = {"role": str(role), "scope": scope or "*", "expires": token.expires_at.isoformat()}
         audit = AuditEvent(
-            at=now, actor=str(actor), action="admin.token-create", target=name, detail=detail
+            at=now,
+            actor=str(actor),
+            action="admin.token-create",
+            target=name,
+            detail=detail,
+            source=actor.source,
         )
         await self._repo.add_token(token, audit=audit)
         return token, secret
@@ -109,7 +114,9 @@ class Tokens:
         Raises:
             EngineError: NOT_FOUND (no live token of that name).
         """
-        audit = AuditEvent(at=now, actor=str(actor), action="admin.token-revoke", target=name)
+        audit = AuditEvent(
+            at=now, actor=str(actor), action="admin.token-revoke", target=name, source=actor.source
+        )
         if not await self._repo.revoke_token(name, at=now, audit=audit):
             raise EngineError(ProblemKind.NOT_FOUND, f"no live admin token named {name!r}")
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from server.ca.acme import api as acme_api
 from tests.protocols.acme.conftest import AcmeEnv
 from tests.protocols.acme.support import AcmeClient, b64u, csr_der, jws
 from tests.protocols.acme.test_accounts import key_change_body
@@ -40,7 +42,11 @@ async def test_each_acme_path_writes_one_record(acme_env: AcmeEnv) -> None:
     assert await trail.new() == [(who, "acme.order-create", order_id, CLIENT)]
 
     await authorize(acme_env, acme, order)
-    await trail.new()  # validation is not audited (no operator or client decision)
+    (authz_id,) = [url.rsplit("/", 1)[1] for url in order["authorizations"]]
+    assert await trail.new() == [(who, "acme.authz-validate", authz_id, CLIENT)]
+    assert trail.details == [
+        {"identifier": "dns:trail.internal", "challenge": "http-01", "result": "valid"}
+    ]
     csr, _ = csr_der(["trail.internal"])
     done = await acme.post(order["finalize"], {"csr": b64u(csr)})
     assert done.status == 200, done.body
@@ -80,3 +86,72 @@ async def test_revocation_by_certificate_key_is_recorded(
     assert (await acme.send(url, body)).status == 200
     serial = format(cert.serial_number, "X")
     assert await trail.new() == [("acme:certificate-key", "cert.revoke", serial, CLIENT)]
+
+
+async def test_authorization_changes_are_recorded(acme_env: AcmeEnv, acme: AcmeClient) -> None:
+    assert acme.kid is not None
+    who = f"acme:{acme.kid.rsplit('/', 1)[1]}"
+    trail = AuditTrail(acme_env.engine)
+    await trail.new()
+    ident = {"type": "dns", "value": "pre.internal"}
+    created = await acme.post(acme.dir["newAuthz"], {"identifier": ident})
+    assert created.status == 201, created.body
+    url = created.headers["Location"]
+    authz_id = url.rsplit("/", 1)[1]
+    assert await trail.new() == [(who, "acme.authz-create", authz_id, CLIENT)]
+    assert trail.details == [{"identifier": "dns:pre.internal"}]
+
+    assert (await acme.get(url)).status == 200
+    assert await trail.new() == []
+    assert (await acme.post(url, {"status": "deactivated"})).status == 200
+    assert await trail.new() == [(who, "acme.authz-deactivate", authz_id, CLIENT)]
+    # Deactivating twice is refused and changes nothing.
+    assert (await acme.post(url, {"status": "deactivated"})).status == 400
+    assert await trail.new() == []
+    assert (await acme_env.engine.verify_audit()).broken is None
+
+
+KINDS = ["http-01", "dns-01", "tls-alpn-01"]
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=[f"ok/{k}" for k in KINDS])
+async def test_validation_success_is_recorded(
+    acme_env: AcmeEnv, acme: AcmeClient, kind: str
+) -> None:
+    assert acme.kid is not None
+    who = f"acme:{acme.kid.rsplit('/', 1)[1]}"
+    order = (await acme.new_order("ok.internal")).json()
+    trail = AuditTrail(acme_env.engine)
+    await trail.new()
+    await authorize(acme_env, acme, order, kind)
+    authz_id = order["authorizations"][0].rsplit("/", 1)[1]
+    assert await trail.new() == [(who, "acme.authz-validate", authz_id, CLIENT)]
+    assert trail.details == [
+        {"identifier": "dns:ok.internal", "challenge": kind, "result": "valid"}
+    ]
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=[f"fail/{k}" for k in KINDS])
+async def test_validation_failure_is_recorded_without_the_network_error(
+    acme_env: AcmeEnv, acme: AcmeClient, kind: str
+) -> None:
+    assert acme.kid is not None
+    who = f"acme:{acme.kid.rsplit('/', 1)[1]}"
+    order = (await acme.new_order("bad.internal")).json()
+    url = order["authorizations"][0]
+    authz_id = url.rsplit("/", 1)[1]
+    chall = next(c for c in (await acme.get(url)).json()["challenges"] if c["type"] == kind)
+    trail = AuditTrail(acme_env.engine)
+    await trail.new()
+    acme_env.network.fail_with = acme_api.NetworkError("connection", "refused by 10.9.9.9:80")
+    assert (await acme.post(chall["url"], {})).status == 200
+    await acme_env.registration.orders.wait_idle()
+    assert await trail.new() == [(who, "acme.authz-validate", authz_id, CLIENT)]
+    error = "dns" if kind == "dns-01" else "connection"
+    assert trail.details == [
+        {"identifier": "dns:bad.internal", "challenge": kind, "result": "invalid", "error": error}
+    ]
+    # Responding again to a finished challenge validates nothing and records nothing.
+    assert (await acme.post(chall["url"], {})).status == 200
+    await acme_env.registration.orders.wait_idle()
+    assert await trail.new() == []

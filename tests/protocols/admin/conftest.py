@@ -103,6 +103,17 @@ class AdminEnv:
     async def denials(self) -> list[AuditEvent]:
         return [e for e in await self.engine.audit_log(limit=1000) if e.action == "admin.denied"]
 
+    async def last_seq(self) -> int:
+        """Return the seq of the newest audit record."""
+        seq = 0
+        async for event in self.engine.audit_records():
+            seq = event.seq or seq
+        return seq
+
+    async def records_after(self, seq: int) -> list[AuditEvent]:
+        """Return the audit records appended after ``seq``, oldest first."""
+        return [e async for e in self.engine.audit_records(after_seq=seq)]
+
     async def call(
         self, method: str, path: str, *, token: str | None = None, json: Any = None
     ) -> tuple[int, Any, str]:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from datetime import timedelta
+from typing import Final
+
+import pytest
 
 from server.ca.admin import api as admin_api
 from server.ca.types import AuditEvent
-from tests.protocols.admin.conftest import AdminEnv
+from tests.protocols.admin import test_matrix as matrix
+from tests.protocols.admin.conftest import AdminEnv, directory_of, label_of
 
 Role = admin_api.Role
 
@@ -89,3 +94,68 @@ async def test_scoped_auditors_are_refused_with_a_reason(env: AdminEnv) -> None:
     assert [(d.actor, d.detail["action"]) for d in denials] == [
         ("admin:a-auditor", "audit.read")
     ] * 2
+
+
+# What each state-changing endpoint of test_matrix records, as (action, target pattern):
+# one record per state change. Making or renewing a CA is two (the CA, and its new
+# certificate entering the issuer's inventory), as is revoking a sub-CA (its certificate
+# at the parent, the CA).
+RECORDED: Final[dict[str, tuple[tuple[str, str], ...]]] = {
+    "create-root": (("ca.create-root", "newroot"), ("cert.issue", "newroot/*")),
+    "create-sub": (("ca.create-sub", "newsub"), ("cert.issue", "{ca}/*")),
+    "disable": (("ca.disable", "{ca}"),),
+    "enable": (("ca.enable", "{ca}"),),
+    "revoke-ca": (("cert.revoke", "{ca_serial}"), ("ca.revoke", "{ca}")),
+    "renew": (("ca.renew", "{ca}"), ("cert.issue", "root/*")),
+    "crl": (("crl.generate", "{ca}"),),
+    "issue": (("cert.issue", "{ca}/*"),),
+    "revoke-cert": (("cert.revoke", "{serial}"),),
+    "create-label": (("est.label-add", "newlabel"),),
+    "delete-label": (("est.label-remove", "{label}"),),
+    "put-user": (("est.user-add", "{label}/device1"),),
+    "delete-user": (("est.user-remove", "{label}/device1"),),
+    "approve": (("est.approve", "{pending}"),),
+    "reject": (("est.reject", "{pending}"),),
+    "create-dir": (("acme.directory-add", "newdir"),),
+    "delete-dir": (("acme.directory-remove", "{directory}"),),
+    "create-eab": (("acme.eab-create", "*"),),
+    "revoke-eab": (("acme.eab-revoke", "{kid}"),),
+}
+CHANGES = [ep for ep in matrix.ENDPOINTS if ep.method != "GET"]
+
+
+def test_every_state_change_has_an_expected_record() -> None:
+    assert sorted(ep.name for ep in CHANGES) == sorted(RECORDED)
+
+
+@pytest.mark.parametrize("ep", CHANGES, ids=[f"ok/{ep.name}" for ep in CHANGES])
+async def test_each_state_change_writes_its_record(env: AdminEnv, ep: matrix.Endpoint) -> None:
+    role = next(r for r in Role if ep.permission in admin_api.PERMISSIONS[r])
+    token = await env.token("alice", role, None)
+    if ep.prepare is not None:
+        await ep.prepare(env, "teamA")
+    ca_serial = format((await env.engine.get_ca("teamA")).certificate.serial_number, "X")
+    seq = await env.last_seq()
+    status, body, _ = await env.call(
+        ep.method,
+        matrix._path(env, ep, "teamA"),
+        token=token,
+        json=ep.body("teamA") if ep.body else None,
+    )
+    assert status == ep.ok, body
+    found = await env.records_after(seq)
+    assert [(e.actor, e.source) for e in found] == [("admin:alice", "127.0.0.1")] * len(found)
+    names = {
+        "ca": "teamA",
+        "ca_serial": ca_serial,
+        "serial": env.leaves["teamA"].serial_hex,
+        "label": label_of("teamA"),
+        "pending": env.pending["teamA"],
+        "directory": directory_of("teamA"),
+        "kid": env.eab_kid,
+    }
+    expected = [(action, target.format(**names)) for action, target in RECORDED[ep.name]]
+    assert len(found) == len(expected), [(e.action, e.target) for e in found]
+    for event, (action, target) in zip(found, expected, strict=True):
+        assert event.action == action
+        assert fnmatch.fnmatchcase(event.target, target), (event.target, target)

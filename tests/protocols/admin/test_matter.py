@@ -8,9 +8,10 @@ parent; DACs and NOCs are issued by issuers of their CA.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from cryptography import x509
@@ -219,3 +220,31 @@ async def test_matter_bad_requests_are_4xx(env: AdminEnv, path: str, body: Any) 
     status, problem, ctype = await env.call("POST", path, token=token, json=body)
     assert 400 <= status < 500, problem
     assert ctype == "application/problem+json"
+
+
+# What each Matter endpoint records, as (action, target pattern): a new CA is also its
+# certificate entering the issuer's inventory; a leaf is one record.
+RECORDED: Final[dict[str, tuple[tuple[str, str], ...]]] = {
+    "create-paa": (("ca.create-root", "newpaa"), ("cert.issue", "newpaa/*")),
+    "create-rcac": (("ca.create-root", "newrcac"), ("cert.issue", "newrcac/*")),
+    "create-pai": (("ca.create-sub", "newpai"), ("cert.issue", "paa/*")),
+    "create-icac": (("ca.create-sub", "newicac"), ("cert.issue", "rcac/*")),
+    "issue-dac": (("cert.issue", "paiA/*"),),
+    "issue-noc": (("cert.issue", "icacA/*"),),
+}
+
+
+@pytest.mark.parametrize("ep", ENDPOINTS, ids=[f"ok/{ep.name}" for ep in ENDPOINTS])
+async def test_each_matter_endpoint_writes_its_records(env: AdminEnv, ep: Endpoint) -> None:
+    await _matter(env)
+    role = next(r for r in Role if ep.permission in admin_api.PERMISSIONS[r])
+    token = await env.token("alice", role, None)
+    seq = await env.last_seq()
+    status, body, _ = await env.call("POST", ep.path, token=token, json=ep.body())
+    assert status == 201, body
+    found = await env.records_after(seq)
+    assert [(e.actor, e.source) for e in found] == [("admin:alice", "127.0.0.1")] * len(found)
+    assert len(found) == len(RECORDED[ep.name]), [(e.action, e.target) for e in found]
+    for event, (action, target) in zip(found, RECORDED[ep.name], strict=True):
+        assert event.action == action
+        assert fnmatch.fnmatchcase(event.target, target), (event.target, target)

@@ -229,6 +229,34 @@ async def test_new_authz_and_deactivation(service: AcmeService) -> None:
     assert twice.value.kind is ProblemKind.MALFORMED
 
 
+async def test_authorization_changes_are_audited_in_the_memory_store(
+    service: AcmeService, acme_repo: MemoryAcmeRepository, net: FakePorts
+) -> None:
+    account = await new_account(service)
+    before = len(acme_repo.audit)
+    pre = await service.orders.new_authz(account, "dns", "pre.corp.internal", source="192.0.2.7")
+    await service.orders.deactivate_authz(account, pre.id, source="192.0.2.8")
+    order = await service.orders.new_order(account, [("dns", "a.corp.internal")])
+    await service.orders.respond_challenge(
+        account, order.authz_ids[0], "dns-01", source="192.0.2.9"
+    )
+    await service.orders.wait_idle()
+    who = f"acme:{account.id}"
+    assert [(e.actor, e.action, e.target, e.source) for e in acme_repo.audit[before:]] == [
+        (who, "acme.authz-create", pre.id, "192.0.2.7"),
+        (who, "acme.authz-deactivate", pre.id, "192.0.2.8"),
+        (who, "acme.order-create", order.id, ""),
+        (who, "acme.authz-validate", order.authz_ids[0], "192.0.2.9"),
+    ]
+    # The resolver's SERVFAIL stays in the log: the record names the problem type only.
+    assert acme_repo.audit[-1].detail == {
+        "identifier": "dns:a.corp.internal",
+        "challenge": "dns-01",
+        "result": "invalid",
+        "error": "dns",
+    }
+
+
 async def test_deactivated_authz_invalidates_its_order(
     service: AcmeService, net: FakePorts
 ) -> None:
