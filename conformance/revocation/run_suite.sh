@@ -231,7 +231,12 @@ if pg_sql "CREATE DATABASE \"$PG_DB\"" 2>/dev/null; then
       openssl crl -inform DER -in "$work/a.crl" -noout -text | grep -qi "$(serial_of "$work/multi.crt")"
   }
   if wait_for 15 same_crl; then pass "multi-node-same-crl"; else fail "multi-node-same-crl" "nodes serve different CRLs"; fi
-  numbers=$(pg audit --limit 1000 | awk '$3 == "crl.generate" && $4 == "issuing" {print $5}')
+  numbers=$(pg audit export --format jsonl | python3 -c '
+import json, sys
+for line in sys.stdin:
+    r = json.loads(line)
+    if r["action"] == "crl.generate" and r["target"] == "issuing":
+        print(r["detail"]["number"])')
   dupes=$(sort <<<"$numbers" | uniq -d)
   if [ -n "$numbers" ] && [ -z "$dupes" ]; then pass "multi-node-one-generator-per-crl-number"
   else fail "multi-node-one-generator-per-crl-number" "CRL numbers generated: ${numbers:-none}; duplicates: ${dupes:-none}"; fi
