@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 from pkilint import loader, report
@@ -106,6 +107,67 @@ def make_csr(
 def pem(*certs: x509.Certificate) -> bytes:
     """Return certificates as concatenated PEM."""
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def external_ca_chain(csr_der: bytes, *, now: datetime | None = None) -> bytes:
+    """Sign a CA's CSR under a fresh root privca never saw; return PEM: the CA, then the root.
+
+    What an external signer (an offline corporate root, another PKI) sends back for an
+    imported CA: built here with cryptography, not with privca's engine.
+    """
+    start = (now or datetime.now(UTC)) - timedelta(minutes=5)
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root_name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "External Root"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Elsewhere Inc"),
+        ]
+    )
+    ski = x509.SubjectKeyIdentifier.from_public_key(root_key.public_key())
+    root = (
+        x509.CertificateBuilder()
+        .subject_name(root_name)
+        .issuer_name(root_name)
+        .public_key(root_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+        .add_extension(_CA_USAGE, critical=True)
+        .add_extension(ski, critical=False)
+        .sign(root_key, hashes.SHA256())
+    )
+    csr = x509.load_der_x509_csr(csr_der)
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(root_name)
+        .public_key(csr.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=1825))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_CA_USAGE, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(csr.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+        .sign(root_key, hashes.SHA256())
+    )
+    return pem(ca, root)
+
+
+_CA_USAGE: Final = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
 
 
 _VALIDATOR = certificate.create_pkix_certificate_validator_container(

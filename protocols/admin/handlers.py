@@ -20,11 +20,13 @@ from server.ca.types import CertStatus
 __all__ = [
     "MAX_BODY",
     "SERVICE",
+    "activate_import",
     "approve_pending",
     "ca_certificate",
     "create_directory",
     "create_eab_key",
     "create_icac",
+    "create_import",
     "create_label",
     "create_paa",
     "create_pai",
@@ -125,6 +127,25 @@ async def create_root(request: web.Request) -> web.Response:
     )
     body = messages.ca_to_wire(view)
     return _json(body, status=201, headers={"Location": links.ca_url(view.ca.name)})
+
+
+async def create_import(request: web.Request) -> web.Response:
+    """POST /cas/imports: a pending CA and its CSR for an external signer (unscoped owners)."""
+    service, who = await _who(request)
+    req = messages.parse_import(await _body(request))
+    view = await service.import_request(
+        who, req.name, key_algorithm=req.key_algorithm, subject=req.subject, mode=req.mode
+    )
+    body = messages.ca_to_wire(view)
+    return _json(body, status=201, headers={"Location": links.ca_url(view.ca.name)})
+
+
+async def activate_import(request: web.Request) -> web.Response:
+    """POST /cas/{ca}/activate: a pending imported CA takes its signed certificate."""
+    service, who = await _who(request)
+    pem = messages.parse_activate(await _body(request))
+    view = await service.activate_import(who, request.match_info["ca"], pem=pem)
+    return _json(messages.ca_to_wire(view))
 
 
 async def create_subordinate(request: web.Request) -> web.Response:

@@ -45,6 +45,7 @@ __all__ = [
     "MAX_LIMIT",
     "PEM_CHAIN",
     "CreateCA",
+    "ImportRequest",
     "IssueRequest",
     "MatterCARequest",
     "MatterLeafRequest",
@@ -61,10 +62,12 @@ __all__ = [
     "encode_cursor",
     "label_to_wire",
     "page_to_wire",
+    "parse_activate",
     "parse_audit_query",
     "parse_create_ca",
     "parse_directory",
     "parse_eab_revoke",
+    "parse_import",
     "parse_issue",
     "parse_label",
     "parse_matter_ca",
@@ -85,6 +88,8 @@ PEM_CHAIN: Final = "application/pem-certificate-chain"
 JSON_TYPES: Final = frozenset({"application/json"})
 MAX_LIMIT: Final = 500
 _MAX_CSR: Final = 32 * 1024
+_MAX_CHAIN: Final = 64 * 1024
+_MAX_SUBJECT: Final = 1024
 _E = TypeVar(
     "_E",
     CAMode,
@@ -193,6 +198,41 @@ def parse_create_ca(body: Mapping[str, Any]) -> CreateCA:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ImportRequest:
+    """``POST /cas/imports``: a CA whose certificate an external CA will sign."""
+
+    name: str
+    key_algorithm: KeyAlgorithm
+    subject: str | None
+    mode: CAMode
+
+
+def parse_import(body: Mapping[str, Any]) -> ImportRequest:
+    """Parse ``POST /cas/imports`` (the subject is parsed by the engine)."""
+    _only(body, {"name", "key_type", "subject", "mode"})
+    subject = _str(body, "subject")
+    if subject is not None and len(subject) > _MAX_SUBJECT:
+        raise _bad(f"subject must be at most {_MAX_SUBJECT} characters")
+    return ImportRequest(
+        name=_str(body, "name", required=True) or "",
+        key_algorithm=_enum(
+            body.get("key_type", str(KeyAlgorithm.EC_P256)), KeyAlgorithm, "key_type"
+        ),
+        subject=subject,
+        mode=_enum(body.get("mode", str(CAMode.GENERAL)), CAMode, "mode"),
+    )
+
+
+def parse_activate(body: Mapping[str, Any]) -> bytes:
+    """Parse ``POST /cas/{ca}/activate``: ``certificate``, PEM, the CA's first, then its issuers."""
+    _only(body, {"certificate"})
+    pem = _str(body, "certificate", required=True) or ""
+    if len(pem) > _MAX_CHAIN or not pem.lstrip().startswith("-----BEGIN CERTIFICATE-----"):
+        raise _bad("certificate must be PEM certificates: the CA's, then its chain to the root")
+    return pem.encode()
+
+
 def parse_revoke(body: Mapping[str, Any]) -> RevocationReason:
     """Parse a revocation body: ``{"reason": ...}`` (default unspecified)."""
     _only(body, {"reason"})
@@ -277,8 +317,12 @@ def ca_to_wire(view: admin_api.CAView) -> dict[str, Any]:
         "serial": None,
         "not_before": None,
         "not_after": None,
+        "csr": None,
         "links": {"self": links.ca_url(ca.name)},
     }
+    if ca.csr_der is not None and ca.cert_der is None:
+        csr = x509.load_der_x509_csr(ca.csr_der)
+        out["csr"] = csr.public_bytes(serialization.Encoding.PEM).decode()
     if ca.cert_der is not None:
         cert = ca.certificate
         out |= {

@@ -95,6 +95,10 @@ _SCHEMAS: Final[dict[str, Any]] = {
             "serial": _NULLABLE_STR,
             "not_before": _NULLABLE_TIME,
             "not_after": _NULLABLE_TIME,
+            "csr": {
+                "type": ["string", "null"],
+                "description": "PEM PKCS#10 request of a pending imported CA (for its signer)",
+            },
             "links": _ref("Links"),
         }
     ),
@@ -108,6 +112,28 @@ _SCHEMAS: Final[dict[str, Any]] = {
             "mode": {"type": "string", "enum": list(CAMode)},
         },
         required=["name"],
+    ),
+    "ImportCA": _object(
+        {
+            "name": _CA_REF,
+            "key_type": {"type": "string", "enum": list(KeyAlgorithm)},
+            "subject": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 1024,
+                "description": "RFC 4514 subject of the CSR (default CN=<name>,O=<organization>)",
+            },
+            "mode": {"type": "string", "enum": list(CAMode)},
+        },
+        required=["name"],
+    ),
+    "Activate": _object(
+        {
+            "certificate": {
+                "type": "string",
+                "description": "PEM: the CA certificate, then its issuers up to the root",
+            }
+        }
     ),
     "Revoke": _object({"reason": {"type": "string", "enum": list(RevocationReason)}}, required=[]),
     "Renew": _object({"rekey": {"type": "boolean"}, "days": _DAYS}, required=[]),
@@ -488,6 +514,23 @@ _PATHS: Final[dict[str, Any]] = {
             {"201": _json("CA", "created")},
             body="CreateCA",
         ),
+    },
+    "/cas/imports": {
+        "post": _op(
+            "importCa",
+            "Create a pending CA and its CSR for an external signer (unscoped owners)",
+            {"201": _json("CA", "pending; its csr is in the body")},
+            body="ImportCA",
+        )
+    },
+    "/cas/{ca}/activate": {
+        "post": _op(
+            "activateImportedCa",
+            "Activate a pending imported CA with its signed certificate and chain (owners)",
+            {"200": _json("CA", "active")},
+            body="Activate",
+            parameters=_CA_PARAM,
+        )
     },
     "/cas/{ca}": {
         "get": _op("getCa", "One CA", {"200": _json("CA", "the CA")}, parameters=_CA_PARAM)

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 
-from server.ca import grants, lifecycle
+from server.ca import grants, issuance, lifecycle
 from server.ca.acme import api as acme_api
 from server.ca.admin import roles
 from server.ca.admin.acme import AcmeAdmin, EabKeys
@@ -372,6 +372,46 @@ class AdminService:
             mode=mode,
         )
         return await self._view(ca)
+
+    async def import_request(
+        self,
+        who: AdminPrincipal,
+        name: str,
+        *,
+        key_algorithm: KeyAlgorithm,
+        subject: str | None,
+        mode: CAMode,
+    ) -> CAView:
+        """Make a CA key and CSR for an external signer; the CA waits, pending (unscoped owners).
+
+        An imported CA has no parent here (its issuer is outside privca), so only an
+        owner of every CA may start one, as for a root.
+
+        Raises:
+            EngineError: UNAUTHORIZED, MALFORMED (name, subject), CONFLICT (name taken).
+        """
+        await self._authorize(who, Permission.CREATE_ROOT, None, target=name)
+        ca = await self._engine.create_import_request(
+            name,
+            actor=who.principal,
+            key_algorithm=key_algorithm,
+            subject=issuance.parse_name(subject) if subject is not None else None,
+            mode=mode,
+        )
+        return await self._view(ca)
+
+    async def activate_import(self, who: AdminPrincipal, ref: str, *, pem: bytes) -> CAView:
+        """Activate a pending imported CA with its signed certificate and chain (owners).
+
+        Raises:
+            EngineError: NOT_FOUND, UNAUTHORIZED, CONFLICT (not pending), MALFORMED
+                (the chain fails its checks), POLICY (too many tiers).
+        """
+        ca = await self._ca(ref)
+        await self._authorize(who, Permission.MANAGE_CA, ca, target=ca.name)
+        return await self._view(
+            await self._engine.activate_import(ca.name, pem=pem, actor=who.principal)
+        )
 
     async def disable_ca(self, who: AdminPrincipal, ref: str) -> CAView:
         """Stop a CA issuing. Raises EngineError NOT_FOUND, UNAUTHORIZED, CONFLICT."""

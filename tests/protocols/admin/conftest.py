@@ -90,6 +90,8 @@ class AdminEnv:
     pending: dict[str, str]
     eab_kid: str
     tokens: dict[str, str] = field(default_factory=dict)
+    # What a test's preparation leaves for its request (e.g. a signed certificate).
+    scratch: dict[str, str] = field(default_factory=dict)
 
     async def token(
         self, name: str, role: admin_api.Role, scope: str | None, *, days: int = 30

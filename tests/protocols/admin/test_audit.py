@@ -103,6 +103,8 @@ async def test_scoped_auditors_are_refused_with_a_reason(env: AdminEnv) -> None:
 RECORDED: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     "create-root": (("ca.create-root", "newroot"), ("cert.issue", "newroot/*")),
     "create-sub": (("ca.create-sub", "newsub"), ("cert.issue", "{ca}/*")),
+    "import-ca": (("ca.import-csr", "newimport"),),
+    "activate": (("ca.import-activate", matrix.IMPORTED),),
     "disable": (("ca.disable", "{ca}"),),
     "enable": (("ca.enable", "{ca}"),),
     "revoke-ca": (("cert.revoke", "{ca_serial}"), ("ca.revoke", "{ca}")),
@@ -140,7 +142,7 @@ async def test_each_state_change_writes_its_record(env: AdminEnv, ep: matrix.End
         ep.method,
         matrix._path(env, ep, "teamA"),
         token=token,
-        json=ep.body("teamA") if ep.body else None,
+        json=matrix.body_of(env, ep, "teamA"),
     )
     assert status == ep.ok, body
     found = await env.records_after(seq)

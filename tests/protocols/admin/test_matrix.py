@@ -21,6 +21,7 @@ from server.ca.admin import api as admin_api
 from server.ca.est import api as est_api
 from server.ca.types import CAStatus, CertStatus
 from tests.protocols.admin.conftest import OP, AdminEnv, csr_pem, directory_of, label_of
+from tests.support import external_ca_chain
 
 Role = admin_api.Role
 P = admin_api.Permission
@@ -37,6 +38,8 @@ class Endpoint:
     ok: int
     body: Callable[[str], Any] | None = None
     prepare: Callable[[AdminEnv, str], Awaitable[None]] | None = None
+    # A body only the prepared fixture can give (a certificate signed for its CSR).
+    env_body: Callable[[AdminEnv], Any] | None = None
     targeted: bool = True
     # A resource of no CA subtree (EAB keys): only unscoped identities may act on it.
     unscoped_only: bool = False
@@ -44,6 +47,22 @@ class Endpoint:
 
 async def _disable(env: AdminEnv, target: str) -> None:
     await env.engine.disable_ca(target, actor=OP)
+
+
+IMPORTED = "imported"
+
+
+async def _pending_import(env: AdminEnv, target: str) -> None:
+    """A CA waiting for its certificate, and that certificate signed by an external root."""
+    ca = await env.engine.create_import_request(IMPORTED, actor=OP)
+    env.scratch[IMPORTED] = external_ca_chain(ca.csr_der or b"", now=env.clock.now()).decode()
+
+
+def body_of(env: AdminEnv, ep: Endpoint, target: str) -> Any:
+    """Return the JSON body an endpoint is called with."""
+    if ep.env_body is not None:
+        return ep.env_body(env)
+    return ep.body(target) if ep.body else None
 
 
 def _leaf(env: AdminEnv, target: str) -> str:
@@ -61,6 +80,27 @@ ENDPOINTS = (
         201,
         lambda _: {"name": "newroot"},
         targeted=False,
+    ),
+    Endpoint(
+        "import-ca",
+        "POST",
+        "/cas/imports",
+        P.CREATE_ROOT,
+        201,
+        lambda _: {"name": "newimport", "subject": "CN=New Import,O=Elsewhere Inc"},
+        targeted=False,
+    ),
+    # A pending import has no parent here: only unscoped owners reach it.
+    Endpoint(
+        "activate",
+        "POST",
+        f"/cas/{IMPORTED}/activate",
+        P.MANAGE_CA,
+        200,
+        prepare=_pending_import,
+        env_body=lambda env: {"certificate": env.scratch.get(IMPORTED, "")},
+        targeted=False,
+        unscoped_only=True,
     ),
     Endpoint("get-ca", "GET", "/cas/{ca}", P.READ, 200),
     Endpoint("ca-cert", "GET", "/cas/{ca}/certificate", P.READ, 200),
@@ -215,6 +255,9 @@ async def _assert_untouched(env: AdminEnv, target: str, *, disabled: bool = Fals
     assert (await env.engine.get_certificate(leaf.ca_id, leaf.serial)).status is CertStatus.VALID
     assert await env.engine.find_ca("newroot") is None
     assert await env.engine.find_ca("newsub") is None
+    assert await env.engine.find_ca("newimport") is None
+    imported = await env.engine.find_ca(IMPORTED)
+    assert imported is None or imported.status is CAStatus.PENDING
     labels = {lb.name for lb in await env.est.list_labels()}
     assert label_of(target) in labels
     assert "newlabel" not in labels
@@ -236,7 +279,7 @@ async def test_role_scope_matrix(
     if ep.prepare is not None:
         await ep.prepare(env, target)
     status, body, ctype = await env.call(
-        ep.method, _path(env, ep, target), token=token, json=ep.body(target) if ep.body else None
+        ep.method, _path(env, ep, target), token=token, json=body_of(env, ep, target)
     )
     denials = await env.denials()
     if allowed:
@@ -280,7 +323,7 @@ async def test_every_endpoint_refuses_bad_credentials(env: AdminEnv, kind: str) 
             ep.method,
             "/admin/v1" + _path(env, ep, "teamA"),
             headers=headers,
-            json=ep.body("teamA") if ep.body else None,
+            json=body_of(env, ep, "teamA"),
         )
         body = await resp.json(content_type=None)
         assert resp.status == 401, (ep.name, body)
