@@ -28,7 +28,7 @@ from protocols.admin import links as admin_links
 from protocols.admin import routes as admin_routes
 from protocols.ca_issuers import links as ca_issuers_links
 from protocols.ca_issuers import routes as ca_issuers_routes
-from protocols.common import body, guard
+from protocols.common import body, framing, guard
 from protocols.crl import links as crl_links
 from protocols.crl import routes as crl_routes
 from protocols.est import links as est_links
@@ -61,6 +61,9 @@ _TLS_RENEW_CHECK_SECONDS: Final = 3600.0
 
 
 def _base(services: wiring.Services, metrics: ProcessMetrics | None) -> web.Application:
+    # aiohttp answers malformed framing with its own 400, before any middleware: make its
+    # log record one line without a traceback.
+    framing.install()
     middlewares = [metrics.middleware()] if metrics is not None else []
     app = web.Application(
         client_max_size=services.settings.max_body_bytes,
