@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import itertools
+import logging
+import os
 import socket
 import ssl
 import time
@@ -334,3 +338,41 @@ def test_unfinished_tls_handshakes_are_dropped_and_uncounted(tmp_path: Path, loo
             assert await _get(site, client_ctx) == 200
 
     _on(loop, scenario())
+
+
+@LOOPS
+def test_tls_listener_backs_off_while_out_of_descriptors(
+    tmp_path: Path, loop: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """EMFILE from accept(): a line per pause, no busy loop, and the queued client is served."""
+    server_ctx, client_ctx = _tls_pair(tmp_path)
+    retry = 0.2
+    monkeypatch.setattr(guard, "_ACCEPT_RETRY_SECONDS", retry)
+    failed_at: list[float] = []
+    real_accept = socket.socket.accept
+
+    def accept(sock: socket.socket) -> tuple[socket.socket, Any]:
+        if len(failed_at) < 3:
+            failed_at.append(time.monotonic())
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return real_accept(sock)
+
+    async def scenario() -> None:
+        async with _tls_listener(server_ctx) as site:
+            monkeypatch.setattr(socket.socket, "accept", accept)
+            # The client waits in the backlog through three failed accepts, then is served.
+            assert await _get(site, client_ctx) == 200
+            assert await _get(site, client_ctx) == 200
+            await _settle(site, 0)
+
+    _on(loop, scenario())
+    assert len(failed_at) == 3
+    # The socket stays readable: without the pause accept() would be retried at once.
+    gaps = [later - earlier for earlier, later in itertools.pairwise(failed_at)]
+    assert all(gap >= retry * 0.9 for gap in gaps), gaps
+    lines = [r for r in caplog.records if "cannot accept" in r.getMessage()]
+    assert [r.name for r in lines] == ["protocols.common.guard"] * 3
+    assert all(r.levelno == logging.ERROR and r.exc_info is None for r in lines)
+    assert "Too many open files" in lines[0].getMessage()
+    # Nothing escaped to the loop's exception handler ("Exception in callback ...").
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
