@@ -220,6 +220,9 @@ class RevocationSettings(_Model):
     ocsp_nonce_echo: bool = False
     ocsp_delegated_signer: bool = False
     ocsp_signer_lifetime_days: int = Field(default=30, ge=2, le=365)
+    # A replaced delegated signer's key is destroyed once its certificate expired this long
+    # ago; at least an hour, a margin for nodes whose clocks lag.
+    ocsp_signer_retention_hours: int = Field(default=24, ge=1, le=24 * 366)
     ocsp_cache_entries: int = Field(default=200_000, ge=0, le=10_000_000)
     # Answers kept in memory per process, keyed by CertID: at most this many bytes.
     ocsp_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0, le=16 * 1024**3)
@@ -547,6 +550,7 @@ def status_settings(settings: Settings) -> status_api.StatusSettings:
         ),
         poll_interval=timedelta(seconds=rev.poll_seconds),
         offline_warn=timedelta(days=settings.ca.offline_warn_days),
+        signer_retention=timedelta(hours=rev.ocsp_signer_retention_hours),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,16 @@ def test_toml_file(tmp_path: Path) -> None:
         ),
         pytest.param("[acme.directories.corp]\n", "acme.directories.corp.ca", id="fail/no-ca"),
         pytest.param(
+            "[revocation]\nocsp_signer_retention_hours = 0\n",
+            "revocation.ocsp_signer_retention_hours",
+            id="fail/signer-retention-zero",
+        ),
+        pytest.param(
+            '[revocation]\nocsp_signer_retention_hours = "1d"\n',
+            "revocation.ocsp_signer_retention_hours",
+            id="fail/signer-retention-not-a-number",
+        ),
+        pytest.param(
             '[acme.directories.corp]\nca = "x"\nallow_ip = ["10.0.0.300/8"]\n',
             "acme.directories.corp.allow_ip",
             id="fail/bad-cidr",
@@ -80,6 +91,13 @@ def test_slow_client_and_ocsp_cache_limits(tmp_path: Path) -> None:
     assert settings.max_connections == 100
     ocsp = status_settings(settings).ocsp
     assert (ocsp.cache_bytes, ocsp.live_signatures_per_second) == (1048576, 7.0)
+
+
+def test_ocsp_signer_retention(tmp_path: Path) -> None:
+    assert status_settings(load_settings(None)).signer_retention == timedelta(days=1)
+    cfg = tmp_path / "privca.toml"
+    cfg.write_text("[revocation]\nocsp_signer_retention_hours = 72\n")
+    assert status_settings(load_settings(cfg)).signer_retention == timedelta(hours=72)
 
 
 def test_est_label_policy_from_toml(tmp_path: Path) -> None:

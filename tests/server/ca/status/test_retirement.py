@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from server.ca.status import api as status_api
 from server.ca.status import ports as status_ports
 from server.ca.status import responder
 from server.ca.types import CA, Principal
+from server.config import load_settings, status_settings
 from server.store.database import Database
 from server.store.memory import MemoryRepository, MemoryStatusRepository
 from server.store.repository import SqlRepository
@@ -37,6 +39,7 @@ class Env:
         repo: SqlRepository | MemoryRepository,
         store: status_ports.StatusRepository,
         backend: keys.KeyBackend,
+        settings: status_api.StatusSettings | None = None,
     ) -> None:
         self.clock = FakeClock()
         self.repo = repo
@@ -48,7 +51,8 @@ class Env:
             self.engine,
             repo,
             store,
-            settings=status_api.StatusSettings(
+            settings=settings
+            or status_api.StatusSettings(
                 ocsp=responder.ResponderSettings(delegated_signer=True, signer_lifetime=LIFETIME)
             ),
             clock=self.clock,
@@ -189,3 +193,32 @@ async def test_a_round_is_bounded_and_a_failure_is_kept(memory_env: Env) -> None
     assert await env.status.retirement.sweep() == 3
     assert await env.serials(issuing) == [stray.serial, (await env.serials(issuing))[-1]]
     assert len(store.signers) == 3
+
+
+async def test_configured_retention_is_honoured(
+    key_backend: keys.Pkcs8KeyBackend, tmp_path: Path
+) -> None:
+    """``[revocation] ocsp_signer_retention_hours`` reaches the sweep (72 h, not the default 24)."""
+    cfg = tmp_path / "privca.toml"
+    cfg.write_text(
+        "[revocation]\nocsp_delegated_signer = true\n"
+        f"ocsp_signer_lifetime_days = {LIFETIME.days}\nocsp_signer_retention_hours = 72\n"
+    )
+    repo = MemoryRepository()
+    env = Env(
+        repo,
+        MemoryStatusRepository(repo),
+        key_backend,
+        settings=status_settings(load_settings(cfg)),
+    )
+    issuing = await env.hierarchy()
+    first = await env.store.current_signer(issuing.id)
+    assert first is not None
+    await env.rotate()
+    # Past the default day, within the configured three: kept.
+    env.clock.current = first.not_after + timedelta(days=2)
+    assert await env.status.retire_signers() == 0
+    assert first.serial in await env.serials(issuing)
+    env.clock.current = first.not_after + timedelta(hours=72, seconds=1)
+    assert await env.status.retire_signers() == 2  # the issuing CA's and the root's
+    assert first.serial not in await env.serials(issuing)
