@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from protocols.admin import links
+from protocols.common import body as body_reader
 from server.ca.acme import api as acme_api
 from server.ca.admin import api as admin_api
 from server.ca.errors import EngineError, ProblemKind
@@ -111,13 +112,11 @@ async def read_json(request: web.Request, *, limit: int, optional: bool = False)
     Raises:
         EngineError: MALFORMED (not JSON, not an object).
         web.HTTPRequestEntityTooLarge: more than ``limit`` bytes (whatever the app's own limit).
-        web.HTTPUnsupportedMediaType: a body that is not application/json.
+        web.HTTPUnsupportedMediaType: a body that is not application/json, or in a
+            content coding (``body.UnsupportedCodingError``).
+        web.HTTPBadRequest: the body ended early or its framing is malformed.
     """
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
+    raw = await body_reader.read(request, limit=limit)
     if not raw and optional:
         return {}
     if request.content_type not in JSON_TYPES:

@@ -130,7 +130,10 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        log.info("admin %s %s -> %s %s", request.method, request.path, exc.status, exc.reason)
+        headers = {
+            k: v for k, v in exc.headers.items() if k.lower() in ("allow", "accept-encoding")
+        }
         kind = {404: "notFound", 405: "methodNotAllowed", 413: "tooLarge"}.get(
             exc.status, "malformed"
         )

@@ -60,7 +60,8 @@ async def read(request: web.Request, *, limit: int | None = None) -> bytes:
     Raises:
         UnsupportedCodingError: the body has a Content-Encoding other than identity.
         web.HTTPRequestEntityTooLarge: the body is larger than ``limit``.
-        web.HTTPBadRequest: the body ended before its framing said it would.
+        web.HTTPBadRequest: the body ended before its framing said it would, or the
+            connection ended while it was read.
     """
     coding = _refused_coding(request)
     if coding is not None:
@@ -80,3 +81,8 @@ async def read(request: web.Request, *, limit: int | None = None) -> bytes:
         return b"".join(chunks)
     except (web.RequestPayloadError, HttpProcessingError) as exc:
         raise web.HTTPBadRequest(reason="the request body is incomplete or malformed") from exc
+    except ConnectionResetError as exc:
+        # The connection ended mid-body: the client left, or the listener's body deadline
+        # aborted it (aiohttp drops a framing error found after the head, so the read
+        # waits). Nobody is left to answer; the 400 keeps it out of the unexpected errors.
+        raise web.HTTPBadRequest(reason="the connection ended before the body did") from exc

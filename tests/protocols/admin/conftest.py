@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from protocols.admin import links, routes
+from protocols.common import body
 from server.ca import api, grants, keys
 from server.ca.acme import api as acme_api
 from server.ca.admin import api as admin_api
@@ -198,7 +199,8 @@ async def build_env(
         pending[team] = held.id
         await directories.add(acme_api.AcmeDirectory(name=directory_of(team), ca=team), actor=OP)
     eab = await acme.accounts.create_eab_key(actor=OP)
-    app = web.Application()
+    # As the HTTPS app is built: bodies stay as sent (the API refuses content codings).
+    app = web.Application(handler_args=body.SERVER_OPTIONS)
     app.add_subapp(links.PREFIX, routes.build_app(service))
     client = await client_factory(app)
     return AdminEnv(

@@ -210,3 +210,23 @@ async def _dump_tables(database: Database) -> str:
             rows = (await conn.execute(text(f'SELECT * FROM "{name}"'))).all()  # noqa: S608 - catalog names
             out.append(repr(rows))
     return "\n".join(out)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "identity, deflate"])
+async def test_compressed_bodies_are_refused_with_accept_encoding(
+    env: AdminEnv, coding: str
+) -> None:
+    token = await env.token("owner", Role.OWNER, None)
+    resp = await env.client.post(
+        "/admin/v1/cas",
+        data=b'{"name": "zipped"}',
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Content-Encoding": coding,
+        },
+    )
+    assert resp.status == 415
+    assert resp.content_type == routes.PROBLEM_JSON
+    assert resp.headers["Accept-Encoding"] == "identity"
+    assert await env.engine.find_ca("zipped") is None

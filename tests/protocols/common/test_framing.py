@@ -178,3 +178,43 @@ async def test_unexpected_handler_errors_keep_their_traceback(
     assert records[0].exc_info is not None
     assert isinstance(records[0].exc_info[1], RuntimeError)
     assert "Traceback" in caplog.text
+
+
+async def test_a_bad_chunk_after_the_head_ends_at_the_body_deadline_without_a_traceback(
+    database: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # aiohttp's parser drops a framing error found in a later packet than the head: the
+    # handler's read waits until the listener's body deadline aborts the connection.
+    settings = load_settings(None, data_dir=tmp_path / "data", database_url=database.url)
+    async with open_services(settings, create=True) as services:
+        tls = await ensure_first_start(services)
+        runner = web.AppRunner(create_https_app(services, est_service=build_est_service(services)))
+        await runner.setup()
+        assert runner.server is not None
+        listener = guard.Listener(guard.Limits(body_timeout=0.5))
+        await listener.start(runner.server, "127.0.0.1", 0, ssl_context=server_ssl_context(tls))
+        try:
+            client_tls = ssl.create_default_context(cafile=str(tls.bundle))
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", listener.port, ssl=client_tls, server_hostname="localhost"
+            )
+            writer.write(
+                b"POST /acme/new-account HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/jose+json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"5\r\nabcde\r\n"
+            )
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            caplog.clear()
+            with caplog.at_level(logging.INFO):
+                writer.write(b"zz\r\nabc\r\n0\r\n\r\n")
+                answer = await asyncio.wait_for(reader.read(), 10)
+                await asyncio.sleep(0.1)
+            writer.close()
+        finally:
+            listener.close()
+            await runner.cleanup()
+    assert answer == b"" or answer.split(b" ", 2)[1] == b"400", answer
+    assert "Traceback" not in caplog.text
+    assert all(r.exc_info is None for r in caplog.records), [r.getMessage() for r in caplog.records]
+    assert any("closing a slow client" in r.getMessage() for r in caplog.records)
