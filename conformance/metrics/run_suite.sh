@@ -7,10 +7,11 @@
 set -uo pipefail
 
 . "$(cd "$(dirname "$0")" && pwd)/../lib.sh"
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
 
 PROMETHEUS=${PROMETHEUS:-prometheus}
 LEGO=${LEGO:-lego}
-for tool in "$PROMETHEUS" "$LEGO" curl openssl python3; do
+for tool in "$PROMETHEUS" "${PROMTOOL:-promtool}" "$LEGO" curl openssl python3; do
   if ! command -v "$tool" >/dev/null; then
     missing "metrics" "$tool is not installed (Debian packages prometheus, lego, curl, openssl)"
     summary; exit $?
@@ -54,10 +55,16 @@ else
   fail "metrics-listener" "no Prometheus text on 127.0.0.1:$METRICS_PORT/metrics"
 fi
 
+# The shipped example alert rules (config/prometheus-alerts.yml), as an operator loads them.
+RULES="$REPO/config/prometheus-alerts.yml"
+PROMTOOL=${PROMTOOL:-promtool}
+if "$PROMTOOL" check rules "$RULES" >promtool.log 2>&1; then pass "alert-rules-check"
+else fail "alert-rules-check" "promtool check rules: $(tail -2 promtool.log)"; fi
 cat >prometheus.yml <<EOF
 global:
   scrape_interval: 1s
   evaluation_interval: 1s
+rule_files: ["$RULES"]
 scrape_configs:
   - job_name: privca
     static_configs:
@@ -148,5 +155,38 @@ wait_for "ocsp-lean-answers" 'sum(privca_ocsp_lean_answers_total{status="success
 # Gauges: the issuing CA's certificate is good for years; no approvals are waiting.
 wait_for "ca-expiry-days" 'privca_ca_certificate_expiry_days{ca="issuing"} > bool 1000' 1
 wait_for "pending-approvals" 'sum(privca_est_pending_approvals) or vector(0)' 0
+
+# ---- the example alert rules: both evaluate; a CA certificate with 10 days left raises one
+if "$PRIVCA" ca create-sub --data-dir "$DATA" short-lived-team --parent root --days 10 \
+  >short-ca.log 2>&1; then pass "short-ca"
+else fail "short-ca" "privca ca create-sub --days 10: $(tail -2 short-ca.log)"; fi
+# alerts_state PATH PY: run PY over Prometheus's /api/v1/PATH answer (alerts or rules).
+alerts_state() {
+  curl -sS --max-time 5 "http://127.0.0.1:$PROM_PORT/api/v1/$1" 2>/dev/null | python3 -c "$2"
+}
+state=""
+for _ in $(seq 1 40); do
+  state=$(alerts_state alerts '
+import json, sys
+alerts = json.load(sys.stdin)["data"]["alerts"]
+print(" ".join(sorted("%s:%s:%s" % (a["labels"]["alertname"], a["labels"].get("ca"), a["state"]) for a in alerts)))')
+  [[ "$state" == *"PrivcaCACertificateExpiringSoon:short-lived-team:pending"* ]] && break
+  sleep 0.5
+done
+# Only the short CA: the others have years, and every CRL is far from its nextUpdate.
+if [[ "$state" == "PrivcaCACertificateExpiringSoon:short-lived-team:pending" ]]; then
+  pass "alert-ca-expiring"
+else
+  fail "alert-ca-expiring" "alerts: '${state}'"
+fi
+health=$(alerts_state rules '
+import json, sys
+groups = json.load(sys.stdin)["data"]["groups"]
+print(" ".join(sorted("%s:%s" % (r["name"], r["health"]) for g in groups for r in g["rules"])))')
+if [[ "$health" == "PrivcaCACertificateExpiringSoon:ok PrivcaCRLNotRefreshed:ok" ]]; then
+  pass "alert-rules-evaluate"
+else
+  fail "alert-rules-evaluate" "rules: '${health}'"
+fi
 
 summary
