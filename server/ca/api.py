@@ -44,8 +44,10 @@ from server.ca.types import (
     CAKind,
     CAMode,
     CAStatus,
+    CertificateInsert,
     CertificatePage,
     CertificateRecord,
+    CertificateRevocation,
     CertQuery,
     CertStatus,
     IssuedCertificate,
@@ -341,14 +343,24 @@ class CAEngine:
         action: str,
         **detail: str,
     ) -> None:
-        """Store a new CA with one audit event; record its certificate under ``issuer``.
+        """Store a new CA with one audit event and its certificate's record under ``issuer``.
 
-        ``issuer`` None with a certificate means self-signed. Raises what the repository
-        raises for a taken name.
+        One write: the CA, its certificate in the issuer's inventory (``cert.issue``)
+        and both audit records are stored together or not at all. ``issuer`` None with
+        a certificate means self-signed.
+
+        Raises:
+            EngineError: CONFLICT (name taken), SERVER_INTERNAL (the certificate's
+                serial is taken under its issuer; nothing was stored).
         """
-        await self._repo.add_ca(ca, audit=self._audit(actor, action, ca.name, **detail))
-        if cert is not None:
-            await self._store_ca_record(issuer or ca, ca, cert, actor)
+        audit = self._audit(actor, action, ca.name, **detail)
+        insert = None if cert is None else self._ca_certificate(issuer or ca, ca, cert, actor)
+        try:
+            await self._repo.add_ca(ca, audit=audit, certificate=insert)
+        except SerialConflictError as exc:
+            raise _taken_serial(ca, exc) from exc
+        if insert is not None:
+            await self._notify("issued", insert.record)
 
     async def replace_ca(
         self,
@@ -372,30 +384,70 @@ class CAEngine:
             CAChangedError: CONFLICT, when the stored CA is no longer the version
                 ``previous`` was (another command or node changed it in between).
         """
-        stored = await self._repo.update_ca(
-            updated,
-            expected_version=previous.version,
-            audit=self._audit(actor, action, target, **detail),
-        )
-        self._forget(previous)
+        audit = self._audit(actor, action, target, **detail)
+        return await self._replace_ca(previous, updated, audit=audit)
+
+    async def _replace_ca(
+        self,
+        previous: CA,
+        updated: CA,
+        *,
+        audit: AuditEvent,
+        certificate: CertificateInsert | None = None,
+        revocation: CertificateRevocation | None = None,
+    ) -> CA:
+        """Do ``replace_ca`` with ``audit``, and with its certificate writes in the same write.
+
+        ``certificate`` (a renewal's new certificate record, ``_ca_certificate``) and
+        ``revocation`` (a sub-CA's certificate at its parent, ``_revocation``) are
+        stored with the CA and their audit records, or nothing is.
+
+        Raises:
+            CAChangedError: as ``replace_ca``, and when ``revocation``'s certificate is
+                no longer VALID.
+            EngineError: SERVER_INTERNAL, ``certificate``'s serial is taken.
+        """
+        try:
+            stored = await self._repo.update_ca(
+                updated,
+                expected_version=previous.version,
+                audit=audit,
+                certificate=certificate,
+                revocation=revocation,
+            )
+        except SerialConflictError as exc:
+            raise _taken_serial(previous, exc) from exc
+        finally:
+            self._forget(previous)
         if not stored:
             raise CAChangedError(
                 detail=f"CA {previous.name} changed while this ran; nothing was written: "
                 "check its state and run the command again"
             )
+        if revocation is not None:
+            await self._notify("revoked", revocation.revoked)
+        if certificate is not None:
+            await self._notify("issued", certificate.record)
         return replace(updated, version=previous.version + 1)
 
-    async def _store_ca_record(
+    def _ca_certificate(
         self, issuer: CA, ca: CA, cert: x509.Certificate, actor: Principal
-    ) -> None:
+    ) -> CertificateInsert:
+        """Return ``ca``'s certificate as a record under ``issuer``, with its ``cert.issue``."""
         record = self._record(issuer, cert, profile="ca", names=(), actor=actor, is_ca=True)
-        await self._repo.add_certificate(
+        audit = self._audit(actor, "cert.issue", f"{issuer.name}/{record.serial_hex}", ca=ca.name)
+        return CertificateInsert(record, audit)
+
+    def _revocation(
+        self, record: CertificateRecord, *, reason: RevocationReason, actor: Principal
+    ) -> CertificateRevocation:
+        """Return the revocation of ``record`` now, with its ``cert.revoke`` (as ``revoke``)."""
+        return CertificateRevocation(
             record,
-            audit=self._audit(
-                actor, "cert.issue", f"{issuer.name}/{cert.serial_number:X}", ca=ca.name
-            ),
+            at=self._now().replace(microsecond=0),
+            reason=reason,
+            audit=self._audit(actor, "cert.revoke", record.serial_hex, reason=str(reason)),
         )
-        await self._notify("issued", record)
 
     # ------------------------------------------------------------------ issuance
 
@@ -772,12 +824,9 @@ class CAEngine:
         rec = await self.get_certificate(ca, serial)
         if rec.status is CertStatus.REVOKED:
             raise EngineError(ProblemKind.ALREADY_REVOKED, f"{rec.serial_hex} is already revoked")
+        revocation = self._revocation(rec, reason=reason, actor=principal)
         updated = await self._repo.revoke_certificate(
-            rec.ca_id,
-            rec.serial,
-            at=self._now().replace(microsecond=0),
-            reason=reason,
-            audit=self._audit(principal, "cert.revoke", rec.serial_hex, reason=str(reason)),
+            rec.ca_id, rec.serial, at=revocation.at, reason=reason, audit=revocation.audit
         )
         if updated is None:
             raise EngineError(ProblemKind.ALREADY_REVOKED, f"{rec.serial_hex} is already revoked")
@@ -1118,3 +1167,13 @@ class CAEngine:
             EngineError: MALFORMED (a cursor that was not handed out).
         """
         return await self._repo.page_audit(query, cursor=cursor)
+
+
+def _taken_serial(ca: CA, exc: SerialConflictError) -> EngineError:
+    """Return the error for a CA certificate whose serial its issuer already used."""
+    # 127 random bits: practically never; the certificate is signed, so no retry here.
+    return EngineError(
+        ProblemKind.SERVER_INTERNAL,
+        f"CA {ca.name}: the certificate's serial {exc} is already taken under its issuer; "
+        "nothing was stored: run the command again",
+    )

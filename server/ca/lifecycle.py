@@ -41,9 +41,11 @@ from server.ca import custody, hierarchy, issuance
 from server.ca.errors import CAChangedError, EngineError, ProblemKind
 from server.ca.types import (
     CA,
+    AuditEvent,
     CAId,
     CAKind,
     CAStatus,
+    CertificateInsert,
     CertificateRecord,
     CertQuery,
     CertStatus,
@@ -181,9 +183,7 @@ async def _set_offline(
             ca,
             change,
             doing="it was being brought online",
-            actor=actor,
-            action=action,
-            **detail,
+            audit=engine._audit(actor, action, ca.name, **detail),
         )
     _log.info(
         "CA %s marked %s by %s%s",
@@ -227,20 +227,18 @@ async def _replace_once(
     updated: CA,
     *,
     doing: str,
-    actor: Principal,
-    action: str,
-    **detail: str,
+    audit: AuditEvent,
+    certificate: CertificateInsert | None = None,
 ) -> CA:
     """Store ``updated`` over ``ca`` as read, or report CONFLICT: not safe to re-apply blindly.
 
     Enable, disable, renew and coming online decide on the state the operator saw; when
     another write got in between (another node, a concurrent ``set-offline``), applying
     them to the new state could undo that write or act on a state nobody checked.
+    ``certificate`` (a renewal's) is written with the CA or not at all.
     """
     try:
-        return await engine.replace_ca(
-            ca, updated, actor=actor, action=action, target=ca.name, **detail
-        )
+        return await engine._replace_ca(ca, updated, audit=audit, certificate=certificate)
     except CAChangedError as exc:
         raise CAChangedError(
             detail=f"CA {ca.name} changed while {doing} (another command or node wrote it "
@@ -273,8 +271,7 @@ async def disable(engine: CAEngine, name: str, *, actor: Principal) -> CA:
         ca,
         replace(ca, status=CAStatus.DISABLED),
         doing="it was being disabled",
-        actor=actor,
-        action="ca.disable",
+        audit=engine._audit(actor, "ca.disable", ca.name),
     )
     _log.info("CA %s disabled by %s", ca.name, actor)
     return updated
@@ -299,8 +296,7 @@ async def enable(engine: CAEngine, name: str, *, actor: Principal) -> CA:
         ca,
         replace(ca, status=CAStatus.ACTIVE),
         doing="it was being enabled",
-        actor=actor,
-        action="ca.enable",
+        audit=engine._audit(actor, "ca.enable", ca.name),
     )
     _log.info("CA %s enabled by %s", ca.name, actor)
     return updated
@@ -342,6 +338,7 @@ async def _revoke(engine: CAEngine, name: str, *, reason: RevocationReason, acto
         raise EngineError(ProblemKind.BAD_REVOCATION_REASON, "removeFromCRL is only for delta CRLs")
     parent = next((c for c in cas if c.id == ca.parent_id), None)
     detail: dict[str, str] = {"reason": str(reason)}
+    revocation = None
     if parent is None:
         detail["crl"] = (
             "none: a root has no issuer whose CRL could list it; remove it from trust stores"
@@ -349,20 +346,20 @@ async def _revoke(engine: CAEngine, name: str, *, reason: RevocationReason, acto
             else "none: its issuer is outside privca; ask that CA to revoke it"
         )
     else:
-        serial = ca.certificate.serial_number
-        record = await engine.get_certificate(parent.id, serial)
+        record = await engine.get_certificate(parent.id, ca.certificate.serial_number)
         if record.status is CertStatus.REVOKED:
             detail["certificate"] = f"{record.serial_hex} was already revoked at {parent.name}"
         else:
-            await engine.revoke(serial, principal=actor, reason=reason, ca=parent.id)
+            revocation = engine._revocation(record, reason=reason, actor=actor)
             detail["certificate"] = f"{record.serial_hex} revoked at {parent.name}"
-    updated = await engine.replace_ca(
+    # The certificate at the parent (cert.revoke) and the CA (ca.revoke) in one write:
+    # never a revoked certificate whose CA still issues. When the certificate was revoked
+    # meanwhile, nothing is written and the next try records it as already revoked.
+    updated = await engine._replace_ca(
         ca,
         replace(ca, status=CAStatus.REVOKED),
-        actor=actor,
-        action="ca.revoke",
-        target=ca.name,
-        **detail,
+        audit=engine._audit(actor, "ca.revoke", ca.name, **detail),
+        revocation=revocation,
     )
     for below in _descendants(ca, cas):
         await _mark_revoked(engine, below, actor=actor, cause=f"under revoked CA {ca.name}")
@@ -549,18 +546,17 @@ async def renew(
         detail["orphaned_leaves"] = str(orphaned)
     # The certificate was made from the CA as read: if anything changed since (a
     # concurrent renew, disable, set-offline, key move) it is discarded, never stored.
+    # Recorded under the issuer like every CA certificate (its OCSP and CRL cover it),
+    # in the CA's own write; this function is bound as a CAEngine method, so it uses
+    # the engine's own helper.
     updated = await _replace_once(
         engine,
         ca,
         replace(ca, cert_der=new_der, key=key),
         doing="it was being renewed (the new certificate was discarded)",
-        actor=actor,
-        action="ca.renew",
-        **detail,
+        audit=engine._audit(actor, "ca.renew", ca.name, **detail),
+        certificate=engine._ca_certificate(parent or ca, ca, cert, actor),
     )
-    # Recorded under the issuer like every CA certificate (its OCSP and CRL cover it);
-    # this function is bound as a CAEngine method, so it uses the engine's own helper.
-    await engine._store_ca_record(parent or updated, updated, cert, actor)
     await _update_chains(engine, updated, actor=actor, serial=detail["serial"])
     _log.info("CA %s renewed by %s (serial %s)", ca.name, actor, detail["serial"])
     return Renewal(ca=updated, certificate=cert, rekeyed=rekey, orphaned_leaves=orphaned)

@@ -46,12 +46,32 @@ def random_serial() -> types.Serial:
 class Repository(Protocol):
     """Persistent state of the CA engine; every write is one transaction."""
 
-    async def add_ca(self, ca: types.CA, *, audit: types.AuditEvent) -> None:
-        """Insert a CA; ``EngineError(CONFLICT)`` if the name exists."""
+    async def add_ca(
+        self,
+        ca: types.CA,
+        *,
+        audit: types.AuditEvent,
+        certificate: types.CertificateInsert | None = None,
+    ) -> None:
+        """Insert a CA and, in the same transaction, its certificate record.
+
+        The audit chain gets ``audit`` then ``certificate.audit``, in one append. Either
+        everything is written or nothing.
+
+        Raises:
+            EngineError: CONFLICT if the name exists.
+            SerialConflictError: ``certificate``'s (issuer, serial) is taken.
+        """
         ...
 
     async def update_ca(
-        self, ca: types.CA, *, expected_version: int, audit: types.AuditEvent
+        self,
+        ca: types.CA,
+        *,
+        expected_version: int,
+        audit: types.AuditEvent,
+        certificate: types.CertificateInsert | None = None,
+        revocation: types.CertificateRevocation | None = None,
     ) -> bool:
         """Replace a CA row (status, certificate, chain, key, flags) if it is unchanged.
 
@@ -59,6 +79,16 @@ class Repository(Protocol):
         caller read), in the write's own transaction; the row is stored with version
         ``expected_version + 1`` (``ca.version`` is ignored). False (and no audit) when
         any writer changed the row since the caller read it, whatever it changed.
+
+        In the same transaction, ``certificate`` inserts the CA's new certificate record
+        (a renewal) and ``revocation`` revokes a certificate that must still be VALID (a
+        sub-CA's at its parent; when it is not, nothing is written and the result is
+        False). The audit chain gets ``revocation.audit``, ``audit``, ``certificate.audit``
+        (those given), in one append.
+
+        Raises:
+            SerialConflictError: ``certificate``'s (issuer, serial) is taken; nothing
+                was written.
         """
         ...
 

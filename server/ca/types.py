@@ -5,7 +5,7 @@ Frozen dataclasses and StrEnums only; no I/O and no imports from other layers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import NewType
@@ -23,8 +23,10 @@ __all__ = [
     "CAStatus",
     "CertQuery",
     "CertStatus",
+    "CertificateInsert",
     "CertificatePage",
     "CertificateRecord",
+    "CertificateRevocation",
     "CrlRecord",
     "IssuedCertificate",
     "KeyAlgorithm",
@@ -283,6 +285,41 @@ class AuditEvent:
     seq: int | None = None
     prev_hash: str = ""
     hash: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateInsert:
+    """A CA's certificate record, stored in the transaction of the CA write it goes with.
+
+    ``audit`` is its ``cert.issue`` record, appended after the CA write's own.
+    """
+
+    record: CertificateRecord
+    audit: AuditEvent
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateRevocation:
+    """A VALID certificate revoked in the transaction of the CA write it goes with.
+
+    ``record`` is the certificate as read; ``audit`` is its ``cert.revoke`` record,
+    appended before the CA write's own.
+    """
+
+    record: CertificateRecord
+    at: datetime
+    reason: RevocationReason
+    audit: AuditEvent
+
+    @property
+    def revoked(self) -> CertificateRecord:
+        """Return ``record`` as stored once the revocation is written."""
+        return replace(
+            self.record,
+            status=CertStatus.REVOKED,
+            revoked_at=self.at,
+            revocation_reason=self.reason,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,23 +66,73 @@ class MemoryRepository:
     def _log(self, event: types.AuditEvent) -> None:
         self.chain.append([event])
 
-    async def add_ca(self, ca: types.CA, *, audit: types.AuditEvent) -> None:
+    async def add_ca(
+        self,
+        ca: types.CA,
+        *,
+        audit: types.AuditEvent,
+        certificate: types.CertificateInsert | None = None,
+    ) -> None:
         async with self._lock:
+            # Every check before the first change: all or nothing, as one SQL transaction.
             if any(c.name == ca.name for c in self.cas.values()):
                 raise EngineError(ProblemKind.CONFLICT, f"a CA named {ca.name!r} already exists")
+            self._check_free(certificate)
             self.cas[ca.id] = ca
-            self._log(audit)
+            self._write(audit, certificate=certificate)
 
     async def update_ca(
-        self, ca: types.CA, *, expected_version: int, audit: types.AuditEvent
+        self,
+        ca: types.CA,
+        *,
+        expected_version: int,
+        audit: types.AuditEvent,
+        certificate: types.CertificateInsert | None = None,
+        revocation: types.CertificateRevocation | None = None,
     ) -> bool:
         async with self._lock:
             stored = self.cas.get(ca.id)
             if stored is None or stored.version != expected_version:
                 return False
+            if revocation is not None:
+                rec = revocation.record
+                current = self.certs.get((rec.ca_id, rec.serial))
+                if current is None or current.status is not types.CertStatus.VALID:
+                    return False
+            self._check_free(certificate)
             self.cas[ca.id] = replace(ca, version=expected_version + 1)
-            self._log(audit)
+            self._write(audit, certificate=certificate, revocation=revocation)
             return True
+
+    def _check_free(self, certificate: types.CertificateInsert | None) -> None:
+        """Raise ``SerialConflictError`` if ``certificate``'s (issuer, serial) is taken."""
+        if certificate is not None:
+            rec = certificate.record
+            if (rec.ca_id, rec.serial) in self.certs:
+                raise SerialConflictError(rec.serial_hex)
+
+    def _write(
+        self,
+        audit: types.AuditEvent,
+        *,
+        certificate: types.CertificateInsert | None = None,
+        revocation: types.CertificateRevocation | None = None,
+    ) -> None:
+        """Store a CA write's certificate changes and chain its records in the port's order."""
+        events = [audit]
+        if revocation is not None:
+            rec = revocation.record
+            self.certs[(rec.ca_id, rec.serial)] = replace(
+                self.certs[(rec.ca_id, rec.serial)],
+                status=types.CertStatus.REVOKED,
+                revoked_at=revocation.at,
+                revocation_reason=revocation.reason,
+            )
+            events.insert(0, revocation.audit)
+        if certificate is not None:
+            self.certs[(certificate.record.ca_id, certificate.record.serial)] = certificate.record
+            events.append(certificate.audit)
+        self.chain.append(events)
 
     async def replace_ca_key(
         self,

@@ -14,6 +14,7 @@ from typing import Any, cast
 import asyncpg
 from sqlalchemy import ColumnElement, Row, Select, Table, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.ca import audit as trail
 from server.ca import types
@@ -165,33 +166,56 @@ class SqlRepository:
         self._cert_batcher: GroupCommit[_CertRows] = GroupCommit(self._insert_certificates)
         self._status_reads: Batcher[_StatusKey, str | None] = Batcher(self._read_statuses)
 
-    async def add_ca(self, ca: types.CA, *, audit: types.AuditEvent) -> None:
-        try:
-            async with self._db.write() as conn:
+    async def add_ca(
+        self,
+        ca: types.CA,
+        *,
+        audit: types.AuditEvent,
+        certificate: types.CertificateInsert | None = None,
+    ) -> None:
+        async with self._db.write() as conn:
+            try:
                 await conn.execute(insert(_CA).values(**_ca_from_domain(ca)))
-                await audit_chain.append(conn, [audit])
-        except IntegrityError as exc:
-            raise EngineError(
-                ProblemKind.CONFLICT, f"a CA named {ca.name!r} already exists"
-            ) from exc
+            except IntegrityError as exc:
+                raise EngineError(
+                    ProblemKind.CONFLICT, f"a CA named {ca.name!r} already exists"
+                ) from exc
+            if certificate is not None:
+                await _insert_certificate(conn, certificate.record)
+            await audit_chain.append(conn, _chained(audit, certificate=certificate))
 
     async def update_ca(
-        self, ca: types.CA, *, expected_version: int, audit: types.AuditEvent
+        self,
+        ca: types.CA,
+        *,
+        expected_version: int,
+        audit: types.AuditEvent,
+        certificate: types.CertificateInsert | None = None,
+        revocation: types.CertificateRevocation | None = None,
     ) -> bool:
         values = _ca_from_domain(ca)
         values.pop("id")
         values["version"] = expected_version + 1
-        async with self._db.write() as conn:
-            # One statement checks and writes, so two nodes cannot both pass the check.
-            done = await conn.execute(
-                update(_CA)
-                .where(_CA.c.id == ca.id, _CA.c.version == expected_version)
-                .values(**values)
-            )
-            if done.rowcount != 1:
-                return False
-            await audit_chain.append(conn, [audit])
-            return True
+        try:
+            async with self._db.write() as conn:
+                # One statement checks and writes, so two nodes cannot both pass the check.
+                done = await conn.execute(
+                    update(_CA)
+                    .where(_CA.c.id == ca.id, _CA.c.version == expected_version)
+                    .values(**values)
+                )
+                if done.rowcount != 1:
+                    return False
+                if revocation is not None and not await _revoke(conn, revocation):
+                    raise _LostError  # rolls the CA write back with it
+                if certificate is not None:
+                    await _insert_certificate(conn, certificate.record)
+                await audit_chain.append(
+                    conn, _chained(audit, certificate=certificate, revocation=revocation)
+                )
+                return True
+        except _LostError:
+            return False
 
     async def replace_ca_key(
         self,
@@ -334,20 +358,7 @@ class SqlRepository:
     ) -> types.CertificateRecord | None:
         key = convert.serial_key(serial)
         async with self._db.write() as conn:
-            result = await conn.execute(
-                update(_CERT)
-                .where(
-                    _CERT.c.ca_id == ca_id,
-                    _CERT.c.serial == key,
-                    _CERT.c.status == str(types.CertStatus.VALID),
-                )
-                .values(
-                    status=str(types.CertStatus.REVOKED),
-                    revoked_at=at,
-                    revocation_reason=str(reason),
-                )
-            )
-            if result.rowcount != 1:
+            if not await _revoke_valid(conn, ca_id, key, at=at, reason=reason):
                 return None
             await audit_chain.append(conn, [audit])
             row = (await conn.execute(select_certificate(ca_id, key))).one()
@@ -450,6 +461,73 @@ class SqlRepository:
             result = await conn.execute(update(_META).where(_META.c.key == key).values(value=value))
             if result.rowcount == 0:
                 await conn.execute(insert(_META).values(key=key, value=value))
+
+
+class _LostError(Exception):
+    """Raised inside a write transaction to roll it back: a condition it checked failed."""
+
+
+def _chained(
+    audit: types.AuditEvent,
+    *,
+    certificate: types.CertificateInsert | None = None,
+    revocation: types.CertificateRevocation | None = None,
+) -> list[types.AuditEvent]:
+    """Return a CA write's audit records in the port's order: revocation, CA, certificate."""
+    return [
+        *([revocation.audit] if revocation is not None else []),
+        audit,
+        *([certificate.audit] if certificate is not None else []),
+    ]
+
+
+async def _insert_certificate(conn: AsyncConnection, record: types.CertificateRecord) -> None:
+    """Insert one certificate row in ``conn``'s transaction.
+
+    Raises:
+        SerialConflictError: (issuer, serial) is taken; the caller's transaction must end.
+    """
+    try:
+        await conn.execute(insert(_CERT).values(**_cert_from_domain(record)))
+    except IntegrityError as exc:
+        raise SerialConflictError(record.serial_hex) from exc
+
+
+async def _revoke(conn: AsyncConnection, revocation: types.CertificateRevocation) -> bool:
+    """Revoke ``revocation.record`` in ``conn``'s transaction; False if it is not VALID."""
+    record = revocation.record
+    return await _revoke_valid(
+        conn,
+        record.ca_id,
+        convert.serial_key(record.serial),
+        at=revocation.at,
+        reason=revocation.reason,
+    )
+
+
+async def _revoke_valid(
+    conn: AsyncConnection,
+    ca_id: types.CAId,
+    key: str,
+    *,
+    at: datetime,
+    reason: types.RevocationReason,
+) -> bool:
+    """Mark one certificate revoked if it is VALID; False (nothing changed) if it is not."""
+    result = await conn.execute(
+        update(_CERT)
+        .where(
+            _CERT.c.ca_id == ca_id,
+            _CERT.c.serial == key,
+            _CERT.c.status == str(types.CertStatus.VALID),
+        )
+        .values(
+            status=str(types.CertStatus.REVOKED),
+            revoked_at=at,
+            revocation_reason=str(reason),
+        )
+    )
+    return bool(result.rowcount == 1)
 
 
 def _filtered(stmt: Select[Any], query: types.CertQuery) -> Select[Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -300,11 +301,13 @@ class _BusyChild(MemoryRepository):
         self.name = name
         self.losses = 0
 
-    async def update_ca(self, ca: CA, *, expected_version: int, audit: AuditEvent) -> bool:
+    async def update_ca(
+        self, ca: CA, *, expected_version: int, audit: AuditEvent, **writes: Any
+    ) -> bool:
         if ca.name == self.name and audit.action == "ca.chain-update" and self.losses:
             self.losses -= 1
             return False
-        return await super().update_ca(ca, expected_version=expected_version, audit=audit)
+        return await super().update_ca(ca, expected_version=expected_version, audit=audit, **writes)
 
 
 async def test_renew_retries_a_child_chain_and_a_rerun_completes_one_that_gave_up(

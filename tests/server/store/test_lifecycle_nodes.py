@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -103,11 +104,13 @@ class _Interleaved(SqlRepository):
         self._left = n
         self._between = between
 
-    async def update_ca(self, ca: CA, *, expected_version: int, audit: AuditEvent) -> bool:
+    async def update_ca(
+        self, ca: CA, *, expected_version: int, audit: AuditEvent, **writes: Any
+    ) -> bool:
         self._left -= 1
         if self._left == 0:
             await self._between()
-        return await super().update_ca(ca, expected_version=expected_version, audit=audit)
+        return await super().update_ca(ca, expected_version=expected_version, audit=audit, **writes)
 
 
 async def _stored(node: api.CAEngine, name: str) -> CAStatus:
