@@ -162,8 +162,8 @@ class Repository(Protocol):
         """Mark a valid certificate revoked; None if it was not VALID (or is absent)."""
         ...
 
-    async def add_crl(self, crl: types.CrlRecord) -> None:
-        """Keep a generated CRL."""
+    async def add_crl(self, crl: types.CrlRecord, *, audit: types.AuditEvent) -> None:
+        """Keep a generated CRL and its audit record, in one transaction."""
         ...
 
     async def latest_crl(self, ca_id: types.CAId) -> types.CrlRecord | None:

@@ -229,8 +229,10 @@ class MemoryRepository:
             self._log(audit)
             return updated
 
-    async def add_crl(self, crl: types.CrlRecord) -> None:
-        self.crls.append(crl)
+    async def add_crl(self, crl: types.CrlRecord, *, audit: types.AuditEvent) -> None:
+        async with self._lock:
+            self.crls.append(crl)
+            self._log(audit)
 
     async def latest_crl(self, ca_id: types.CAId) -> types.CrlRecord | None:
         mine = [c for c in self.crls if c.ca_id == ca_id]

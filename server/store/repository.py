@@ -364,7 +364,7 @@ class SqlRepository:
             row = (await conn.execute(select_certificate(ca_id, key))).one()
         return _cert_to_domain(row)
 
-    async def add_crl(self, crl: types.CrlRecord) -> None:
+    async def add_crl(self, crl: types.CrlRecord, *, audit: types.AuditEvent) -> None:
         async with self._db.write() as conn:
             await conn.execute(
                 insert(_CRL).values(
@@ -375,6 +375,7 @@ class SqlRepository:
                     der=crl.der,
                 )
             )
+            await audit_chain.append(conn, [audit])
 
     async def latest_crl(self, ca_id: types.CAId) -> types.CrlRecord | None:
         row = await self._db.fetch_first(select_latest_crl(ca_id))

@@ -150,18 +150,19 @@ class CrlPublisher:
             next_update=next_update,
             der=der,
         )
-        await self._repo.add_crl(record)
-        await self._store.clear_crl_dirty(ca.id, up_to=started)
-        await self._repo.add_audit(
-            AuditEvent(
+        # The CRL and its record commit together: no published CRL goes unaudited.
+        await self._repo.add_crl(
+            record,
+            audit=AuditEvent(
                 at=started,
                 actor=actor,
                 action="crl.generate",
                 target=ca.name,
                 detail={"number": str(number), "entries": str(len(entries))},
                 source=source,
-            )
+            ),
         )
+        await self._store.clear_crl_dirty(ca.id, up_to=started)
         self._latest[ca.id] = (time.monotonic(), record)
         log.info("CRL %d of CA %s: %d entries", number, ca.name, len(entries))
         return record

@@ -316,3 +316,24 @@ async def test_memory_port(check: Check) -> None:
 @pytest.mark.parametrize("check", PORT_CHECKS)
 async def test_sql_port(check: Check, database: Database) -> None:
     await check(SqlRepository(database))
+
+
+async def test_a_crl_and_its_audit_record_commit_together(database: Database) -> None:
+    repo = SqlRepository(database)
+    engine, _ = await _tree(repo)
+    issuing = await _ca(repo, "issuing")
+    now = datetime.now(UTC)
+    crl = types.CrlRecord(ca_id=issuing.id, number=1, this_update=now, next_update=now, der=b"crl")
+    record = AuditEvent(at=now, actor="system:crl", action="crl.generate", target="issuing")
+    before = await _state(repo)
+    with _failing(database, "INSERT INTO AUDIT_LOG"), pytest.raises(_InjectedError):
+        await repo.add_crl(crl, audit=record)
+    assert await repo.latest_crl(issuing.id) is None
+    assert await _state(repo) == before
+    await repo.add_crl(crl, audit=record)
+    assert await repo.latest_crl(issuing.id) == crl
+    assert (await repo.audit_page(after_seq=len(before.audit), limit=10))[0].action == (
+        "crl.generate"
+    )
+    verified = await engine.verify_audit()
+    assert verified.broken is None

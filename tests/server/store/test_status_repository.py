@@ -172,6 +172,7 @@ async def test_latest_crl_info(database: Database) -> None:
                 this_update=T0 + timedelta(hours=n),
                 next_update=T0 + timedelta(days=1),
                 der=b"crl",
-            )
+            ),
+            audit=AuditEvent(at=T0, actor="test", action="crl.generate", target="ca"),
         )
     assert await store.latest_crl_info(CA) == (2, T0 + timedelta(hours=2))
