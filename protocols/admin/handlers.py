@@ -45,6 +45,7 @@ __all__ = [
     "get_label",
     "issue",
     "issue_dac",
+    "issue_dacs",
     "issue_noc",
     "list_audit",
     "list_cas",
@@ -124,6 +125,7 @@ async def create_root(request: web.Request) -> web.Response:
         days=req.days,
         path_length=req.path_length,
         mode=req.mode,
+        options=req.options,
     )
     body = messages.ca_to_wire(view)
     return _json(body, status=201, headers={"Location": links.ca_url(view.ca.name)})
@@ -151,7 +153,7 @@ async def activate_import(request: web.Request) -> web.Response:
 async def create_subordinate(request: web.Request) -> web.Response:
     """POST /cas/{ca}/subordinates: a CA signed by {ca}."""
     service, who = await _who(request)
-    req = messages.parse_create_ca(await _body(request))
+    req = messages.parse_create_ca(await _body(request), subordinate=True)
     view = await service.create_subordinate(
         who,
         request.match_info["ca"],
@@ -160,6 +162,7 @@ async def create_subordinate(request: web.Request) -> web.Response:
         days=req.days,
         path_length=req.path_length,
         mode=req.mode,
+        options=req.options,
     )
     body = messages.ca_to_wire(view)
     return _json(body, status=201, headers={"Location": links.ca_url(view.ca.name)})
@@ -211,7 +214,12 @@ async def issue(request: web.Request) -> web.Response:
     service, who = await _who(request)
     req = messages.parse_issue(await _body(request))
     issued = await service.issue(
-        who, request.match_info["ca"], req.csr, profile=req.profile, days=req.days
+        who,
+        request.match_info["ca"],
+        req.csr,
+        profile=req.profile,
+        days=req.days,
+        hours=req.hours,
     )
     return _issued(issued)
 
@@ -437,7 +445,9 @@ async def create_paa(request: web.Request) -> web.Response:
     """POST /matter/paa: a Product Attestation Authority (unscoped owners; Matter Core §6.2)."""
     service, who = await _who(request)
     req = messages.parse_matter_ca(await _body(request), ids=("vid",))
-    ca = await service.matter.create_paa(who, req.name, vid=req.ids["vid"], days=req.days)
+    ca = await service.matter.create_paa(
+        who, req.name, vid=req.ids["vid"], days=req.days, key_backend=req.key_backend
+    )
     return await _matter_ca_created(service, ca)
 
 
@@ -446,7 +456,12 @@ async def create_rcac(request: web.Request) -> web.Response:
     service, who = await _who(request)
     req = messages.parse_matter_ca(await _body(request), ids=("fabric_id", "rcac_id"))
     ca = await service.matter.create_rcac(
-        who, req.name, fabric_id=req.ids["fabric_id"], rcac_id=req.ids["rcac_id"], days=req.days
+        who,
+        req.name,
+        fabric_id=req.ids["fabric_id"],
+        rcac_id=req.ids["rcac_id"],
+        days=req.days,
+        key_backend=req.key_backend,
     )
     return await _matter_ca_created(service, ca)
 
@@ -462,6 +477,7 @@ async def create_pai(request: web.Request) -> web.Response:
         vid=req.ids["vid"],
         pid=req.ids["pid"],
         days=req.days,
+        key_backend=req.key_backend,
     )
     return await _matter_ca_created(service, ca)
 
@@ -477,6 +493,7 @@ async def create_icac(request: web.Request) -> web.Response:
         fabric_id=req.ids["fabric_id"],
         icac_id=req.ids["icac_id"],
         days=req.days,
+        key_backend=req.key_backend,
     )
     return await _matter_ca_created(service, ca)
 
@@ -504,6 +521,16 @@ async def issue_dac(request: web.Request) -> web.Response:
         days=req.days,
     )
     return _issued(issued)
+
+
+async def issue_dacs(request: web.Request) -> web.Response:
+    """POST /cas/{ca}/matter/dacs: one DAC per CSR (at most MAX_DAC_BATCH) under the PAI {ca}."""
+    service, who = await _who(request)
+    req = messages.parse_dac_batch(await _body(request))
+    creds, pai = await service.matter.issue_dacs(
+        who, request.match_info["ca"], req.csrs, vid=req.vid, pid=req.pid, days=req.days
+    )
+    return _json(messages.dac_batch_to_wire(creds, pai), status=201)
 
 
 async def issue_noc(request: web.Request) -> web.Response:

@@ -46,6 +46,7 @@ __all__ = [
     "MAX_LIMIT",
     "PEM_CHAIN",
     "CreateCA",
+    "DacBatchRequest",
     "ImportRequest",
     "IssueRequest",
     "MatterCARequest",
@@ -57,6 +58,7 @@ __all__ = [
     "ca_to_wire",
     "certificate_to_wire",
     "crl_to_wire",
+    "dac_batch_to_wire",
     "decode_cursor",
     "directory_to_wire",
     "eab_key_to_wire",
@@ -66,6 +68,7 @@ __all__ = [
     "parse_activate",
     "parse_audit_query",
     "parse_create_ca",
+    "parse_dac_batch",
     "parse_directory",
     "parse_eab_revoke",
     "parse_import",
@@ -174,26 +177,57 @@ def _enum(value: object, kind: type[_E], key: str) -> _E:
 
 @dataclass(frozen=True, slots=True)
 class CreateCA:
-    """A new root or subordinate CA."""
+    """A new root or subordinate CA (``options``: what else ``ca create-*`` takes)."""
 
     name: str
     key_algorithm: KeyAlgorithm
     days: int | None
     path_length: int | None
     mode: CAMode
+    options: admin_api.CAOptions
 
 
-def parse_create_ca(body: Mapping[str, Any]) -> CreateCA:
-    """Parse ``POST /cas`` and ``POST /cas/{ca}/subordinates``."""
-    _only(body, {"name", "key_type", "days", "path_length", "mode"})
+_CA_FIELDS: Final = frozenset(
+    {"name", "key_type", "days", "path_length", "mode", "subject"}
+    | {"permit_dns", "permit_ip", "key_backend"}
+)
+# Only a subordinate has an identifier policy of its own and a revocation choice.
+_SUB_FIELDS: Final = frozenset({"allow_dns", "allow_ip", "publish_revocation"})
+
+
+def parse_create_ca(body: Mapping[str, Any], *, subordinate: bool = False) -> CreateCA:
+    """Parse ``POST /cas`` or (``subordinate``) ``POST /cas/{ca}/subordinates``.
+
+    The subject, name constraints and networks are checked by the engine as the
+    CLI's are (MALFORMED); here their shape and size.
+    """
+    _only(body, set(_CA_FIELDS | (_SUB_FIELDS if subordinate else frozenset())))
     key = body.get("key_type", str(KeyAlgorithm.EC_P256))
     mode = body.get("mode", str(CAMode.GENERAL))
+    subject = _str(body, "subject")
+    if subject is not None and len(subject) > _MAX_SUBJECT:
+        raise _bad(f"subject must be at most {_MAX_SUBJECT} characters")
+    backend = _str(body, "key_backend")
+    if backend is not None and backend not in admin_api.KEY_BACKENDS:
+        raise _bad(f"key_backend must be one of {', '.join(sorted(admin_api.KEY_BACKENDS))}")
+    publish = body.get("publish_revocation")
+    if publish is not None and not isinstance(publish, bool):
+        raise _bad("publish_revocation must be true or false")
     return CreateCA(
         name=_str(body, "name", required=True) or "",
         key_algorithm=_enum(key, KeyAlgorithm, "key_type"),
         days=_int(body, "days", low=1, high=admin_api.MAX_DAYS),
         path_length=_int(body, "path_length", low=0, high=4),
         mode=_enum(mode, CAMode, "mode"),
+        options=admin_api.CAOptions(
+            subject=subject,
+            permit_dns=_strs(body, "permit_dns") or (),
+            permit_ip=_strs(body, "permit_ip") or (),
+            key_backend=backend,
+            allow_dns=_strs(body, "allow_dns") or (),
+            allow_ip=tuple(str(n) for n in _networks(body, "allow_ip") or ()),
+            publish_revocation=publish,
+        ),
     )
 
 
@@ -251,11 +285,12 @@ class IssueRequest:
     csr: bytes
     profile: str
     days: int | None
+    hours: int | None = None
 
 
 def parse_issue(body: Mapping[str, Any]) -> IssueRequest:
-    """Parse an issuance request (the CSR is checked by the engine)."""
-    _only(body, {"csr", "profile", "days"})
+    """Parse an issuance request (the CSR is checked by the engine); ``days`` or ``hours``."""
+    _only(body, {"csr", "profile", "days", "hours"})
     csr = _str(body, "csr", required=True) or ""
     if len(csr) > _MAX_CSR or not csr.lstrip().startswith("-----BEGIN CERTIFICATE REQUEST-----"):
         raise _bad("csr must be a PEM certificate request")
@@ -263,6 +298,7 @@ def parse_issue(body: Mapping[str, Any]) -> IssueRequest:
         csr=csr.encode(),
         profile=_str(body, "profile") or "tls-server",
         days=_int(body, "days", low=1, high=admin_api.MAX_DAYS),
+        hours=_int(body, "hours", low=1, high=admin_api.MAX_HOURS),
     )
 
 
@@ -422,6 +458,39 @@ def _networks(
         raise _bad(f"{key} must be a list of IP ranges (CIDR)") from None
 
 
+_MAX_OID: Final = 128
+_MAX_OID_VALUES: Final = 16
+
+
+def _oid(value: object) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= _MAX_OID:
+        raise _bad(f"csrattrs: an OID is a dotted string of at most {_MAX_OID} characters")
+    return value
+
+
+def _csrattrs(body: Mapping[str, Any]) -> tuple[est_api.CsrAttr, ...] | None:
+    """Return ``csrattrs`` (RFC 7030 §4.5.2): None derives them from the profile.
+
+    Each item is ``{"oid": "1.2.840.113549.1.9.7"}`` (a bare OID) or an attribute
+    with OID values, ``{"oid": ..., "values": [...]}``: ``--csrattr OID=V1,V2``.
+    The engine checks every OID.
+    """
+    value = body.get("csrattrs")
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > _MAX_ITEMS:
+        raise _bad(f"csrattrs must be a list of at most {_MAX_ITEMS} objects")
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or not set(item) <= {"oid", "values"} or "oid" not in item:
+            raise _bad('csrattrs items are {"oid": ..., "values": [...]}')
+        values = item.get("values", [])
+        if not isinstance(values, list) or len(values) > _MAX_OID_VALUES:
+            raise _bad(f"csrattrs values must be a list of at most {_MAX_OID_VALUES} OIDs")
+        out.append(est_api.CsrAttr(oid=_oid(item["oid"]), values=tuple(_oid(v) for v in values)))
+    return tuple(out)
+
+
 def parse_label(body: Mapping[str, Any]) -> est_api.EstLabel:
     """Parse ``POST /est/labels`` (the name policy as ``privca est label add`` takes it)."""
     _only(
@@ -434,6 +503,7 @@ def parse_label(body: Mapping[str, Any]) -> est_api.EstLabel:
             "trust_anchors",
             "approval_required",
             "allow_subject_change",
+            "csrattrs",
             "allow_dns",
             "allow_wildcard",
             "allow_ip",
@@ -457,6 +527,7 @@ def parse_label(body: Mapping[str, Any]) -> est_api.EstLabel:
         trust_anchors_pem=anchors.encode(),
         approval_required=_bool(body, "approval_required"),
         allow_subject_change=_bool(body, "allow_subject_change"),
+        csrattrs=_csrattrs(body),
         dns_suffixes=_strs(body, "allow_dns") or (),
         allow_wildcard=_bool(body, "allow_wildcard"),
         ip_ranges=_networks(body, "allow_ip") or (),
@@ -468,25 +539,11 @@ def parse_label(body: Mapping[str, Any]) -> est_api.EstLabel:
 
 
 def label_to_wire(view: admin_api.LabelView) -> dict[str, Any]:
-    """Return an EST label as JSON (trust anchors as a count, as the CLI lists them)."""
+    """Return an EST label as JSON: ``privca est label list --json``'s, plus its CA and link."""
     lb = view.label
     return {
-        "name": lb.name,
-        "ca": lb.ca,
+        **est_api.label_json(lb),
         "issuing_ca": view.issuing_ca.name if view.issuing_ca is not None else None,
-        "profile": lb.profile,
-        "auth": sorted(str(m) for m in lb.auth_modes),
-        "trust_anchors": lb.trust_anchors_pem.count(b"-----BEGIN CERTIFICATE"),
-        "approval_required": lb.approval_required,
-        "allow_subject_change": lb.allow_subject_change,
-        "allow_dns": list(lb.dns_suffixes),
-        "allow_wildcard": lb.allow_wildcard,
-        "allow_ip": [str(n) for n in lb.ip_ranges],
-        "allow_uri": list(lb.uri_patterns),
-        "allow_email": list(lb.email_domains),
-        "subject": list(lb.subject_patterns),
-        "max_days": lb.max_days,
-        "source": lb.source,
         "links": {"self": links.label_url(lb.name)},
     }
 
@@ -640,15 +697,20 @@ class MatterCARequest:
     name: str
     ids: dict[str, int | None]
     days: int | None
+    key_backend: str | None = None
 
 
 def parse_matter_ca(body: Mapping[str, Any], *, ids: tuple[str, ...]) -> MatterCARequest:
     """Parse a PAA/PAI/RCAC/ICAC creation carrying the hex identifiers ``ids``."""
-    _only(body, {"name", "days", *ids})
+    _only(body, {"name", "days", "key_backend", *ids})
+    backend = _str(body, "key_backend")
+    if backend is not None and backend not in admin_api.KEY_BACKENDS:
+        raise _bad(f"key_backend must be one of {', '.join(sorted(admin_api.KEY_BACKENDS))}")
     return MatterCARequest(
         name=_str(body, "name", required=True) or "",
         ids={key: _hex(body, key) for key in ids},
         days=_int(body, "days", low=1, high=admin_api.MAX_DAYS),
+        key_backend=backend,
     )
 
 
@@ -678,6 +740,60 @@ def parse_matter_leaf(body: Mapping[str, Any], *, ids: tuple[str, ...]) -> Matte
         cats=tuple(matter_api.parse_hex_id(c, digits=8, what="cat") for c in cats),
         days=_int(body, "days", low=1, high=admin_api.MAX_DAYS),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DacBatchRequest:
+    """``POST /cas/{ca}/matter/dacs``: CSRs (at most ``MAX_DAC_BATCH``) for one VID/PID."""
+
+    csrs: tuple[bytes, ...]
+    vid: int
+    pid: int
+    days: int | None
+
+
+def parse_dac_batch(body: Mapping[str, Any]) -> DacBatchRequest:
+    """Parse a bulk DAC request (``privca matter dac issue --csr-dir``; CSRs checked by the
+    engine, every one before any DAC is issued)."""
+    _only(body, {"csrs", "vid", "pid", "days"})
+    csrs = body.get("csrs")
+    # How many: the engine's limit (MAX_DAC_BATCH), checked there.
+    if not isinstance(csrs, list):
+        raise _bad("csrs must be a list of PEM certificate requests")
+    for csr in csrs:
+        if (
+            not isinstance(csr, str)
+            or len(csr) > _MAX_CSR
+            or not csr.lstrip().startswith("-----BEGIN CERTIFICATE REQUEST-----")
+        ):
+            raise _bad("csrs must be PEM certificate requests")
+    vid, pid = _hex(body, "vid"), _hex(body, "pid")
+    if vid is None or pid is None:
+        raise _bad("vid and pid are required")
+    return DacBatchRequest(
+        csrs=tuple(c.encode() for c in csrs),
+        vid=vid,
+        pid=pid,
+        days=_int(body, "days", low=1, high=admin_api.MAX_DAYS),
+    )
+
+
+def dac_batch_to_wire(
+    creds: list[matter_api.DeviceCredential], pai: x509.Certificate
+) -> dict[str, Any]:
+    """Return issued DACs in request order, each with its serial, PEM and link, and the PAI."""
+    return {
+        "pai": pai.public_bytes(serialization.Encoding.PEM).decode(),
+        "items": [
+            {
+                "serial": c.record.serial_hex,
+                "subject": c.record.subject,
+                "certificate": c.certificate.public_bytes(serialization.Encoding.PEM).decode(),
+                "links": {"self": links.certificate_url(c.record.serial_hex, c.record.ca_id)},
+            }
+            for c in creds
+        ],
+    }
 
 
 # ---------------------------------------------------------------------- audit

@@ -36,6 +36,45 @@ _STRINGS: Final = {
 _VID: Final = {"type": "string", "pattern": "^[0-9A-Fa-f]{1,4}$", "description": "hex"}
 _ID64: Final = {"type": "string", "pattern": "^[0-9A-Fa-f]{1,16}$", "description": "hex"}
 _NULLABLE_STRINGS: Final = {"type": ["array", "null"], "items": {"type": "string"}}
+_KEY_BACKEND: Final = {
+    "type": "string",
+    "enum": sorted(admin_api.KEY_BACKENDS),
+    "description": "where the CA key lives (default: the server's default backend); "
+    "a backend this server has not configured is a 400",
+}
+_OID: Final = {"type": "string", "pattern": "^[0-2](\\.[0-9]+)+$", "maxLength": 128}
+_CSR_ATTR: Final = {
+    "type": "object",
+    "properties": {"oid": _OID, "values": {"type": "array", "maxItems": 16, "items": _OID}},
+    "required": ["oid"],
+    "additionalProperties": False,
+}
+_CA_CREATE: Final = {
+    "name": _CA_REF,
+    "key_type": {"type": "string", "enum": list(KeyAlgorithm)},
+    "days": _DAYS,
+    "path_length": {"type": "integer", "minimum": 0, "maximum": 4},
+    "mode": {"type": "string", "enum": list(CAMode)},
+    "subject": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 1024,
+        "description": "RFC 4514 DN (default CN=<name>)",
+    },
+    "permit_dns": {
+        "type": "array",
+        "maxItems": 64,
+        "items": {"type": "string", "minLength": 1, "maxLength": 253},
+        "description": "NameConstraints: permitted DNS subtrees",
+    },
+    "permit_ip": {
+        "type": "array",
+        "maxItems": 64,
+        "items": {"type": "string", "minLength": 1, "maxLength": 253},
+        "description": "NameConstraints: permitted IP networks (CIDR)",
+    },
+    "key_backend": _KEY_BACKEND,
+}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -103,13 +142,16 @@ _SCHEMAS: Final[dict[str, Any]] = {
         }
     ),
     "CAList": _object({"items": {"type": "array", "items": _ref("CA")}}),
-    "CreateCA": _object(
+    "CreateRoot": _object(_CA_CREATE, required=["name"]),
+    "CreateSubordinate": _object(
         {
-            "name": _CA_REF,
-            "key_type": {"type": "string", "enum": list(KeyAlgorithm)},
-            "days": _DAYS,
-            "path_length": {"type": "integer", "minimum": 0, "maximum": 4},
-            "mode": {"type": "string", "enum": list(CAMode)},
+            **_CA_CREATE,
+            "allow_dns": {**_STRINGS, "description": "identifier policy: DNS suffixes"},
+            "allow_ip": {**_STRINGS, "description": "identifier policy: IP networks (CIDR)"},
+            "publish_revocation": {
+                "type": "boolean",
+                "description": "CDP/OCSP URLs in leaves (default: true unless short-lived)",
+            },
         },
         required=["name"],
     ),
@@ -150,6 +192,12 @@ _SCHEMAS: Final[dict[str, Any]] = {
             "csr": {"type": "string", "description": "PEM PKCS#10 request"},
             "profile": {"type": "string", "default": "tls-server"},
             "days": _DAYS,
+            "hours": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": admin_api.MAX_HOURS,
+                "description": "lifetime in hours (not with days)",
+            },
         },
         required=["csr"],
     ),
@@ -198,6 +246,11 @@ _SCHEMAS: Final[dict[str, Any]] = {
             "trust_anchors": {"type": "integer", "minimum": 0},
             "approval_required": {"type": "boolean"},
             "allow_subject_change": {"type": "boolean"},
+            "csrattrs": {
+                "type": ["array", "null"],
+                "items": _CSR_ATTR,
+                "description": "null: derived from the profile",
+            },
             "allow_dns": {"type": "array", "items": {"type": "string"}},
             "allow_wildcard": {"type": "boolean"},
             "allow_ip": {"type": "array", "items": {"type": "string"}},
@@ -226,6 +279,13 @@ _SCHEMAS: Final[dict[str, Any]] = {
             },
             "approval_required": {"type": "boolean"},
             "allow_subject_change": {"type": "boolean"},
+            "csrattrs": {
+                "type": "array",
+                "maxItems": 64,
+                "items": _CSR_ATTR,
+                "description": "what GET csrattrs answers (RFC 7030 §4.5.2): bare OIDs, or "
+                "attributes with OID values (default: derived from the profile)",
+            },
             "allow_dns": _STRINGS,
             "allow_wildcard": {"type": "boolean"},
             "allow_ip": {**_STRINGS, "description": "CIDR ranges"},
@@ -328,15 +388,63 @@ _SCHEMAS: Final[dict[str, Any]] = {
             "deactivated_accounts": {"type": "array", "items": {"type": "string"}},
         }
     ),
-    "CreatePaa": _object({"name": _CA_REF, "vid": _VID, "days": _DAYS}, required=["name"]),
+    "CreatePaa": _object(
+        {"name": _CA_REF, "vid": _VID, "days": _DAYS, "key_backend": _KEY_BACKEND},
+        required=["name"],
+    ),
     "CreatePai": _object(
-        {"name": _CA_REF, "vid": _VID, "pid": _VID, "days": _DAYS}, required=["name", "vid"]
+        {"name": _CA_REF, "vid": _VID, "pid": _VID, "days": _DAYS, "key_backend": _KEY_BACKEND},
+        required=["name", "vid"],
     ),
     "CreateRcac": _object(
-        {"name": _CA_REF, "fabric_id": _ID64, "rcac_id": _ID64, "days": _DAYS}, required=["name"]
+        {
+            "name": _CA_REF,
+            "fabric_id": _ID64,
+            "rcac_id": _ID64,
+            "days": _DAYS,
+            "key_backend": _KEY_BACKEND,
+        },
+        required=["name"],
     ),
     "CreateIcac": _object(
-        {"name": _CA_REF, "fabric_id": _ID64, "icac_id": _ID64, "days": _DAYS}, required=["name"]
+        {
+            "name": _CA_REF,
+            "fabric_id": _ID64,
+            "icac_id": _ID64,
+            "days": _DAYS,
+            "key_backend": _KEY_BACKEND,
+        },
+        required=["name"],
+    ),
+    "IssueDacs": _object(
+        {
+            "csrs": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": admin_api.MAX_DAC_BATCH,
+                "items": {"type": "string", "description": "PEM PKCS#10 request (P-256)"},
+            },
+            "vid": _VID,
+            "pid": _VID,
+            "days": _DAYS,
+        },
+        required=["csrs", "vid", "pid"],
+    ),
+    "DacBatch": _object(
+        {
+            "pai": {"type": "string", "description": "the PAI certificate (PEM)"},
+            "items": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "serial": {"type": "string"},
+                        "subject": {"type": "string"},
+                        "certificate": {"type": "string", "description": "the DAC (PEM)"},
+                        "links": _ref("Links"),
+                    }
+                ),
+            },
+        }
     ),
     "IssueDac": _object(
         {
@@ -512,7 +620,7 @@ _PATHS: Final[dict[str, Any]] = {
             "createRoot",
             "Create a root CA (unscoped owners)",
             {"201": _json("CA", "created")},
-            body="CreateCA",
+            body="CreateRoot",
         ),
     },
     "/cas/imports": {
@@ -548,7 +656,7 @@ _PATHS: Final[dict[str, Any]] = {
             "createSubordinate",
             "Create a CA under {ca} (owners)",
             {"201": _json("CA", "created")},
-            body="CreateCA",
+            body="CreateSubordinate",
             parameters=_CA_PARAM,
         )
     },
@@ -850,6 +958,16 @@ _PATHS: Final[dict[str, Any]] = {
             "Issue a DAC under the PAI {ca} (issuers); DAC and PAI in PEM",
             {"201": _pem("issued certificate chain")},
             body="IssueDac",
+            parameters=_CA_PARAM,
+        )
+    },
+    "/cas/{ca}/matter/dacs": {
+        "post": _op(
+            "issueDacs",
+            f"Issue one DAC per CSR (1..{admin_api.MAX_DAC_BATCH}) under the PAI {{ca}} "
+            "(issuers); every CSR is checked before any DAC is issued",
+            {"201": _json("DacBatch", "the DACs, in request order, and the PAI")},
+            body="IssueDacs",
             parameters=_CA_PARAM,
         )
     },

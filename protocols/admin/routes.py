@@ -72,6 +72,7 @@ ROUTES: Final[tuple[tuple[str, str, _View], ...]] = (
     ("POST", "/cas/{ca}/matter/pai", handlers.create_pai),
     ("POST", "/cas/{ca}/matter/icac", handlers.create_icac),
     ("POST", "/cas/{ca}/matter/dac", handlers.issue_dac),
+    ("POST", "/cas/{ca}/matter/dacs", handlers.issue_dacs),
     ("POST", "/cas/{ca}/matter/noc", handlers.issue_noc),
     ("GET", "/audit", handlers.list_audit),
     ("GET", "/audit/export", handlers.export_audit),

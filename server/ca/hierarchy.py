@@ -9,6 +9,7 @@ Must not import aiohttp, josepy or sqlalchemy.
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import replace
@@ -49,11 +50,17 @@ __all__ = [
     "new_active_ca",
     "new_ca_id",
     "path_length_of",
+    "permitted_subtrees",
     "verify_import",
 ]
 
 MAX_TIERS: Final = 5
 _CA_BACKDATE: Final = timedelta(minutes=5)
+# A dNSName subtree (RFC 5280 §4.2.1.10): LDH labels (A-labels for IDNs), optionally with a
+# leading dot as some implementations write it.
+_DNS_SUBTREE: Final = re.compile(
+    r"^\.?(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$"
+)
 
 
 def new_ca_id() -> CAId:
@@ -109,6 +116,30 @@ def child_path_length(
             ProblemKind.POLICY, f"pathLenConstraint {requested} not allowed here (0..{allowed})"
         )
     return requested
+
+
+def permitted_subtrees(dns: Sequence[str], networks: Sequence[str]) -> x509.NameConstraints | None:
+    """Return NameConstraints permitting ``dns`` subtrees and IP ``networks`` (None: neither).
+
+    Raises:
+        EngineError: MALFORMED for a value that is no DNS name or no IP network (CIDR,
+            host bits clear).
+    """
+    permitted: list[x509.GeneralName] = []
+    for name in dns:
+        if len(name) > 253 or not _DNS_SUBTREE.match(name):
+            raise EngineError(ProblemKind.MALFORMED, f"{name!r} is not a DNS name constraint")
+        permitted.append(x509.DNSName(name))
+    for net in networks:
+        try:
+            permitted.append(x509.IPAddress(ipaddress.ip_network(net)))
+        except ValueError as exc:
+            raise EngineError(
+                ProblemKind.MALFORMED, f"{net!r} is not an IP network constraint (CIDR)"
+            ) from exc
+    if not permitted:
+        return None
+    return x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=None)
 
 
 def load_pem_chain(data: bytes) -> list[x509.Certificate]:

@@ -57,31 +57,7 @@ async def _label_add(s: Services, a: argparse.Namespace) -> int:
 async def _label_list(s: Services, a: argparse.Namespace) -> int:
     labels = await build_est_service(s).list_labels()
     if a.json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "name": lb.name,
-                        "ca": lb.ca,
-                        "profile": lb.profile,
-                        "auth": sorted(str(m) for m in lb.auth_modes),
-                        "trust_anchors": lb.trust_anchors_pem.count(b"-----BEGIN CERTIFICATE"),
-                        "approval_required": lb.approval_required,
-                        "allow_subject_change": lb.allow_subject_change,
-                        "allow_dns": list(lb.dns_suffixes),
-                        "allow_wildcard": lb.allow_wildcard,
-                        "allow_ip": [str(n) for n in lb.ip_ranges],
-                        "allow_uri": list(lb.uri_patterns),
-                        "allow_email": list(lb.email_domains),
-                        "subject": list(lb.subject_patterns),
-                        "max_days": lb.max_days,
-                        "source": lb.source,
-                    }
-                    for lb in labels
-                ],
-                indent=2,
-            )
-        )
+        print(json.dumps([est_api.label_json(lb) for lb in labels], indent=2))
         return 0
     print(
         f"{'LABEL':<20} {'CA':<12} {'PROFILE':<12} {'AUTH':<12} {'APPROVAL':<9} {'SOURCE':<9} "

@@ -22,7 +22,7 @@ from typing import Final, TypeAlias
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from server.ca import issuance
+from server.ca import hierarchy, issuance
 from server.ca.errors import EngineError
 from server.ca.types import CAMode, KeyAlgorithm, Principal
 from server.wiring import Services
@@ -99,14 +99,12 @@ def lifetime(args: argparse.Namespace) -> timedelta | None:
 
 
 def name_constraints(args: argparse.Namespace) -> x509.NameConstraints | None:
-    """Return the permitted subtrees of ``--permit-dns``/``--permit-ip``, None if none."""
-    permitted: list[x509.GeneralName] = [x509.DNSName(d) for d in args.permit_dns or []]
-    permitted += [x509.IPAddress(ipaddress.ip_network(n)) for n in args.permit_ip or []]
-    return (
-        x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=None)
-        if permitted
-        else None
-    )
+    """Return the permitted subtrees of ``--permit-dns``/``--permit-ip``, None if none.
+
+    Raises:
+        EngineError: MALFORMED for a value that is no DNS name or IP network.
+    """
+    return hierarchy.permitted_subtrees(args.permit_dns or (), args.permit_ip or ())
 
 
 def pem(certs: Sequence[x509.Certificate]) -> str:

@@ -20,10 +20,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Final
 
 from cryptography import x509
 
-from server.ca import grants, issuance, lifecycle
+from server.ca import grants, hierarchy, issuance, lifecycle
 from server.ca.acme import api as acme_api
 from server.ca.admin import roles
 from server.ca.admin.acme import AcmeAdmin, EabKeys
@@ -54,7 +55,31 @@ from server.ca.types import (
     RevocationReason,
 )
 
-__all__ = ["ANONYMOUS", "AdminService", "CAView"]
+__all__ = ["ANONYMOUS", "AdminService", "CAOptions", "CAView"]
+
+
+@dataclass(frozen=True, slots=True)
+class CAOptions:
+    """What ``ca create-root``/``create-sub`` take beyond name, key type, days, path, mode.
+
+    ``subject``: an RFC 4514 DN (None: ``CN=<name>``); ``permit_dns``/``permit_ip``:
+    NameConstraints permitted subtrees; ``key_backend``: a backend name the front end
+    took from ``KEY_BACKENDS`` (None: the default; the engine refuses one this server
+    has not configured). Subordinates only (a root ignores them): ``allow_dns``/
+    ``allow_ip`` (the CA's identifier policy, checked at issuance) and
+    ``publish_revocation`` (None: the mode's default).
+    """
+
+    subject: str | None = None
+    permit_dns: tuple[str, ...] = ()
+    permit_ip: tuple[str, ...] = ()
+    key_backend: str | None = None
+    allow_dns: tuple[str, ...] = ()
+    allow_ip: tuple[str, ...] = ()
+    publish_revocation: bool | None = None
+
+
+_NO_OPTIONS: Final = CAOptions()
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,11 +352,13 @@ class AdminService:
         days: int | None,
         path_length: int | None,
         mode: CAMode,
+        options: CAOptions = _NO_OPTIONS,
     ) -> CAView:
-        """Create a root CA (unscoped owners only).
+        """Create a root CA (unscoped owners), as ``privca ca create-root`` does.
 
         Raises:
-            EngineError: UNAUTHORIZED, MALFORMED, CONFLICT, POLICY.
+            EngineError: UNAUTHORIZED, MALFORMED (subject, name constraints, key backend
+                not configured), CONFLICT, POLICY.
         """
         await self._authorize(who, Permission.CREATE_ROOT, None, target=name)
         ca = await self._engine.create_root(
@@ -341,6 +368,9 @@ class AdminService:
             lifetime=_days(days),
             path_length=path_length,
             mode=mode,
+            subject=_subject(options.subject),
+            name_constraints=hierarchy.permitted_subtrees(options.permit_dns, options.permit_ip),
+            key_backend=options.key_backend,
         )
         return await self._view(ca)
 
@@ -354,11 +384,13 @@ class AdminService:
         days: int | None,
         path_length: int | None,
         mode: CAMode,
+        options: CAOptions = _NO_OPTIONS,
     ) -> CAView:
-        """Create a CA under ``parent`` (an owner of the parent's subtree).
+        """Create a CA under ``parent`` (an owner of the parent's subtree), as ``ca create-sub``.
 
         Raises:
-            EngineError: NOT_FOUND, UNAUTHORIZED, MALFORMED, CONFLICT, POLICY.
+            EngineError: NOT_FOUND, UNAUTHORIZED, MALFORMED (subject, name constraints,
+                networks, key backend not configured), CONFLICT, POLICY.
         """
         parent_ca = await self._ca(parent)
         await self._authorize(who, Permission.MANAGE_CA, parent_ca, target=parent_ca.name)
@@ -370,6 +402,12 @@ class AdminService:
             lifetime=_days(days),
             path_length=path_length,
             mode=mode,
+            subject=_subject(options.subject),
+            name_constraints=hierarchy.permitted_subtrees(options.permit_dns, options.permit_ip),
+            dns_suffixes=options.allow_dns,
+            ip_networks=options.allow_ip,
+            publish_revocation=options.publish_revocation,
+            key_backend=options.key_backend,
         )
         return await self._view(ca)
 
@@ -474,8 +512,11 @@ class AdminService:
         *,
         profile: str,
         days: int | None,
+        hours: int | None = None,
     ) -> IssuedCertificate:
         """Issue a leaf from a PKCS#10 request under a CA in scope (issuers).
+
+        ``days`` or ``hours`` (not both) ask for a lifetime within the profile's limit.
 
         Raises:
             EngineError: NOT_FOUND, UNAUTHORIZED, and what ``CAEngine.issue`` raises.
@@ -491,7 +532,7 @@ class AdminService:
             grant=grant,
             profile=profile,
             ca=ca.name,
-            lifetime=_days(days),
+            lifetime=lifetime(days, hours),
         )
 
     async def page_certificates(
@@ -574,3 +615,8 @@ class AdminService:
 
 def _days(days: int | None) -> timedelta | None:
     return lifetime(days)
+
+
+def _subject(text: str | None) -> x509.Name | None:
+    """Return a requested CA subject (None: the default). Raises EngineError MALFORMED."""
+    return issuance.parse_name(text) if text is not None else None

@@ -15,6 +15,7 @@ from server.ca.est.identity import ClientIdentity
 from server.ca.est.labels import (
     DEFAULT_LABEL,
     is_valid_label_name,
+    label_json,
     parse_trust_anchors,
     policy_summary,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "PendingStatus",
     "hash_password",
     "is_valid_label_name",
+    "label_json",
     "parse_trust_anchors",
     "policy_summary",
     "verify_password_hash",

@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_LABEL",
     "Labels",
     "is_valid_label_name",
+    "label_json",
     "narrow_for_account",
     "parse_trust_anchors",
     "policy_summary",
@@ -37,6 +38,8 @@ _RESERVED: Final = frozenset(
     {"cacerts", "simpleenroll", "simplereenroll", "csrattrs", "serverkeygen", "fullcmc"}
 )
 _LABEL_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# A dotted OID as csrattrs carries it: no leading zeros, signs or spaces (X.660).
+_OID_RE: Final = re.compile(r"^[0-2](\.(0|[1-9][0-9]{0,19})){1,63}$")
 _LABEL_TTL: Final = 5.0
 _CACHE_MAX: Final = 1000
 
@@ -86,6 +89,54 @@ def _check_policy(label: EstLabel) -> None:
         )
     if label.max_days is not None and label.max_days < 1:
         raise EngineError(ProblemKind.MALFORMED, f"label {label.name}: max days must be >= 1")
+
+
+def _check_csrattrs(label: EstLabel) -> None:
+    """Refuse csrattrs that the ASN.1 encoder of GET /csrattrs could not encode.
+
+    Raises:
+        EngineError: MALFORMED naming the first bad OID.
+    """
+    for attr in label.csrattrs or ():
+        for oid in (attr.oid, *attr.values):
+            try:
+                if not _OID_RE.match(oid):
+                    raise ValueError(oid)
+                x509.ObjectIdentifier(oid)
+            except ValueError:
+                raise EngineError(
+                    ProblemKind.MALFORMED, f"label {label.name}: csrattrs: {oid!r} is not an OID"
+                ) from None
+
+
+def label_json(label: EstLabel) -> dict[str, object]:
+    """Return a label as JSON values: ``est label list --json`` and the admin API's body.
+
+    Trust anchors are a count (the certificates are the operator's files); ``csrattrs``
+    is null when derived from the profile, else ``[{"oid", "values"}]``.
+    """
+    return {
+        "name": label.name,
+        "ca": label.ca,
+        "profile": label.profile,
+        "auth": sorted(str(m) for m in label.auth_modes),
+        "trust_anchors": label.trust_anchors_pem.count(b"-----BEGIN CERTIFICATE"),
+        "approval_required": label.approval_required,
+        "allow_subject_change": label.allow_subject_change,
+        "csrattrs": (
+            None
+            if label.csrattrs is None
+            else [{"oid": a.oid, "values": list(a.values)} for a in label.csrattrs]
+        ),
+        "allow_dns": list(label.dns_suffixes),
+        "allow_wildcard": label.allow_wildcard,
+        "allow_ip": [str(n) for n in label.ip_ranges],
+        "allow_uri": list(label.uri_patterns),
+        "allow_email": list(label.email_domains),
+        "subject": list(label.subject_patterns),
+        "max_days": label.max_days,
+        "source": label.source,
+    }
 
 
 def policy_summary(label: EstLabel) -> str:
@@ -195,7 +246,7 @@ class Labels:
         return [out[k] for k in sorted(out)]
 
     async def check(self, label: EstLabel) -> None:
-        """Validate a label's references (CA, profile, anchors, name).
+        """Validate a label's references (CA, profile, anchors, name, csrattrs OIDs).
 
         Raises:
             EngineError: MALFORMED, INVALID_PROFILE, NOT_FOUND (CA).
@@ -213,6 +264,7 @@ class Labels:
             raise EngineError(ProblemKind.MALFORMED, "a label needs at least one auth mode")
         parse_trust_anchors(label.trust_anchors_pem)
         _check_policy(label)
+        _check_csrattrs(label)
 
     async def add(self, label: EstLabel, *, actor: Principal) -> None:
         """Store a new label.

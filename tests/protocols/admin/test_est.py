@@ -169,3 +169,55 @@ async def test_enrollments_of_a_removed_label_are_unscoped_only(env: AdminEnv) -
     status, body, _ = await env.call("POST", f"/est/pending/{held}/reject", token=root_approver)
     assert status == 200
     assert body["status"] == "rejected"
+
+
+async def test_label_csrattrs_are_stored_and_served(env: AdminEnv) -> None:
+    owner = await env.token("owner", Role.OWNER, None)
+    attrs = [
+        {"oid": "1.2.840.113549.1.9.7", "values": []},
+        {"oid": "1.2.840.10045.2.1", "values": ["1.3.132.0.34"]},
+    ]
+    status, body, _ = await env.call(
+        "POST",
+        "/est/labels",
+        token=owner,
+        json={"name": "attrs", "ca": "teamA", "csrattrs": attrs},
+    )
+    assert status == 201, body
+    assert body["csrattrs"] == attrs
+    stored = await env.est.get_label("attrs")
+    expected = (
+        est_api.CsrAttr("1.2.840.113549.1.9.7"),
+        est_api.CsrAttr("1.2.840.10045.2.1", ("1.3.132.0.34",)),
+    )
+    assert stored.csrattrs == expected
+    # What GET /.well-known/est/attrs/csrattrs answers: these, and no derived template.
+    assert env.est.csr_attributes(stored) == expected
+    assert env.est.csr_template(stored) is None
+    # Without csrattrs the label derives them from its profile (null on the wire).
+    status, body, _ = await env.call("GET", f"/est/labels/{label_of('teamA')}", token=owner)
+    assert body["csrattrs"] is None
+    assert env.est.csr_template(await env.est.get_label(label_of("teamA"))) is not None
+
+
+async def test_label_csrattrs_refuse_bad_values(env: AdminEnv) -> None:
+    owner = await env.token("owner", Role.OWNER, None)
+    for bad in (
+        "1.2.840.113549.1.9.7",
+        [{"oid": "1.2.3."}],
+        [{"oid": "abc"}],
+        [{"oid": "3.1"}],
+        [{"oid": "01.2"}],
+        [{"oid": "1.2", "values": ["9.9"]}],
+        [{"oid": "1.2", "values": "1.3"}],
+        [{"oid": "1.2", "extra": 1}],
+        [{"values": ["1.2"]}],
+        [{"oid": 12}],
+        ["1.2.3"],
+    ):
+        status, body, _ = await env.call(
+            "POST", "/est/labels", token=owner, json={"name": "x", "ca": "teamA", "csrattrs": bad}
+        )
+        assert status == 400, (bad, body)
+        assert body["type"] == "urn:privca:problem:malformed", (bad, body)
+    assert "x" not in {lb.name for lb in await env.est.list_labels()}

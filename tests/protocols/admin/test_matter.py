@@ -30,6 +30,7 @@ Role = admin_api.Role
 P = admin_api.Permission
 VID, PID = 0xFFF1, 0x8000
 FABRIC = 0xFAB0_0000_0000_001D
+_IDS: Final = {"vid": "FFF1", "pid": "8000"}
 
 
 def _csr(subject: list[x509.NameAttribute[str]] | None = None) -> str:
@@ -105,6 +106,13 @@ ENDPOINTS = (
         P.ISSUE,
         ("paiA", "paa"),
         lambda: {"csr": _dac_csr(), "days": 365},
+    ),
+    Endpoint(
+        "issue-dacs",
+        "/cas/paiA/matter/dacs",
+        P.ISSUE,
+        ("paiA", "paa"),
+        lambda: {"csrs": [_dac_csr(), _dac_csr()], "vid": "FFF1", "pid": "8000", "days": 365},
     ),
     Endpoint(
         "issue-noc",
@@ -197,6 +205,44 @@ async def test_dac_and_noc_chains(env: AdminEnv) -> None:
     assert (ids.node_id, ids.fabric_id, ids.cats) == (0xABCD, FABRIC, (0xFFFF0001,))
 
 
+async def test_dac_batch_issues_one_dac_per_csr_in_order(env: AdminEnv) -> None:
+    await _matter(env)
+    issuer = await env.token("issuer", Role.ISSUER, "paiA")
+    csrs = [_dac_csr() for _ in range(3)]
+    status, body, ctype = await env.call(
+        "POST", "/cas/paiA/matter/dacs", token=issuer, json={"csrs": csrs, **_IDS}
+    )
+    assert status == 201, body
+    assert ctype == "application/json"
+    pai = x509.load_pem_x509_certificate(body["pai"].encode())
+    assert pai == (await env.engine.get_ca("paiA")).certificate
+    paa = (await env.engine.get_ca("paa")).certificate
+    assert len(body["items"]) == 3
+    for csr, item in zip(csrs, body["items"], strict=True):
+        dac = x509.load_pem_x509_certificate(item["certificate"].encode())
+        rules.validate_chain(dac, MatterKind.DAC, [pai, paa])
+        assert dac.public_key() == x509.load_pem_x509_csr(csr.encode()).public_key()
+        assert item["serial"] == format(dac.serial_number, "X")
+        record = await env.engine.get_certificate("paiA", dac.serial_number)
+        assert record.requester == "admin:issuer"
+    assert await _leaves(env) == 3
+    # One bad CSR refuses the whole request: nothing is issued.
+    key = ec.generate_private_key(ec.SECP384R1())
+    p384 = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+    status, problem, _ = await env.call(
+        "POST", "/cas/paiA/matter/dacs", token=issuer, json={"csrs": [_dac_csr(), p384], **_IDS}
+    )
+    assert 400 <= status < 500, problem
+    assert "csrs[1]" in problem["detail"]
+    assert await _leaves(env) == 3
+
+
 @pytest.mark.parametrize(
     ("path", "body"),
     [
@@ -210,13 +256,29 @@ async def test_dac_and_noc_chains(env: AdminEnv) -> None:
             "/cas/icacA/matter/noc", {"csr": "x", "cats": ["1", "2", "3", "4"]}, id="fail/cats"
         ),
         pytest.param("/cas/paiA/matter/noc", {"csr": _csr()}, id="fail/noc-under-pai"),
+        pytest.param("/matter/paa", {"name": "p", "key_backend": "carried"}, id="fail/backend"),
+        pytest.param("/cas/paiA/matter/dacs", {"csrs": [], **_IDS}, id="fail/dacs-empty"),
+        pytest.param("/cas/paiA/matter/dacs", {"csrs": "x", **_IDS}, id="fail/dacs-not-list"),
+        pytest.param("/cas/paiA/matter/dacs", {"csrs": ["junk"], **_IDS}, id="fail/dacs-not-pem"),
+        pytest.param(
+            "/cas/paiA/matter/dacs", {"csrs": [_dac_csr()], "vid": "FFF1"}, id="fail/dacs-no-pid"
+        ),
+        pytest.param(
+            "/cas/paiA/matter/dacs", {"csrs": [_dac_csr()] * 101, **_IDS}, id="fail/dacs-101"
+        ),
+        pytest.param(
+            "/cas/paiA/matter/dacs",
+            {"csrs": [_dac_csr()], "vid": "FFF2", "pid": "8000"},
+            id="fail/dacs-other-vid",
+        ),
+        pytest.param("/cas/paa/matter/dacs", {"csrs": [_dac_csr()], **_IDS}, id="fail/dacs-on-paa"),
     ],
 )
 async def test_matter_bad_requests_are_4xx(env: AdminEnv, path: str, body: Any) -> None:
     await _matter(env)
     owner = await env.token("owner", Role.OWNER, None)
     issuer = await env.token("issuer", Role.ISSUER, None)
-    token = issuer if path.endswith(("dac", "noc")) else owner
+    token = issuer if path.endswith(("dac", "dacs", "noc")) else owner
     status, problem, ctype = await env.call("POST", path, token=token, json=body)
     assert 400 <= status < 500, problem
     assert ctype == "application/problem+json"
@@ -230,6 +292,7 @@ RECORDED: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     "create-pai": (("ca.create-sub", "newpai"), ("cert.issue", "paa/*")),
     "create-icac": (("ca.create-sub", "newicac"), ("cert.issue", "rcac/*")),
     "issue-dac": (("cert.issue", "paiA/*"),),
+    "issue-dacs": (("cert.issue", "paiA/*"), ("cert.issue", "paiA/*")),
     "issue-noc": (("cert.issue", "icacA/*"),),
 }
 

@@ -107,3 +107,19 @@ def test_renewed_root_rewrites_the_ca_bundle(tmp_path: Path) -> None:
     assert _privca(data, "ca", "renew", "root", "--days", "400") == 0
     (root,) = x509.load_pem_x509_certificates(bundle.read_bytes())
     assert root.not_valid_after_utc - root.not_valid_before_utc == timedelta(days=400, minutes=5)
+
+
+def test_create_sub_name_constraints(data: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ("--permit-dns", "corp.example", "--permit-ip", "10.0.0.0/8")
+    assert _privca(data, "ca", "create-sub", "nc", "--parent", "root", *args) == 0
+    capsys.readouterr()
+    assert _privca(data, "ca", "export", "nc") == 0
+    cert = x509.load_pem_x509_certificate(capsys.readouterr().out.encode())
+    nc = cert.extensions.get_extension_for_class(x509.NameConstraints).value
+    assert [str(n.value) for n in nc.permitted_subtrees or []] == ["corp.example", "10.0.0.0/8"]
+    # Host bits set, or no DNS name: a one-line refusal, no CA.
+    for flag, value in (("--permit-ip", "10.0.0.1/8"), ("--permit-dns", "bad name")):
+        assert _privca(data, "ca", "create-sub", "bad", "--parent", "root", flag, value) == 1
+        assert "constraint" in capsys.readouterr().err
+    capsys.readouterr()
+    assert "bad" not in _states(data, capsys)

@@ -39,6 +39,14 @@ def test_est_label_user_pending_commands(
     assert labels["default"]["source"] == "built-in"
     assert labels["factory"]["auth"] == ["cert"]
     assert labels["factory"]["approval_required"] is True
+    assert labels["factory"]["csrattrs"] == [{"oid": "1.2.840.113549.1.9.7", "values": []}]
+    assert labels["default"]["csrattrs"] is None
+    # An OID GET csrattrs could not encode is refused when the label is made.
+    code, _, err = _run(
+        capsys, "est", "label", "add", "--data-dir", d, "badattrs", "--csrattr", "1.2.3.=4.5"
+    )
+    assert code == 1
+    assert "'1.2.3.' is not an OID" in err
     code, out, _ = _run(
         capsys,
         "est",
