@@ -136,7 +136,12 @@ async def create_import(request: web.Request) -> web.Response:
     service, who = await _who(request)
     req = messages.parse_import(await _body(request))
     view = await service.import_request(
-        who, req.name, key_algorithm=req.key_algorithm, subject=req.subject, mode=req.mode
+        who,
+        req.name,
+        key_algorithm=req.key_algorithm,
+        subject=req.subject,
+        mode=req.mode,
+        key_backend=req.key_backend,
     )
     body = messages.ca_to_wire(view)
     return _json(body, status=201, headers={"Location": links.ca_url(view.ca.name)})

@@ -195,6 +195,22 @@ _CA_FIELDS: Final = frozenset(
 _SUB_FIELDS: Final = frozenset({"allow_dns", "allow_ip", "publish_revocation"})
 
 
+def _subject(body: Mapping[str, Any]) -> str | None:
+    """Return a requested subject DN as text (the engine parses it), bounded in size."""
+    subject = _str(body, "subject")
+    if subject is not None and len(subject) > _MAX_SUBJECT:
+        raise _bad(f"subject must be at most {_MAX_SUBJECT} characters")
+    return subject
+
+
+def _key_backend(body: Mapping[str, Any]) -> str | None:
+    """Return a requested key backend: one the API offers (never ``carried``), or None."""
+    backend = _str(body, "key_backend")
+    if backend is not None and backend not in admin_api.KEY_BACKENDS:
+        raise _bad(f"key_backend must be one of {', '.join(sorted(admin_api.KEY_BACKENDS))}")
+    return backend
+
+
 def parse_create_ca(body: Mapping[str, Any], *, subordinate: bool = False) -> CreateCA:
     """Parse ``POST /cas`` or (``subordinate``) ``POST /cas/{ca}/subordinates``.
 
@@ -204,12 +220,8 @@ def parse_create_ca(body: Mapping[str, Any], *, subordinate: bool = False) -> Cr
     _only(body, set(_CA_FIELDS | (_SUB_FIELDS if subordinate else frozenset())))
     key = body.get("key_type", str(KeyAlgorithm.EC_P256))
     mode = body.get("mode", str(CAMode.GENERAL))
-    subject = _str(body, "subject")
-    if subject is not None and len(subject) > _MAX_SUBJECT:
-        raise _bad(f"subject must be at most {_MAX_SUBJECT} characters")
-    backend = _str(body, "key_backend")
-    if backend is not None and backend not in admin_api.KEY_BACKENDS:
-        raise _bad(f"key_backend must be one of {', '.join(sorted(admin_api.KEY_BACKENDS))}")
+    subject = _subject(body)
+    backend = _key_backend(body)
     publish = body.get("publish_revocation")
     if publish is not None and not isinstance(publish, bool):
         raise _bad("publish_revocation must be true or false")
@@ -239,14 +251,13 @@ class ImportRequest:
     key_algorithm: KeyAlgorithm
     subject: str | None
     mode: CAMode
+    key_backend: str | None
 
 
 def parse_import(body: Mapping[str, Any]) -> ImportRequest:
     """Parse ``POST /cas/imports`` (the subject is parsed by the engine)."""
-    _only(body, {"name", "key_type", "subject", "mode"})
-    subject = _str(body, "subject")
-    if subject is not None and len(subject) > _MAX_SUBJECT:
-        raise _bad(f"subject must be at most {_MAX_SUBJECT} characters")
+    _only(body, {"name", "key_type", "subject", "mode", "key_backend"})
+    subject = _subject(body)
     return ImportRequest(
         name=_str(body, "name", required=True) or "",
         key_algorithm=_enum(
@@ -254,6 +265,7 @@ def parse_import(body: Mapping[str, Any]) -> ImportRequest:
         ),
         subject=subject,
         mode=_enum(body.get("mode", str(CAMode.GENERAL)), CAMode, "mode"),
+        key_backend=_key_backend(body),
     )
 
 
@@ -703,9 +715,7 @@ class MatterCARequest:
 def parse_matter_ca(body: Mapping[str, Any], *, ids: tuple[str, ...]) -> MatterCARequest:
     """Parse a PAA/PAI/RCAC/ICAC creation carrying the hex identifiers ``ids``."""
     _only(body, {"name", "days", "key_backend", *ids})
-    backend = _str(body, "key_backend")
-    if backend is not None and backend not in admin_api.KEY_BACKENDS:
-        raise _bad(f"key_backend must be one of {', '.join(sorted(admin_api.KEY_BACKENDS))}")
+    backend = _key_backend(body)
     return MatterCARequest(
         name=_str(body, "name", required=True) or "",
         ids={key: _hex(body, key) for key in ids},

@@ -166,6 +166,7 @@ _SCHEMAS: Final[dict[str, Any]] = {
                 "description": "RFC 4514 subject of the CSR (default CN=<name>,O=<organization>)",
             },
             "mode": {"type": "string", "enum": list(CAMode)},
+            "key_backend": _KEY_BACKEND,
         },
         required=["name"],
     ),

@@ -419,6 +419,7 @@ class AdminService:
         key_algorithm: KeyAlgorithm,
         subject: str | None,
         mode: CAMode,
+        key_backend: str | None = None,
     ) -> CAView:
         """Make a CA key and CSR for an external signer; the CA waits, pending (unscoped owners).
 
@@ -426,7 +427,8 @@ class AdminService:
         owner of every CA may start one, as for a root.
 
         Raises:
-            EngineError: UNAUTHORIZED, MALFORMED (name, subject), CONFLICT (name taken).
+            EngineError: UNAUTHORIZED, MALFORMED (name, subject, key backend not
+                configured), CONFLICT (name taken).
         """
         await self._authorize(who, Permission.CREATE_ROOT, None, target=name)
         ca = await self._engine.create_import_request(
@@ -435,6 +437,7 @@ class AdminService:
             key_algorithm=key_algorithm,
             subject=issuance.parse_name(subject) if subject is not None else None,
             mode=mode,
+            key_backend=key_backend,
         )
         return await self._view(ca)
 

@@ -169,12 +169,13 @@ async def test_key_backend_chooses_among_configured_backends(
         ("/cas", {"name": "soft-root"}),
         ("/matter/paa", {"name": "hsm-paa", "key_backend": "pkcs11"}),
         ("/matter/rcac", {"name": "soft-rcac", "key_backend": "pkcs8"}),
+        ("/cas/imports", {"name": "hsm-import", "key_backend": "pkcs11"}),
     ):
         status, problem, _ = await env.call("POST", path, token=owner, json=body)
         assert status == 201, problem
     backend_of = {
         name: (await env.engine.get_ca(name)).key.backend
-        for name in ("hsm-root", "hsm-sub", "soft-root", "hsm-paa", "soft-rcac")
+        for name in ("hsm-root", "hsm-sub", "soft-root", "hsm-paa", "soft-rcac", "hsm-import")
     }
     assert backend_of == {
         "hsm-root": "pkcs11",
@@ -182,9 +183,10 @@ async def test_key_backend_chooses_among_configured_backends(
         "soft-root": "pkcs8",
         "hsm-paa": "pkcs11",
         "soft-rcac": "pkcs8",
+        "hsm-import": "pkcs11",
     }
     # Configured here, yet never a choice: a carried key is made elsewhere.
-    for path in ("/cas", "/cas/root/subordinates", "/matter/paa"):
+    for path in ("/cas", "/cas/root/subordinates", "/matter/paa", "/cas/imports"):
         status, problem, _ = await env.call(
             "POST", path, token=owner, json={"name": "p", "key_backend": "carried"}
         )

@@ -89,6 +89,8 @@ async def test_activation_refuses_a_certificate_for_another_key(env: AdminEnv) -
         pytest.param({"name": "x", "days": 30}, "unknown field", id="fail/days"),
         pytest.param({"name": "x", "key_type": "dsa"}, "key_type", id="fail/key-type"),
         pytest.param({"name": "root"}, "", id="fail/taken"),
+        pytest.param({"name": "x", "key_backend": "carried"}, "key_backend", id="fail/carried"),
+        pytest.param({"name": "x", "key_backend": "pkcs11"}, "", id="fail/not-configured"),
     ],
 )
 async def test_bad_import_requests(env: AdminEnv, body: dict[str, object], detail: str) -> None:

@@ -127,6 +127,19 @@ def test_serve_refuses_a_directory_of_an_unknown_ca(
     assert "acme.directories.team: unknown CA 'nope'" in capsys.readouterr().err
 
 
+def test_serve_refuses_a_config_label_with_a_bad_csrattrs_oid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Checked as a stored label's are: otherwise every GET csrattrs of it would fail.
+    cfg = tmp_path / "privca.toml"
+    cfg.write_text('[est.labels.sensors]\ncsrattrs = ["1.2.840.10045.2.1=not-an-oid"]\n')
+    args = ["serve", "--config", str(cfg), "--data-dir", str(tmp_path / "data")]
+    https, http = serve_process.free_port(), serve_process.free_port()
+    args += ["--https-port", str(https), "--http-port", str(http)]
+    assert main(args) == 1
+    assert "label sensors: csrattrs: 'not-an-oid' is not an OID" in capsys.readouterr().err
+
+
 def _self_signed(tmp_path: Path, name: str) -> tuple[bytes, bytes, int]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
