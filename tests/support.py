@@ -123,38 +123,45 @@ def external_ca_chain(csr_der: bytes, *, now: datetime | None = None) -> bytes:
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Elsewhere Inc"),
         ]
     )
-    ski = x509.SubjectKeyIdentifier.from_public_key(root_key.public_key())
-    root = (
-        x509.CertificateBuilder()
-        .subject_name(root_name)
-        .issuer_name(root_name)
-        .public_key(root_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-        .add_extension(_CA_USAGE, critical=True)
-        .add_extension(ski, critical=False)
-        .sign(root_key, hashes.SHA256())
+    root = _external_ca(
+        root_name, root_key.public_key(), root_name, root_key, start, days=3650, path_length=1
     )
     csr = x509.load_der_x509_csr(csr_der)
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(csr.subject)
-        .issuer_name(root_name)
-        .public_key(csr.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=1825))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_CA_USAGE, critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(csr.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-        )
-        .sign(root_key, hashes.SHA256())
+    ca = _external_ca(
+        csr.subject, csr.public_key(), root, root_key, start, days=1825, path_length=0
     )
     return pem(ca, root)
+
+
+def _external_ca(
+    subject: x509.Name,
+    public_key: Any,
+    issuer: x509.Name | x509.Certificate,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    start: datetime,
+    *,
+    days: int,
+    path_length: int,
+) -> x509.Certificate:
+    """Return a CA certificate signed by ``issuer`` (a certificate, or a root's own name)."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.subject if isinstance(issuer, x509.Certificate) else issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(_CA_USAGE, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+    if isinstance(issuer, x509.Certificate):
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
 
 
 _CA_USAGE: Final = x509.KeyUsage(

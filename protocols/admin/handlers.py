@@ -84,6 +84,13 @@ async def _who(request: web.Request) -> tuple[admin_api.AdminService, admin_api.
     return service, await auth.authenticate(request, service)
 
 
+def _created(view: admin_api.CAView) -> web.Response:
+    """Return the 201 answer for a new CA: its JSON, and its URL in Location."""
+    return _json(
+        messages.ca_to_wire(view), status=201, headers={"Location": links.ca_url(view.ca.name)}
+    )
+
+
 async def openapi_document(request: web.Request) -> web.Response:
     """GET /openapi.json: this API's OpenAPI 3.1 description (public)."""
     return _json(openapi.DOCUMENT)
@@ -127,8 +134,7 @@ async def create_root(request: web.Request) -> web.Response:
         mode=req.mode,
         options=req.options,
     )
-    body = messages.ca_to_wire(view)
-    return _json(body, status=201, headers={"Location": links.ca_url(view.ca.name)})
+    return _created(view)
 
 
 async def create_import(request: web.Request) -> web.Response:
@@ -143,8 +149,7 @@ async def create_import(request: web.Request) -> web.Response:
         mode=req.mode,
         key_backend=req.key_backend,
     )
-    body = messages.ca_to_wire(view)
-    return _json(body, status=201, headers={"Location": links.ca_url(view.ca.name)})
+    return _created(view)
 
 
 async def activate_import(request: web.Request) -> web.Response:
@@ -169,8 +174,7 @@ async def create_subordinate(request: web.Request) -> web.Response:
         mode=req.mode,
         options=req.options,
     )
-    body = messages.ca_to_wire(view)
-    return _json(body, status=201, headers={"Location": links.ca_url(view.ca.name)})
+    return _created(view)
 
 
 async def disable_ca(request: web.Request) -> web.Response:
@@ -442,8 +446,7 @@ async def revoke_eab_key(request: web.Request) -> web.Response:
 
 
 async def _matter_ca_created(service: admin_api.AdminService, ca: types.CA) -> web.Response:
-    body = messages.ca_to_wire(await service.view(ca))
-    return _json(body, status=201, headers={"Location": links.ca_url(ca.name)})
+    return _created(await service.view(ca))
 
 
 async def create_paa(request: web.Request) -> web.Response:

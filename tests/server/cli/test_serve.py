@@ -115,29 +115,32 @@ def test_serve_first_start_and_restart(tmp_path: Path) -> None:
     assert str(cdp[0].full_name[0].value).startswith(f"http://127.0.0.1:{http}/crl/")
 
 
-def test_serve_refuses_a_directory_of_an_unknown_ca(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("config", "error"),
+    [
+        pytest.param(
+            '[acme.directories.team]\nca = "nope"\n',
+            "acme.directories.team: unknown CA 'nope'",
+            id="directory-of-an-unknown-ca",
+        ),
+        # Checked as a stored label's are: otherwise every GET csrattrs of it would fail.
+        pytest.param(
+            '[est.labels.sensors]\ncsrattrs = ["1.2.840.10045.2.1=not-an-oid"]\n',
+            "label sensors: csrattrs: 'not-an-oid' is not an OID",
+            id="label-with-a-bad-csrattrs-oid",
+        ),
+    ],
+)
+def test_serve_refuses_a_bad_configured_resource(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], config: str, error: str
 ) -> None:
     cfg = tmp_path / "privca.toml"
-    cfg.write_text('[acme.directories.team]\nca = "nope"\n')
+    cfg.write_text(config)
     args = ["serve", "--config", str(cfg), "--data-dir", str(tmp_path / "data")]
     https, http = serve_process.free_port(), serve_process.free_port()
     args += ["--https-port", str(https), "--http-port", str(http)]
     assert main(args) == 1
-    assert "acme.directories.team: unknown CA 'nope'" in capsys.readouterr().err
-
-
-def test_serve_refuses_a_config_label_with_a_bad_csrattrs_oid(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # Checked as a stored label's are: otherwise every GET csrattrs of it would fail.
-    cfg = tmp_path / "privca.toml"
-    cfg.write_text('[est.labels.sensors]\ncsrattrs = ["1.2.840.10045.2.1=not-an-oid"]\n')
-    args = ["serve", "--config", str(cfg), "--data-dir", str(tmp_path / "data")]
-    https, http = serve_process.free_port(), serve_process.free_port()
-    args += ["--https-port", str(https), "--http-port", str(http)]
-    assert main(args) == 1
-    assert "label sensors: csrattrs: 'not-an-oid' is not an OID" in capsys.readouterr().err
+    assert error in capsys.readouterr().err
 
 
 def _self_signed(tmp_path: Path, name: str) -> tuple[bytes, bytes, int]:
