@@ -418,6 +418,7 @@ class MemoryAcmeRepository:
         status: at.OrderStatus,
         cert_ref: str | None,
         error: at.StoredProblem | None,
+        audit: types.AuditEvent | None = None,
     ) -> None:
         async with self._lock:
             order = self.orders.get(order_id)
@@ -425,6 +426,8 @@ class MemoryAcmeRepository:
                 self.orders[order_id] = replace(
                     order, status=status, cert_ref=cert_ref, error=error
                 )
+            if audit is not None:
+                self.chain.append([audit])
 
     async def find_valid_authz(
         self, account_id: at.AccountId, identifier: at.Identifier, *, now: datetime, wildcard: bool
