@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,14 +20,18 @@ from cryptography.x509.oid import NameOID
 from pkilint import loader, report
 from pkilint.pkix import certificate, extension, name
 from pkilint.validation import ValidationFindingSeverity
+from sqlalchemy import event
 
 from server.ca import api, keys, sealing
 from server.ca.types import KeyAlgorithm
+from server.store.database import Database
 
 __all__ = [
     "MATTER_VECTORS",
     "FakeClock",
+    "InjectedError",
     "SoftHsm",
+    "failing_statements",
     "lint_errors",
     "make_csr",
     "openssl",
@@ -267,3 +272,22 @@ class AuditTrail:
             self._seq = found[-1].seq or self._seq
         self.details = [e.detail for e in found]
         return [(e.actor, e.action, e.target, e.source) for e in found]
+
+
+class InjectedError(Exception):
+    """The failure a test put into one SQL statement."""
+
+
+@contextlib.contextmanager
+def failing_statements(db: Database, prefix: str) -> Iterator[None]:
+    """Make every statement of ``db`` starting with ``prefix`` raise ``InjectedError``."""
+
+    def fail(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith(prefix):
+            raise InjectedError(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", fail)
+    try:
+        yield
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", fail)

@@ -995,11 +995,18 @@ class CAEngine:
             return record, handle
         raise EngineError(ProblemKind.SERVER_INTERNAL, "could not allocate a unique serial")
 
-    async def destroy_ocsp_signer_key(self, ca: CA, *, serial: Serial, key: KeyHandle) -> None:
-        """Destroy a retired delegated OCSP signer's key in its backend, with an audit event.
+    async def destroy_ocsp_signer_key(
+        self, ca: CA, *, serial: Serial, key: KeyHandle
+    ) -> AuditEvent:
+        """Destroy a retired delegated OCSP signer's key in its backend; return its record.
 
         The caller (``status.retirement``) decides that the signer is retired; this
         refuses a handle that is any CA's key, so no mix-up of records can reach a CA key.
+        The caller stores the ``ocsp.signer-key-destroy`` record with the signer's removal
+        (one write): a ``pkcs8`` key is the stored handle's blob, gone only with that row.
+
+        Returns:
+            The ``ocsp.signer-key-destroy`` record (not stored yet).
 
         Raises:
             EngineError: CONFLICT (a CA's key; a backend that cannot destroy keys),
@@ -1012,14 +1019,12 @@ class CAEngine:
                     f"key {key.ref} is CA {holder.name}'s key: not destroyed",
                 )
         await asyncio.to_thread(keys.destroy, self._keys, key)
-        await self._repo.add_audit(
-            self._audit(
-                _OCSP,
-                "ocsp.signer-key-destroy",
-                f"{ca.name}/{serial:X}",
-                backend=key.backend,
-                ref=key.ref,
-            )
+        return self._audit(
+            _OCSP,
+            "ocsp.signer-key-destroy",
+            f"{ca.name}/{serial:X}",
+            backend=key.backend,
+            ref=key.ref,
         )
 
     # ------------------------------------------------------------ kind-specific CAs and leaves

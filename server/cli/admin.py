@@ -115,7 +115,7 @@ async def _cert_list(s: Services, a: argparse.Namespace) -> int:
 
 async def _cert_revoke(s: Services, a: argparse.Namespace) -> int:
     revoked = await _service(s).revoke_certificate_identity(a.name, actor=OPERATOR)
-    serials = ", ".join(c.serial_hex for c in revoked)
+    serials = ", ".join(f"{serial:X}" for serial in revoked)
     print(f"admin certificate(s) of {a.name} revoked: {serials}")
     return 0
 

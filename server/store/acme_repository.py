@@ -499,7 +499,18 @@ class SqlAcmeRepository:
         status: at.OrderStatus,
         cert_ref: str | None,
         error: at.StoredProblem | None,
+        audit: types.AuditEvent | None = None,
     ) -> None:
+        if audit is not None:
+            # A failed finalize only (not the hot path): Core, the record in the same write.
+            async with self._db.write() as conn:
+                await conn.execute(
+                    update(_ORD)
+                    .where(_ORD.c.id == order_id)
+                    .values(status=str(status), cert_ref=cert_ref, error=_problem_to_json(error))
+                )
+                await audit_chain.append(conn, [audit])
+            return
         if self._raw_pg:
             async with self._db.pg() as pg:
                 await pg.execute(

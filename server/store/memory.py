@@ -418,6 +418,7 @@ class MemoryAcmeRepository:
         status: at.OrderStatus,
         cert_ref: str | None,
         error: at.StoredProblem | None,
+        audit: types.AuditEvent | None = None,
     ) -> None:
         async with self._lock:
             order = self.orders.get(order_id)
@@ -425,6 +426,8 @@ class MemoryAcmeRepository:
                 self.orders[order_id] = replace(
                     order, status=status, cert_ref=cert_ref, error=error
                 )
+            if audit is not None:
+                self.chain.append([audit])
 
     async def find_valid_authz(
         self, account_id: at.AccountId, identifier: at.Identifier, *, now: datetime, wildcard: bool
@@ -583,9 +586,14 @@ class MemoryAcmeRepository:
 
 
 class MemoryStatusRepository:
-    """Dict-backed ``StatusRepository`` for engine tests (revocations come from ``source``)."""
+    """Dict-backed ``StatusRepository`` for engine tests (revocations come from ``source``).
+
+    Records go to ``source``'s audit chain when it has one (a ``MemoryRepository``).
+    """
 
     def __init__(self, source: object | None = None) -> None:
+        chain = getattr(source, "chain", None)
+        self.chain = chain if isinstance(chain, MemoryAuditChain) else MemoryAuditChain()
         self.responses: dict[tuple[types.CAId, int], status_ports.StoredResponse] = {}
         self.signers: list[status_ports.SignerRecord] = []
         self.dirty: dict[types.CAId, datetime] = {}
@@ -631,10 +639,14 @@ class MemoryStatusRepository:
     async def list_signers(self, ca_id: types.CAId) -> Sequence[status_ports.SignerRecord]:
         return sorted((s for s in self.signers if s.ca_id == ca_id), key=lambda s: s.created_at)
 
-    async def remove_signer(self, ca_id: types.CAId, serial: types.Serial) -> bool:
+    async def remove_signer(
+        self, ca_id: types.CAId, serial: types.Serial, *, audit: types.AuditEvent
+    ) -> bool:
         kept = [s for s in self.signers if (s.ca_id, s.serial) != (ca_id, serial)]
         removed = len(kept) != len(self.signers)
         self.signers = kept
+        if removed:
+            self.chain.append([audit])
         return removed
 
     async def mark_crl_dirty(self, ca_id: types.CAId, at: datetime) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from server.ca import types
 from server.ca.status import ports as status_ports
-from server.store import convert, repository
+from server.store import audit_chain, convert, repository
 from server.store.database import Database, GroupCommit
 from server.store.models import CertificateRow, CrlRow
 from server.store.status_models import CrlDirtyRow, OcspResponseRow, OcspSignerRow
@@ -197,14 +197,19 @@ class SqlStatusRepository:
         )
         return [_to_signer(row) for row in await self._db.fetch_all(stmt)]
 
-    async def remove_signer(self, ca_id: types.CAId, serial: types.Serial) -> bool:
+    async def remove_signer(
+        self, ca_id: types.CAId, serial: types.Serial, *, audit: types.AuditEvent
+    ) -> bool:
         async with self._db.write() as conn:
             result = await conn.execute(
                 delete(_SIGNER).where(
                     _SIGNER.c.ca_id == ca_id, _SIGNER.c.serial == convert.serial_key(serial)
                 )
             )
-        return bool(result.rowcount)
+            if not result.rowcount:
+                return False
+            await audit_chain.append(conn, [audit])
+        return True
 
     async def mark_crl_dirty(self, ca_id: types.CAId, at: datetime) -> None:
         async with self._db.write() as conn:

@@ -19,7 +19,8 @@ from server.ca.acme import types as at
 from server.ca.acme.ports import AcmeRepository
 from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind
-from server.ca.types import Principal
+from server.ca.ports import Clock
+from server.ca.types import AuditEvent, Principal
 
 __all__ = ["Finalizer"]
 
@@ -41,9 +42,12 @@ _Issued = tuple[at.AccountId, x509.Certificate, tuple[x509.Certificate, ...]]
 class Finalizer:
     """Issue the certificate of a ready order and hand out its chain."""
 
-    def __init__(self, engine: CAEngine, repo: AcmeRepository, order_book: orders.Orders) -> None:
+    def __init__(
+        self, engine: CAEngine, repo: AcmeRepository, order_book: orders.Orders, clock: Clock
+    ) -> None:
         self._engine = engine
         self._repo = repo
+        self._clock = clock
         self._orders = order_book
         self._issued: dict[str, _Issued] = {}
 
@@ -87,23 +91,21 @@ class Finalizer:
             )
         except EngineError as exc:
             if exc.kind in _CSR_KINDS:
+                # Back to ready: the claim is undone, nothing changed, nothing recorded.
                 await self._repo.finish_order(
                     order.id, status=at.OrderStatus.PENDING, cert_ref=None, error=None
                 )
             else:
-                await self._repo.finish_order(
-                    order.id,
-                    status=at.OrderStatus.INVALID,
-                    cert_ref=None,
-                    error=at.StoredProblem(exc.kind, exc.detail, exc.subproblems),
+                await self._fail(
+                    account, order, at.StoredProblem(exc.kind, exc.detail, exc.subproblems), source
                 )
             raise
         except BaseException:
-            await self._repo.finish_order(
-                order.id,
-                status=at.OrderStatus.INVALID,
-                cert_ref=None,
-                error=at.StoredProblem(ProblemKind.SERVER_INTERNAL, "issuance failed"),
+            await self._fail(
+                account,
+                order,
+                at.StoredProblem(ProblemKind.SERVER_INTERNAL, "issuance failed"),
+                source,
             )
             raise
         ref = f"{issued.record.ca_id}-{issued.record.serial_hex}"
@@ -115,6 +117,26 @@ class Finalizer:
             self._issued.pop(next(iter(self._issued)))
         self._issued[ref] = (account.id, issued.certificate, issued.chain)
         return replace(order, status=at.OrderStatus.VALID, cert_ref=ref)
+
+    async def _fail(
+        self, account: at.Account, order: at.Order, problem: at.StoredProblem, source: str
+    ) -> None:
+        """Make ``order`` invalid with ``problem``; one write with its ``acme.order-invalid``.
+
+        The account's record, from ``source``, with the problem's kind (as
+        ``acme.authz-validate``, not its detail).
+        """
+        audit = AuditEvent(
+            at=self._clock.now(),
+            actor=f"acme:{account.id}",
+            action="acme.order-invalid",
+            target=order.id,
+            detail={"error": str(problem.kind)},
+            source=source,
+        )
+        await self._repo.finish_order(
+            order.id, status=at.OrderStatus.INVALID, cert_ref=None, error=problem, audit=audit
+        )
 
     async def certificate_chain(
         self, account: at.Account, cert_ref: str

@@ -147,8 +147,13 @@ class AcmeRepository(Protocol):
         status: at.OrderStatus,
         cert_ref: str | None,
         error: at.StoredProblem | None,
+        audit: types.AuditEvent | None = None,
     ) -> None:
-        """Record the end of finalization (valid with a certificate, or invalid)."""
+        """Record the end of finalization (valid with a certificate, or invalid).
+
+        ``audit`` (an order made invalid) commits with the change; without one the
+        update is a single statement (the valid order of every finalize).
+        """
         ...
 
     async def find_valid_authz(

@@ -55,7 +55,7 @@ class AcmeService:
             renewal=self.renewal,
             queue=queue,
         )
-        self.finalizer = Finalizer(engine, repo, self.orders)
+        self.finalizer = Finalizer(engine, repo, self.orders, clock)
         self.revocation = Revocation(engine, repo, clock)
 
     async def close(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -30,6 +31,8 @@ from server.ca.types import (
     AuditEvent,
     CAKind,
     CAStatus,
+    CertificateRecord,
+    CertQuery,
     CertStatus,
     IssuedCertificate,
     KeyAlgorithm,
@@ -39,6 +42,8 @@ from server.ca.types import (
 __all__ = ["AdminCerts"]
 
 _log = logging.getLogger(__name__)
+# Valid admin certificates of one name revoked per run (a name has one or a few).
+_PER_NAME: Final = 1000
 
 
 def _client_auth(cert: x509.Certificate) -> bool:
@@ -147,25 +152,51 @@ class AdminCerts:
         """Return every admin certificate identity."""
         return await self._repo.list_certificates()
 
-    async def revoke(self, name: str, *, actor: Principal) -> Sequence[AdminCertificate]:
-        """Unbind every live certificate of ``name`` and revoke them at the admin CA.
+    async def revoke(self, name: str, *, actor: Principal) -> Sequence[int]:
+        """Unbind every live certificate of ``name``, then revoke each valid one at the admin CA.
+
+        Two steps, as issuing is (the certificate, then its binding), and each one alone
+        stops a login (``check`` wants a live binding and a valid certificate): the
+        unbinding, one write with ``admin.cert-revoke``, first, then a ``cert.revoke``
+        per certificate. The second step covers every valid ``admin-client``
+        certificate issued for ``CN=<name>``, bound or not, so running the command
+        again finishes what a failed run (or a failed binding at creation) left valid.
+
+        Returns:
+            The serials unbound or revoked now, ascending.
 
         Raises:
-            EngineError: NOT_FOUND (no live certificate of that name).
+            EngineError: NOT_FOUND (no live binding and no valid certificate of that name).
         """
         now = self._engine.now()
         audit = AuditEvent(
             at=now, actor=str(actor), action="admin.cert-revoke", target=name, source=actor.source
         )
-        revoked = await self._repo.revoke_certificates(name, at=now, audit=audit)
-        if not revoked:
-            raise EngineError(ProblemKind.NOT_FOUND, f"no live admin certificate named {name!r}")
+        unbound = await self._repo.revoke_certificates(name, at=now, audit=audit)
         ca = await self.admin_ca()
-        for identity in revoked:
-            status = await self._engine.certificate_status(ca.id, identity.serial)
-            if status is CertStatus.VALID:
-                await self._engine.revoke(identity.serial, principal=actor, ca=ca.id)
-        return revoked
+        done = {identity.serial for identity in unbound}
+        for record in await self._valid_certificates(ca, name):
+            try:
+                await self._engine.revoke(record.serial, principal=actor, ca=ca.id)
+            except EngineError as exc:
+                if exc.kind is not ProblemKind.ALREADY_REVOKED:
+                    raise
+                continue  # revoked meanwhile (another run, `privca cert revoke`)
+            done.add(record.serial)
+        if not done:
+            raise EngineError(ProblemKind.NOT_FOUND, f"no live admin certificate named {name!r}")
+        return sorted(done)
+
+    async def _valid_certificates(self, ca: CA, name: str) -> Sequence[CertificateRecord]:
+        """Return the admin CA's valid ``admin-client`` certificates for ``CN=<name>``."""
+        # check_name allows nothing rfc4514 escapes: the CN is one plain component.
+        cn = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]).rfc4514_string()
+        query = CertQuery(ca_id=ca.id, status=CertStatus.VALID, text=cn, limit=_PER_NAME)
+        return [
+            r
+            for r in await self._engine.find_certificates(query)
+            if cn in r.subject.split(",") and r.profile == profiles.ADMIN_CLIENT.name
+        ]
 
     async def check(self, der: bytes) -> tuple[AdminCertificate | None, str | None]:
         """Return the identity a client certificate is bound to and why it may not log in.

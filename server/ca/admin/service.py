@@ -299,10 +299,11 @@ class AdminService:
         """Return every admin certificate identity."""
         return await self.certs.list()
 
-    async def revoke_certificate_identity(
-        self, name: str, *, actor: Principal
-    ) -> Sequence[AdminCertificate]:
-        """Revoke every live admin certificate of ``name``. Raises EngineError NOT_FOUND."""
+    async def revoke_certificate_identity(self, name: str, *, actor: Principal) -> Sequence[int]:
+        """Revoke every live admin certificate of ``name``; return the serials.
+
+        Raises EngineError NOT_FOUND.
+        """
         return await self.certs.revoke(name, actor=actor)
 
     async def ensure_admin_ca(self, *, actor: Principal, key_algorithm: KeyAlgorithm) -> CA:

@@ -99,8 +99,13 @@ class StatusRepository(Protocol):
         """Return every delegated signer kept for a CA, oldest first."""
         ...
 
-    async def remove_signer(self, ca_id: types.CAId, serial: types.Serial) -> bool:
-        """Forget a delegated signer and its key handle; return whether it was there."""
+    async def remove_signer(
+        self, ca_id: types.CAId, serial: types.Serial, *, audit: types.AuditEvent
+    ) -> bool:
+        """Forget a delegated signer and its key handle, with ``audit`` in the same write.
+
+        Returns whether it was there; when it was not, nothing is recorded.
+        """
         ...
 
     async def mark_crl_dirty(self, ca_id: types.CAId, at: datetime) -> None:

@@ -6,10 +6,11 @@ year (30-day signers) in its token or in storage. A signer is retired once it is
 no longer its CA's current signer (``StatusRepository.current_signer``) and its
 certificate expired at least ``retain_after_expiry`` ago (nodes whose clocks lag,
 and answers signed just before expiry, never need it then). Its key is destroyed
-in its backend (``CAEngine.destroy_ocsp_signer_key``: token objects, audited),
-then its record with the key handle is dropped (a pkcs8 key is that blob). The
-maintenance loop runs ``sweep`` under a leader lock, at most ``batch`` keys a
-round. Must not import aiohttp, josepy or sqlalchemy.
+in its backend (``CAEngine.destroy_ocsp_signer_key``: token objects), then its
+record with the key handle is dropped (a pkcs8 key is that blob) in one write with
+the ``ocsp.signer-key-destroy`` audit record. The maintenance loop runs ``sweep``
+under a leader lock, at most ``batch`` keys a round. Must not import aiohttp,
+josepy or sqlalchemy.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class SignerRetirement:
                     continue
                 tried += 1
                 try:
-                    await self._engine.destroy_ocsp_signer_key(
+                    audit = await self._engine.destroy_ocsp_signer_key(
                         ca, serial=signer.serial, key=signer.key
                     )
                 except EngineError as exc:
@@ -86,7 +87,9 @@ class SignerRetirement:
                         exc.detail,
                     )
                     continue
-                await self._store.remove_signer(ca.id, signer.serial)
+                # The row and its record in one write; a failure here leaves both for the
+                # next round (destroying a key that is gone already is not an error).
+                await self._store.remove_signer(ca.id, signer.serial, audit=audit)
                 done += 1
                 log.info(
                     "delegated OCSP signer %X of CA %s retired: %s key %s destroyed",

@@ -7,6 +7,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from server.ca.acme import api as acme_api
+from server.ca.acme import types as at
+from server.ca.types import Principal
 from tests.protocols.acme.conftest import AcmeEnv
 from tests.protocols.acme.support import AcmeClient, b64u, csr_der, jws
 from tests.protocols.acme.test_accounts import key_change_body
@@ -155,3 +157,35 @@ async def test_validation_failure_is_recorded_without_the_network_error(
     assert (await acme.post(chall["url"], {})).status == 200
     await acme_env.registration.orders.wait_idle()
     assert await trail.new() == []
+
+
+async def test_an_order_made_invalid_by_a_refused_issuance_is_recorded(
+    acme_env: AcmeEnv, acme: AcmeClient
+) -> None:
+    assert acme.kid is not None
+    who = f"acme:{acme.kid.rsplit('/', 1)[1]}"
+    reply = await acme.new_order("refused.internal")
+    order = reply.json()
+    order_id = reply.headers["Location"].rsplit("/", 1)[1]
+    await authorize(acme_env, acme, order)
+    # The order is ready; then the CA stops issuing, so finalize makes the order invalid.
+    await acme_env.engine.disable_ca("issuing", actor=Principal("operator", "test"))
+    trail = AuditTrail(acme_env.engine)
+    await trail.new()
+    csr, _ = csr_der(["refused.internal"])
+    done = await acme.post(order["finalize"], {"csr": b64u(csr)})
+    assert done.status == 403, done.body
+    assert await trail.new() == [(who, "acme.order-invalid", order_id, CLIENT)]
+    assert trail.details == [{"error": "policy"}]
+    stored = await acme_env.repo.get_order(at.OrderId(order_id))
+    assert stored is not None
+    assert stored.status is at.OrderStatus.INVALID
+    # A CSR refusal leaves the order as it was (ready again): no record.
+    await acme_env.engine.enable_ca("issuing", actor=Principal("operator", "test"))
+    order = (await acme.new_order("csr.internal")).json()
+    await authorize(acme_env, acme, order)
+    await trail.new()
+    bad, _ = csr_der(["other.internal"])
+    assert (await acme.post(order["finalize"], {"csr": b64u(bad)})).status == 400
+    assert await trail.new() == []
+    assert (await acme_env.engine.verify_audit()).broken is None

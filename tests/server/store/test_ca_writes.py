@@ -9,14 +9,12 @@ memory fake and on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from server.ca import api, keys, types
 from server.ca.errors import EngineError, ProblemKind
@@ -35,7 +33,7 @@ from server.ca.types import (
 from server.store.database import Database
 from server.store.memory import MemoryRepository
 from server.store.repository import SqlRepository
-from tests.support import TEST_KDF_ROUNDS, TEST_PASSPHRASE
+from tests.support import TEST_KDF_ROUNDS, TEST_PASSPHRASE, InjectedError, failing_statements
 
 OP = Principal("operator", "test")
 
@@ -139,25 +137,6 @@ async def test_sql_engine(check: Check, database: Database) -> None:
 # ------------------------------------------------------------ engine: a failing statement
 
 
-class _InjectedError(Exception):
-    """The failure a test put into one SQL statement."""
-
-
-@contextlib.contextmanager
-def _failing(db: Database, prefix: str) -> Iterator[None]:
-    """Make every statement of ``db`` starting with ``prefix`` raise ``_InjectedError``."""
-
-    def fail(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith(prefix):
-            raise _InjectedError(statement)
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", fail)
-    try:
-        yield
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", fail)
-
-
 async def _create_root(engine: api.CAEngine) -> object:
     return await engine.create_root("other", actor=OP)
 
@@ -197,7 +176,7 @@ async def test_a_failing_statement_leaves_nothing(
     repo = SqlRepository(database)
     engine, _ = await _tree(repo)
     before = await _state(repo)
-    with _failing(database, statement), pytest.raises(_InjectedError):
+    with failing_statements(database, statement), pytest.raises(InjectedError):
         await write(engine)
     assert await _state(repo) == before
     verified = await engine.verify_audit()
@@ -217,7 +196,7 @@ class _FailingCAWrite(MemoryRepository):
         self, ca: CA, *, expected_version: int, audit: AuditEvent, **writes: Any
     ) -> bool:
         if audit.action == self.action:
-            raise _InjectedError(audit.action)
+            raise InjectedError(audit.action)
         return await super().update_ca(ca, expected_version=expected_version, audit=audit, **writes)
 
 
@@ -225,7 +204,7 @@ async def test_memory_sub_ca_revocation_is_one_write() -> None:
     repo = _FailingCAWrite("ca.revoke")
     engine, _ = await _tree(repo)
     before = await _state(repo)
-    with pytest.raises(_InjectedError):
+    with pytest.raises(InjectedError):
         await _revoke_sub(engine)
     # The certificate at the parent is not revoked without the CA.
     assert await _state(repo) == before
@@ -326,7 +305,7 @@ async def test_a_crl_and_its_audit_record_commit_together(database: Database) ->
     crl = types.CrlRecord(ca_id=issuing.id, number=1, this_update=now, next_update=now, der=b"crl")
     record = AuditEvent(at=now, actor="system:crl", action="crl.generate", target="issuing")
     before = await _state(repo)
-    with _failing(database, "INSERT INTO AUDIT_LOG"), pytest.raises(_InjectedError):
+    with failing_statements(database, "INSERT INTO AUDIT_LOG"), pytest.raises(InjectedError):
         await repo.add_crl(crl, audit=record)
     assert await repo.latest_crl(issuing.id) is None
     assert await _state(repo) == before

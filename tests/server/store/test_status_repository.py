@@ -100,8 +100,11 @@ async def test_signers_dirty_marks_and_revocations(database: Database) -> None:
     assert await store.current_signer(CAId("other")) is None
     assert [s.key.ref for s in await store.list_signers(CA)] == ["k1", "k2"]
     assert await store.list_signers(CAId("other")) == []
-    assert await store.remove_signer(CA, Serial(1))
-    assert not await store.remove_signer(CA, Serial(1))
+    gone = AuditEvent(at=T0, actor="t", action="ocsp.signer-key-destroy", target="ca/1")
+    assert await store.remove_signer(CA, Serial(1), audit=gone)
+    assert not await store.remove_signer(CA, Serial(1), audit=gone)
+    # One record: a removal that finds no row records nothing.
+    assert [e.action for e in await repo.list_audit()] == ["ocsp.signer-key-destroy"]
     assert [s.serial for s in await store.list_signers(CA)] == [2]
 
     await store.mark_crl_dirty(CA, T0)

@@ -16,7 +16,7 @@ from server.ca import api
 from server.ca.admin import api as admin_api
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.keys import KeyBackend
-from server.ca.types import KeyAlgorithm, Principal
+from server.ca.types import CertQuery, CertStatus, KeyAlgorithm, Principal, Serial
 from server.store.admin_memory import MemoryAdminRepository
 from server.store.memory import MemoryRepository
 from tests.support import FakeClock
@@ -106,7 +106,7 @@ async def test_admin_certificate_logs_in_until_its_identity_is_revoked(env: Env)
     who = await env.service.authenticate_certificate(der, address="192.0.2.7", action="GET /x")
     assert (who.name, who.role, who.via) == ("alice", admin_api.Role.ISSUER, "certificate")
     revoked = await env.service.revoke_certificate_identity("alice", actor=OP)
-    assert [c.serial for c in revoked] == [issued.certificate.serial_number]
+    assert list(revoked) == [issued.certificate.serial_number]
     with pytest.raises(EngineError) as err:
         await env.service.authenticate_certificate(der, address="192.0.2.7", action="GET /x")
     assert err.value.kind is ProblemKind.UNAUTHENTICATED
@@ -123,3 +123,74 @@ async def test_admin_certificate_logs_in_until_its_identity_is_revoked(env: Env)
     with pytest.raises(EngineError):
         await env.service.authenticate_certificate(der, address="192.0.2.7", action="GET /x")
     assert env.denial()["reason"] == "the client certificate is not within its validity period"
+
+
+class _InjectedError(Exception):
+    """The failure a test put into one repository write."""
+
+
+async def test_revoking_again_finishes_what_a_failed_run_left(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ops = Principal("operator", "alice", source="cli@ops-host")
+    admin_ca = await env.service.ensure_admin_ca(actor=OP, key_algorithm=KeyAlgorithm.EC_P256)
+
+    async def status(serial: int) -> CertStatus | None:
+        return await env.repo.certificate_status(admin_ca.id, Serial(serial))
+
+    def records_after(seq: int) -> list[tuple[str, str, str, str]]:
+        return [(e.actor, e.action, e.target, e.source) for e in env.repo.audit[seq:]]
+
+    # A run that unbinds and then fails before the revocation: no login, but still valid.
+    issued = await env.service.create_certificate(
+        "alice", role=admin_api.Role.ISSUER, scope=None, lifetime=timedelta(days=7), actor=OP
+    )
+    serial = issued.certificate.serial_number
+    with monkeypatch.context() as patch:
+        patch.setattr(env.repo, "revoke_certificate", _fail)
+        with pytest.raises(_InjectedError):
+            await env.service.revoke_certificate_identity("alice", actor=ops)
+    der = issued.certificate.public_bytes(serialization.Encoding.DER)
+    with pytest.raises(EngineError):
+        await env.service.authenticate_certificate(der, address="192.0.2.7", action="GET /x")
+    assert await status(serial) is CertStatus.VALID
+    seq = len(env.repo.audit)
+    assert list(await env.service.revoke_certificate_identity("alice", actor=ops)) == [serial]
+    assert records_after(seq) == [("operator:alice", "cert.revoke", f"{serial:X}", "cli@ops-host")]
+    assert await status(serial) is CertStatus.REVOKED
+
+    # A creation whose binding failed after issuance: the certificate is revoked too.
+    with monkeypatch.context() as patch:
+        patch.setattr(env.admin_repo, "add_certificate", _fail)
+        with pytest.raises(_InjectedError):
+            await env.service.create_certificate(
+                "bob", role=admin_api.Role.ISSUER, scope=None, lifetime=HOUR, actor=OP
+            )
+    (stray,) = [
+        r
+        for r in await env.repo.list_certificates(CertQuery(ca_id=admin_ca.id))
+        if r.subject == "CN=bob"
+    ]
+    assert stray.status is CertStatus.VALID
+    # Another name's certificate (CN=bobby) is not this name's.
+    other = await env.service.create_certificate(
+        "bobby", role=admin_api.Role.ISSUER, scope=None, lifetime=HOUR, actor=OP
+    )
+    seq = len(env.repo.audit)
+    assert list(await env.service.revoke_certificate_identity("bob", actor=ops)) == [stray.serial]
+    assert records_after(seq) == [
+        ("operator:alice", "cert.revoke", stray.serial_hex, "cli@ops-host")
+    ]
+    assert await status(other.certificate.serial_number) is CertStatus.VALID
+
+    # Nothing left: refused, nothing recorded.
+    seq = len(env.repo.audit)
+    for name in ("alice", "bob"):
+        with pytest.raises(EngineError) as err:
+            await env.service.revoke_certificate_identity(name, actor=ops)
+        assert err.value.kind is ProblemKind.NOT_FOUND
+    assert records_after(seq) == []
+
+
+async def _fail(*_args: object, **_kwargs: object) -> None:
+    raise _InjectedError

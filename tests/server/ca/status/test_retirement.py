@@ -25,7 +25,7 @@ from server.store.database import Database
 from server.store.memory import MemoryRepository, MemoryStatusRepository
 from server.store.repository import SqlRepository
 from server.store.status_repository import SqlStatusRepository
-from tests.support import FakeClock, make_csr
+from tests.support import FakeClock, InjectedError, failing_statements, make_csr
 
 OP = Principal("operator", "test")
 LIFETIME = timedelta(days=30)
@@ -222,3 +222,38 @@ async def test_configured_retention_is_honoured(
     env.clock.current = first.not_after + timedelta(hours=72, seconds=1)
     assert await env.status.retire_signers() == 2  # the issuing CA's and the root's
     assert first.serial not in await env.serials(issuing)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["DELETE FROM OCSP_SIGNERS", "INSERT INTO AUDIT_LOG"],
+    ids=["fail/drop-row", "fail/record"],
+)
+async def test_a_signer_is_dropped_with_its_record_or_not_at_all(
+    sql_env: Env, database: Database, statement: str
+) -> None:
+    env = sql_env
+    issuing = await env.hierarchy()
+    first = await env.store.current_signer(issuing.id)
+    assert first is not None
+    await env.rotate()
+    root = await env.engine.get_ca("root")
+    kept = [*await env.store.list_signers(root.id), *await env.store.list_signers(issuing.id)]
+    seq = (await env.repo.audit_head()).seq
+    env.clock.current = first.not_after + timedelta(days=1, seconds=1)
+    with failing_statements(database, statement), pytest.raises(InjectedError):
+        await env.status.retire_signers()
+    # Neither the row (a pkcs8 key is its blob) went without its record, nor the reverse.
+    assert [
+        *await env.store.list_signers(root.id),
+        *await env.store.list_signers(issuing.id),
+    ] == kept
+    assert (await env.repo.audit_head()).seq == seq
+    assert (await env.engine.verify_audit()).broken is None
+    # The next round finishes: both signers dropped, one record each.
+    assert await env.status.retire_signers() == 2
+    found = await env.repo.audit_page(after_seq=seq, limit=10)
+    assert sorted((e.actor, e.action, e.target, e.source) for e in found) == sorted(
+        ("system:ocsp", "ocsp.signer-key-destroy", target, "")
+        for target in (f"issuing/{first.serial:X}", f"root/{kept[0].serial:X}")
+    )
