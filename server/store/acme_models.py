@@ -1,4 +1,4 @@
-"""SQLAlchemy tables of the ACME server; the schema is owned by migrations 0002, 0005 and 0006.
+"""SQLAlchemy tables of the ACME server; the schema is owned by migrations 0002, 0005, 0006, 0011.
 
 Rows never leave ``server/store``: ``acme_repository.py`` converts them to
 ``server.ca.acme.types``. Challenges live inside their authorization row (JSON)
@@ -50,7 +50,10 @@ class AcmeOrderRow(Base):
     """An order; identifiers and authorization ids as JSON lists."""
 
     __tablename__ = "acme_orders"
-    __table_args__ = (Index("ix_acme_orders_account", "account_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_acme_orders_account", "account_id", "created_at"),
+        Index("ix_acme_orders_processing", "processing_since"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     account_id: Mapped[str] = mapped_column(String(32))
@@ -65,13 +68,21 @@ class AcmeOrderRow(Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     cert_ref: Mapped[str | None] = mapped_column(String(80))
     replaces: Mapped[str | None] = mapped_column(String(200))
+    # Set by a finalize's claim, cleared when it ends (migration 0011): a claim older
+    # than the recovery bound was left by a process that died. The CSR key's SHA-256
+    # (hex) finds a certificate that process issued before dying.
+    processing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    csr_key_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class AcmeAuthzRow(Base):
     """An authorization with its challenges (JSON) and a validation claim flag."""
 
     __tablename__ = "acme_authzs"
-    __table_args__ = (Index("ix_acme_authzs_reuse", "account_id", "ident_value", "status"),)
+    __table_args__ = (
+        Index("ix_acme_authzs_reuse", "account_id", "ident_value", "status"),
+        Index("ix_acme_authzs_validating", "validating_since"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     account_id: Mapped[str] = mapped_column(String(32))
@@ -82,6 +93,8 @@ class AcmeAuthzRow(Base):
     wildcard: Mapped[bool] = mapped_column(Boolean)
     challenges: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     validating: Mapped[bool] = mapped_column(Boolean)
+    # When the claim (validating) was taken; None when not validating (migration 0011).
+    validating_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class AcmeNonceRow(Base):

@@ -474,21 +474,30 @@ class SqlAcmeRepository:
         rows = await self._db.fetch_all(stmt)
         return [at.OrderId(r[0]) for r in rows]
 
-    async def claim_order(self, order_id: at.OrderId, *, frm: at.OrderStatus) -> bool:
+    async def claim_order(
+        self, order_id: at.OrderId, *, frm: at.OrderStatus, since: datetime, csr_key_sha256: str
+    ) -> bool:
         if self._raw_pg:
             async with self._db.pg() as pg:
                 done = await pg.execute(
-                    "UPDATE acme_orders SET status = $3 WHERE id = $1 AND status = $2",
+                    "UPDATE acme_orders SET status = $3, processing_since = $4,"
+                    " csr_key_sha256 = $5 WHERE id = $1 AND status = $2",
                     order_id,
                     str(frm),
                     str(at.OrderStatus.PROCESSING),
+                    since,
+                    csr_key_sha256,
                 )
             return bool(done == "UPDATE 1")
         async with self._write1() as conn:
             result = await conn.execute(
                 update(_ORD)
                 .where(_ORD.c.id == order_id, _ORD.c.status == str(frm))
-                .values(status=str(at.OrderStatus.PROCESSING))
+                .values(
+                    status=str(at.OrderStatus.PROCESSING),
+                    processing_since=since,
+                    csr_key_sha256=csr_key_sha256,
+                )
             )
         return bool(result.rowcount == 1)
 
@@ -500,34 +509,77 @@ class SqlAcmeRepository:
         cert_ref: str | None,
         error: at.StoredProblem | None,
         audit: types.AuditEvent | None = None,
-    ) -> None:
-        if audit is not None:
-            # A failed finalize only (not the hot path): Core, the record in the same write.
+        claimed_before: datetime | None = None,
+    ) -> bool:
+        if audit is not None or claimed_before is not None:
+            # A failed finalize or a recovered claim (not the hot path): Core, the record
+            # in the same write, only if the claim was still there.
+            claim = [_ORD.c.id == order_id, _ORD.c.status == str(at.OrderStatus.PROCESSING)]
+            if claimed_before is not None:
+                claim.append(_ORD.c.processing_since < claimed_before)
             async with self._db.write() as conn:
-                await conn.execute(
+                result = await conn.execute(
                     update(_ORD)
-                    .where(_ORD.c.id == order_id)
-                    .values(status=str(status), cert_ref=cert_ref, error=_problem_to_json(error))
+                    .where(*claim)
+                    .values(
+                        status=str(status),
+                        cert_ref=cert_ref,
+                        error=_problem_to_json(error),
+                        processing_since=None,
+                    )
                 )
-                await audit_chain.append(conn, [audit])
-            return
+                if result.rowcount != 1:
+                    return False
+                if audit is not None:
+                    await audit_chain.append(conn, [audit])
+            return True
         if self._raw_pg:
             async with self._db.pg() as pg:
-                await pg.execute(
-                    "UPDATE acme_orders SET status = $2, cert_ref = $3, error = $4::json"
-                    " WHERE id = $1",
+                done = await pg.execute(
+                    "UPDATE acme_orders SET status = $2, cert_ref = $3, error = $4::json,"
+                    " processing_since = NULL WHERE id = $1 AND status = $5",
                     order_id,
                     str(status),
                     cert_ref,
                     _dumps_opt(_problem_to_json(error)),
+                    str(at.OrderStatus.PROCESSING),
                 )
-            return
+            return bool(done == "UPDATE 1")
         async with self._write1() as conn:
-            await conn.execute(
+            result = await conn.execute(
                 update(_ORD)
-                .where(_ORD.c.id == order_id)
-                .values(status=str(status), cert_ref=cert_ref, error=_problem_to_json(error))
+                .where(_ORD.c.id == order_id, _ORD.c.status == str(at.OrderStatus.PROCESSING))
+                .values(
+                    status=str(status),
+                    cert_ref=cert_ref,
+                    error=_problem_to_json(error),
+                    processing_since=None,
+                )
             )
+        return bool(result.rowcount == 1)
+
+    async def stuck_orders(
+        self, *, claimed_before: datetime, limit: int
+    ) -> Sequence[at.ClaimedOrder]:
+        # The recovery sweep (once a minute per node): ix_acme_orders_processing serves it.
+        async with self._db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(_ORD.c.id, _ORD.c.processing_since, _ORD.c.csr_key_sha256)
+                    .where(
+                        _ORD.c.status == str(at.OrderStatus.PROCESSING),
+                        _ORD.c.processing_since < claimed_before,
+                    )
+                    .order_by(_ORD.c.processing_since)
+                    .limit(limit)
+                )
+            ).all()
+        found = []
+        for order_id, since, key in rows:
+            order = await self.get_order(at.OrderId(order_id))
+            if order is not None:
+                found.append(at.ClaimedOrder(order, convert.aware(since), key))
+        return found
 
     async def find_valid_authz(
         self, account_id: at.AccountId, identifier: at.Identifier, *, now: datetime, wildcard: bool
@@ -573,17 +625,20 @@ class SqlAcmeRepository:
         row = await self._db.fetch_first(select(_AUTHZ).where(_AUTHZ.c.id == authz_id))
         return _authz_to_domain(row._mapping) if row else None
 
-    async def claim_challenge(self, authz_id: at.AuthzId, updated: at.Authorization) -> bool:
+    async def claim_challenge(
+        self, authz_id: at.AuthzId, updated: at.Authorization, *, since: datetime
+    ) -> bool:
         if self._raw_pg:
             async with self._db.pg() as pg:
                 done = await pg.execute(
                     "UPDATE acme_authzs SET status = $2, expires = $3, challenges = $4::json,"
-                    " validating = true WHERE id = $1 AND status = 'pending'"
-                    " AND validating = false",
+                    " validating = true, validating_since = $5 WHERE id = $1"
+                    " AND status = 'pending' AND validating = false",
                     authz_id,
                     str(updated.status),
                     updated.expires,
                     json.dumps([_challenge_to_json(c) for c in updated.challenges]),
+                    since,
                 )
             return bool(done == "UPDATE 1")
         values = _authz_from_domain(updated, validating=True)
@@ -596,7 +651,7 @@ class SqlAcmeRepository:
                     _AUTHZ.c.status == str(at.AuthzStatus.PENDING),
                     _AUTHZ.c.validating.is_(False),
                 )
-                .values(**values)
+                .values(**values, validating_since=since)
             )
         return bool(result.rowcount == 1)
 
@@ -606,26 +661,54 @@ class SqlAcmeRepository:
         *,
         validating_done: bool,
         audit: types.AuditEvent | None = None,
-    ) -> None:
+        claimed: bool = False,
+    ) -> bool:
         audits = [] if audit is None else [audit]
         if self._raw_pg:
+            sql = (
+                "UPDATE acme_authzs SET status = $2, expires = $3, challenges = $4::json,"
+                " validating = $5, validating_since = CASE WHEN $5 THEN validating_since END"
+                " WHERE id = $1"
+            )
             async with self._db.pg() as pg, pg.transaction():
-                await pg.execute(
-                    "UPDATE acme_authzs SET status = $2, expires = $3, challenges = $4::json,"
-                    " validating = $5 WHERE id = $1",
+                done = await pg.execute(
+                    sql + (" AND validating" if claimed else ""),
                     authz.id,
                     str(authz.status),
                     authz.expires,
                     json.dumps([_challenge_to_json(c) for c in authz.challenges]),
                     not validating_done,
                 )
+                if claimed and done != "UPDATE 1":
+                    return False
                 await audit_chain.append_pg(pg, audits)
-            return
+            return True
         values = _authz_from_domain(authz, validating=not validating_done)
         values.pop("id")
+        if validating_done:
+            values["validating_since"] = None
+        where = [_AUTHZ.c.id == authz.id]
+        if claimed:
+            where.append(_AUTHZ.c.validating.is_(True))
         async with self._db.write() as conn:
-            await conn.execute(update(_AUTHZ).where(_AUTHZ.c.id == authz.id).values(**values))
+            result = await conn.execute(update(_AUTHZ).where(*where).values(**values))
+            if claimed and result.rowcount != 1:
+                return False
             await audit_chain.append(conn, audits)
+        return True
+
+    async def stuck_authzs(
+        self, *, claimed_before: datetime, limit: int
+    ) -> Sequence[at.Authorization]:
+        # The recovery sweep (once a minute per node): ix_acme_authzs_validating serves it.
+        stmt = (
+            select(_AUTHZ)
+            .where(_AUTHZ.c.validating.is_(True), _AUTHZ.c.validating_since < claimed_before)
+            .order_by(_AUTHZ.c.validating_since)
+            .limit(limit)
+        )
+        rows = await self._db.fetch_all(stmt)
+        return [_authz_to_domain(r._mapping) for r in rows]
 
     # ------------------------------------------------------------ nonces
 

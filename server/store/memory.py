@@ -299,7 +299,10 @@ class MemoryAcmeRepository:
         self.accounts: dict[at.AccountId, at.Account] = {}
         self.orders: dict[at.OrderId, at.Order] = {}
         self.authzs: dict[at.AuthzId, at.Authorization] = {}
-        self.validating: set[at.AuthzId] = set()
+        # Claims: authorization -> when validation was claimed (None: not recorded);
+        # order -> (when finalization was claimed, its CSR key's SHA-256).
+        self.validating: dict[at.AuthzId, datetime | None] = {}
+        self.processing: dict[at.OrderId, tuple[datetime, str]] = {}
         self.used_nonces: dict[str, datetime] = {}
         self.rate_limits: dict[str, tuple[datetime, int]] = {}
         self.eab_keys: dict[str, at.EabKey] = {}
@@ -403,12 +406,15 @@ class MemoryAcmeRepository:
         mine.sort(key=lambda o: o.created_at, reverse=True)
         return [o.id for o in mine[:limit]]
 
-    async def claim_order(self, order_id: at.OrderId, *, frm: at.OrderStatus) -> bool:
+    async def claim_order(
+        self, order_id: at.OrderId, *, frm: at.OrderStatus, since: datetime, csr_key_sha256: str
+    ) -> bool:
         async with self._lock:
             order = self.orders.get(order_id)
             if order is None or order.status is not frm:
                 return False
             self.orders[order_id] = replace(order, status=at.OrderStatus.PROCESSING)
+            self.processing[order_id] = (since, csr_key_sha256)
             return True
 
     async def finish_order(
@@ -419,15 +425,35 @@ class MemoryAcmeRepository:
         cert_ref: str | None,
         error: at.StoredProblem | None,
         audit: types.AuditEvent | None = None,
-    ) -> None:
+        claimed_before: datetime | None = None,
+    ) -> bool:
         async with self._lock:
             order = self.orders.get(order_id)
-            if order is not None:
-                self.orders[order_id] = replace(
-                    order, status=status, cert_ref=cert_ref, error=error
-                )
+            claim = self.processing.get(order_id)
+            if order is None or order.status is not at.OrderStatus.PROCESSING:
+                return False
+            if claimed_before is not None and (claim is None or claim[0] >= claimed_before):
+                return False
+            self.orders[order_id] = replace(order, status=status, cert_ref=cert_ref, error=error)
+            self.processing.pop(order_id, None)
             if audit is not None:
                 self.chain.append([audit])
+            return True
+
+    async def stuck_orders(
+        self, *, claimed_before: datetime, limit: int
+    ) -> Sequence[at.ClaimedOrder]:
+        stuck = sorted(
+            (since, order_id, key)
+            for order_id, (since, key) in self.processing.items()
+            if since < claimed_before and self.orders[order_id].status is at.OrderStatus.PROCESSING
+        )
+        found = []
+        for since, order_id, key in stuck[:limit]:
+            order = await self.get_order(order_id)
+            if order is not None:
+                found.append(at.ClaimedOrder(order, since, key))
+        return found
 
     async def find_valid_authz(
         self, account_id: at.AccountId, identifier: at.Identifier, *, now: datetime, wildcard: bool
@@ -461,7 +487,9 @@ class MemoryAcmeRepository:
     async def get_authz(self, authz_id: at.AuthzId) -> at.Authorization | None:
         return self.authzs.get(authz_id)
 
-    async def claim_challenge(self, authz_id: at.AuthzId, updated: at.Authorization) -> bool:
+    async def claim_challenge(
+        self, authz_id: at.AuthzId, updated: at.Authorization, *, since: datetime
+    ) -> bool:
         async with self._lock:
             authz = self.authzs.get(authz_id)
             if (
@@ -471,7 +499,7 @@ class MemoryAcmeRepository:
             ):
                 return False
             self.authzs[authz_id] = updated
-            self.validating.add(authz_id)
+            self.validating[authz_id] = since
             return True
 
     async def save_authz(
@@ -480,17 +508,29 @@ class MemoryAcmeRepository:
         *,
         validating_done: bool,
         audit: types.AuditEvent | None = None,
-    ) -> None:
+        claimed: bool = False,
+    ) -> bool:
         async with self._lock:
             if authz.id not in self.authzs:
-                return
+                return False
+            if claimed and authz.id not in self.validating:
+                return False
             self.authzs[authz.id] = authz
             if audit is not None:
                 self.chain.append([audit])
             if validating_done:
-                self.validating.discard(authz.id)
+                self.validating.pop(authz.id, None)
             else:
-                self.validating.add(authz.id)
+                self.validating.setdefault(authz.id, None)
+            return True
+
+    async def stuck_authzs(
+        self, *, claimed_before: datetime, limit: int
+    ) -> Sequence[at.Authorization]:
+        stuck = sorted(
+            (s, i) for i, s in self.validating.items() if s is not None and s < claimed_before
+        )
+        return [self.authzs[i] for _, i in stuck[:limit]]
 
     # replay nonces
     async def consume_nonces(self, nonces: Sequence[tuple[str, datetime]]) -> set[str]:

@@ -7,6 +7,7 @@ it. Must not import aiohttp, josepy or sqlalchemy.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from typing import Final
 
@@ -20,9 +21,9 @@ from server.ca.acme.ports import AcmeRepository
 from server.ca.api import CAEngine
 from server.ca.errors import EngineError, ProblemKind
 from server.ca.ports import Clock
-from server.ca.types import AuditEvent, Principal
+from server.ca.types import AuditEvent, CertificateRecord, Principal
 
-__all__ = ["Finalizer"]
+__all__ = ["Finalizer", "certificate_ref"]
 
 _ISSUED_CACHE: Final = 4096
 # Refusals of the CSR itself: the order stays ready so the client may send another.
@@ -37,6 +38,11 @@ _CSR_KINDS: Final = frozenset(
 )
 
 _Issued = tuple[at.AccountId, x509.Certificate, tuple[x509.Certificate, ...]]
+
+
+def certificate_ref(record: CertificateRecord) -> str:
+    """Return the reference an order keeps to its certificate (``<ca id>-<serial hex>``)."""
+    return f"{record.ca_id}-{record.serial_hex}"
 
 
 class Finalizer:
@@ -76,7 +82,14 @@ class Finalizer:
         if spki == account.key.spki:
             # RFC 8555 §11.1: an account key must not also be a certificate key.
             raise EngineError(ProblemKind.BAD_CSR, "the CSR's key is the account key")
-        if not await self._repo.claim_order(order.id, frm=at.OrderStatus.PENDING):
+        # The claim's time and the CSR's key let recovery (server.ca.acme.recovery) end a
+        # claim whose process died, with the certificate it issued if it got that far.
+        if not await self._repo.claim_order(
+            order.id,
+            frm=at.OrderStatus.PENDING,
+            since=self._clock.now(),
+            csr_key_sha256=hashlib.sha256(spki).hexdigest(),
+        ):
             raise EngineError(ProblemKind.ORDER_NOT_READY, "the order is already being finalized")
         try:
             issued = await self._engine.issue(
@@ -108,10 +121,13 @@ class Finalizer:
                 source,
             )
             raise
-        ref = f"{issued.record.ca_id}-{issued.record.serial_hex}"
-        await self._repo.finish_order(
+        ref = certificate_ref(issued.record)
+        if not await self._repo.finish_order(
             order.id, status=at.OrderStatus.VALID, cert_ref=ref, error=None
-        )
+        ):
+            # Recovery took the claim for dead before the certificate was stored (the
+            # issuance outlasted its bound): the order stays as recovery left it.
+            return await self._orders.get_order(account, order.id)
         # Clients download right after finalizing, usually from this node: keep the chain.
         if len(self._issued) >= _ISSUED_CACHE:
             self._issued.pop(next(iter(self._issued)))

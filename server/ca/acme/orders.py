@@ -31,7 +31,7 @@ from server.ca.errors import EngineError, ProblemKind, SubProblem
 from server.ca.ports import Clock
 from server.ca.types import AuditEvent, Principal
 
-__all__ = ["Orders", "derive_authz", "derive_order", "general_name"]
+__all__ = ["Orders", "audit_identifier", "derive_authz", "derive_order", "general_name"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,13 @@ def _identifier(kind: str, value: str) -> at.Identifier:
             SubProblem(ProblemKind.UNSUPPORTED_IDENTIFIER, f"type {kind!r}", f"dns:{value}"),
         ),
     )
+
+
+def audit_identifier(authz: at.Authorization) -> str:
+    """Return an authorization's identifier as its audit records name it (``dns:*.x``)."""
+    ident = authz.identifier
+    shown = f"*.{ident.value}" if authz.wildcard else ident.value
+    return f"{ident.type}:{shown}"
 
 
 def derive_authz(authz: at.Authorization, now: datetime) -> at.Authorization:
@@ -456,14 +463,12 @@ class Orders:
         source: str,
         detail: dict[str, str] | None = None,
     ) -> AuditEvent:
-        ident = authz.identifier
-        shown = f"*.{ident.value}" if authz.wildcard else ident.value
         return AuditEvent(
             at=self._clock.now(),
             actor=f"acme:{account.id}",
             action=action,
             target=authz.id,
-            detail={"identifier": f"{ident.type}:{shown}", **(detail or {})},
+            detail={"identifier": audit_identifier(authz), **(detail or {})},
             source=source,
         )
 
@@ -520,7 +525,7 @@ class Orders:
         updated = replace(
             authz, challenges=tuple(started if c.type is ctype else c for c in authz.challenges)
         )
-        if not await self._repo.claim_challenge(authz.id, updated):
+        if not await self._repo.claim_challenge(authz.id, updated, since=self._clock.now()):
             current = await self.get_authz(account, authz_id)
             return current, current.challenge(ctype) or chall
         self._queue.submit(lambda: self._validate(account, updated, started, source))
@@ -567,6 +572,11 @@ class Orders:
             account, final, "acme.authz-validate", source=source, detail=result
         )
         try:
-            await self._repo.save_authz(final, validating_done=True, audit=audit)
+            # Only while still claimed: a deactivation, or recovery of a claim it took
+            # for dead (server.ca.acme.recovery), ended it and stays final.
+            if not await self._repo.save_authz(
+                final, validating_done=True, audit=audit, claimed=True
+            ):
+                log.warning("validation of %s ended after its claim did", authz.id)
         except Exception:  # task supervisor: keep the server alive
             log.exception("could not store the validation result of %s", authz.id)

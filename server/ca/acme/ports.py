@@ -136,8 +136,13 @@ class AcmeRepository(Protocol):
         """Return the newest order ids of an account."""
         ...
 
-    async def claim_order(self, order_id: at.OrderId, *, frm: at.OrderStatus) -> bool:
-        """Move an order from ``frm`` to PROCESSING; False when it was not in ``frm``."""
+    async def claim_order(
+        self, order_id: at.OrderId, *, frm: at.OrderStatus, since: datetime, csr_key_sha256: str
+    ) -> bool:
+        """Move an order from ``frm`` to PROCESSING, claimed ``since`` then for a CSR's key.
+
+        One statement. False when the order was not in ``frm``.
+        """
         ...
 
     async def finish_order(
@@ -148,11 +153,14 @@ class AcmeRepository(Protocol):
         cert_ref: str | None,
         error: at.StoredProblem | None,
         audit: types.AuditEvent | None = None,
-    ) -> None:
-        """Record the end of finalization (valid with a certificate, or invalid).
+        claimed_before: datetime | None = None,
+    ) -> bool:
+        """End a finalization claim (valid with a certificate, invalid, or back to pending).
 
-        ``audit`` (an order made invalid) commits with the change; without one the
-        update is a single statement (the valid order of every finalize).
+        Only an order still PROCESSING (and, with ``claimed_before``, claimed before
+        that time) changes; False when it was not, and then nothing is recorded.
+        ``audit`` commits with the change; without one the update is a single
+        statement (the valid order of every finalize).
         """
         ...
 
@@ -176,8 +184,11 @@ class AcmeRepository(Protocol):
         """Return an authorization."""
         ...
 
-    async def claim_challenge(self, authz_id: at.AuthzId, updated: at.Authorization) -> bool:
-        """Store ``updated`` if the authorization is pending and not being validated."""
+    async def claim_challenge(
+        self, authz_id: at.AuthzId, updated: at.Authorization, *, since: datetime
+    ) -> bool:
+        """Store ``updated``, claimed for validation ``since`` then, if the authorization is
+        pending and not being validated (one statement)."""
         ...
 
     async def save_authz(
@@ -186,8 +197,26 @@ class AcmeRepository(Protocol):
         *,
         validating_done: bool,
         audit: types.AuditEvent | None = None,
-    ) -> None:
-        """Replace an authorization's status and challenges (audited atomically)."""
+        claimed: bool = False,
+    ) -> bool:
+        """Replace an authorization's status and challenges (audited atomically).
+
+        With ``claimed`` only while it is still claimed for validation: False when
+        the claim was already ended (deactivated, or recovered as interrupted), and
+        then nothing changes or is recorded.
+        """
+        ...
+
+    async def stuck_authzs(
+        self, *, claimed_before: datetime, limit: int
+    ) -> Sequence[at.Authorization]:
+        """Return up to ``limit`` authorizations claimed for validation before a time."""
+        ...
+
+    async def stuck_orders(
+        self, *, claimed_before: datetime, limit: int
+    ) -> Sequence[at.ClaimedOrder]:
+        """Return up to ``limit`` orders claimed for finalization before a time."""
         ...
 
     # replay nonces

@@ -29,6 +29,7 @@ __all__ = [
     "Challenge",
     "ChallengeStatus",
     "ChallengeType",
+    "ClaimedOrder",
     "EabBinding",
     "EabKey",
     "Identifier",
@@ -222,6 +223,20 @@ class Order:
     cert_ref: str | None = None
     replaces: str | None = None
     authorizations: tuple[Authorization, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedOrder:
+    """An order claimed for finalization (processing) ``since`` a time.
+
+    ``csr_key_sha256`` is the SHA-256 (hex) of the CSR's SubjectPublicKeyInfo: a
+    certificate for that key is the one this finalization issued. None for claims
+    taken before it was recorded.
+    """
+
+    order: Order
+    since: datetime
+    csr_key_sha256: str | None
 
 
 @dataclass(frozen=True, slots=True)

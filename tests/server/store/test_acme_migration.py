@@ -1,7 +1,9 @@
-"""Migration 0006_acme_limits backfills what existing ACME rows already used (SQLite)."""
+"""ACME migrations fill in what existing rows imply (SQLite): 0006_acme_limits the EAB
+keys and replacement slots already used, 0011_acme_claim_times the claims' times."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from alembic import command
@@ -9,6 +11,9 @@ from alembic.config import Config
 from sqlalchemy import create_engine, text
 
 from server.store import database
+from server.store.acme_repository import SqlAcmeRepository
+from server.store.database import Database, sqlite_url
+from tests.support import TEST_SEALER
 
 NOW = "2026-06-01 12:00:00+00:00"
 
@@ -62,3 +67,45 @@ def test_used_eab_keys_stay_used_and_replacements_keep_their_slot(tmp_path: Path
     engine.dispose()
     assert bindings == {"used": 1, "fresh": 0}
     assert [tuple(r) for r in slots] == [("cert-1", "o1")]
+
+
+async def test_claims_open_at_upgrade_get_the_upgrade_time(tmp_path: Path) -> None:
+    # 0011_acme_claim_times: a claim from before it is recovered once the bound passes.
+    path = tmp_path / "old.db"
+    _upgrade(f"sqlite:///{path}", "0010_audit_chain")
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        for authz_id, validating in (("z-stuck", 1), ("z-idle", 0)):
+            conn.execute(
+                text(
+                    "INSERT INTO acme_authzs (id, account_id, ident_type, ident_value, status,"
+                    " expires, wildcard, challenges, validating) VALUES (:id, 'a1', 'dns',"
+                    " 'x.internal', 'pending', :now, 0, '[]', :validating)"
+                ),
+                {"id": authz_id, "now": NOW, "validating": validating},
+            )
+        for order_id, status in (("o-stuck", "processing"), ("o-idle", "pending")):
+            conn.execute(
+                text(
+                    "INSERT INTO acme_orders (id, account_id, status, identifiers, authz_ids,"
+                    " expires, created_at, profile) VALUES (:id, 'a1', :status, '[]', '[]',"
+                    " :now, :now, 'tls-server')"
+                ),
+                {"id": order_id, "status": status, "now": NOW},
+            )
+    engine.dispose()
+    before = datetime.now(UTC)
+    _upgrade(f"sqlite:///{path}", "heads")
+    db = Database(sqlite_url(path))
+    try:
+        repo = SqlAcmeRepository(db, TEST_SEALER)
+        assert await repo.stuck_authzs(claimed_before=before, limit=10) == []
+        assert await repo.stuck_orders(claimed_before=before, limit=10) == []
+        later = datetime.now(UTC) + timedelta(seconds=1)
+        stuck = await repo.stuck_authzs(claimed_before=later, limit=10)
+        assert [a.id for a in stuck] == ["z-stuck"]
+        claims = await repo.stuck_orders(claimed_before=later, limit=10)
+        assert [(c.order.id, c.csr_key_sha256) for c in claims] == [("o-stuck", None)]
+        assert before <= claims[0].since < later
+    finally:
+        await db.close()

@@ -22,6 +22,7 @@ from server.store.memory import MemoryAcmeRepository
 from tests.support import TEST_SEALER
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+KEY = "ab" * 32
 Check = Callable[[AcmeRepository], Awaitable[None]]
 
 
@@ -80,9 +81,15 @@ async def _orders_and_authzs(repo: AcmeRepository) -> None:
     assert stored is not None
     assert {a.id for a in stored.authorizations} == {pending.id, valid.id}
     assert await repo.list_order_ids(acct.id, limit=10) == [order.id]
-    assert await repo.claim_order(order.id, frm=at.OrderStatus.PENDING)
-    assert not await repo.claim_order(order.id, frm=at.OrderStatus.PENDING)
-    await repo.finish_order(order.id, status=at.OrderStatus.VALID, cert_ref="ca-01", error=None)
+    ready = at.OrderStatus.PENDING  # stored as pending, derived ready
+    assert await repo.claim_order(order.id, frm=ready, since=NOW, csr_key_sha256=KEY)
+    assert not await repo.claim_order(order.id, frm=ready, since=NOW, csr_key_sha256=KEY)
+    assert await repo.finish_order(
+        order.id, status=at.OrderStatus.VALID, cert_ref="ca-01", error=None
+    )
+    assert not await repo.finish_order(
+        order.id, status=at.OrderStatus.INVALID, cert_ref=None, error=None
+    ), "only a claimed (processing) order is finished"
     done = await repo.get_order(order.id)
     assert done is not None
     assert (done.status, done.cert_ref) == (at.OrderStatus.VALID, "ca-01")
@@ -91,11 +98,77 @@ async def _orders_and_authzs(repo: AcmeRepository) -> None:
     assert await repo.find_valid_authz(acct.id, ident, now=NOW, wildcard=True) is None
     later = NOW + timedelta(days=2)
     assert await repo.find_valid_authz(acct.id, ident, now=later, wildcard=False) is None
-    assert await repo.claim_challenge(pending.id, pending)
-    assert not await repo.claim_challenge(pending.id, pending), "already validating"
-    assert not await repo.claim_challenge(valid.id, valid), "not pending"
-    await repo.save_authz(pending, validating_done=True)
-    assert await repo.claim_challenge(pending.id, pending)
+    assert await repo.claim_challenge(pending.id, pending, since=NOW)
+    assert not await repo.claim_challenge(pending.id, pending, since=NOW), "already validating"
+    assert not await repo.claim_challenge(valid.id, valid, since=NOW), "not pending"
+    assert await repo.save_authz(pending, validating_done=True)
+    assert await repo.claim_challenge(pending.id, pending, since=NOW)
+
+
+async def _stuck_claims(repo: AcmeRepository) -> None:
+    acct = await repo.add_account(_account("alice"))
+    old = _authz("old", acct, status=at.AuthzStatus.PENDING)
+    live = _authz("live", acct, status=at.AuthzStatus.PENDING)
+    orders = [
+        at.Order(
+            id=at.OrderId(f"order-{n}"),
+            account_id=acct.id,
+            status=at.OrderStatus.PENDING,
+            identifiers=(old.identifier,),
+            authz_ids=(old.id,),
+            expires=NOW + timedelta(days=1),
+            created_at=NOW,
+            profile="tls-server",
+        )
+        for n in ("old", "live", "idle")
+    ]
+    await repo.add_order(orders[0], [old, live])
+    for order in orders[1:]:
+        await repo.add_order(order, [])
+    cutoff = NOW + timedelta(minutes=5)
+    later = NOW + timedelta(minutes=10)
+
+    assert await repo.claim_challenge(old.id, old, since=NOW)
+    assert await repo.claim_challenge(live.id, live, since=later)
+    assert [a.id for a in await repo.stuck_authzs(claimed_before=cutoff, limit=10)] == [old.id]
+    assert await repo.stuck_authzs(claimed_before=cutoff, limit=0) == []
+    failed = replace(old, status=at.AuthzStatus.INVALID)
+    assert await repo.save_authz(failed, validating_done=True, claimed=True)
+    assert not await repo.save_authz(old, validating_done=True, claimed=True), (
+        "a claim ends once: a late result after recovery is dropped"
+    )
+    assert await repo.get_authz(old.id) == failed
+    assert await repo.stuck_authzs(claimed_before=cutoff, limit=10) == []
+    assert [
+        a.id for a in await repo.stuck_authzs(claimed_before=later + timedelta(1), limit=9)
+    ] == [live.id]
+
+    old_order, live_order, idle = orders
+    pending = at.OrderStatus.PENDING
+    assert await repo.claim_order(old_order.id, frm=pending, since=NOW, csr_key_sha256=KEY)
+    assert await repo.claim_order(live_order.id, frm=pending, since=later, csr_key_sha256=KEY)
+    stuck = await repo.stuck_orders(claimed_before=cutoff, limit=10)
+    assert [(c.order.id, c.since, c.csr_key_sha256) for c in stuck] == [(old_order.id, NOW, KEY)]
+    assert stuck[0].order.status is at.OrderStatus.PROCESSING
+    assert [a.id for a in stuck[0].order.authorizations] == [old.id]
+
+    async def end(order_id: at.OrderId) -> bool:
+        return await repo.finish_order(
+            order_id,
+            status=at.OrderStatus.INVALID,
+            cert_ref=None,
+            error=None,
+            claimed_before=cutoff,
+        )
+
+    assert not await end(live_order.id), "a live claim"
+    assert not await end(idle.id), "not claimed"
+    assert await end(old_order.id)
+    assert not await end(old_order.id), "a claim ends once"
+    assert await repo.stuck_orders(claimed_before=cutoff, limit=10) == []
+    # Back to ready (a refused CSR) ends the claim's time too.
+    assert await repo.finish_order(live_order.id, status=pending, cert_ref=None, error=None)
+    assert await repo.stuck_orders(claimed_before=later + timedelta(1), limit=10) == []
 
 
 async def _nonces_and_limits(repo: AcmeRepository) -> None:
@@ -182,6 +255,7 @@ async def _eab_keys(repo: AcmeRepository) -> None:
 CHECKS = [
     pytest.param(_accounts, id="accounts"),
     pytest.param(_orders_and_authzs, id="orders"),
+    pytest.param(_stuck_claims, id="stuck-claims"),
     pytest.param(_nonces_and_limits, id="nonces-limits"),
     pytest.param(_eab_keys, id="eab"),
 ]
