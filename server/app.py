@@ -95,8 +95,12 @@ async def _index(request: web.Request) -> web.Response:
     )
 
 
-def _acme_app(services: wiring.Services) -> web.Application:
-    """Return the ACME sub-app (mount at /acme) with the real network validation ports."""
+def _acme_app(services: wiring.Services, *, maintenance: bool) -> web.Application:
+    """Return the ACME sub-app (mount at /acme) with the real network validation ports.
+
+    ``maintenance`` runs the recovery of claims dead processes left (every node's
+    main process; each claim ends once however many sweep).
+    """
     permit = wiring.validation_permit(services)
     fetcher = network.AiohttpFetcher(permit)
     ports = acme_api.ValidationPorts(
@@ -109,12 +113,31 @@ def _acme_app(services: wiring.Services) -> web.Application:
     queue = acme_api.ValidationQueue(
         limit=acme.validation_queue, concurrency=acme.validation_concurrency
     )
-    return acme_routes.build_app(
-        wiring.build_acme_service(services, ports=ports, queue=queue),
+    service = wiring.build_acme_service(services, ports=ports, queue=queue)
+    app = acme_routes.build_app(
+        service,
         directories=wiring.build_acme_directories(services, ports=ports, queue=queue),
         client_max_size=services.settings.max_body_bytes,
         closers=[fetcher.close],
     )
+    if maintenance:
+        # One sweep for every directory: their orders and authorizations share the tables.
+        app.cleanup_ctx.append(_background(service.recovery.run, name="acme-recovery"))
+    return app
+
+
+def _background(
+    run: Callable[[], Coroutine[Any, Any, None]], *, name: str
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Run ``run()`` as a task while the app lives."""
+
+    async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(run(), name=name)
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    return ctx
 
 
 def create_https_app(
@@ -123,11 +146,15 @@ def create_https_app(
     est_service: est_api.EstService | None = None,
     admin_service: admin_api.AdminService | None = None,
     metrics: ProcessMetrics | None = None,
+    maintenance: bool = False,
 ) -> web.Application:
-    """Return the HTTPS application with every TLS protocol front end mounted."""
+    """Return the HTTPS application with every TLS protocol front end mounted.
+
+    ``maintenance`` runs background recovery here (the main process of a node).
+    """
     app = _base(services, metrics)
     app.router.add_get("/", _index)
-    app.add_subapp("/acme", _acme_app(services))
+    app.add_subapp("/acme", _acme_app(services, maintenance=maintenance))
     app.add_subapp(
         admin_links.PREFIX,
         admin_routes.build_app(
@@ -256,7 +283,11 @@ async def _listeners(
     cert_reload = asyncio.create_task(own_cert.run(), name="privca-tls-cert-reload")
     https = web.AppRunner(
         create_https_app(
-            services, est_service=est_service, admin_service=admin_service, metrics=metrics
+            services,
+            est_service=est_service,
+            admin_service=admin_service,
+            metrics=metrics,
+            maintenance=maintenance,
         )
     )
     http = web.AppRunner(
@@ -371,8 +402,9 @@ async def _renew_tls(services: wiring.Services, tls: wiring.TlsFiles) -> None:
 # database; the kernel spreads connections over the processes. Every piece of
 # protocol state (nonces, orders, rate limits, pending enrollments, OCSP answers)
 # lives in the database, so any process can answer any request. Workers run no
-# background maintenance (CRL schedule, OCSP refresh): the main process does, under
-# the same leader locks every node uses; workers only poll for replaced responses.
+# background maintenance (CRL schedule, OCSP refresh, ACME claim recovery): the main
+# process does, under the same leader locks or compare-and-set writes every node
+# uses; workers only poll for replaced responses.
 
 
 async def _start_http_site(

@@ -2,11 +2,12 @@
 
 Builds each concept once over the same settings, repository, engine and clock:
 ``accounts`` (accounts, EAB), ``orders`` (orders, authorizations, challenges),
-``finalizer`` (finalize, download), ``revocation`` and ``renewal`` (ARI), plus
-the replay ``nonces``. Handlers call the part they need
-(``service.orders.new_order(...)``); the request-authentication surface the JWS
-check and middleware use on every request (``account``, ``new_nonce``,
-``use_nonce``) stays here. Must not import aiohttp, josepy or sqlalchemy.
+``finalizer`` (finalize, download), ``revocation`` and ``renewal`` (ARI),
+``recovery`` (claims a dead process left behind), plus the replay ``nonces``.
+Handlers call the part they need (``service.orders.new_order(...)``); the
+request-authentication surface the JWS check and middleware use on every request
+(``account``, ``new_nonce``, ``use_nonce``) stays here. Must not import aiohttp,
+josepy or sqlalchemy.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from server.ca.acme.finalize import Finalizer
 from server.ca.acme.nonces import NonceService
 from server.ca.acme.orders import Orders
 from server.ca.acme.ports import AcmeRepository
+from server.ca.acme.recovery import Recovery
 from server.ca.acme.renewal import Renewal
 from server.ca.acme.revocation import Revocation
 from server.ca.acme.settings import AcmeSettings
@@ -57,6 +59,7 @@ class AcmeService:
         )
         self.finalizer = Finalizer(engine, repo, self.orders, clock)
         self.revocation = Revocation(engine, repo, clock)
+        self.recovery = Recovery(engine, repo, settings=self.settings, clock=clock)
 
     async def close(self) -> None:
         """Cancel validation still running (called on shutdown)."""
