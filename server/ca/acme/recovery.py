@@ -118,6 +118,8 @@ class Recovery:
         """Forever: sweep once a minute (the main process of every node)."""
         loop_health = health.LoopHealth("ACME claim recovery", log)
         while True:
+            # First a minute in: the claims it ends are at least ten minutes old anyway.
+            await asyncio.sleep(_SWEEP_EVERY)
             try:
                 swept = await self.sweep()
             except Exception as exc:  # noqa: BLE001 - task supervisor: the loop goes on
@@ -126,7 +128,6 @@ class Recovery:
                 loop_health.succeeded()
                 if swept != Swept():
                     log.warning("ACME claims left by a stopped process ended: %s", swept)
-            await asyncio.sleep(_SWEEP_EVERY)
 
     async def sweep(self) -> Swept:
         """End the claims older than their bound once; return what changed here."""

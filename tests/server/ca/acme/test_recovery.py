@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -11,8 +12,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from server.ca.acme import recovery, validation
 from server.ca.acme import types as at
-from server.ca.acme import validation
 from server.ca.acme.ports import FetchResult
 from server.ca.acme.recovery import FINALIZE_BOUND, Swept, validation_bound
 from server.ca.acme.service import AcmeService
@@ -169,12 +170,14 @@ async def test_a_finalize_killed_after_issuing_is_finished_with_its_certificate(
     stuck = await service.orders.get_order(account, order.id)
     assert stuck.status is at.OrderStatus.PROCESSING
     assert stuck.cert_ref is None
-    # A later order of the same account for the same name, with another key: not its cert.
+    # A later order of the same account for the same name, with another key: not its
+    # certificate, though it is the newest one naming it.
+    clock.advance(SECOND)
     other = await ready_order(service, net, account, NAME)
     decoy = await service.finalizer.finalize(account, other.id, csr_der(NAME)[0])
     before = len(acme_repo.audit)
 
-    clock.advance(FINALIZE_BOUND - SECOND)
+    clock.advance(FINALIZE_BOUND - 2 * SECOND)
     assert await service.recovery.sweep() == Swept()
     clock.advance(2 * SECOND)
     assert await service.recovery.sweep() == Swept(orders_valid=1)
@@ -238,3 +241,40 @@ async def test_a_finalize_killed_before_issuing_leaves_an_invalid_order(
             {"error": "serverInternal", "reason": "interrupted"},
         )
     ]
+
+
+async def test_the_loop_sweeps_again_after_a_failed_round(
+    service: AcmeService,
+    net: FakePorts,
+    acme_repo: MemoryAcmeRepository,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(recovery, "_SWEEP_EVERY", 0.0)
+    account = await new_account(service)
+    _, authz = await _claimed_challenge(service, net, account)
+    clock.advance(service.recovery.validation_bound + SECOND)
+    rounds = 0
+    stuck_authzs = acme_repo.stuck_authzs
+
+    async def flaky(**query: Any) -> Sequence[at.Authorization]:
+        nonlocal rounds
+        rounds += 1
+        if rounds == 1:
+            raise RuntimeError("the first round fails")
+        return await stuck_authzs(**query)
+
+    monkeypatch.setattr(acme_repo, "stuck_authzs", flaky)
+    task = asyncio.create_task(service.recovery.run())
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0)
+            if acme_repo.authzs[authz.id].status is at.AuthzStatus.INVALID:
+                break
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert acme_repo.authzs[authz.id].status is at.AuthzStatus.INVALID
+    assert rounds >= 2
+    assert "ACME claim recovery failed" in caplog.text
